@@ -1,0 +1,8 @@
+"""confio_kms: sign Algorand transactions from Django with keys held in AWS KMS."""
+
+from .exceptions import ConfioKMSError
+from .manager import AlgorandKMSManager, CreatedKey, KeyRecord
+from .signer import KMSSigner
+
+__all__ = ["AlgorandKMSManager", "ConfioKMSError", "CreatedKey", "KMSSigner", "KeyRecord"]
+__version__ = "0.1.0"

@@ -1,0 +1,12 @@
+from django.apps import AppConfig
+
+
+class ConfioKMSConfig(AppConfig):
+    name = "confio_kms"
+    verbose_name = "Confio KMS signing"
+
+    def ready(self) -> None:
+        # Before anything logs at DEBUG, keep secrets out of botocore's wire logs.
+        from .redaction import install_redaction
+
+        install_redaction()

@@ -1,0 +1,173 @@
+"""AWS client setup and the translation of AWS failures into confio_kms errors.
+
+One :class:`AWSClients` per manager or signer: the boto3 session and its KMS and
+SSM clients are built once and reused (boto3 clients are thread-safe; sessions
+are not, so nothing builds clients after construction).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import boto3
+from botocore import xform_name
+from botocore.config import Config
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionError as BotoConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+)
+
+from . import exceptions as exc
+from .redaction import install_redaction
+
+CLIENT_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 4},
+    connect_timeout=5,
+    read_timeout=10,
+    # Native keys sign a group with concurrent requests (one per transaction).
+    max_pool_connections=32,
+    user_agent_appid="confio-kms",
+)
+
+_DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
+_KEY_STATE = {
+    "DisabledException",
+    "KMSInvalidStateException",
+    "KeyUnavailableException",
+    "InvalidKeyUsageException",
+    "ParameterVersionNotFound",
+}
+_KEY_STATE_SSM = {"InvalidKeyId"}
+
+
+class AWSClients:
+    """The boto3 session and the KMS and SSM clients of one manager or signer.
+
+    ``region_name`` falls back to the session's region (``AWS_DEFAULT_REGION``, the
+    profile); ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3 reads it.
+    """
+
+    def __init__(
+        self,
+        region_name: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        session: boto3.Session | None = None,
+    ) -> None:
+        install_redaction()
+        self.session = session or boto3.Session()
+        region = region_name or self.session.region_name
+        if not region:
+            raise exc.ConfigurationError(
+                "No AWS region is configured.",
+                fix="Pass region_name=..., set KMS_REGION in settings, or set AWS_DEFAULT_REGION.",
+            )
+        self.region: str = region
+        self.endpoint_url = endpoint_url
+        try:
+            self.kms = self.session.client(
+                "kms", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            )
+            self.ssm = self.session.client(
+                "ssm", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            )
+        except NoRegionError:  # pragma: no cover - region is always passed
+            raise exc.ConfigurationError("No AWS region is configured.") from None
+        # Loggers created while building the clients get the filter too.
+        install_redaction()
+
+    @property
+    def scope(self) -> str:
+        """Names the AWS endpoint these clients talk to, for cache keys."""
+        return f"{self.region}|{self.kms.meta.endpoint_url}"
+
+    def call(self, service: str, operation: str, resource: str, **params: Any) -> dict[str, Any]:
+        """Call ``operation`` (e.g. ``"DescribeKey"``) and translate its failures.
+
+        ``resource`` names what the request is about (an alias, a path) in errors.
+        """
+        client = self.kms if service == "kms" else self.ssm
+        try:
+            response: dict[str, Any] = getattr(client, xform_name(operation))(**params)
+        except ClientError as error:
+            raise translate_client_error(error, service, operation, resource) from error
+        except (NoCredentialsError, PartialCredentialsError) as error:
+            raise exc.CredentialsError(
+                f"No usable AWS credentials for {service}:{operation} on {resource}.",
+                fix="Configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "or an instance/task role).",
+            ) from error
+        except BotoConnectionError as error:
+            raise exc.AWSConnectionError(
+                f"Could not reach AWS {service} at {client.meta.endpoint_url} "
+                f"for {operation} on {resource}.",
+                fix="Check the network, the region and AWS_ENDPOINT_URL / endpoint_url.",
+                cause=type(error).__name__,
+            ) from error
+        except BotoCoreError as error:
+            raise exc.AWSError(
+                f"AWS {service}:{operation} on {resource} failed.",
+                cause=type(error).__name__,
+            ) from error
+        return response
+
+
+def error_code(error: ClientError) -> str:
+    return str(error.response.get("Error", {}).get("Code", ""))
+
+
+def translate_client_error(
+    error: ClientError, service: str, operation: str, resource: str
+) -> exc.ConfioKMSError:
+    """Map an AWS error onto the narrowest confio_kms error, naming cause and fix."""
+    err: Mapping[str, Any] = error.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    cause = f"{code}: {err.get('Message', '')}".strip(": ")
+    action = f"{service}:{operation}"
+    if code in _DENIED:
+        fix = f"Grant the IAM action {action} on {resource} to the credentials in use"
+        if service == "ssm" and operation == "GetParameter":
+            fix += ", and kms:Decrypt on the KMS key that encrypts the parameter"
+        return exc.AccessDeniedError(
+            f"AWS denied {action} on {resource}.", fix=fix + ".", cause=cause
+        )
+    if code == "NotFoundException" and resource.startswith("alias/"):
+        return exc.AliasNotFoundError(
+            f"The KMS alias {resource} does not exist in this account and region.",
+            fix="List the aliases with `manage.py kms_list` or `aws kms list-aliases`, "
+            "check KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
+            cause=cause,
+        )
+    if code == "ParameterNotFound":
+        return exc.ParameterNotFoundError(
+            f"The SSM parameter {resource} does not exist.",
+            fix="Create the key with `manage.py kms_setup --create-new` or "
+            "`--import-existing`, or check the SSM prefix and region.",
+            cause=cause,
+        )
+    if code == "AlreadyExistsException":
+        return exc.AliasExistsError(
+            f"The KMS alias {resource} already exists.",
+            fix="Choose another alias; confio_kms never replaces an existing key.",
+            cause=cause,
+        )
+    if code == "ParameterAlreadyExists":
+        return exc.ParameterExistsError(
+            f"The SSM parameter {resource} already exists.",
+            fix="Choose another alias, or delete the old parameter deliberately "
+            "after checking nothing depends on it.",
+            cause=cause,
+        )
+    if code in _KEY_STATE or (service == "ssm" and code in _KEY_STATE_SSM):
+        return exc.KeyStateError(
+            f"The KMS key behind {resource} cannot be used for {operation}.",
+            fix="Enable the key (`aws kms enable-key`) or cancel its pending deletion "
+            "(AlgorandKMSManager.cancel_key_deletion).",
+            cause=cause,
+        )
+    return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)

@@ -1,0 +1,161 @@
+"""Envelope keys: the Ed25519 private key is an SSM SecureString encrypted by KMS.
+
+This is the layout existing deployments have: a symmetric KMS key per account
+(alias ``alias/<name>``, address in its tags) encrypting the private key stored at
+``<prefix>/<name>/private-key`` as py-algorand-sdk's base64 private key string.
+Signing decrypts it with one SSM GetParameter request per call, signs every
+message of the call, and drops it.
+
+Python cannot wipe memory: the decrypted key lives only in locals of one call
+and in an object whose repr is redacted, so it does not show in tracebacks that
+print locals (Django's debug page, Sentry).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+
+from algosdk import encoding
+from nacl.signing import SigningKey
+
+from . import exceptions as exc
+from .aws import AWSClients
+from .keys import (
+    ENVELOPE,
+    MANAGED_BY,
+    TAG_ADDRESS,
+    TAG_MANAGED_BY,
+    TAG_NETWORK,
+    AlgorandKey,
+    KeyInfo,
+    Rollback,
+    create_key_with_alias,
+)
+from .validation import parameter_path
+
+
+class _PrivateKey:
+    """A decrypted private key; its repr never shows the key."""
+
+    __slots__ = ("_signing_key", "address")
+
+    def __init__(self, value: object, path: str) -> None:
+        try:
+            raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 64:
+            raise exc.KeyMaterialError(
+                f"The SSM parameter {path} does not hold an Algorand private key "
+                "(expected py-algorand-sdk's base64 encoding of 64 bytes).",
+                fix="Restore the parameter from the backup mnemonic with "
+                "`manage.py kms_setup --import-existing` under a new alias.",
+            )
+        signing_key = SigningKey(raw[:32])
+        if bytes(signing_key.verify_key) != raw[32:]:
+            raise exc.KeyMaterialError(
+                f"The SSM parameter {path} is corrupt: its public half does not match "
+                "its private half.",
+                fix="Restore the key from the backup mnemonic with "
+                "`manage.py kms_setup --import-existing` under a new alias.",
+            )
+        self._signing_key = signing_key
+        self.address: str = encoding.encode_address(raw[32:])
+
+    def sign(self, message: bytes) -> bytes:
+        return bytes(self._signing_key.sign(message).signature)
+
+    def __repr__(self) -> str:
+        return f"<private key of {self.address}: redacted>"
+
+
+class EnvelopeKey(AlgorandKey):
+    """Signs with the private key decrypted from SSM, once per call."""
+
+    mode = ENVELOPE
+
+    def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
+        super().__init__(aws, info)
+        self.path = parameter_path(prefix, info.name)
+
+    def sign(self, messages: Sequence[bytes]) -> list[bytes]:
+        key = self._decrypt()
+        if key.address != self.info.address:
+            raise exc.AddressMismatchError(
+                f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
+                f"is tagged {self.info.address}; nothing was signed.",
+                fix="The parameter was swapped or the tag edited: restore the parameter from "
+                "the account's backup, or re-create the key. Do not retag without checking.",
+            )
+        return [key.sign(message) for message in messages]
+
+    def decrypted_address(self) -> str:
+        """The address of the stored key, found by decrypting it (one request)."""
+        return self._decrypt().address
+
+    def _decrypt(self) -> _PrivateKey:
+        response = self.aws.call(
+            "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
+        )
+        return _PrivateKey(response.get("Parameter", {}).get("Value"), self.path)
+
+
+def provision(
+    aws: AWSClients,
+    *,
+    name: str,
+    prefix: str,
+    private_key: str,
+    address: str,
+    network: str,
+    description: str,
+) -> str:
+    """Create the KMS key, its alias and the encrypted parameter; return the key id.
+
+    Any failure undoes what was created (alias removed, key scheduled for deletion)
+    and raises :class:`ProvisioningError` saying so.
+    """
+    path = parameter_path(prefix, name)
+    tags = {
+        TAG_ADDRESS: address,
+        TAG_NETWORK: network,
+        TAG_MANAGED_BY: MANAGED_BY,
+    }
+    rollback = Rollback()
+    step = "CreateKey"
+    try:
+        key_id = create_key_with_alias(
+            aws,
+            name,
+            rollback,
+            description=description,
+            tags=tags,
+            KeySpec="SYMMETRIC_DEFAULT",
+            KeyUsage="ENCRYPT_DECRYPT",
+        )
+        step = "PutParameter"
+        aws.call(
+            "ssm",
+            "PutParameter",
+            path,
+            Name=path,
+            Description=f"Algorand private key of {address} (confio-kms)",
+            Value=private_key,
+            Type="SecureString",
+            KeyId=key_id,
+            Overwrite=False,
+            Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+        )
+    except exc.ConfioKMSError as error:
+        undone, failed = rollback.run()
+        report = "; ".join(undone) or "nothing had been created"
+        if failed:
+            report += "; NOT undone, clean up by hand: " + "; ".join(failed)
+        raise exc.ProvisioningError(
+            f"Creating alias/{name} failed at {step}: {error.message} Rolled back: {report}.",
+            fix=error.fix,
+            cause=error.cause,
+        ) from error
+    return key_id

@@ -1,0 +1,132 @@
+"""Every error confio_kms raises, each naming its cause and its fix.
+
+All errors derive from :class:`ConfioKMSError`. Where a standard exception fits,
+the error subclasses it too (``ValueError``, ``LookupError``, ``PermissionError``,
+``ConnectionError``, Django's ``ImproperlyConfigured``), so callers can catch
+either. No message ever contains a private key or a mnemonic: messages are built
+from names, paths, ARNs and AWS error codes only.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+
+
+class ConfioKMSError(Exception):
+    """Base class: ``message`` says what went wrong, ``fix`` what to do about it.
+
+    ``cause`` carries the underlying AWS error code and message, when there is one.
+    """
+
+    def __init__(self, message: str, *, fix: str | None = None, cause: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.cause = cause
+
+    def __str__(self) -> str:
+        text = self.message
+        if self.cause:
+            text += f" (AWS said: {self.cause})"
+        if self.fix:
+            text += f" Fix: {self.fix}"
+        return text
+
+
+# --- configuration ---------------------------------------------------------------
+
+
+class ConfigurationError(ConfioKMSError, ImproperlyConfigured):
+    """A setting or constructor argument is missing or invalid."""
+
+
+# --- bad input ---------------------------------------------------------------------
+
+
+class InvalidAliasError(ConfioKMSError, ValueError):
+    """A key alias is not a valid confio-kms name."""
+
+
+class InvalidNetworkError(ConfioKMSError, ValueError):
+    """A network name is not one of testnet, mainnet, betanet, localnet."""
+
+
+class InvalidMnemonicError(ConfioKMSError, ValueError):
+    """A 25-word Algorand mnemonic is malformed (the words are never repeated here)."""
+
+
+class NotATransactionError(ConfioKMSError, TypeError):
+    """Something other than a py-algorand-sdk ``Transaction`` was passed for signing."""
+
+
+class InvalidSigningRequestError(ConfioKMSError, ValueError):
+    """The indexes of a signing request do not fit its transaction group."""
+
+
+class KeyMaterialError(ConfioKMSError, ValueError):
+    """The stored parameter does not hold an Algorand private key."""
+
+
+# --- lookups -----------------------------------------------------------------------
+
+
+class KeyNotFoundError(ConfioKMSError, LookupError):
+    """Base for a KMS alias or SSM parameter that does not exist."""
+
+
+class AliasNotFoundError(KeyNotFoundError):
+    """No KMS alias of that name exists in the account and region."""
+
+
+class ParameterNotFoundError(KeyNotFoundError):
+    """The SSM parameter holding the encrypted private key does not exist."""
+
+
+class NotAnAlgorandKeyError(KeyNotFoundError):
+    """The alias exists but its KMS key carries no ``AlgorandAddress`` tag."""
+
+
+class AlreadyExistsError(ConfioKMSError):
+    """Base for a create/import that would overwrite something: nothing was changed."""
+
+
+class AliasExistsError(AlreadyExistsError):
+    """A KMS alias of that name already exists."""
+
+
+class ParameterExistsError(AlreadyExistsError):
+    """An SSM parameter already exists at the key's path."""
+
+
+# --- security refusals -------------------------------------------------------------
+
+
+class AddressMismatchError(ConfioKMSError):
+    """The decrypted key does not belong to the address the KMS key is tagged with."""
+
+
+class KeyStateError(ConfioKMSError):
+    """The KMS key is disabled, pending deletion or otherwise unusable."""
+
+
+class ProvisioningError(ConfioKMSError):
+    """Creating or importing a key failed half-way; what was created has been rolled back."""
+
+
+# --- AWS ---------------------------------------------------------------------------
+
+
+class AWSError(ConfioKMSError):
+    """AWS refused or failed a request for a reason not covered by a narrower error."""
+
+
+class AccessDeniedError(AWSError, PermissionError):
+    """The credentials in use lack an IAM permission."""
+
+
+class CredentialsError(AWSError, PermissionError):
+    """No AWS credentials were found, or they are incomplete."""
+
+
+class AWSConnectionError(AWSError, ConnectionError):
+    """The AWS endpoint could not be reached or did not answer in time."""

@@ -1,0 +1,263 @@
+"""AlgorandKMSManager: create, import, list, look up and delete KMS-held Algorand keys.
+
+The method names are those of the old setup scripts, so existing call sites keep
+working. Nothing is ever overwritten: an existing alias or parameter is refused
+before any change, and a creation that fails half-way is rolled back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import boto3
+from algosdk import account, mnemonic
+
+from . import cache, envelope, keys, validation
+from . import exceptions as exc
+from .aws import AWSClients
+from .keys import TAG_ADDRESS, TAG_MANAGED_BY
+from .validation import DEFAULT_SSM_PREFIX
+
+MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
+
+
+class CreatedKey:
+    """The result of ``create_algorand_key``: unpacks as ``(key_id, address, backup_mnemonic)``.
+
+    Its repr and str never show the mnemonic; read ``backup_mnemonic`` or unpack it.
+    """
+
+    __slots__ = ("_mnemonic", "address", "key_id")
+
+    def __init__(self, key_id: str, address: str, backup_mnemonic: str) -> None:
+        self.key_id = key_id
+        self.address = address
+        self._mnemonic = backup_mnemonic
+
+    @property
+    def backup_mnemonic(self) -> str:
+        return self._mnemonic
+
+    def __iter__(self) -> Iterator[str]:
+        return iter((self.key_id, self.address, self._mnemonic))
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: int) -> str:
+        return (self.key_id, self.address, self._mnemonic)[index]
+
+    def __repr__(self) -> str:
+        return (
+            f"CreatedKey(key_id={self.key_id!r}, address={self.address!r}, "
+            "backup_mnemonic=<hidden>)"
+        )
+
+    __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One Algorand key found in KMS, as ``list_keys`` reports it."""
+
+    name: str
+    key_id: str
+    address: str
+    network: str
+    key_state: str
+    creation_date: datetime | None
+    mode: str
+    managed: bool
+    """True for keys tagged ManagedBy=confio-kms, False for the old scripts' keys."""
+    deletion_date: datetime | None = None
+
+
+class AlgorandKMSManager:
+    """Administers the Algorand keys of one AWS account and region."""
+
+    def __init__(
+        self,
+        region_name: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        session: boto3.Session | None = None,
+        ssm_prefix: str = DEFAULT_SSM_PREFIX,
+    ) -> None:
+        self._prefix = validation.ssm_prefix(ssm_prefix)
+        self._aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session)
+
+    @property
+    def region_name(self) -> str:
+        return self._aws.region
+
+    def parameter_path(self, key_alias: str) -> str:
+        return validation.parameter_path(self._prefix, validation.alias_name(key_alias))
+
+    def create_algorand_key(
+        self, key_alias: str, description: str = "", *, network: str = "testnet"
+    ) -> CreatedKey:
+        """Generate a new Algorand account and store its key under ``key_alias``.
+
+        Returns ``(key_id, address, backup_mnemonic)``; the mnemonic is the only
+        copy outside AWS, for the operator's offline backup.
+        """
+        name, network = self._check_new(key_alias, network)
+        private_key, address = account.generate_account()
+        key_id = self._store(name, private_key, address, network, description)
+        return CreatedKey(key_id, address, mnemonic.from_private_key(private_key))
+
+    def import_existing_key(
+        self,
+        key_alias: str,
+        mnemonic_phrase: str,
+        description: str = "",
+        *,
+        network: str = "testnet",
+    ) -> tuple[str, str]:
+        """Store the account of ``mnemonic_phrase`` under ``key_alias``; return (key_id, address).
+
+        The mnemonic is validated before any AWS request.
+        """
+        private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
+        address = str(account.address_from_private_key(private_key))
+        name, network = self._check_new(key_alias, network)
+        return self._store(name, private_key, address, network, description), address
+
+    def get_address(self, key_alias: str) -> str:
+        """The address tagged on the key (cached; no request once cached)."""
+        info, _ = cache.lookup(self._aws, validation.alias_name(key_alias))
+        return info.address
+
+    def get_key(self, key_alias: str) -> KeyRecord:
+        """The record of one key, fresh from KMS (two requests)."""
+        name = validation.alias_name(key_alias)
+        metadata = keys.describe_key(self._aws, name)
+        return self._record(name, metadata, keys.read_tags(self._aws, metadata["KeyId"], name))
+
+    def list_keys(self) -> list[KeyRecord]:
+        """Every aliased KMS key tagged with an Algorand address, sorted by name.
+
+        Covers keys this app created and those of the old setup scripts.
+        """
+        records = []
+        for alias in self._aliases():
+            name = alias["AliasName"].removeprefix("alias/")
+            key_id = alias.get("TargetKeyId")
+            if not key_id or name.startswith("aws/"):
+                continue
+            tags = keys.read_tags(self._aws, key_id, alias["AliasName"])
+            if TAG_ADDRESS not in tags:
+                continue
+            metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
+            records.append(self._record(name, metadata, tags))
+        return sorted(records, key=lambda record: record.name)
+
+    def delete_key(self, key_alias: str, pending_window_days: int = 30) -> datetime | None:
+        """Schedule the key's deletion; return the date it will be deleted.
+
+        The encrypted SSM parameter is kept: until the date, ``cancel_key_deletion``
+        restores signing exactly as before. After it, the parameter is undecryptable
+        and may be removed by hand.
+        """
+        if (
+            not isinstance(pending_window_days, int)
+            or not MIN_PENDING_DAYS <= pending_window_days <= MAX_PENDING_DAYS
+        ):
+            raise exc.ConfigurationError(
+                f"pending_window_days must be a whole number of days from {MIN_PENDING_DAYS} "
+                f"to {MAX_PENDING_DAYS}, not {pending_window_days!r}.",
+                fix=f"Pass a value from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS} (AWS's limits).",
+            )
+        name = validation.alias_name(key_alias)
+        key_id = keys.describe_key(self._aws, name)["KeyId"]
+        response = self._aws.call(
+            "kms",
+            "ScheduleKeyDeletion",
+            f"alias/{name}",
+            KeyId=key_id,
+            PendingWindowInDays=pending_window_days,
+        )
+        deletion_date: datetime | None = response.get("DeletionDate")
+        return deletion_date
+
+    def cancel_key_deletion(self, key_alias: str) -> None:
+        """Cancel a scheduled deletion and re-enable the key (KMS leaves it disabled)."""
+        name = validation.alias_name(key_alias)
+        key_id = keys.describe_key(self._aws, name)["KeyId"]
+        self._aws.call("kms", "CancelKeyDeletion", f"alias/{name}", KeyId=key_id)
+        self._aws.call("kms", "EnableKey", f"alias/{name}", KeyId=key_id)
+
+    def __repr__(self) -> str:
+        return f"AlgorandKMSManager(region_name={self._aws.region!r}, ssm_prefix={self._prefix!r})"
+
+    # --- internals ------------------------------------------------------------
+
+    def _check_new(self, key_alias: str, network: str) -> tuple[str, str]:
+        """Validate the inputs and refuse an alias or parameter that already exists."""
+        name = validation.alias_name(key_alias)
+        network = validation.network_name(network)
+        alias = f"alias/{name}"
+        try:
+            keys.describe_key(self._aws, name)
+        except exc.AliasNotFoundError:
+            pass
+        else:
+            raise exc.AliasExistsError(
+                f"The KMS alias {alias} already exists; nothing was changed.",
+                fix="Choose another alias, or use the existing key (`manage.py kms_list`).",
+            )
+        path = validation.parameter_path(self._prefix, name)
+        try:
+            self._aws.call("ssm", "GetParameter", path, Name=path, WithDecryption=False)
+        except exc.ParameterNotFoundError:
+            pass
+        else:
+            raise exc.ParameterExistsError(
+                f"The SSM parameter {path} already exists; nothing was changed.",
+                fix="Choose another alias. If the parameter is left over from a deleted key, "
+                "check nothing depends on it and delete it deliberately.",
+            )
+        return name, network
+
+    def _store(
+        self, name: str, private_key: str, address: str, network: str, description: str
+    ) -> str:
+        key_id = envelope.provision(
+            self._aws,
+            name=name,
+            prefix=self._prefix,
+            private_key=private_key,
+            address=address,
+            network=network,
+            description=description,
+        )
+        cache.forget(self._aws.scope, name)
+        return key_id
+
+    def _aliases(self) -> Iterator[dict[str, Any]]:
+        marker: str | None = None
+        while True:
+            page = self._aws.call(
+                "kms", "ListAliases", "aliases", **({"Marker": marker} if marker else {})
+            )
+            yield from page.get("Aliases", [])
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return
+
+    def _record(self, name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyRecord:
+        spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
+        return KeyRecord(
+            name=name,
+            key_id=metadata["KeyId"],
+            address=tags.get(TAG_ADDRESS, ""),
+            network=keys.network_from_tags(tags),
+            key_state=metadata.get("KeyState", "Unknown"),
+            creation_date=metadata.get("CreationDate"),
+            mode=keys.KEY_SPEC_MODES.get(spec, spec),
+            managed=tags.get(TAG_MANAGED_BY) == keys.MANAGED_BY,
+            deletion_date=metadata.get("DeletionDate"),
+        )

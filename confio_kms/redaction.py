@@ -1,0 +1,70 @@
+"""Keep secrets out of botocore's DEBUG wire logging.
+
+With DEBUG on, botocore logs request bodies (``botocore.endpoint``: PutParameter's
+``Value``) and response bodies (``botocore.parsers``: GetParameter's decrypted
+``Value``). A filter on those loggers rewrites such records before any handler sees
+them. Logger filters survive an application's own ``logging.config.dictConfig``
+(which replaces handlers, not filters), so this holds whatever logging the project
+sets up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+# JSON fields whose values may be secret in SSM and KMS requests and responses.
+_SECRET_FIELDS = ("Value", "Plaintext", "PrivateKey", "Mnemonic", "SecretString")
+_SECRET_JSON = re.compile(
+    r'("(?:' + "|".join(_SECRET_FIELDS) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"'
+)
+_SECRET_DICT = re.compile(
+    r"('(?:" + "|".join(_SECRET_FIELDS) + r")'\s*:\s*)(['\"])(?:(?!\2)[^\\]|\\.)*\2"
+)
+REDACTED = "***redacted by confio_kms***"
+
+# Loggers known to print bodies, plus every botocore/boto3/urllib3 logger that exists
+# when the filter is installed (botocore creates its loggers at import time).
+_KNOWN_LOGGERS = ("botocore.endpoint", "botocore.parsers", "botocore.hooks", "botocore.auth")
+_LOGGER_PREFIXES = ("botocore", "boto3", "urllib3", "s3transfer")
+
+
+def redact(text: str) -> str:
+    """Replace the values of secret-bearing fields in ``text`` with a marker."""
+    text = _SECRET_JSON.sub(lambda m: f'{m.group(1)}"{REDACTED}"', text)
+    return _SECRET_DICT.sub(lambda m: f"{m.group(1)}'{REDACTED}'", text)
+
+
+class RedactSecretsFilter(logging.Filter):
+    """Rewrites a record whose formatted message carries a secret field."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record is not ours to fix
+            return True
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg = cleaned
+            record.args = None
+        return True
+
+
+_FILTER = RedactSecretsFilter()
+_lock = threading.Lock()
+
+
+def install_redaction() -> None:
+    """Attach the filter to botocore's loggers; safe to call any number of times."""
+    with _lock:
+        names = set(_KNOWN_LOGGERS)
+        names.update(
+            name
+            for name in list(logging.root.manager.loggerDict)
+            if name.split(".", 1)[0] in _LOGGER_PREFIXES
+        )
+        for name in names:
+            logger = logging.getLogger(name)
+            if _FILTER not in logger.filters:
+                logger.addFilter(_FILTER)

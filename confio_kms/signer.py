@@ -1,0 +1,158 @@
+"""KMSSigner: a py-algorand-sdk TransactionSigner whose key is held in AWS KMS."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+
+import boto3
+from algosdk import constants, encoding, transaction
+from algosdk.atomic_transaction_composer import TransactionSigner
+
+from . import cache
+from . import exceptions as exc
+from .aws import AWSClients
+from .envelope import EnvelopeKey
+from .keys import AlgorandKey, KeyInfo
+from . import validation
+from .validation import DEFAULT_SSM_PREFIX, alias_name
+
+logger = logging.getLogger("confio_kms.signer")
+
+
+def signing_bytes(txn: transaction.Transaction) -> bytes:
+    """The bytes an Algorand transaction signature covers: ``b"TX" + msgpack(txn)``."""
+    return constants.txid_prefix + base64.b64decode(encoding.msgpack_encode(txn))
+
+
+class KMSSigner(TransactionSigner):
+    """Signs for the Algorand account behind a KMS alias.
+
+    Works wherever py-algorand-sdk takes a TransactionSigner
+    (``AtomicTransactionComposer``, ``TransactionWithSigner``,
+    ``sign_transaction_with_signer``). The address comes from the key's tags and is
+    cached; each signing call makes one AWS request, whatever the group size.
+    """
+
+    def __init__(
+        self,
+        key_alias: str,
+        region_name: str | None = None,
+        *,
+        endpoint_url: str | None = None,
+        session: boto3.Session | None = None,
+        ssm_prefix: str = DEFAULT_SSM_PREFIX,
+    ) -> None:
+        super().__init__()
+        self.name = alias_name(key_alias)
+        self._prefix = validation.ssm_prefix(ssm_prefix)
+        self._aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session)
+
+    @property
+    def key_alias(self) -> str:
+        return f"alias/{self.name}"
+
+    @property
+    def region_name(self) -> str:
+        return self._aws.region
+
+    @property
+    def address(self) -> str:
+        """The account address, from the KMS key's tags (cached after the first lookup)."""
+        return self._key_info()[0].address
+
+    @property
+    def network(self) -> str:
+        return self._key_info()[0].network
+
+    def sign_transaction(self, txn: transaction.Transaction) -> transaction.SignedTransaction:
+        """Sign one transaction (one AWS request)."""
+        return self.sign_transactions([txn], [0])[0]
+
+    def sign_transactions(  # type: ignore[override]
+        self,
+        txn_group: Sequence[transaction.Transaction],
+        indexes: Sequence[int] | None = None,
+    ) -> list[transaction.SignedTransaction]:
+        """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
+
+        One AWS request for the whole call. A transaction whose sender is not this
+        key's address (an account rekeyed to it) gets the authorizing address set.
+        """
+        chosen = _select(txn_group, indexes)
+        if not chosen:
+            return []
+        messages = [signing_bytes(txn) for txn in chosen]
+        info, signatures = self._sign(messages)
+        signed = [
+            transaction.SignedTransaction(
+                txn,
+                base64.b64encode(signature).decode(),
+                None if txn.sender == info.address else info.address,
+            )
+            for txn, signature in zip(chosen, signatures, strict=True)
+        ]
+        logger.info(
+            "signed %d transaction(s) with %s (%s, %s key)",
+            len(signed),
+            self.key_alias,
+            info.address,
+            info.mode,
+        )
+        return signed
+
+    def _sign(self, messages: list[bytes]) -> tuple[KeyInfo, list[bytes]]:
+        info, from_cache = self._key_info()
+        try:
+            return info, self._key(info).sign(messages)
+        except exc.AddressMismatchError:
+            if not from_cache:
+                raise
+            # The alias may have been re-created since the lookup was cached: look
+            # again, and sign only if AWS now reports a different key.
+            fresh, _ = self._key_info(refresh=True)
+            if fresh == info:
+                raise
+            return fresh, self._key(fresh).sign(messages)
+
+    def _key(self, info: KeyInfo) -> AlgorandKey:
+        return EnvelopeKey(self._aws, info, self._prefix)
+
+    def _key_info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
+        """Return (key info, whether it came from a cache)."""
+        if refresh:
+            cache.forget(self._aws.scope, self.name)
+        return cache.lookup(self._aws, self.name)
+
+    def __repr__(self) -> str:
+        return f"KMSSigner({self.key_alias!r}, region_name={self._aws.region!r})"
+
+
+def _select(
+    txn_group: Sequence[transaction.Transaction], indexes: Sequence[int] | None
+) -> list[transaction.Transaction]:
+    if isinstance(txn_group, transaction.Transaction) or not isinstance(txn_group, Sequence):
+        raise exc.NotATransactionError(
+            f"Expected a list of transactions, got {type(txn_group).__name__}.",
+            fix="Use sign_transaction(txn) for one transaction, sign_transactions([txn, ...]) "
+            "for a group.",
+        )
+    if indexes is None:
+        indexes = range(len(txn_group))
+    chosen = []
+    for i in indexes:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(txn_group):
+            raise exc.InvalidSigningRequestError(
+                f"Index {i!r} is not a position in a group of {len(txn_group)} transaction(s).",
+                fix="Pass indexes between 0 and len(txn_group) - 1.",
+            )
+        txn = txn_group[i]
+        if not isinstance(txn, transaction.Transaction):
+            raise exc.NotATransactionError(
+                f"Item {i} is a {type(txn).__name__}, not an algosdk Transaction.",
+                fix="Pass unsigned algosdk.transaction.Transaction objects "
+                "(PaymentTxn, AssetTransferTxn, ApplicationCallTxn, ...).",
+            )
+        chosen.append(txn)
+    return chosen

@@ -1,0 +1,98 @@
+"""Checks on names, networks and mnemonics, done before any AWS request."""
+
+from __future__ import annotations
+
+import re
+
+from algosdk import mnemonic as algosdk_mnemonic
+
+from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkError
+
+NETWORKS = ("testnet", "mainnet", "betanet", "localnet")
+DEFAULT_SSM_PREFIX = "/confio/algorand"
+MNEMONIC_WORDS = 25
+
+# One path segment only: a name with "/" or ".." could address another key's
+# parameter under the SSM prefix, so both are refused.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,127}")
+_PREFIX = re.compile(r"(/[A-Za-z0-9_.-]+)+")
+
+
+def alias_name(key_alias: object) -> str:
+    """Return the bare name of ``key_alias`` (``alias/`` prefix optional) or raise."""
+    if not isinstance(key_alias, str):
+        raise InvalidAliasError(
+            f"A key alias must be a string, not {type(key_alias).__name__}.",
+            fix="Pass the alias name, for example 'confio-testnet-sponsor'.",
+        )
+    name = key_alias.removeprefix("alias/")
+    if not _NAME.fullmatch(name):
+        raise InvalidAliasError(
+            f"{key_alias!r} is not a valid key alias.",
+            fix="Use 1-128 letters, digits, '-' or '_', starting with a letter or digit "
+            "(optionally prefixed with 'alias/'), for example 'confio-testnet-sponsor'.",
+        )
+    return name
+
+
+def network_name(network: object) -> str:
+    """Return ``network`` if it is a known Algorand network, else raise."""
+    if network not in NETWORKS:
+        raise InvalidNetworkError(
+            f"{network!r} is not a known Algorand network.",
+            fix=f"Use one of: {', '.join(NETWORKS)}.",
+        )
+    assert isinstance(network, str)
+    return network
+
+
+def ssm_prefix(prefix: object) -> str:
+    """Return the SSM path prefix without a trailing slash, or raise."""
+    if not isinstance(prefix, str) or not _PREFIX.fullmatch(prefix.rstrip("/")):
+        raise InvalidAliasError(
+            f"{prefix!r} is not a valid SSM parameter prefix.",
+            fix=f"Use an absolute path such as {DEFAULT_SSM_PREFIX!r}.",
+        )
+    if any(part in (".", "..") for part in prefix.split("/")):
+        raise InvalidAliasError(
+            f"{prefix!r} contains '.' or '..' segments.",
+            fix=f"Use an absolute path without them, such as {DEFAULT_SSM_PREFIX!r}.",
+        )
+    return prefix.rstrip("/")
+
+
+def parameter_path(prefix: str, name: str) -> str:
+    """The SSM parameter that holds the encrypted private key of ``name``."""
+    return f"{prefix}/{name}/private-key"
+
+
+def private_key_from_mnemonic(phrase: object) -> str:
+    """Turn a 25-word mnemonic into py-algorand-sdk's base64 private key string.
+
+    Errors name the position of a bad word, never the word itself, and are raised
+    ``from None``: py-algorand-sdk's own errors carry the whole phrase.
+    """
+    if not isinstance(phrase, str):
+        raise InvalidMnemonicError(
+            f"A mnemonic must be a string, not {type(phrase).__name__}.",
+            fix="Pass the 25 words separated by spaces.",
+        )
+    words = phrase.lower().split()
+    if len(words) != MNEMONIC_WORDS:
+        raise InvalidMnemonicError(
+            f"An Algorand mnemonic has {MNEMONIC_WORDS} words; this one has {len(words)}.",
+            fix="Paste the whole backup phrase, words separated by spaces.",
+        )
+    for position, word in enumerate(words, start=1):
+        if word not in algosdk_mnemonic.word_to_index:
+            raise InvalidMnemonicError(
+                f"Word {position} of the mnemonic is not in Algorand's word list.",
+                fix=f"Check the spelling of word {position} against your backup.",
+            )
+    try:
+        return str(algosdk_mnemonic.to_private_key(" ".join(words)))
+    except Exception:
+        raise InvalidMnemonicError(
+            "The mnemonic's checksum word does not match the other 24 words.",
+            fix="A word is mistyped or out of order: compare the phrase with your backup.",
+        ) from None

