@@ -16,16 +16,18 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
-    ConnectionError as BotoConnectionError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
+)
+from botocore.exceptions import (
+    ConnectionError as BotoConnectionError,
 )
 
 from . import exceptions as exc
 from .redaction import install_redaction
 
-CLIENT_CONFIG = Config(
+CLIENT_CONFIG = Config(  # type: ignore[call-arg]  # stubs lag botocore: user_agent_appid
     retries={"mode": "standard", "total_max_attempts": 4},
     connect_timeout=5,
     read_timeout=10,

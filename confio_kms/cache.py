@@ -5,11 +5,13 @@ configured, Django's cache framework (``CONFIO_KMS_CACHE``, default ``"default"`
 so processes that share a Redis or Memcached cache share lookups too. Only public
 metadata is cached; a stale entry cannot produce a wrong signature because the
 signer checks the decrypted key against it and re-resolves on a mismatch.
+A failing Django cache is logged and bypassed: signing never depends on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from dataclasses import asdict
 from typing import Any
@@ -17,6 +19,8 @@ from typing import Any
 from . import keys
 from .aws import AWSClients
 from .keys import KeyInfo
+
+logger = logging.getLogger("confio_kms.cache")
 
 _local: dict[str, KeyInfo] = {}
 _lock = threading.Lock()
@@ -29,16 +33,19 @@ def _key(scope: str, name: str) -> str:
     return f"confio_kms:key:v1:{digest}"
 
 
-def _django_cache() -> Any | None:
-    try:
-        from django.conf import settings
+def _shared(operation: str, key: str, *args: Any) -> Any:
+    """Run ``operation`` on Django's cache if one is configured; None otherwise."""
+    from django.conf import settings
 
-        if not settings.configured:
-            return None
+    if not settings.configured:
+        return None
+    try:
         from django.core.cache import caches
 
-        return caches[getattr(settings, "CONFIO_KMS_CACHE", "default")]
-    except Exception:  # no Django project, or a broken cache: the process level suffices
+        backend = caches[getattr(settings, "CONFIO_KMS_CACHE", "default")]
+        return getattr(backend, operation)(key, *args)
+    except Exception as error:
+        logger.warning("Django cache %s failed, bypassing it: %r", operation, error)
         return None
 
 
@@ -48,49 +55,36 @@ def get(scope: str, name: str) -> KeyInfo | None:
         info = _local.get(key)
     if info is not None:
         return info
-    cache = _django_cache()
-    if cache is None:
-        return None
+    raw = _shared("get", key)
     try:
-        raw = cache.get(key)
-    except Exception:
-        return None
-    if not isinstance(raw, dict):
-        return None
-    try:
-        info = KeyInfo(**raw)
-    except TypeError:
-        return None
-    with _lock:
-        _local[key] = info
+        info = KeyInfo(**raw) if isinstance(raw, dict) else None
+    except TypeError:  # an entry written by another version
+        info = None
+    if info is not None:
+        with _lock:
+            _local[key] = info
     return info
 
 
 def put(scope: str, name: str, info: KeyInfo) -> None:
+    from django.conf import settings
+
     key = _key(scope, name)
     with _lock:
         _local[key] = info
-    cache = _django_cache()
-    if cache is not None:
-        try:
-            from django.conf import settings
-
-            timeout = getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT)
-            cache.set(key, asdict(info), timeout)
-        except Exception:
-            pass
+    timeout = (
+        getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT)
+        if settings.configured
+        else DEFAULT_TIMEOUT
+    )
+    _shared("set", key, asdict(info), timeout)
 
 
 def forget(scope: str, name: str) -> None:
     key = _key(scope, name)
     with _lock:
         _local.pop(key, None)
-    cache = _django_cache()
-    if cache is not None:
-        try:
-            cache.delete(key)
-        except Exception:
-            pass
+    _shared("delete", key)
 
 
 def lookup(aws: AWSClients, name: str) -> tuple[KeyInfo, bool]:

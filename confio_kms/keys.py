@@ -77,7 +77,11 @@ def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:
     marker: str | None = None
     while True:
         page = aws.call(
-            "kms", "ListResourceTags", resource, KeyId=key_id, **({"Marker": marker} if marker else {})
+            "kms",
+            "ListResourceTags",
+            resource,
+            KeyId=key_id,
+            **({"Marker": marker} if marker else {}),
         )
         tags.extend(page.get("Tags", []))
         marker = page.get("NextMarker")

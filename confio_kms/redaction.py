@@ -16,9 +16,7 @@ import threading
 
 # JSON fields whose values may be secret in SSM and KMS requests and responses.
 _SECRET_FIELDS = ("Value", "Plaintext", "PrivateKey", "Mnemonic", "SecretString")
-_SECRET_JSON = re.compile(
-    r'("(?:' + "|".join(_SECRET_FIELDS) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"'
-)
+_SECRET_JSON = re.compile(r'("(?:' + "|".join(_SECRET_FIELDS) + r')"\s*:\s*)"(?:[^"\\]|\\.)*"')
 _SECRET_DICT = re.compile(
     r"('(?:" + "|".join(_SECRET_FIELDS) + r")'\s*:\s*)(['\"])(?:(?!\2)[^\\]|\\.)*\2"
 )

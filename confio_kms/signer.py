@@ -10,12 +10,11 @@ import boto3
 from algosdk import constants, encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
-from . import cache
+from . import cache, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .envelope import EnvelopeKey
 from .keys import AlgorandKey, KeyInfo
-from . import validation
 from .validation import DEFAULT_SSM_PREFIX, alias_name
 
 logger = logging.getLogger("confio_kms.signer")

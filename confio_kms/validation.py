@@ -69,8 +69,8 @@ def parameter_path(prefix: str, name: str) -> str:
 def private_key_from_mnemonic(phrase: object) -> str:
     """Turn a 25-word mnemonic into py-algorand-sdk's base64 private key string.
 
-    Errors name the position of a bad word, never the word itself, and are raised
-    ``from None``: py-algorand-sdk's own errors carry the whole phrase.
+    Errors name the position of a bad word, never the word itself, and never
+    chain py-algorand-sdk's own errors, which can carry the whole phrase.
     """
     if not isinstance(phrase, str):
         raise InvalidMnemonicError(
@@ -90,9 +90,14 @@ def private_key_from_mnemonic(phrase: object) -> str:
                 fix=f"Check the spelling of word {position} against your backup.",
             )
     try:
-        return str(algosdk_mnemonic.to_private_key(" ".join(words)))
+        private_key: str | None = str(algosdk_mnemonic.to_private_key(" ".join(words)))
     except Exception:
+        private_key = None
+    # Raised outside the except block so no exception of py-algorand-sdk's is even
+    # attached as __context__.
+    if private_key is None:
         raise InvalidMnemonicError(
             "The mnemonic's checksum word does not match the other 24 words.",
             fix="A word is mistyped or out of order: compare the phrase with your backup.",
-        ) from None
+        )
+    return private_key

@@ -27,7 +27,12 @@ def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
     local_aws.reset()
     cache.clear_process_cache()
     django_cache.clear()
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_KMS", "AWS_ENDPOINT_URL_SSM"):
+    for name in (
+        "AWS_PROFILE",
+        "AWS_SESSION_TOKEN",
+        "AWS_ENDPOINT_URL_KMS",
+        "AWS_ENDPOINT_URL_SSM",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in local_aws.environ().items():
         monkeypatch.setenv(name, value)

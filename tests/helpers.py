@@ -56,7 +56,10 @@ def inject_error(
     message: str = "injected fault",
     status: int = 400,
 ) -> None:
-    """Make every ``service.operation`` request of ``session`` fail with an AWS error."""
+    """Make ``service.operation`` requests fail with an AWS error.
+
+    Applies to clients built from ``session`` after this call.
+    """
     body = json.dumps({"__type": code, "message": message}).encode()
 
     def respond(**kwargs: Any) -> AWSResponse:

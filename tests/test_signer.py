@@ -89,7 +89,7 @@ def test_atomic_group_through_composer(
     ledger.fund(address, 10_000_000)
     ledger.jig.create_app(APP_ID, approval_program=TealProgram(teal="#pragma version 8\nint 1"))
     sp = ledger.suggested_params()
-    signer.address  # resolve the address first so the count below is signing alone
+    assert signer.address  # resolve the address first so the count below is signing alone
     counter.reset()
 
     composer = AtomicTransactionComposer()
@@ -177,7 +177,7 @@ def test_one_request_per_signing_call_whatever_the_group_size(
     txns = [transaction.PaymentTxn(address, sp, address, i) for i in range(size)]
     if size > 1:
         transaction.assign_group_id(txns)
-    signer.address
+    assert signer.address
     counter.reset()
 
     signed = signer.sign_transactions(txns)
@@ -340,7 +340,7 @@ def test_unknown_alias_and_missing_parameter_name_the_fix(
     session: boto3.Session, manager: AlgorandKMSManager
 ) -> None:
     with pytest.raises(exceptions.AliasNotFoundError, match="kms_list") as raised:
-        KMSSigner("no-such-key", session=session).address
+        _ = KMSSigner("no-such-key", session=session).address
     assert isinstance(raised.value, LookupError)
 
     manager.create_algorand_key(ALIAS)

@@ -1,0 +1,96 @@
+"""AWS client setup: built once, retries and timeouts set, the standard
+configuration sources honoured, and failures translated."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import boto3
+import pytest
+from algosdk import transaction
+
+from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms.aws import AWSClients
+from confio_kms.sandbox import LocalAWS, LocalLedger
+
+
+def test_clients_are_built_once_and_configured(
+    session: boto3.Session, manager: AlgorandKMSManager
+) -> None:
+    manager.create_algorand_key("k")
+    built: list[str] = []
+    session.events.register("creating-client-class", lambda **kw: built.append("client"))
+
+    signer = KMSSigner("k", session=session)
+    txn = transaction.PaymentTxn(signer.address, LocalLedger.suggested_params(), signer.address, 0)
+    for _ in range(5):
+        signer.sign_transaction(txn)
+
+    assert built == ["client", "client"]  # KMS and SSM, once each
+    config = AWSClients(session=session).kms.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert (config.connect_timeout, config.read_timeout) == (5, 10)
+
+
+def test_endpoint_from_environment_and_argument(aws_env: LocalAWS) -> None:
+    assert AWSClients().kms.meta.endpoint_url == aws_env.url
+    other = "http://127.0.0.1:9"
+    assert AWSClients(endpoint_url=other).ssm.meta.endpoint_url == other
+
+
+def test_profile_supplies_region_and_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config"
+    config.write_text(
+        "[profile ops]\nregion = eu-west-3\n"
+        "aws_access_key_id = from-profile\naws_secret_access_key = x\n"
+    )
+    for name in ("AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_PROFILE", "ops")
+
+    clients = AWSClients()
+
+    assert clients.region == "eu-west-3"
+    assert clients.session.get_credentials().access_key == "from-profile"
+    clients.call("kms", "ListAliases", "aliases")  # reaches the endpoint with them
+
+
+def test_missing_region_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    with pytest.raises(exceptions.ConfigurationError, match="KMS_REGION"):
+        KMSSigner("k")
+
+
+def test_missing_credentials_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+    with pytest.raises(exceptions.CredentialsError, match="AWS_PROFILE") as raised:
+        _ = KMSSigner("k").address
+    assert isinstance(raised.value, PermissionError)
+
+
+def test_unreachable_endpoint_is_a_connection_error() -> None:
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    counted: list[str] = []
+    session = boto3.Session()
+    session.events.register("before-send", lambda **kw: counted.append("try"))
+
+    with pytest.raises(exceptions.AWSConnectionError, match=f"127.0.0.1:{port}") as raised:
+        _ = KMSSigner("k", endpoint_url=f"http://127.0.0.1:{port}", session=session).address
+
+    assert isinstance(raised.value, ConnectionError)
+    assert len(counted) == 4  # botocore's standard retries: 4 attempts in all
