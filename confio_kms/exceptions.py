@@ -109,6 +109,10 @@ class KeyStateError(ConfioKMSError):
     """The KMS key is disabled, pending deletion or otherwise unusable."""
 
 
+class SponsorPolicyError(ConfioKMSError, ValueError):
+    """The sponsor refused to sign: the request breaks its fee or group policy."""
+
+
 class ProvisioningError(ConfioKMSError):
     """Creating or importing a key failed half-way; what was created has been rolled back."""
 
@@ -130,3 +134,7 @@ class CredentialsError(AWSError, PermissionError):
 
 class AWSConnectionError(AWSError, ConnectionError):
     """The AWS endpoint could not be reached or did not answer in time."""
+
+
+class AlgodError(ConfioKMSError, ConnectionError):
+    """The algod node could not be reached, or rejected or did not confirm a transaction."""

@@ -1,0 +1,79 @@
+"""System checks (``manage.py check``); the deploy checks (``--deploy``) may call AWS."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+
+from . import conf
+from .exceptions import ConfigurationError, ConfioKMSError
+
+
+@checks.register("confio_kms")
+def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    try:
+        kms = conf.kms_settings()
+    except ConfigurationError as error:
+        return [checks.Error(error.message, hint=error.fix, id="confio_kms.E001")]
+    found: list[checks.CheckMessage] = []
+    if not kms.use_kms_signing:
+        if not settings.DEBUG:
+            found.append(
+                checks.Warning(
+                    "USE_KMS_SIGNING is off with DEBUG off: production is expected to sign "
+                    "with KMS-held keys, not a mnemonic in the environment.",
+                    hint="Create or import the key with `manage.py kms_setup`, then set "
+                    "USE_KMS_SIGNING=True.",
+                    id="confio_kms.W001",
+                )
+            )
+        return found
+    if conf.setting("ALGORAND_ADMIN_MNEMONIC", "", str):
+        found.append(
+            checks.Warning(
+                "ALGORAND_ADMIN_MNEMONIC is still configured although USE_KMS_SIGNING is on; "
+                "it is unused.",
+                hint="Remove the mnemonic from settings, the environment and .env files "
+                "(keep the offline backup).",
+                id="confio_kms.W002",
+            )
+        )
+    return found
+
+
+@checks.register("confio_kms", deploy=True)
+def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With KMS signing on: the key exists, is enabled, and matches the configured address."""
+    try:
+        kms = conf.kms_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    if not kms.use_kms_signing:
+        return []
+    try:
+        record = conf.kms_manager().get_key(kms.active_alias)
+    except ConfioKMSError as error:
+        return [checks.Error(error.message, hint=error.fix, id="confio_kms.E010")]
+    found: list[checks.CheckMessage] = []
+    if record.key_state != "Enabled":
+        found.append(
+            checks.Error(
+                f"The KMS key behind alias/{record.name} is {record.key_state}, not Enabled.",
+                hint="Enable it (`aws kms enable-key`) or cancel its deletion.",
+                id="confio_kms.E011",
+            )
+        )
+    configured = conf.configured_sponsor_address()
+    if configured and configured != record.address:
+        found.append(
+            checks.Error(
+                f"ALGORAND_SPONSOR_ADDRESS is {configured} but alias/{record.name} signs for "
+                f"{record.address}.",
+                hint="Remove ALGORAND_SPONSOR_ADDRESS (the address comes from KMS) or point "
+                f"{kms.active_alias_setting} at the right key.",
+                id="confio_kms.E012",
+            )
+        )
+    return found

@@ -1,0 +1,156 @@
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from argparse import ArgumentParser
+from typing import IO, Any
+
+from django.core.management.base import CommandError
+
+from ... import conf, validation
+from ...manager import CreatedKey
+from ..base import KMSCommand, write_keys
+
+CONFIRMATION = "saved"
+
+
+class Command(KMSCommand):
+    help = (
+        "Create a new Algorand key in KMS, import an existing one from its mnemonic, "
+        "or list the keys."
+    )
+    stealth_options = ("stdin",)
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        mode = parser.add_mutually_exclusive_group(required=True)
+        mode.add_argument("--create-new", action="store_true", help="Generate a new account.")
+        mode.add_argument(
+            "--import-existing",
+            action="store_true",
+            help="Import an account from its 25-word mnemonic (hidden input, or standard input).",
+        )
+        mode.add_argument("--list", action="store_true", help="List the keys (as kms_list).")
+        parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
+        parser.add_argument(
+            "--network", choices=validation.NETWORKS, help="Default: CONFIO_ENV's network."
+        )
+        parser.add_argument("--description", default="", help="KMS key description.")
+        parser.add_argument(
+            "--mnemonic-out",
+            metavar="FILE",
+            help="Write the backup mnemonic to this new file (mode 0600) instead of the terminal.",
+        )
+        parser.add_argument(
+            "--no-input",
+            action="store_false",
+            dest="interactive",
+            help="Ask nothing (scripts).",
+        )
+        parser.add_argument("--json", action="store_true", help="With --list: print JSON.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["list"]:
+            write_keys(self.stdout, conf.kms_manager().list_keys(), options["json"])
+            return
+        settings = conf.kms_settings()
+        network = options["network"] or settings.confio_env
+        alias = options["alias"] or (
+            settings.alias_mainnet if network == "mainnet" else settings.alias_testnet
+        )
+        if options["import_existing"]:
+            self._import(alias, network, options)
+        else:
+            self._create(alias, network, options)
+
+    def _create(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        backup_file = None
+        if options["mnemonic_out"]:
+            backup_file = _new_private_file(options["mnemonic_out"])
+        elif not _is_terminal(self.stdout):
+            raise CommandError(
+                "No terminal to show the backup mnemonic on; nothing was created. "
+                "Fix: run at a terminal, or pass --mnemonic-out FILE."
+            )
+        try:
+            created = conf.kms_manager().create_algorand_key(
+                alias, options["description"], network=network
+            )
+        except BaseException:
+            if backup_file is not None:
+                backup_file.close()
+                os.unlink(options["mnemonic_out"])
+            raise
+        self._report(alias, network, created.key_id, created.address)
+        if backup_file is not None:
+            with backup_file:
+                backup_file.write(created.backup_mnemonic + "\n")
+            self.stdout.write(
+                f"Backup mnemonic written to {options['mnemonic_out']} (mode 0600). "
+                "Move it offline and delete the file."
+            )
+            return
+        self._show_backup(created, options["interactive"])
+
+    def _show_backup(self, created: CreatedKey, interactive: bool) -> None:
+        # The one deliberate display of a secret: on the terminal, once.
+        self.stdout.write("")
+        self.stdout.write("BACKUP MNEMONIC (shown once; write it down offline, never in a file):")
+        self.stdout.write(f"  {created.backup_mnemonic}")
+        self.stdout.write("")
+        if not interactive:
+            return
+        while True:
+            try:
+                answer = input(f"Type '{CONFIRMATION}' once the mnemonic is stored offline: ")
+            except EOFError:
+                raise CommandError(
+                    f"No confirmation received; the key was created ({created.address}). "
+                    "Fix: make sure the mnemonic shown above is stored offline."
+                ) from None
+            if answer.strip().lower() == CONFIRMATION:
+                break
+        self.stdout.write("Confirmed. Clear your terminal's scrollback now.")
+
+    def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        stdin: IO[str] = options.get("stdin") or sys.stdin
+        if _is_terminal(stdin):
+            phrase = getpass.getpass("25-word mnemonic (input hidden): ")
+        else:
+            phrase = stdin.read()
+        key_id, address = conf.kms_manager().import_existing_key(
+            alias, phrase, options["description"], network=network
+        )
+        self._report(alias, network, key_id, address)
+
+    def _report(self, alias: str, network: str, key_id: str, address: str) -> None:
+        name = validation.alias_name(alias)
+        self.stdout.write(f"alias:   alias/{name}")
+        self.stdout.write(f"key id:  {key_id}")
+        self.stdout.write(f"address: {address}")
+        self.stdout.write(f"network: {network}")
+        self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
+
+
+def _is_terminal(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _new_private_file(path: str) -> IO[str]:
+    """Open a file that did not exist, readable by its owner only."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise CommandError(
+            f"{path} already exists; nothing was created. Fix: choose a new file name "
+            "(confio_kms never overwrites a backup)."
+        ) from None
+    except OSError as error:
+        raise CommandError(
+            f"Cannot create {path} ({error.strerror}); nothing was created. "
+            "Fix: choose a writable location."
+        ) from None
+    return os.fdopen(fd, "w")

@@ -1,0 +1,136 @@
+"""The sponsor service: signs with KMS or, until migrated, the legacy mnemonic,
+and pays users' transaction fees from the sponsor account.
+
+Fee sponsoring uses Algorand's fee pooling: the user transactions carry zero fee,
+and a payment from the sponsor to itself, first in the same atomic group, pays
+the fee of every transaction in the group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from algosdk import account, constants, transaction
+from algosdk.atomic_transaction_composer import AccountTransactionSigner, TransactionSigner
+
+from . import conf, exceptions, validation
+from .signer import KMSSigner
+
+DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
+MAX_GROUP_SIZE = 16
+
+
+class AlgorandSponsorService:
+    """Signs for the sponsor account with the signer the settings select.
+
+    ``USE_KMS_SIGNING`` on: :class:`KMSSigner` for the active network's alias.
+    Off: the legacy ``ALGORAND_ADMIN_MNEMONIC``. Pass ``signer`` and ``address``
+    to use another signer (tests, a multisig).
+    """
+
+    def __init__(self, signer: TransactionSigner | None = None, address: str | None = None) -> None:
+        self.fee_cap: int = conf.setting("ALGORAND_SPONSOR_FEE_CAP", DEFAULT_FEE_CAP, conf.as_int)
+        if signer is not None:
+            if address is None and not isinstance(signer, KMSSigner):
+                raise exceptions.ConfigurationError(
+                    "A custom signer needs the sponsor address.",
+                    fix="Pass address=... along with signer=....",
+                )
+            self.signer, self._address = signer, address
+        elif conf.kms_settings().use_kms_signing:
+            self.signer, self._address = conf.kms_signer(), None
+        else:
+            phrase = conf.setting("ALGORAND_ADMIN_MNEMONIC", "", str)
+            if not phrase:
+                raise exceptions.ConfigurationError(
+                    "USE_KMS_SIGNING is off and ALGORAND_ADMIN_MNEMONIC is not set.",
+                    fix="Turn USE_KMS_SIGNING on (see `manage.py kms_setup`), or set "
+                    f"ALGORAND_ADMIN_MNEMONIC in {conf.places('ALGORAND_ADMIN_MNEMONIC')}.",
+                )
+            private_key = validation.private_key_from_mnemonic(phrase)
+            self.signer = AccountTransactionSigner(private_key)
+            self._address = str(account.address_from_private_key(private_key))
+
+    @property
+    def uses_kms(self) -> bool:
+        return isinstance(self.signer, KMSSigner)
+
+    @property
+    def sponsor_address(self) -> str:
+        if self._address is None:
+            assert isinstance(self.signer, KMSSigner)
+            return self.signer.address
+        return self._address
+
+    def sign_transaction(
+        self, txn: transaction.Transaction
+    ) -> transaction.GenericSignedTransaction:
+        return self.sign_transactions([txn])[0]
+
+    def sign_transactions(
+        self, txns: Sequence[transaction.Transaction]
+    ) -> list[transaction.GenericSignedTransaction]:
+        return list(self.signer.sign_transactions(list(txns), list(range(len(txns)))))
+
+    def sponsor_group(
+        self, user_txns: Sequence[transaction.Transaction], sp: transaction.SuggestedParams
+    ) -> list[transaction.GenericSignedTransaction | transaction.Transaction]:
+        """Prepend a fee-paying sponsor payment, group, and sign only the sponsor's part.
+
+        Returns ``[signed sponsor payment, *user_txns]``: the user transactions now
+        carry the group id and still need their senders' signatures.
+        """
+        sponsor = self.sponsor_address
+        users = _check_user_txns(user_txns, sponsor)
+        payment = transaction.PaymentTxn(sponsor, sp, sponsor, 0, note=b"confio-kms fee sponsor")
+        payment.fee = sum(_min_fee(txn, sp) for txn in [payment, *users])
+        if payment.fee > self.fee_cap:
+            raise exceptions.SponsorPolicyError(
+                f"Sponsoring these {len(users)} transaction(s) costs {payment.fee} microalgos, "
+                f"over the fee cap of {self.fee_cap}; nothing was signed.",
+                fix="Wait for lower fees, send fewer transactions per group, or raise "
+                "ALGORAND_SPONSOR_FEE_CAP.",
+            )
+        # Built here, so these hold; asserted because they are what must never happen.
+        assert payment.close_remainder_to is None and payment.rekey_to is None
+        transaction.assign_group_id([payment, *users])
+        return [self.sign_transaction(payment), *users]
+
+
+def _min_fee(txn: transaction.Transaction, sp: transaction.SuggestedParams) -> int:
+    min_fee = int(sp.min_fee or constants.MIN_TXN_FEE)
+    if sp.flat_fee:
+        return max(min_fee, int(sp.fee or 0))
+    return max(min_fee, int(sp.fee or 0) * int(txn.estimate_size()))
+
+
+def _check_user_txns(
+    user_txns: Sequence[transaction.Transaction], sponsor: str
+) -> list[transaction.Transaction]:
+    users = list(user_txns)
+    if not 1 <= len(users) < MAX_GROUP_SIZE:
+        raise exceptions.SponsorPolicyError(
+            f"A sponsored group holds 1 to {MAX_GROUP_SIZE - 1} user transactions, "
+            f"not {len(users)}.",
+            fix="Split the transactions into several groups.",
+        )
+    for i, txn in enumerate(users):
+        if not isinstance(txn, transaction.Transaction):
+            raise exceptions.NotATransactionError(
+                f"User transaction {i} is a {type(txn).__name__}, not an algosdk Transaction.",
+                fix="Pass unsigned algosdk transactions.",
+            )
+        problem = None
+        if txn.sender == sponsor:
+            problem = "is sent from the sponsor account"
+        elif txn.fee != 0:
+            problem = f"carries a fee of {txn.fee}; sponsored transactions carry zero fee"
+        elif txn.group is not None:
+            problem = "already belongs to a group"
+        if problem:
+            raise exceptions.SponsorPolicyError(
+                f"User transaction {i} {problem}; nothing was signed.",
+                fix="Build user transactions with flat_fee=True and fee=0, from the users' "
+                "own accounts, without a group id.",
+            )
+    return users
