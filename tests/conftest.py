@@ -9,7 +9,7 @@ import boto3
 import pytest
 from django.core.cache import cache as django_cache
 
-from confio_kms import AlgorandKMSManager, cache
+from confio_kms import AlgorandKMSManager, cache, conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 from .helpers import RequestCounter
@@ -26,6 +26,7 @@ def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
     """Every test starts with an empty endpoint, empty caches and dummy credentials."""
     local_aws.reset()
     cache.clear_process_cache()
+    conf.reset_clients()
     django_cache.clear()
     for name in (
         "AWS_PROFILE",

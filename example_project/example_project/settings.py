@@ -1,24 +1,32 @@
-"""A minimal Django project that installs confio_kms.
+"""A minimal Django project that signs with confio_kms, configured as the README says.
 
-AWS settings come from the standard AWS environment (AWS_PROFILE or access keys,
-AWS_DEFAULT_REGION, and AWS_ENDPOINT_URL for the sandbox). Importing this module
-makes no AWS request.
+Every value comes from the environment or a .env file (python-decouple).
+Importing this module makes no AWS request: the sponsor address is resolved on
+first use.
 """
 
 from pathlib import Path
 
 from decouple import config
 
+from confio_kms.conf import sponsor_address
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = config("DJANGO_SECRET_KEY", default="example-project-not-for-production")
 DEBUG = config("DEBUG", default=False, cast=bool)
-ALLOWED_HOSTS = ["localhost", "127.0.0.1"]
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "testserver"]
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",
     "confio_kms",
+    "payments",
 ]
-
+ROOT_URLCONF = "example_project.urls"
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
 USE_TZ = True
+
+# confio_kms reads USE_KMS_SIGNING, CONFIO_ENV, KMS_REGION, KMS_KEY_ALIAS_TESTNET,
+# KMS_KEY_ALIAS_MAINNET, KMS_SSM_PREFIX and KMS_ENDPOINT_URL from here or, when
+# absent, from the environment / .env. The one line this project needs:
+ALGORAND_SPONSOR_ADDRESS = sponsor_address(config("ALGORAND_SPONSOR_ADDRESS", default=""))

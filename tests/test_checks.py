@@ -1,0 +1,82 @@
+"""System checks, including the --deploy checks that ask AWS."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from django.core.checks import Error, Warning
+from django.test import override_settings
+
+from confio_kms import AlgorandKMSManager, checks
+
+ALIAS = "confio-testnet-sponsor"
+
+
+def ids(messages: list[Error | Warning]) -> list[str]:
+    return [m.id or "" for m in messages]
+
+
+@override_settings(DEBUG=False, USE_KMS_SIGNING=False)
+def test_production_without_kms_is_warned() -> None:
+    (warning,) = checks.check_settings()
+    assert warning.id == "confio_kms.W001" and "production" in warning.msg
+
+
+@override_settings(DEBUG=True, USE_KMS_SIGNING=False)
+def test_development_without_kms_is_fine() -> None:
+    assert checks.check_settings() == []
+
+
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        ({"KMS_KEY_ALIAS_TESTNET": "no spaces allowed"}, "KMS_KEY_ALIAS_TESTNET"),
+        ({"KMS_KEY_ALIAS_TESTNET": ""}, "KMS_KEY_ALIAS_TESTNET"),
+        ({"KMS_REGION": "mars-1"}, "KMS_REGION"),
+    ],
+)
+def test_unusable_alias_or_region_is_an_error(overrides: dict[str, str], needle: str) -> None:
+    with override_settings(USE_KMS_SIGNING=True, **overrides):
+        (error,) = checks.check_settings()
+    assert error.id == "confio_kms.E001" and needle in error.msg
+    assert error.hint and "settings." in error.hint
+
+
+@override_settings(USE_KMS_SIGNING=True, ALGORAND_ADMIN_MNEMONIC="twenty five words ...")
+def test_leftover_mnemonic_is_warned() -> None:
+    (warning,) = checks.check_settings()
+    assert warning.id == "confio_kms.W002"
+    assert "twenty" not in warning.msg + (warning.hint or "")
+
+
+@override_settings(USE_KMS_SIGNING=True)
+def test_deploy_check_passes_for_a_matching_enabled_key(manager: AlgorandKMSManager) -> None:
+    _, address, _ = manager.create_algorand_key(ALIAS)
+    assert checks.check_kms_key() == []
+    with override_settings(ALGORAND_SPONSOR_ADDRESS=address):
+        assert checks.check_kms_key() == []
+
+
+@override_settings(USE_KMS_SIGNING=True)
+def test_deploy_check_finds_mismatch_disabled_key_and_missing_alias(
+    manager: AlgorandKMSManager,
+) -> None:
+    assert ids(checks.check_kms_key()) == ["confio_kms.E010"]  # no key yet
+
+    key_id, _, _ = manager.create_algorand_key(ALIAS)
+    other = "A" * 58
+    with override_settings(ALGORAND_SPONSOR_ADDRESS=other):
+        (mismatch,) = checks.check_kms_key()
+    assert mismatch.id == "confio_kms.E012" and other in mismatch.msg
+
+    boto3.client("kms").disable_key(KeyId=key_id)
+    (disabled,) = checks.check_kms_key()
+    assert disabled.id == "confio_kms.E011" and "Disabled" in disabled.msg
+
+
+def test_deploy_checks_are_registered_for_deploy_only() -> None:
+    from django.core.checks.registry import registry
+
+    assert checks.check_kms_key in registry.get_checks(include_deployment_checks=True)
+    assert checks.check_kms_key not in registry.get_checks(include_deployment_checks=False)
+    assert checks.check_settings in registry.get_checks(include_deployment_checks=False)
