@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from algosdk import encoding
+
 from . import exceptions as exc
 from .aws import AWSClients
 from .validation import NETWORKS
@@ -104,6 +106,11 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
             f"The KMS key behind {alias} ({metadata['KeyId']}) has no {TAG_ADDRESS} tag.",
             fix="Point the alias at a key created by `manage.py kms_setup`, or tag the key "
             f"with its account address ({TAG_ADDRESS}).",
+        )
+    if not encoding.is_valid_address(address):
+        raise exc.NotAnAlgorandKeyError(
+            f"The {TAG_ADDRESS} tag of the KMS key behind {alias} is not a valid Algorand address.",
+            fix=f"Correct the tag to the account's 58-character address ({TAG_ADDRESS}).",
         )
     spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
     mode = KEY_SPEC_MODES.get(spec)

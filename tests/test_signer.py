@@ -355,3 +355,14 @@ def test_unknown_alias_and_missing_parameter_name_the_fix(
 
 def test_repr_names_alias_and_region_only(signer: KMSSigner) -> None:
     assert repr(signer) == f"KMSSigner('alias/{ALIAS}', region_name='eu-central-2')"
+
+
+def test_malformed_address_tag_is_not_an_algorand_key(
+    session: boto3.Session, manager: AlgorandKMSManager
+) -> None:
+    key_id, _, _ = manager.create_algorand_key(ALIAS)
+    boto3.client("kms").tag_resource(
+        KeyId=key_id, Tags=[{"TagKey": "AlgorandAddress", "TagValue": "A" * 58}]
+    )
+    with pytest.raises(exceptions.NotAnAlgorandKeyError, match="not a valid Algorand address"):
+        _ = KMSSigner(ALIAS, session=session).address

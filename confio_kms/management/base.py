@@ -15,8 +15,12 @@ from ..manager import KeyRecord
 class KMSCommand(BaseCommand):
     """Expected failures (any ConfioKMSError) end as one line on stderr and exit 1.
 
-    ``--traceback`` shows the full chain, as for any Django command.
+    ``--traceback`` shows the full chain, as for any Django command. Django's system
+    checks are not run first: the commands validate what they use themselves, and
+    an operator fixing one key should not be blocked by another app's check.
     """
+
+    requires_system_checks: list[str] = []  # noqa: RUF012 (Django's own attribute)
 
     def execute(self, *args: Any, **options: Any) -> str | None:
         try:

@@ -55,8 +55,9 @@ class Command(KMSCommand):
             return
         settings = conf.kms_settings()
         network = options["network"] or settings.confio_env
-        alias = options["alias"] or (
-            settings.alias_mainnet if network == "mainnet" else settings.alias_testnet
+        alias = validation.alias_name(
+            options["alias"]
+            or (settings.alias_mainnet if network == "mainnet" else settings.alias_testnet)
         )
         if options["import_existing"]:
             self._import(alias, network, options)

@@ -1,0 +1,151 @@
+"""kms_setup: create (terminal or file backup), import (hidden or piped), list,
+and refusals; the mnemonic only ever appears in the one deliberate display."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import stat
+from pathlib import Path
+
+import boto3
+import pytest
+from algosdk import account, mnemonic
+from django.core.management import CommandError, call_command
+
+from confio_kms import AlgorandKMSManager
+
+from ..helpers import new_account
+from .conftest import Terminal
+
+ALIAS = "confio-testnet-sponsor"
+
+
+def key_count() -> int:
+    return len(boto3.client("kms").list_keys()["Keys"])
+
+
+def test_create_at_a_terminal_shows_the_mnemonic_once_and_asks_to_confirm(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = iter(["later", "saved"])
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda p: prompts.append(p) or next(answers))
+    out = Terminal()
+
+    call_command("kms_setup", "--create-new", "--description", "ops test", stdout=out)
+
+    text = out.getvalue()
+    (line,) = [ln for ln in text.splitlines() if len(ln.split()) == 25]
+    phrase = line.strip()
+    address = account.address_from_private_key(mnemonic.to_private_key(phrase))
+    assert f"address: {address}" in text and f"alias:   alias/{ALIAS}" in text
+    assert text.count(phrase) == 1
+    assert len(prompts) == 2 and "Confirmed" in text
+    assert AlgorandKMSManager().get_address(ALIAS) == address
+
+
+def test_create_without_a_terminal_needs_a_backup_file() -> None:
+    with pytest.raises(CommandError, match="--mnemonic-out FILE"):
+        call_command("kms_setup", "--create-new", "--no-input", stdout=io.StringIO())
+    assert key_count() == 0
+
+
+def test_create_writes_the_mnemonic_to_a_new_private_file(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.txt"
+    out = io.StringIO()
+
+    call_command(
+        "kms_setup", "--create-new", "--no-input", "--network", "mainnet",
+        "--mnemonic-out", str(backup), stdout=out,
+    )  # fmt: skip
+
+    phrase = backup.read_text().strip()
+    assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+    assert phrase not in out.getvalue()
+    assert "alias/confio-mainnet-sponsor" in out.getvalue()  # the network's default alias
+    address = account.address_from_private_key(mnemonic.to_private_key(phrase))
+    (record,) = AlgorandKMSManager().list_keys()
+    assert (record.address, record.network) == (address, "mainnet")
+
+
+def test_existing_backup_file_is_never_overwritten(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.txt"
+    backup.write_text("an older backup\n")
+    with pytest.raises(CommandError, match="already exists; nothing was created"):
+        call_command("kms_setup", "--create-new", "--mnemonic-out", str(backup))
+    assert backup.read_text() == "an older backup\n" and key_count() == 0
+
+
+def test_failed_create_removes_the_empty_backup_file(tmp_path: Path) -> None:
+    AlgorandKMSManager().create_algorand_key(ALIAS)
+    backup = tmp_path / "backup.txt"
+    with pytest.raises(CommandError, match="already exists; nothing was changed"):
+        call_command("kms_setup", "--create-new", "--mnemonic-out", str(backup))
+    assert not backup.exists()
+
+
+def test_import_from_piped_stdin_never_echoes(caplog: pytest.LogCaptureFixture) -> None:
+    private_key, address = new_account()
+    phrase = mnemonic.from_private_key(private_key)
+    out, err = io.StringIO(), io.StringIO()
+    caplog.set_level(logging.DEBUG)
+
+    call_command(
+        "kms_setup", "--import-existing", "--alias", "imported",
+        stdin=io.StringIO(phrase + "\n"), stdout=out, stderr=err,
+    )  # fmt: skip
+
+    assert f"address: {address}" in out.getvalue()
+    for text in (out.getvalue(), err.getvalue(), caplog.text):
+        assert phrase not in text and private_key not in text
+    assert len(caplog.records) > 10  # botocore's DEBUG logging was on
+
+
+def test_import_at_a_terminal_reads_hidden_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    private_key, address = new_account()
+    asked: list[str] = []
+    monkeypatch.setattr(
+        "getpass.getpass",
+        lambda prompt: asked.append(prompt) or mnemonic.from_private_key(private_key),
+    )
+    monkeypatch.setattr("builtins.input", lambda *a: pytest.fail("visible input used"))
+    out = Terminal()
+
+    call_command("kms_setup", "--import-existing", stdin=Terminal(), stdout=out)
+
+    assert asked == ["25-word mnemonic (input hidden): "]
+    assert f"address: {address}" in out.getvalue()
+    assert mnemonic.from_private_key(private_key) not in out.getvalue()
+
+
+def test_bad_mnemonic_is_refused_before_any_aws_call() -> None:
+    words = mnemonic.from_private_key(new_account()[0]).split()
+    with pytest.raises(CommandError, match="has 24") as raised:
+        call_command("kms_setup", "--import-existing", stdin=io.StringIO(" ".join(words[:24])))
+    assert words[0] not in str(raised.value).split()
+    assert key_count() == 0
+
+
+@pytest.mark.parametrize("command", [["kms_setup", "--list"], ["kms_list"]])
+def test_list_as_table_and_json(command: list[str]) -> None:
+    created = AlgorandKMSManager().create_algorand_key(ALIAS, network="testnet")
+    table, as_json = io.StringIO(), io.StringIO()
+
+    call_command(*command, stdout=table)
+    call_command(*command, "--json", stdout=as_json)
+
+    header, row = table.getvalue().splitlines()
+    assert header.split() == ["NAME", "ADDRESS", "NETWORK", "MODE", "KEY_STATE", "CREATED"]
+    assert row.split()[:5] == [ALIAS, created.address, "testnet", "envelope", "Enabled"]
+    (parsed,) = json.loads(as_json.getvalue())
+    assert parsed["address"] == created.address and parsed["key_id"] == created.key_id
+    assert parsed["mode"] == "envelope" and parsed["created"].startswith("20")
+
+
+def test_empty_list() -> None:
+    out = io.StringIO()
+    call_command("kms_list", stdout=out)
+    assert "No Algorand keys" in out.getvalue()
