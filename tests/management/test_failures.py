@@ -3,6 +3,7 @@ no traceback (unless --traceback)."""
 
 from __future__ import annotations
 
+import json
 import socket
 
 import pytest
@@ -55,3 +56,22 @@ def test_existing_alias_is_refused(manage_py, tmp_path) -> None:  # type: ignore
     second = manage_py("kms_setup", "--create-new", "--no-input", f"--mnemonic-out={tmp_path}/b")
     assert second.returncode == 1
     assert "alias/confio-testnet-sponsor already exists; nothing was changed" in second.stderr
+
+
+def test_example_view_uses_the_sponsor_service(manage_py, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    refused = manage_py("kms_setup", "--create-new", "--no-input", "--mnemonic-out=/dev/null")
+    assert refused.returncode == 1 and "already exists" in refused.stderr  # never overwritten
+    setup = manage_py("kms_setup", "--create-new", "--no-input", f"--mnemonic-out={tmp_path}/m")
+    assert setup.returncode == 0, setup.stderr
+    address = setup.stdout.split("address: ")[1].split()[0]
+    shell = (
+        "from django.test import Client; import json; "
+        "print(json.dumps(json.loads(Client().get('/sponsor/').content)))"
+    )
+    result = manage_py("shell", "-c", shell)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {
+        "sponsor_address": address,
+        "settings_address": address,  # the lazy settings one-liner
+        "signing": "kms",
+    }

@@ -28,14 +28,15 @@ def key_count() -> int:
 
 
 def test_create_at_a_terminal_shows_the_mnemonic_once_and_asks_to_confirm(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     answers = iter(["later", "saved"])
     prompts: list[str] = []
     monkeypatch.setattr("builtins.input", lambda p: prompts.append(p) or next(answers))
-    out = Terminal()
+    out, err = Terminal(), io.StringIO()
+    caplog.set_level(logging.DEBUG)
 
-    call_command("kms_setup", "--create-new", "--description", "ops test", stdout=out)
+    call_command("kms_setup", "--create-new", "--description", "ops test", stdout=out, stderr=err)
 
     text = out.getvalue()
     (line,) = [ln for ln in text.splitlines() if len(ln.split()) == 25]
@@ -44,6 +45,8 @@ def test_create_at_a_terminal_shows_the_mnemonic_once_and_asks_to_confirm(
     assert f"address: {address}" in text and f"alias:   alias/{ALIAS}" in text
     assert text.count(phrase) == 1
     assert len(prompts) == 2 and "Confirmed" in text
+    assert phrase not in err.getvalue() + caplog.text and len(caplog.records) > 10
+    assert mnemonic.to_private_key(phrase) not in text + caplog.text
     assert AlgorandKMSManager().get_address(ALIAS) == address
 
 
