@@ -12,11 +12,13 @@ from django.core.cache import cache as django_cache
 from confio_kms import AlgorandKMSManager, cache, conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
+from . import moto_ed25519
 from .helpers import RequestCounter
 
 
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[LocalAWS]:
+    moto_ed25519.install()  # KMS Ed25519 keys, which moto 5.2.5 lacks
     with LocalAWS() as aws:
         yield aws
 
