@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from algosdk import encoding
 from nacl.signing import SigningKey
@@ -31,7 +31,9 @@ from .keys import (
     AlgorandKey,
     KeyInfo,
     Rollback,
-    create_key_with_alias,
+    create_alias,
+    create_key,
+    provisioning,
 )
 from .validation import parameter_path
 
@@ -91,10 +93,6 @@ class EnvelopeKey(AlgorandKey):
             )
         return [key.sign(message) for message in messages]
 
-    def decrypted_address(self) -> str:
-        """The address of the stored key, found by decrypting it (one request)."""
-        return self._decrypt().address
-
     def _decrypt(self) -> _PrivateKey:
         response = self.aws.call(
             "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
@@ -118,24 +116,23 @@ def provision(
     and raises :class:`ProvisioningError` saying so.
     """
     path = parameter_path(prefix, name)
-    tags = {
-        TAG_ADDRESS: address,
-        TAG_NETWORK: network,
-        TAG_MANAGED_BY: MANAGED_BY,
-    }
+    tags = {TAG_ADDRESS: address, TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY}
     rollback = Rollback()
-    step = "CreateKey"
-    try:
-        key_id = create_key_with_alias(
+
+    def run(step: Callable[[str], None]) -> str:
+        step("CreateKey")
+        key_id = create_key(
             aws,
             name,
             rollback,
-            description=description,
+            description=description or f"Algorand account {address} (confio-kms)",
             tags=tags,
             KeySpec="SYMMETRIC_DEFAULT",
             KeyUsage="ENCRYPT_DECRYPT",
         )
-        step = "PutParameter"
+        step("CreateAlias")
+        create_alias(aws, name, key_id, rollback)
+        step("PutParameter")
         aws.call(
             "ssm",
             "PutParameter",
@@ -148,14 +145,6 @@ def provision(
             Overwrite=False,
             Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
         )
-    except exc.ConfioKMSError as error:
-        undone, failed = rollback.run()
-        report = "; ".join(undone) or "nothing had been created"
-        if failed:
-            report += "; NOT undone, clean up by hand: " + "; ".join(failed)
-        raise exc.ProvisioningError(
-            f"Creating alias/{name} failed at {step}: {error.message} Rolled back: {report}.",
-            fix=error.fix,
-            cause=error.cause,
-        ) from error
-    return key_id
+        return key_id
+
+    return provisioning(name, rollback, run)

@@ -63,6 +63,10 @@ class InvalidSigningRequestError(ConfioKMSError, ValueError):
     """The indexes of a signing request do not fit its transaction group."""
 
 
+class MessageTooLargeError(ConfioKMSError, ValueError):
+    """A native key cannot sign it: KMS signs at most 4096 bytes."""
+
+
 class KeyMaterialError(ConfioKMSError, ValueError):
     """The stored parameter does not hold an Algorand private key."""
 
@@ -103,6 +107,10 @@ class ParameterExistsError(AlreadyExistsError):
 
 class AddressMismatchError(ConfioKMSError):
     """The decrypted key does not belong to the address the KMS key is tagged with."""
+
+
+class SignatureVerificationError(ConfioKMSError):
+    """A signature KMS returned does not verify against the account's public key."""
 
 
 class KeyStateError(ConfioKMSError):

@@ -1,6 +1,6 @@
 """What every kind of KMS-held Algorand key shares.
 
-A key kind (``envelope``; ``native`` later) implements :class:`AlgorandKey`: it
+A key kind (``envelope``, ``native``) implements :class:`AlgorandKey`: it
 signs byte strings with the account's Ed25519 key. Everything above it (the
 signer, the manager) works with :class:`KeyInfo`, the public metadata an alias
 resolves to, read from the KMS key's description and tags.
@@ -27,7 +27,8 @@ MANAGED_BY = "confio-kms"
 TAG_LEGACY_NETWORK = "Environment"
 
 ENVELOPE = "envelope"
-KEY_SPEC_MODES = {"SYMMETRIC_DEFAULT": ENVELOPE}
+NATIVE = "native"
+KEY_SPEC_MODES = {"SYMMETRIC_DEFAULT": ENVELOPE, "ECC_NIST_EDWARDS25519": NATIVE}
 
 # Shortest deletion window KMS allows; used when rolling back a key nobody has used.
 ROLLBACK_PENDING_DAYS = 7
@@ -117,7 +118,8 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
     if mode is None:
         raise exc.NotAnAlgorandKeyError(
             f"The KMS key behind {alias} has key spec {spec}, which confio_kms cannot sign with.",
-            fix="Use a symmetric key with the private key in SSM (envelope).",
+            fix="Use a symmetric key with the private key in SSM (envelope) or an "
+            "ECC_NIST_EDWARDS25519 key (native).",
         )
     return KeyInfo(
         name=name,
@@ -157,7 +159,7 @@ class Rollback:
         return done, failed
 
 
-def create_key_with_alias(
+def create_key(
     aws: AWSClients,
     name: str,
     rollback: Rollback,
@@ -166,13 +168,12 @@ def create_key_with_alias(
     tags: dict[str, str],
     **key_params: Any,
 ) -> str:
-    """CreateKey then CreateAlias, registering the undo of each; returns the key id."""
-    alias = f"alias/{name}"
+    """CreateKey, registering its undo (scheduled deletion); returns the key id."""
     created = aws.call(
         "kms",
         "CreateKey",
-        alias,
-        Description=description or f"Algorand account {tags[TAG_ADDRESS]} (confio-kms)",
+        f"alias/{name}",
+        Description=description,
         Tags=kms_tags(tags),
         **key_params,
     )
@@ -187,8 +188,33 @@ def create_key_with_alias(
             PendingWindowInDays=ROLLBACK_PENDING_DAYS,
         ),
     )
+    return key_id
+
+
+def create_alias(aws: AWSClients, name: str, key_id: str, rollback: Rollback) -> None:
+    """CreateAlias, registering its undo."""
+    alias = f"alias/{name}"
     aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=key_id)
     rollback.add(
         f"alias {alias} removed", lambda: aws.call("kms", "DeleteAlias", alias, AliasName=alias)
     )
-    return key_id
+
+
+def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], None]], str]) -> str:
+    """Run the creation steps in ``run``; on a failure roll back and say what was undone.
+
+    ``run`` receives a function to name the step in progress, and returns the key id.
+    """
+    step = ["start"]
+    try:
+        return run(step.append)
+    except exc.ConfioKMSError as error:
+        undone, failed = rollback.run()
+        report = "; ".join(undone) or "nothing had been created"
+        if failed:
+            report += "; NOT undone, clean up by hand: " + "; ".join(failed)
+        raise exc.ProvisioningError(
+            f"Creating alias/{name} failed at {step[-1]}: {error.message} Rolled back: {report}.",
+            fix=error.fix,
+            cause=error.cause,
+        ) from error

@@ -17,6 +17,7 @@ from algosdk import account, mnemonic
 
 from . import cache, envelope, keys, validation
 from . import exceptions as exc
+from . import native as native_keys
 from .aws import AWSClients
 from .keys import TAG_ADDRESS, TAG_MANAGED_BY
 from .validation import DEFAULT_SSM_PREFIX
@@ -28,32 +29,40 @@ class CreatedKey:
     """The result of ``create_algorand_key``: unpacks as ``(key_id, address, backup_mnemonic)``.
 
     Its repr and str never show the mnemonic; read ``backup_mnemonic`` or unpack it.
+    A native key has no mnemonic (``None``): its private key never leaves KMS.
     """
 
-    __slots__ = ("_mnemonic", "address", "key_id")
+    __slots__ = ("_mnemonic", "address", "key_id", "mode")
 
-    def __init__(self, key_id: str, address: str, backup_mnemonic: str) -> None:
+    def __init__(
+        self, key_id: str, address: str, backup_mnemonic: str | None, mode: str = keys.ENVELOPE
+    ) -> None:
         self.key_id = key_id
         self.address = address
         self._mnemonic = backup_mnemonic
+        self.mode = mode
 
     @property
-    def backup_mnemonic(self) -> str:
+    def backup_mnemonic(self) -> str | None:
         return self._mnemonic
 
-    def __iter__(self) -> Iterator[str]:
-        return iter((self.key_id, self.address, self._mnemonic))
+    def _parts(self) -> tuple[str, str, str | None]:
+        return (self.key_id, self.address, self._mnemonic)
+
+    def __iter__(self) -> Iterator[str | None]:
+        return iter(self._parts())
 
     def __len__(self) -> int:
         return 3
 
-    def __getitem__(self, index: int) -> str:
-        return (self.key_id, self.address, self._mnemonic)[index]
+    def __getitem__(self, index: int) -> str | None:
+        return self._parts()[index]
 
     def __repr__(self) -> str:
+        hidden = "<hidden>" if self._mnemonic else "None"
         return (
             f"CreatedKey(key_id={self.key_id!r}, address={self.address!r}, "
-            "backup_mnemonic=<hidden>)"
+            f"mode={self.mode!r}, backup_mnemonic={hidden})"
         )
 
     __str__ = __repr__
@@ -97,14 +106,26 @@ class AlgorandKMSManager:
         return validation.parameter_path(self._prefix, validation.alias_name(key_alias))
 
     def create_algorand_key(
-        self, key_alias: str, description: str = "", *, network: str = "testnet"
+        self,
+        key_alias: str,
+        description: str = "",
+        *,
+        network: str = "testnet",
+        native: bool = False,
     ) -> CreatedKey:
         """Generate a new Algorand account and store its key under ``key_alias``.
 
         Returns ``(key_id, address, backup_mnemonic)``; the mnemonic is the only
-        copy outside AWS, for the operator's offline backup.
+        copy outside AWS, for the operator's offline backup. With ``native=True``
+        KMS generates an Ed25519 key that never leaves it: no mnemonic exists.
         """
-        name, network = self._check_new(key_alias, network)
+        name, network = self._check_new(key_alias, network, check_parameter=not native)
+        if native:
+            key_id, address = native_keys.provision(
+                self._aws, name=name, network=network, description=description
+            )
+            cache.forget(self._aws.scope, name)
+            return CreatedKey(key_id, address, None, keys.NATIVE)
         private_key, address = account.generate_account()
         key_id = self._store(name, private_key, address, network, description)
         return CreatedKey(key_id, address, mnemonic.from_private_key(private_key))
@@ -195,7 +216,9 @@ class AlgorandKMSManager:
 
     # --- internals ------------------------------------------------------------
 
-    def _check_new(self, key_alias: str, network: str) -> tuple[str, str]:
+    def _check_new(
+        self, key_alias: str, network: str, *, check_parameter: bool = True
+    ) -> tuple[str, str]:
         """Validate the inputs and refuse an alias or parameter that already exists."""
         name = validation.alias_name(key_alias)
         network = validation.network_name(network)
@@ -210,6 +233,8 @@ class AlgorandKMSManager:
                 fix="Choose another alias, or use the existing key (`manage.py kms_list`).",
             )
         path = validation.parameter_path(self._prefix, name)
+        if not check_parameter:
+            return name, network
         try:
             self._aws.call("ssm", "GetParameter", path, Name=path, WithDecryption=False)
         except exc.ParameterNotFoundError:

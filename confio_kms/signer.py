@@ -9,12 +9,14 @@ from collections.abc import Sequence
 import boto3
 from algosdk import constants, encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
+from algosdk.signer import Ed25519AlgorandSigner
 
 from . import cache, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .envelope import EnvelopeKey
-from .keys import AlgorandKey, KeyInfo
+from .keys import NATIVE, AlgorandKey, KeyInfo
+from .native import NativeKey
 from .validation import DEFAULT_SSM_PREFIX, alias_name
 
 logger = logging.getLogger("confio_kms.signer")
@@ -30,8 +32,11 @@ class KMSSigner(TransactionSigner):
 
     Works wherever py-algorand-sdk takes a TransactionSigner
     (``AtomicTransactionComposer``, ``TransactionWithSigner``,
-    ``sign_transaction_with_signer``). The address comes from the key's tags and is
-    cached; each signing call makes one AWS request, whatever the group size.
+    ``sign_transaction_with_signer``), and delegates logic signatures
+    (``LogicSigAccount.sign_with_signer``). The address and the kind of key come
+    from the KMS key (tags, key spec) once and are cached. An envelope key costs one
+    AWS request per signing call, whatever the group size; a native key one KMS Sign
+    request per transaction, sent concurrently.
     """
 
     def __init__(
@@ -76,8 +81,9 @@ class KMSSigner(TransactionSigner):
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
 
-        One AWS request for the whole call. A transaction whose sender is not this
-        key's address (an account rekeyed to it) gets the authorizing address set.
+        A transaction whose sender is not this key's address (an account rekeyed to
+        it) gets the authorizing address set. Either every transaction is signed or
+        the call raises.
         """
         chosen = _select(txn_group, indexes)
         if not chosen:
@@ -101,6 +107,21 @@ class KMSSigner(TransactionSigner):
         )
         return signed
 
+    def sign_logicsig(
+        self,
+        lsig_account: transaction.LogicSigAccount,
+        multisig: transaction.Multisig | None = None,
+    ) -> None:
+        """Delegate ``lsig_account`` to this key, in place (signs ``b"Program" + program``).
+
+        ``lsig_account.sign_with_signer(signer)`` calls this.
+        """
+        info, _ = self._key_info()
+        raw = Ed25519AlgorandSigner(
+            encoding.decode_address(info.address), lambda data: self._sign([data])[1][0]
+        )
+        raw.sign_logicsig(lsig_account, multisig)
+
     def _sign(self, messages: list[bytes]) -> tuple[KeyInfo, list[bytes]]:
         info, from_cache = self._key_info()
         try:
@@ -116,6 +137,8 @@ class KMSSigner(TransactionSigner):
             return fresh, self._key(fresh).sign(messages)
 
     def _key(self, info: KeyInfo) -> AlgorandKey:
+        if info.mode == NATIVE:
+            return NativeKey(self._aws, info)
         return EnvelopeKey(self._aws, info, self._prefix)
 
     def _key_info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:

@@ -175,7 +175,7 @@ def test_failed_alias_creation_rolls_back_the_key(session: boto3.Session) -> Non
     inject_error(session, "kms", "CreateAlias", "LimitExceededException", "too many aliases")
     manager = AlgorandKMSManager(session=session)
 
-    with pytest.raises(exceptions.ProvisioningError, match="failed at CreateKey") as raised:
+    with pytest.raises(exceptions.ProvisioningError, match="failed at CreateAlias") as raised:
         manager.create_algorand_key(ALIAS)
 
     assert "LimitExceededException" in str(raised.value)

@@ -35,6 +35,12 @@ class Command(KMSCommand):
         parser.add_argument(
             "--network", choices=validation.NETWORKS, help="Default: CONFIO_ENV's network."
         )
+        parser.add_argument(
+            "--native",
+            action="store_true",
+            help="With --create-new: an Ed25519 key generated and used inside KMS "
+            "(no private key or mnemonic ever exists outside it).",
+        )
         parser.add_argument("--description", default="", help="KMS key description.")
         parser.add_argument(
             "--mnemonic-out",
@@ -65,6 +71,9 @@ class Command(KMSCommand):
             self._create(alias, network, options)
 
     def _create(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        if options["native"]:
+            self._create_native(alias, network, options)
+            return
         backup_file = None
         if options["mnemonic_out"]:
             backup_file = _new_private_file(options["mnemonic_out"])
@@ -85,7 +94,7 @@ class Command(KMSCommand):
         self._report(alias, network, created.key_id, created.address)
         if backup_file is not None:
             with backup_file:
-                backup_file.write(created.backup_mnemonic + "\n")
+                backup_file.write(f"{created.backup_mnemonic}\n")
             self.stdout.write(
                 f"Backup mnemonic written to {options['mnemonic_out']} (mode 0600). "
                 "Move it offline and delete the file."
@@ -93,11 +102,27 @@ class Command(KMSCommand):
             return
         self._show_backup(created, options["interactive"])
 
+    def _create_native(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        if options["mnemonic_out"]:
+            raise CommandError(
+                "A native key has no mnemonic to write; nothing was created. "
+                "Fix: drop --mnemonic-out, or drop --native for an envelope key with a backup."
+            )
+        created = conf.kms_manager().create_algorand_key(
+            alias, options["description"], network=network, native=True
+        )
+        self._report(alias, network, created.key_id, created.address, native=True)
+        self.stdout.write(
+            "No backup mnemonic: the private key was generated inside KMS and never leaves it. "
+            "Recovery options (a multi-region replica key, or an offline account this key is "
+            "rekeyed from): docs/native.md."
+        )
+
     def _show_backup(self, created: CreatedKey, interactive: bool) -> None:
         # The one deliberate display of a secret: on the terminal, once.
         self.stdout.write("")
         self.stdout.write("BACKUP MNEMONIC (shown once; write it down offline, never in a file):")
-        self.stdout.write(f"  {created.backup_mnemonic}")
+        self.stdout.write(f"  {created.backup_mnemonic or ''}")
         self.stdout.write("")
         if not interactive:
             return
@@ -124,13 +149,19 @@ class Command(KMSCommand):
         )
         self._report(alias, network, key_id, address)
 
-    def _report(self, alias: str, network: str, key_id: str, address: str) -> None:
+    def _report(
+        self, alias: str, network: str, key_id: str, address: str, *, native: bool = False
+    ) -> None:
         name = validation.alias_name(alias)
         self.stdout.write(f"alias:   alias/{name}")
         self.stdout.write(f"key id:  {key_id}")
         self.stdout.write(f"address: {address}")
         self.stdout.write(f"network: {network}")
-        self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
+        if native:
+            self.stdout.write("mode:    native (Ed25519 inside KMS)")
+        else:
+            self.stdout.write("mode:    envelope")
+            self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
 
 
 def _is_terminal(stream: Any) -> bool:

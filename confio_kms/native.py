@@ -1,0 +1,173 @@
+"""Native keys: an Ed25519 key generated inside AWS KMS that signs inside KMS.
+
+KeySpec ``ECC_NIST_EDWARDS25519``, KeyUsage ``SIGN_VERIFY``. The private key never
+exists outside KMS: there is nothing to decrypt, log or back up. Each message is
+one KMS ``Sign`` request (pure Ed25519: ``ED25519_SHA_512`` with ``MessageType
+RAW``); the requests of one call run concurrently. Every signature is verified
+locally against the account's public key before it is returned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from algosdk import encoding
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from . import exceptions as exc
+from .aws import AWSClients
+from .keys import (
+    MANAGED_BY,
+    NATIVE,
+    TAG_ADDRESS,
+    TAG_MANAGED_BY,
+    TAG_NETWORK,
+    AlgorandKey,
+    Rollback,
+    create_alias,
+    create_key,
+    provisioning,
+)
+
+KEY_SPEC = "ECC_NIST_EDWARDS25519"
+SIGNING_ALGORITHM = "ED25519_SHA_512"
+MAX_MESSAGE_BYTES = 4096  # KMS Sign's limit for RAW messages
+MAX_CONCURRENT_REQUESTS = 16  # an Algorand group holds at most 16 transactions
+# SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
+SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+# Key ids whose KMS public key this process has checked against the address tag.
+_checked: set[str] = set()
+
+
+def _executor() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(MAX_CONCURRENT_REQUESTS, thread_name_prefix="confio-kms")
+        return _pool
+
+
+def public_key_from_spki(der: bytes, key_id: str) -> bytes:
+    """The 32-byte Ed25519 key inside GetPublicKey's DER, after checking its form."""
+    if len(der) != len(SPKI_PREFIX) + 32 or not der.startswith(SPKI_PREFIX):
+        raise exc.KeyMaterialError(
+            f"KMS key {key_id} did not return an Ed25519 public key "
+            f"(expected 44 bytes of SubjectPublicKeyInfo with OID 1.3.101.112, got {len(der)}).",
+            fix=f"Use a key with KeySpec {KEY_SPEC}.",
+        )
+    return der[len(SPKI_PREFIX) :]
+
+
+def fetch_address(aws: AWSClients, key_id: str, resource: str) -> str:
+    """The Algorand address of a native key, from GetPublicKey (one request)."""
+    response = aws.call("kms", "GetPublicKey", resource, KeyId=key_id)
+    return str(encoding.encode_address(public_key_from_spki(response["PublicKey"], key_id)))
+
+
+def check_size(message: bytes, index: int) -> None:
+    if len(message) > MAX_MESSAGE_BYTES:
+        raise exc.MessageTooLargeError(
+            f"Item {index} signs {len(message)} bytes; KMS signs at most {MAX_MESSAGE_BYTES} "
+            "bytes with a native key. Nothing was sent.",
+            fix="Make the transaction smaller (large programs: split the application create "
+            "into create + update, or use extra program pages) or sign it with an envelope key.",
+        )
+
+
+class NativeKey(AlgorandKey):
+    """Signs inside KMS: one Sign request per message, concurrently."""
+
+    mode = NATIVE
+
+    def sign(self, messages: Sequence[bytes]) -> list[bytes]:
+        for index, message in enumerate(messages):
+            check_size(message, index)
+        self._check_public_key()
+        verify_key = VerifyKey(encoding.decode_address(self.info.address))
+        if len(messages) == 1:
+            return [self._sign_one(verify_key, 0, messages[0])]
+        jobs = [
+            _executor().submit(self._sign_one, verify_key, i, m) for i, m in enumerate(messages)
+        ]
+        # result() re-raises the first failure: the whole call fails, never a partial group.
+        return [job.result() for job in jobs]
+
+    def _check_public_key(self) -> None:
+        """Once per process and key: the key in KMS must be the tagged account's."""
+        if self.info.key_id in _checked:
+            return
+        actual = fetch_address(self.aws, self.info.key_id, f"alias/{self.info.name}")
+        if actual != self.info.address:
+            raise exc.AddressMismatchError(
+                f"KMS key {self.info.key_id} (alias/{self.info.name}) holds the key of {actual}, "
+                f"but is tagged {self.info.address}; nothing was signed.",
+                fix=f"Correct the {TAG_ADDRESS} tag to the key's own address after checking "
+                "which account this key should sign for.",
+            )
+        _checked.add(self.info.key_id)
+
+    def _sign_one(self, verify_key: VerifyKey, index: int, message: bytes) -> bytes:
+        response = self.aws.call(
+            "kms",
+            "Sign",
+            f"alias/{self.info.name}",
+            KeyId=self.info.key_id,
+            Message=message,
+            MessageType="RAW",
+            SigningAlgorithm=SIGNING_ALGORITHM,
+        )
+        signature = bytes(response.get("Signature", b""))
+        try:
+            verify_key.verify(message, signature)
+        except (BadSignatureError, ValueError):
+            request_id = response.get("ResponseMetadata", {}).get("RequestId", "unknown")
+            raise exc.SignatureVerificationError(
+                f"KMS key {self.info.key_id} (alias/{self.info.name}) returned a signature for "
+                f"item {index} that does not verify against {self.info.address} "
+                f"(KMS request {request_id}); nothing was returned.",
+                fix="Retry; if it persists, check the key's AlgorandAddress tag and KeySpec "
+                "and report the request id to AWS support.",
+            ) from None
+        return signature
+
+
+def provision(aws: AWSClients, *, name: str, network: str, description: str) -> tuple[str, str]:
+    """Create a native key, tag it with its address, alias it; return (key id, address).
+
+    The alias comes last, so it never points at a half-made key. Any failure
+    undoes what was created and raises :class:`ProvisioningError` saying so.
+    """
+    rollback = Rollback()
+    address = ""
+
+    def run(step: Callable[[str], None]) -> str:
+        nonlocal address
+        step("CreateKey")
+        key_id = create_key(
+            aws,
+            name,
+            rollback,
+            description=description or "Algorand account (confio-kms, native Ed25519)",
+            tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY},
+            KeySpec=KEY_SPEC,
+            KeyUsage="SIGN_VERIFY",
+        )
+        step("GetPublicKey")
+        address = fetch_address(aws, key_id, key_id)
+        step("TagResource")
+        tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": address}]
+        aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
+        step("CreateAlias")
+        create_alias(aws, name, key_id, rollback)
+        return key_id
+
+    key_id = provisioning(name, rollback, run)
+    _checked.add(key_id)
+    return key_id, address
