@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -48,6 +49,35 @@ class _Body:
         yield self._body
 
 
+def inject_response(
+    session: boto3.Session,
+    service: str,
+    operation: str,
+    body: dict[str, Any],
+    status: int = 200,
+    only_call: int | None = None,
+) -> None:
+    """Answer ``service.operation`` requests with ``body`` instead of the endpoint.
+
+    ``only_call`` (1-based) limits it to that one request; the others go through.
+    Applies to clients built from ``session`` after this call.
+    """
+    raw = json.dumps(body).encode()
+    calls = itertools.count(1)  # next() on a count is atomic: requests may be concurrent
+
+    def respond(**kwargs: Any) -> AWSResponse | None:
+        if only_call is not None and next(calls) != only_call:
+            return None
+        return AWSResponse(
+            "https://injected.fault/",
+            status,
+            {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "injected-1"},
+            _Body(raw),
+        )
+
+    session.events.register(f"before-send.{service}.{operation}", respond)
+
+
 def inject_error(
     session: boto3.Session,
     service: str,
@@ -55,22 +85,11 @@ def inject_error(
     code: str,
     message: str = "injected fault",
     status: int = 400,
+    only_call: int | None = None,
 ) -> None:
-    """Make ``service.operation`` requests fail with an AWS error.
-
-    Applies to clients built from ``session`` after this call.
-    """
-    body = json.dumps({"__type": code, "message": message}).encode()
-
-    def respond(**kwargs: Any) -> AWSResponse:
-        return AWSResponse(
-            "https://injected.fault/",
-            status,
-            {"Content-Type": "application/x-amz-json-1.1"},
-            _Body(body),
-        )
-
-    session.events.register(f"before-send.{service}.{operation}", respond)
+    """Make ``service.operation`` requests fail with an AWS error (see inject_response)."""
+    body = {"__type": code, "message": message}
+    inject_response(session, service, operation, body, status, only_call)
 
 
 def sdk_signed(txn: transaction.Transaction, private_key: str) -> Any:

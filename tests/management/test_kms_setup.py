@@ -152,3 +152,24 @@ def test_empty_list() -> None:
     out = io.StringIO()
     call_command("kms_list", stdout=out)
     assert "No Algorand keys" in out.getvalue()
+
+
+def test_create_native_needs_no_backup_and_says_so() -> None:
+    out = io.StringIO()  # not a terminal: fine, there is nothing secret to show
+
+    call_command("kms_setup", "--create-new", "--native", "--alias", "nat", stdout=out)
+
+    text = out.getvalue()
+    assert "mode:    native" in text and "No backup mnemonic" in text and "SSM:" not in text
+    (record,) = AlgorandKMSManager().list_keys()
+    assert (record.name, record.mode) == ("nat", "native")
+    assert f"address: {record.address}" in text
+    listed = io.StringIO()
+    call_command("kms_list", stdout=listed)
+    assert listed.getvalue().splitlines()[1].split()[3] == "native"
+
+
+def test_native_with_mnemonic_out_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CommandError, match="native key has no mnemonic"):
+        call_command("kms_setup", "--create-new", "--native", f"--mnemonic-out={tmp_path}/m")
+    assert key_count() == 0 and not (tmp_path / "m").exists()

@@ -64,3 +64,11 @@ def test_signature_that_does_not_verify_is_refused() -> None:
     )
     with pytest.raises(CommandError, match="nothing was signed"):
         call_command("kms_test_sign")
+
+
+@override_settings(CONFIO_SANDBOX=True)
+def test_native_key_through_the_same_command() -> None:
+    AlgorandKMSManager().create_algorand_key(ALIAS, native=True)
+    out = io.StringIO()
+    call_command("kms_test_sign", "--submit", stdout=out)
+    assert "accepted by Algorand's ledger evaluator" in out.getvalue()
