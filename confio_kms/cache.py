@@ -30,7 +30,7 @@ DEFAULT_TIMEOUT = 24 * 3600
 def _key(scope: str, name: str) -> str:
     # Memcached keys must be short and free of spaces; the scope holds a URL.
     digest = hashlib.sha256(f"{scope}|{name}".encode()).hexdigest()[:24]
-    return f"confio_kms:key:v1:{digest}"
+    return f"confio_kms:key:v2:{digest}"
 
 
 def _shared(operation: str, key: str, *args: Any) -> Any:

@@ -80,14 +80,14 @@ class EnvelopeKey(AlgorandKey):
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         super().__init__(aws, info)
-        self.path = parameter_path(prefix, info.name)
+        self.path = info.parameter or parameter_path(prefix, info.name)
 
     def sign(self, messages: Sequence[bytes]) -> list[bytes]:
         key = self._decrypt()
-        if key.address != self.info.address:
+        if key.address != self.info.signer_address:
             raise exc.AddressMismatchError(
                 f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
-                f"is tagged {self.info.address}; nothing was signed.",
+                f"is tagged {self.info.signer_address}; nothing was signed.",
                 fix="The parameter was swapped or the tag edited: restore the parameter from "
                 "the account's backup, or re-create the key. Do not retag without checking.",
             )

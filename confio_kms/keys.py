@@ -20,6 +20,10 @@ from .aws import AWSClients
 from .validation import NETWORKS
 
 TAG_ADDRESS = "AlgorandAddress"
+# After a rotation by rekey: the key's own address, which authorizes for AlgorandAddress.
+TAG_AUTH_ADDRESS = "AlgorandAuthAddress"
+# Where an envelope key's private key is stored, when not at <prefix>/<alias>/private-key.
+TAG_PARAMETER = "SSMParameter"
 TAG_NETWORK = "AlgorandNetwork"
 TAG_MANAGED_BY = "ManagedBy"
 MANAGED_BY = "confio-kms"
@@ -36,13 +40,24 @@ ROLLBACK_PENDING_DAYS = 7
 
 @dataclass(frozen=True)
 class KeyInfo:
-    """Public facts about the KMS key an alias points at."""
+    """Public facts about the KMS key an alias points at.
+
+    ``address`` is the account the key signs for; ``auth_address`` is the key's own
+    address, which differs once the account has been rekeyed to this key.
+    """
 
     name: str
     key_id: str
     address: str
     network: str
     mode: str
+    auth_address: str = ""
+    parameter: str = ""
+
+    @property
+    def signer_address(self) -> str:
+        """The address whose key this is (the authorizer of the account's transactions)."""
+        return self.auth_address or self.address
 
 
 class AlgorandKey(ABC):
@@ -108,11 +123,13 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
             fix="Point the alias at a key created by `manage.py kms_setup`, or tag the key "
             f"with its account address ({TAG_ADDRESS}).",
         )
-    if not encoding.is_valid_address(address):
-        raise exc.NotAnAlgorandKeyError(
-            f"The {TAG_ADDRESS} tag of the KMS key behind {alias} is not a valid Algorand address.",
-            fix=f"Correct the tag to the account's 58-character address ({TAG_ADDRESS}).",
-        )
+    auth_address = tags.get(TAG_AUTH_ADDRESS, "")
+    for tag, value in ((TAG_ADDRESS, address), (TAG_AUTH_ADDRESS, auth_address)):
+        if value and not encoding.is_valid_address(value):
+            raise exc.NotAnAlgorandKeyError(
+                f"The {tag} tag of the KMS key behind {alias} is not a valid Algorand address.",
+                fix=f"Correct the {tag} tag to a 58-character Algorand address.",
+            )
     spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
     mode = KEY_SPEC_MODES.get(spec)
     if mode is None:
@@ -127,6 +144,8 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
         address=address,
         network=network_from_tags(tags),
         mode=mode,
+        auth_address=auth_address if auth_address != address else "",
+        parameter=tags.get(TAG_PARAMETER, ""),
     )
 
 

@@ -90,7 +90,7 @@ class NativeKey(AlgorandKey):
         for index, message in enumerate(messages):
             check_size(message, index)
         self._check_public_key()
-        verify_key = VerifyKey(encoding.decode_address(self.info.address))
+        verify_key = VerifyKey(encoding.decode_address(self.info.signer_address))
         if len(messages) == 1:
             return [self._sign_one(verify_key, 0, messages[0])]
         jobs = [
@@ -104,10 +104,10 @@ class NativeKey(AlgorandKey):
         if self.info.key_id in _checked:
             return
         actual = fetch_address(self.aws, self.info.key_id, f"alias/{self.info.name}")
-        if actual != self.info.address:
+        if actual != self.info.signer_address:
             raise exc.AddressMismatchError(
                 f"KMS key {self.info.key_id} (alias/{self.info.name}) holds the key of {actual}, "
-                f"but is tagged {self.info.address}; nothing was signed.",
+                f"but is tagged {self.info.signer_address}; nothing was signed.",
                 fix=f"Correct the {TAG_ADDRESS} tag to the key's own address after checking "
                 "which account this key should sign for.",
             )
@@ -130,7 +130,7 @@ class NativeKey(AlgorandKey):
             request_id = response.get("ResponseMetadata", {}).get("RequestId", "unknown")
             raise exc.SignatureVerificationError(
                 f"KMS key {self.info.key_id} (alias/{self.info.name}) returned a signature for "
-                f"item {index} that does not verify against {self.info.address} "
+                f"item {index} that does not verify against {self.info.signer_address} "
                 f"(KMS request {request_id}); nothing was returned.",
                 fix="Retry; if it persists, check the key's AlgorandAddress tag and KeySpec "
                 "and report the request id to AWS support.",

@@ -67,6 +67,11 @@ class KMSSigner(TransactionSigner):
         return self._key_info()[0].address
 
     @property
+    def signer_address(self) -> str:
+        """The key's own address: ``address`` unless the account was rekeyed to this key."""
+        return self._key_info()[0].signer_address
+
+    @property
     def network(self) -> str:
         return self._key_info()[0].network
 
@@ -94,7 +99,7 @@ class KMSSigner(TransactionSigner):
             transaction.SignedTransaction(
                 txn,
                 base64.b64encode(signature).decode(),
-                None if txn.sender == info.address else info.address,
+                None if txn.sender == info.signer_address else info.signer_address,
             )
             for txn, signature in zip(chosen, signatures, strict=True)
         ]
@@ -117,10 +122,19 @@ class KMSSigner(TransactionSigner):
         ``lsig_account.sign_with_signer(signer)`` calls this.
         """
         info, _ = self._key_info()
-        raw = Ed25519AlgorandSigner(
-            encoding.decode_address(info.address), lambda data: self._sign([data])[1][0]
+        self._raw_signer(info).sign_logicsig(lsig_account, multisig)
+
+    def append_to_logicsig_multisig(self, lsig_account: transaction.LogicSigAccount) -> None:
+        """Add this key's subsignature to a multisig-delegated ``lsig_account``, in place."""
+        info, _ = self._key_info()
+        self._raw_signer(info).append_to_logicsig_multisig(lsig_account)
+
+    def _raw_signer(self, info: KeyInfo) -> Ed25519AlgorandSigner:
+        # py-algorand-sdk's signer builds the prefixed messages; the bytes go through
+        # this key's own path (envelope or native), with its checks.
+        return Ed25519AlgorandSigner(
+            encoding.decode_address(info.signer_address), lambda data: self._sign([data])[1][0]
         )
-        raw.sign_logicsig(lsig_account, multisig)
 
     def _sign(self, messages: list[bytes]) -> tuple[KeyInfo, list[bytes]]:
         info, from_cache = self._key_info()
