@@ -104,19 +104,25 @@ def provision(
     aws: AWSClients,
     *,
     name: str,
-    prefix: str,
+    path: str,
     private_key: str,
     address: str,
     network: str,
     description: str,
+    extra_tags: dict[str, str] | None = None,
 ) -> str:
-    """Create the KMS key, its alias and the encrypted parameter; return the key id.
+    """Create the KMS key, alias ``name`` and the parameter at ``path``; return the key id.
 
-    Any failure undoes what was created (alias removed, key scheduled for deletion)
-    and raises :class:`ProvisioningError` saying so.
+    ``address`` is the account the key signs for. Any failure undoes what was
+    created (alias removed, key scheduled for deletion) and raises
+    :class:`ProvisioningError` saying so.
     """
-    path = parameter_path(prefix, name)
-    tags = {TAG_ADDRESS: address, TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY}
+    tags = {
+        TAG_ADDRESS: address,
+        TAG_NETWORK: network,
+        TAG_MANAGED_BY: MANAGED_BY,
+        **(extra_tags or {}),
+    }
     rollback = Rollback()
 
     def run(step: Callable[[str], None]) -> str:

@@ -253,7 +253,7 @@ class AlgorandKMSManager:
         key_id = envelope.provision(
             self._aws,
             name=name,
-            prefix=self._prefix,
+            path=validation.parameter_path(self._prefix, name),
             private_key=private_key,
             address=address,
             network=network,

@@ -24,6 +24,7 @@ from .keys import (
     MANAGED_BY,
     NATIVE,
     TAG_ADDRESS,
+    TAG_AUTH_ADDRESS,
     TAG_MANAGED_BY,
     TAG_NETWORK,
     AlgorandKey,
@@ -138,9 +139,19 @@ class NativeKey(AlgorandKey):
         return signature
 
 
-def provision(aws: AWSClients, *, name: str, network: str, description: str) -> tuple[str, str]:
-    """Create a native key, tag it with its address, alias it; return (key id, address).
+def provision(
+    aws: AWSClients,
+    *,
+    name: str,
+    network: str,
+    description: str,
+    account: str | None = None,
+    extra_tags: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """Create a native key, tag it with its address, alias it; return (key id, key address).
 
+    ``account``: the account this key will sign for when it is not the key's own
+    (a rotation by rekey); the key's address is then tagged as its auth address.
     The alias comes last, so it never points at a half-made key. Any failure
     undoes what was created and raises :class:`ProvisioningError` saying so.
     """
@@ -155,14 +166,16 @@ def provision(aws: AWSClients, *, name: str, network: str, description: str) -> 
             name,
             rollback,
             description=description or "Algorand account (confio-kms, native Ed25519)",
-            tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY},
+            tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY, **(extra_tags or {})},
             KeySpec=KEY_SPEC,
             KeyUsage="SIGN_VERIFY",
         )
         step("GetPublicKey")
         address = fetch_address(aws, key_id, key_id)
         step("TagResource")
-        tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": address}]
+        tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": account or address}]
+        if account and account != address:
+            tags.append({"TagKey": TAG_AUTH_ADDRESS, "TagValue": address})
         aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)

@@ -27,6 +27,21 @@ def signing_bytes(txn: transaction.Transaction) -> bytes:
     return constants.txid_prefix + base64.b64decode(encoding.msgpack_encode(txn))
 
 
+def key_for(aws: AWSClients, info: KeyInfo, prefix: str) -> AlgorandKey:
+    """The key kind that signs for ``info``."""
+    if info.mode == NATIVE:
+        return NativeKey(aws, info)
+    return EnvelopeKey(aws, info, prefix)
+
+
+def attach(
+    info: KeyInfo, txn: transaction.Transaction, signature: bytes
+) -> transaction.SignedTransaction:
+    """A SignedTransaction; it names the authorizer when the sender is another account."""
+    auth = None if txn.sender == info.signer_address else info.signer_address
+    return transaction.SignedTransaction(txn, base64.b64encode(signature).decode(), auth)
+
+
 class KMSSigner(TransactionSigner):
     """Signs for the Algorand account behind a KMS alias.
 
@@ -93,16 +108,8 @@ class KMSSigner(TransactionSigner):
         chosen = _select(txn_group, indexes)
         if not chosen:
             return []
-        messages = [signing_bytes(txn) for txn in chosen]
-        info, signatures = self._sign(messages)
-        signed = [
-            transaction.SignedTransaction(
-                txn,
-                base64.b64encode(signature).decode(),
-                None if txn.sender == info.signer_address else info.signer_address,
-            )
-            for txn, signature in zip(chosen, signatures, strict=True)
-        ]
+        info, signatures = self._sign([signing_bytes(txn) for txn in chosen])
+        signed = [attach(info, txn, sig) for txn, sig in zip(chosen, signatures, strict=True)]
         logger.info(
             "signed %d transaction(s) with %s (%s, %s key)",
             len(signed),
@@ -151,9 +158,7 @@ class KMSSigner(TransactionSigner):
             return fresh, self._key(fresh).sign(messages)
 
     def _key(self, info: KeyInfo) -> AlgorandKey:
-        if info.mode == NATIVE:
-            return NativeKey(self._aws, info)
-        return EnvelopeKey(self._aws, info, self._prefix)
+        return key_for(self._aws, info, self._prefix)
 
     def _key_info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
         """Return (key info, whether it came from a cache)."""
