@@ -121,6 +121,10 @@ class SponsorPolicyError(ConfioKMSError, ValueError):
     """The sponsor refused to sign: the request breaks its fee or group policy."""
 
 
+class RotationError(ConfioKMSError):
+    """A rotation could not proceed; the alias still signs with the key it had."""
+
+
 class ProvisioningError(ConfioKMSError):
     """Creating or importing a key failed half-way; what was created has been rolled back."""
 

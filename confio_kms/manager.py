@@ -15,11 +15,13 @@ from typing import Any
 import boto3
 from algosdk import account, mnemonic
 
-from . import cache, envelope, keys, validation
+from . import cache, envelope, keys, rotation, validation
 from . import exceptions as exc
 from . import native as native_keys
 from .aws import AWSClients
+from .chain import Chain
 from .keys import TAG_ADDRESS, TAG_MANAGED_BY
+from .rotation import RotationResult
 from .validation import DEFAULT_SSM_PREFIX
 
 MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
@@ -82,6 +84,8 @@ class KeyRecord:
     managed: bool
     """True for keys tagged ManagedBy=confio-kms, False for the old scripts' keys."""
     deletion_date: datetime | None = None
+    auth_address: str = ""
+    """The key's own address when the account (``address``) was rekeyed to it."""
 
 
 class AlgorandKMSManager:
@@ -211,6 +215,19 @@ class AlgorandKMSManager:
         self._aws.call("kms", "CancelKeyDeletion", f"alias/{name}", KeyId=key_id)
         self._aws.call("kms", "EnableKey", f"alias/{name}", KeyId=key_id)
 
+    def rotate_key(
+        self, key_alias: str, chain: Chain, *, native: bool = False, dry_run: bool = False
+    ) -> RotationResult:
+        """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
+
+        See :mod:`confio_kms.rotation` for the steps and how interruptions resolve.
+        ``dry_run`` stops after signing the rekey (``result.signed_rekey``).
+        """
+        name = validation.alias_name(key_alias)
+        return rotation.rotate(
+            self._aws, self._prefix, name, chain, native_key=native, dry_run=dry_run
+        )
+
     def __repr__(self) -> str:
         return f"AlgorandKMSManager(region_name={self._aws.region!r}, ssm_prefix={self._prefix!r})"
 
@@ -285,4 +302,5 @@ class AlgorandKMSManager:
             mode=keys.KEY_SPEC_MODES.get(spec, spec),
             managed=tags.get(TAG_MANAGED_BY) == keys.MANAGED_BY,
             deletion_date=metadata.get("DeletionDate"),
+            auth_address=tags.get(keys.TAG_AUTH_ADDRESS, ""),
         )

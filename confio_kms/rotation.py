@@ -1,0 +1,248 @@
+"""Rotation by rekey: a new key takes over signing for an unchanged account address.
+
+Steps, each safe to interrupt:
+
+1. A new key (envelope or native) is created under a staging alias
+   ``alias/<name>--pending-rotation``, tagged with the account address, its own
+   address (``AlgorandAuthAddress``) and ``RotationState=pending``.
+2. A 0-ALGO self-payment from the account with ``rekey_to`` = the new key's address
+   is signed by the current key. Its id and last valid round are tagged on the new key
+   before the signed transaction leaves this process.
+3. It is submitted and confirmed (or printed, for a dry run).
+4. Only after confirmation is ``alias/<name>`` switched to the new key.
+
+Until step 4 the alias signs with the old key. Running the rotation again finishes a
+pending one whose rekey is confirmed on chain, rolls back one whose rekey can no
+longer be confirmed (its last valid round has passed), and refuses while a signed
+rekey could still land, so the alias never points at a key that cannot sign for the
+account.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, replace
+
+from algosdk import account, encoding, transaction
+
+from . import cache, envelope, keys, native
+from . import exceptions as exc
+from .aws import AWSClients
+from .chain import Chain
+from .keys import TAG_AUTH_ADDRESS, TAG_PARAMETER, KeyInfo
+from .signer import attach, key_for, signing_bytes
+
+PENDING_SUFFIX = "--pending-rotation"
+TAG_STATE = "RotationState"
+TAG_PREVIOUS = "PreviousKeyId"
+TAG_HISTORY = "RotationHistory"
+TAG_REKEY_TXID = "RekeyTxId"
+TAG_REKEY_LAST_VALID = "RekeyLastValid"
+HISTORY_KEEP = 6  # key ids of 36 characters, ';'-separated, within a tag's 256
+NOTE = b"confio-kms rotation"
+
+
+@dataclass(frozen=True)
+class RotationResult:
+    """What a rotation did. ``state`` is ``completed`` or ``pending`` (a dry run)."""
+
+    name: str
+    account: str
+    previous_key_id: str
+    key_id: str
+    auth_address: str
+    mode: str
+    state: str
+    rekey_txid: str
+    signed_rekey: str = ""
+    """Base64 msgpack of the signed rekey transaction (for a dry run's external submitter)."""
+    confirmed_round: int | None = None
+    resumed: bool = False
+    rolled_back_key_id: str = ""
+
+
+def staging_name(name: str) -> str:
+    return f"{name}{PENDING_SUFFIX}"
+
+
+def rotate(
+    aws: AWSClients,
+    prefix: str,
+    name: str,
+    chain: Chain,
+    *,
+    native_key: bool = False,
+    dry_run: bool = False,
+) -> RotationResult:
+    """Rotate ``alias/<name>`` to a new key by rekeying its account (see the module doc)."""
+    current = keys.resolve(aws, name)
+    rolled_back = ""
+    pending = _pending(aws, name)
+    if pending is not None:
+        if chain.auth_address(current.address) == pending.signer_address:
+            return _switch(aws, name, current, pending, resumed=True)
+        rolled_back = _roll_back(aws, name, pending, chain)
+
+    history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
+    history = ";".join([*filter(None, history.split(";")), current.key_id][-HISTORY_KEEP:])
+    tags = {
+        TAG_STATE: "pending",
+        TAG_PREVIOUS: current.key_id,
+        TAG_HISTORY: history,
+    }
+    new_key_id, new_address = _create(aws, prefix, name, current, tags, native_key)
+    sp = chain.suggested_params()
+    rekey = transaction.PaymentTxn(
+        current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
+    )
+    (signature,) = key_for(aws, current, prefix).sign([signing_bytes(rekey)])
+    signed = attach(current, rekey, signature)
+    txid = signed.get_txid()
+    aws.call(
+        "kms",
+        "TagResource",
+        new_key_id,
+        KeyId=new_key_id,
+        Tags=keys.kms_tags(
+            {TAG_REKEY_TXID: txid, TAG_REKEY_LAST_VALID: str(rekey.last_valid_round)}
+        ),
+    )
+    new = keys.resolve(aws, staging_name(name))
+    encoded = str(encoding.msgpack_encode(signed))
+    if dry_run:
+        return RotationResult(
+            name=name,
+            account=current.address,
+            previous_key_id=current.key_id,
+            key_id=new_key_id,
+            auth_address=new_address,
+            mode=new.mode,
+            state="pending",
+            rekey_txid=txid,
+            signed_rekey=encoded,
+            rolled_back_key_id=rolled_back,
+        )
+    try:
+        confirmed = chain.submit(signed)
+    except exc.ConfioKMSError as error:
+        raise exc.RotationError(
+            f"The rekey {txid} of {current.address} was not confirmed: {error.message} "
+            f"alias/{name} still signs with the old key.",
+            fix="Run the rotation again: it finishes if the rekey did land, and rolls back "
+            "once the rekey can no longer be confirmed.",
+            cause=error.cause,
+        ) from error
+    result = _switch(aws, name, current, new, resumed=False)
+    return replace(result, confirmed_round=confirmed, rolled_back_key_id=rolled_back)
+
+
+def _create(
+    aws: AWSClients,
+    prefix: str,
+    name: str,
+    current: KeyInfo,
+    tags: dict[str, str],
+    native_key: bool,
+) -> tuple[str, str]:
+    staging = staging_name(name)
+    description = f"Algorand account {current.address}, rotated key (confio-kms)"
+    if native_key:
+        return native.provision(
+            aws,
+            name=staging,
+            network=current.network,
+            description=description,
+            account=current.address,
+            extra_tags=tags,
+        )
+    private_key, own_address = account.generate_account()
+    path = f"{prefix}/{name}/private-key-{secrets.token_hex(4)}"
+    key_id = envelope.provision(
+        aws,
+        name=staging,
+        path=path,
+        private_key=private_key,
+        address=current.address,
+        network=current.network,
+        description=description,
+        extra_tags={**tags, TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path},
+    )
+    return key_id, own_address
+
+
+def _pending(aws: AWSClients, name: str) -> KeyInfo | None:
+    try:
+        return keys.resolve(aws, staging_name(name))
+    except exc.AliasNotFoundError:
+        return None
+
+
+def _tags(aws: AWSClients, key_id: str) -> dict[str, str]:
+    return keys.read_tags(aws, key_id, key_id)
+
+
+def _switch(
+    aws: AWSClients, name: str, current: KeyInfo, new: KeyInfo, *, resumed: bool
+) -> RotationResult:
+    """Point ``alias/<name>`` at the new key: only after the rekey is confirmed."""
+    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    aws.call(
+        "kms",
+        "TagResource",
+        new.key_id,
+        KeyId=new.key_id,
+        Tags=keys.kms_tags({TAG_STATE: "active"}),
+    )
+    aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
+    aws.call("kms", "DeleteAlias", staging, AliasName=staging)
+    aws.call(
+        "kms",
+        "TagResource",
+        current.key_id,
+        KeyId=current.key_id,
+        Tags=keys.kms_tags({TAG_STATE: "retired"}),
+    )
+    cache.forget(aws.scope, name)
+    tags = _tags(aws, new.key_id)
+    return RotationResult(
+        name=name,
+        account=new.address,
+        previous_key_id=current.key_id,
+        key_id=new.key_id,
+        auth_address=new.signer_address,
+        mode=new.mode,
+        state="completed",
+        rekey_txid=tags.get(TAG_REKEY_TXID, ""),
+        resumed=resumed,
+    )
+
+
+def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> str:
+    """Abandon a pending rotation whose rekey can no longer land; return its key id."""
+    tags = _tags(aws, pending.key_id)
+    last_valid = tags.get(TAG_REKEY_LAST_VALID)
+    if last_valid and chain.current_round() <= int(last_valid):
+        raise exc.RotationError(
+            f"A rotation of alias/{name} is pending: rekey {tags.get(TAG_REKEY_TXID)} to "
+            f"{pending.signer_address} was signed and can still be confirmed until round "
+            f"{last_valid}. Nothing was changed.",
+            fix="Submit that rekey (or let it expire), then run the rotation again: it "
+            "finishes or rolls back accordingly.",
+        )
+    staging = f"alias/{staging_name(name)}"
+    aws.call("kms", "DeleteAlias", staging, AliasName=staging)
+    aws.call(
+        "kms",
+        "ScheduleKeyDeletion",
+        pending.key_id,
+        KeyId=pending.key_id,
+        PendingWindowInDays=keys.ROLLBACK_PENDING_DAYS,
+    )
+    return pending.key_id
+
+
+def decode_signed(encoded: str) -> transaction.SignedTransaction:
+    """The signed rekey from a dry run's base64 msgpack."""
+    signed = encoding.msgpack_decode(encoded)
+    assert isinstance(signed, transaction.SignedTransaction)
+    return signed

@@ -1,0 +1,180 @@
+"""Rotation by rekey on Algorand's ledger evaluator: the address never changes, the
+new key signs, the old one is refused, and interruptions resolve safely."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from algosdk import mnemonic, transaction
+from algosdk.atomic_transaction_composer import (
+    AccountTransactionSigner,
+    sign_transaction_with_signer,
+)
+
+from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, rotation
+from confio_kms.sandbox import LedgerChain, LocalLedger
+
+from .helpers import inject_error
+
+ALIAS = "acct"
+
+
+@pytest.fixture
+def chain(ledger: LocalLedger) -> LedgerChain:
+    return LedgerChain(ledger)
+
+
+@pytest.fixture
+def account(manager: AlgorandKMSManager, ledger: LocalLedger) -> tuple[str, str]:
+    """An envelope key's account, funded; returns (its original private key, address)."""
+    _, address, backup = manager.create_algorand_key(ALIAS)
+    ledger.fund(address, 10_000_000)
+    return mnemonic.to_private_key(backup), address
+
+
+def pay(signer: KMSSigner, ledger: LocalLedger, amount: int) -> transaction.SignedTransaction:
+    txn = transaction.PaymentTxn(signer.address, ledger.suggested_params(), signer.address, amount)
+    return signer.sign_transaction(txn)
+
+
+def tags(key_id: str) -> dict[str, str]:
+    listed = boto3.client("kms").list_resource_tags(KeyId=key_id)["Tags"]
+    return {t["TagKey"]: t["TagValue"] for t in listed}
+
+
+def test_rotation_keeps_the_address_and_moves_authority(
+    manager: AlgorandKMSManager,
+    account: tuple[str, str],
+    ledger: LocalLedger,
+    chain: LedgerChain,
+    session: boto3.Session,
+) -> None:
+    old_private_key, address = account
+    signer = KMSSigner(ALIAS, session=session)
+    ledger.evaluate([pay(signer, ledger, 1)])  # before: the old key signs
+    old_key_id = manager.get_key(ALIAS).key_id
+
+    result = manager.rotate_key(ALIAS, chain)
+
+    assert (result.state, result.account, result.previous_key_id) == (
+        "completed",
+        address,
+        old_key_id,
+    )
+    assert result.auth_address != address and chain.auth_address(address) == result.auth_address
+    assert signer.address == address and signer.signer_address == result.auth_address
+    signed = pay(signer, ledger, 2)
+    assert signed.authorizing_address == result.auth_address
+    ledger.evaluate([signed])
+    stale = transaction.PaymentTxn(address, ledger.suggested_params(), address, 3)
+    with pytest.raises(Exception, match="should have been authorized by"):
+        ledger.evaluate(
+            [sign_transaction_with_signer(stale, AccountTransactionSigner(old_private_key))]
+        )
+    new_tags = tags(result.key_id)
+    assert new_tags["AlgorandAddress"] == address
+    assert new_tags["AlgorandAuthAddress"] == result.auth_address
+    assert (new_tags["PreviousKeyId"], new_tags["RotationHistory"]) == (old_key_id, old_key_id)
+    assert new_tags["RotationState"] == "active" and tags(old_key_id)["RotationState"] == "retired"
+    (record,) = manager.list_keys()
+    assert (record.name, record.address, record.auth_address) == (
+        ALIAS,
+        address,
+        result.auth_address,
+    )
+
+
+def test_envelope_to_native_then_a_second_rotation(
+    manager: AlgorandKMSManager,
+    account: tuple[str, str],
+    ledger: LocalLedger,
+    chain: LedgerChain,
+    session: boto3.Session,
+) -> None:
+    _, address = account
+    first = manager.rotate_key(ALIAS, chain, native=True)
+    signer = KMSSigner(ALIAS, session=session)
+    assert first.mode == "native" and signer.address == address
+    ledger.evaluate([pay(signer, ledger, 1)])
+
+    second = manager.rotate_key(ALIAS, chain)
+
+    assert second.mode == "envelope" and second.auth_address != first.auth_address
+    assert chain.auth_address(address) == second.auth_address
+    ledger.evaluate([pay(signer, ledger, 2)])
+    history = tags(second.key_id)["RotationHistory"].split(";")
+    assert history == [first.previous_key_id, first.key_id]
+    # The native key of the first rotation no longer signs for the account.
+    first_key = KMSSigner(f"{ALIAS}-first", session=session)
+    boto3.client("kms").create_alias(AliasName=f"alias/{ALIAS}-first", TargetKeyId=first.key_id)
+    with pytest.raises(Exception, match="should have been authorized by"):
+        ledger.evaluate([pay(first_key, ledger, 3)])
+
+
+def test_dry_run_keeps_the_old_key_until_the_rekey_lands_then_resumes(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+
+    assert pending.account == account[1] and pending.state == "pending" and pending.signed_rekey
+    signer = KMSSigner(ALIAS)
+    ledger.evaluate([pay(signer, ledger, 1)])  # still the old key, no authorizer
+    rekey = rotation.decode_signed(pending.signed_rekey)
+    assert (
+        rekey.transaction.rekey_to == pending.auth_address
+        and rekey.get_txid() == pending.rekey_txid
+    )
+    chain.submit(rekey)  # an external submitter sends it
+
+    finished = manager.rotate_key(ALIAS, chain)
+
+    assert finished.resumed and finished.key_id == pending.key_id
+    assert len(boto3.client("kms").list_keys()["Keys"]) == 2  # no third key made
+    ledger.evaluate([pay(signer, ledger, 2)])
+
+
+def test_unconfirmed_rekey_blocks_until_it_expires_then_rolls_back(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+
+    with pytest.raises(exceptions.RotationError, match="can still be confirmed until round 1000"):
+        manager.rotate_key(ALIAS, chain)
+    ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])  # the alias still signs
+
+    chain.round = 1001  # the signed rekey can no longer be confirmed
+    result = manager.rotate_key(ALIAS, chain)
+
+    assert result.rolled_back_key_id == pending.key_id and result.key_id != pending.key_id
+    state = boto3.client("kms").describe_key(KeyId=pending.key_id)["KeyMetadata"]["KeyState"]
+    assert state == "PendingDeletion"
+    ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 2)])
+
+
+class FailingChain(LedgerChain):
+    def submit(self, signed: object) -> int:
+        raise exceptions.AlgodError("algod at http://node failed send_transaction.")
+
+
+def test_failed_submission_leaves_the_alias_on_the_old_key(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger
+) -> None:
+    with pytest.raises(exceptions.RotationError, match="still signs with the old key"):
+        manager.rotate_key(ALIAS, FailingChain(ledger))
+    signed = pay(KMSSigner(ALIAS), ledger, 1)
+    assert signed.authorizing_address is None
+    ledger.evaluate([signed])
+
+
+def test_interrupted_alias_switch_resumes(
+    account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain, session: boto3.Session
+) -> None:
+    inject_error(session, "kms", "UpdateAlias", "InternalFailure", "boom", status=400)
+    with pytest.raises(exceptions.AWSError, match="UpdateAlias"):
+        AlgorandKMSManager(session=session).rotate_key(ALIAS, chain)
+    # The rekey landed, the switch did not: running again finishes the rotation.
+
+    result = AlgorandKMSManager().rotate_key(ALIAS, chain)
+
+    assert result.resumed and chain.auth_address(account[1]) == result.auth_address
+    ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
