@@ -21,6 +21,7 @@ from decouple import AutoConfig, UndefinedValueError
 from django.utils.functional import Promise, lazy
 
 from . import validation
+from .chain import AlgodChain, Chain
 from .exceptions import ConfigurationError, InvalidAliasError
 from .manager import AlgorandKMSManager
 from .signer import KMSSigner
@@ -211,6 +212,25 @@ def reset_clients() -> None:
     """Forget the built signers and managers (after changing credentials, in tests)."""
     with _built_lock:
         _built.clear()
+
+
+def algorand_chain(fund: str | None = None) -> Chain:
+    """The network to submit to: algod from ``ALGOD_ADDRESS``/``ALGOD_TOKEN``, or on the
+    sandbox (``CONFIO_SANDBOX``) a fresh local ledger, with ``fund`` given 10 ALGO."""
+    if kms_settings().sandbox:
+        from .sandbox import LedgerChain, LocalLedger
+
+        ledger = LocalLedger()
+        if fund:
+            ledger.fund(fund, 10_000_000)
+        return LedgerChain(ledger)
+    address = setting("ALGOD_ADDRESS", "", str)
+    if not address:
+        raise ConfigurationError(
+            "Submitting needs an algod node and ALGOD_ADDRESS is not set.",
+            fix=f"Set ALGOD_ADDRESS (and ALGOD_TOKEN) in {places('ALGOD_ADDRESS')}.",
+        )
+    return AlgodChain(address, setting("ALGOD_TOKEN", "", str))
 
 
 def configured_sponsor_address() -> str:

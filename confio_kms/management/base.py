@@ -29,7 +29,7 @@ class KMSCommand(BaseCommand):
             raise CommandError(" ".join(str(error).split())) from error
 
 
-COLUMNS = ("name", "address", "network", "mode", "key_state", "created")
+COLUMNS = ("name", "address", "authorized_by", "network", "mode", "key_state", "created")
 
 
 def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, str]]:
@@ -37,6 +37,7 @@ def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, str]]:
         {
             "name": r.name,
             "address": r.address,
+            "authorized_by": r.auth_address or "self",
             "network": r.network,
             "mode": r.mode,
             "key_state": r.key_state,

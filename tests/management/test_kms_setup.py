@@ -141,8 +141,10 @@ def test_list_as_table_and_json(command: list[str]) -> None:
     call_command(*command, "--json", stdout=as_json)
 
     header, row = table.getvalue().splitlines()
-    assert header.split() == ["NAME", "ADDRESS", "NETWORK", "MODE", "KEY_STATE", "CREATED"]
-    assert row.split()[:5] == [ALIAS, created.address, "testnet", "envelope", "Enabled"]
+    assert header.split() == [
+        "NAME", "ADDRESS", "AUTHORIZED_BY", "NETWORK", "MODE", "KEY_STATE", "CREATED",
+    ]  # fmt: skip
+    assert row.split()[:6] == [ALIAS, created.address, "self", "testnet", "envelope", "Enabled"]
     (parsed,) = json.loads(as_json.getvalue())
     assert parsed["address"] == created.address and parsed["key_id"] == created.key_id
     assert parsed["mode"] == "envelope" and parsed["created"].startswith("20")
@@ -166,7 +168,7 @@ def test_create_native_needs_no_backup_and_says_so() -> None:
     assert f"address: {record.address}" in text
     listed = io.StringIO()
     call_command("kms_list", stdout=listed)
-    assert listed.getvalue().splitlines()[1].split()[3] == "native"
+    assert listed.getvalue().splitlines()[1].split()[4] == "native"
 
 
 def test_native_with_mnemonic_out_is_refused(tmp_path: Path) -> None:
