@@ -2,7 +2,15 @@
 
 from .exceptions import ConfioKMSError
 from .manager import AlgorandKMSManager, CreatedKey, KeyRecord
+from .multisig import KMSMultisigSigner
 from .signer import KMSSigner
 
-__all__ = ["AlgorandKMSManager", "ConfioKMSError", "CreatedKey", "KMSSigner", "KeyRecord"]
+__all__ = [
+    "AlgorandKMSManager",
+    "ConfioKMSError",
+    "CreatedKey",
+    "KMSMultisigSigner",
+    "KMSSigner",
+    "KeyRecord",
+]
 __version__ = "0.1.0"

@@ -59,6 +59,10 @@ class NotATransactionError(ConfioKMSError, TypeError):
     """Something other than a py-algorand-sdk ``Transaction`` was passed for signing."""
 
 
+class InvalidMultisigError(ConfioKMSError, ValueError):
+    """A multisig account description or transaction does not fit."""
+
+
 class InvalidSigningRequestError(ConfioKMSError, ValueError):
     """The indexes of a signing request do not fit its transaction group."""
 

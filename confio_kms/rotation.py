@@ -21,9 +21,9 @@ account.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
-from algosdk import account, encoding, transaction
+from algosdk import account, encoding, mnemonic, transaction
 
 from . import cache, envelope, keys, native
 from . import exceptions as exc
@@ -59,6 +59,8 @@ class RotationResult:
     confirmed_round: int | None = None
     resumed: bool = False
     rolled_back_key_id: str = ""
+    backup_mnemonic: str | None = field(default=None, repr=False)
+    """The new envelope key's mnemonic (the only copy outside AWS); None for native keys."""
 
 
 def staging_name(name: str) -> str:
@@ -90,7 +92,7 @@ def rotate(
         TAG_PREVIOUS: current.key_id,
         TAG_HISTORY: history,
     }
-    new_key_id, new_address = _create(aws, prefix, name, current, tags, native_key)
+    new_key_id, new_address, backup = _create(aws, prefix, name, current, tags, native_key)
     sp = chain.suggested_params()
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
@@ -121,6 +123,7 @@ def rotate(
             rekey_txid=txid,
             signed_rekey=encoded,
             rolled_back_key_id=rolled_back,
+            backup_mnemonic=backup,
         )
     try:
         confirmed = chain.submit(signed)
@@ -133,7 +136,9 @@ def rotate(
             cause=error.cause,
         ) from error
     result = _switch(aws, name, current, new, resumed=False)
-    return replace(result, confirmed_round=confirmed, rolled_back_key_id=rolled_back)
+    return replace(
+        result, confirmed_round=confirmed, rolled_back_key_id=rolled_back, backup_mnemonic=backup
+    )
 
 
 def _create(
@@ -143,11 +148,12 @@ def _create(
     current: KeyInfo,
     tags: dict[str, str],
     native_key: bool,
-) -> tuple[str, str]:
+) -> tuple[str, str, str | None]:
+    """Create the new key under the staging alias: (key id, its address, its mnemonic)."""
     staging = staging_name(name)
     description = f"Algorand account {current.address}, rotated key (confio-kms)"
     if native_key:
-        return native.provision(
+        key_id, address = native.provision(
             aws,
             name=staging,
             network=current.network,
@@ -155,6 +161,7 @@ def _create(
             account=current.address,
             extra_tags=tags,
         )
+        return key_id, address, None
     private_key, own_address = account.generate_account()
     path = f"{prefix}/{name}/private-key-{secrets.token_hex(4)}"
     key_id = envelope.provision(
@@ -167,7 +174,7 @@ def _create(
         description=description,
         extra_tags={**tags, TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path},
     )
-    return key_id, own_address
+    return key_id, own_address, str(mnemonic.from_private_key(private_key))
 
 
 def _pending(aws: AWSClients, name: str) -> KeyInfo | None:

@@ -9,7 +9,6 @@ from collections.abc import Sequence
 import boto3
 from algosdk import constants, encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
-from algosdk.signer import Ed25519AlgorandSigner
 
 from . import cache, validation
 from . import exceptions as exc
@@ -105,7 +104,7 @@ class KMSSigner(TransactionSigner):
         it) gets the authorizing address set. Either every transaction is signed or
         the call raises.
         """
-        chosen = _select(txn_group, indexes)
+        chosen = select(txn_group, indexes)
         if not chosen:
             return []
         info, signatures = self._sign([signing_bytes(txn) for txn in chosen])
@@ -124,24 +123,38 @@ class KMSSigner(TransactionSigner):
         lsig_account: transaction.LogicSigAccount,
         multisig: transaction.Multisig | None = None,
     ) -> None:
-        """Delegate ``lsig_account`` to this key, in place (signs ``b"Program" + program``).
+        """Delegate ``lsig_account`` to this key, in place: signs ``b"Program" + program``.
 
-        ``lsig_account.sign_with_signer(signer)`` calls this.
+        With ``multisig`` (which this key is a member of) the signature becomes this
+        member's subsignature in the logic signature's ``msig``.
+        ``lsig_account.sign_with_signer(signer[, multisig])`` calls this.
         """
-        info, _ = self._key_info()
-        self._raw_signer(info).sign_logicsig(lsig_account, multisig)
-
-    def append_to_logicsig_multisig(self, lsig_account: transaction.LogicSigAccount) -> None:
-        """Add this key's subsignature to a multisig-delegated ``lsig_account``, in place."""
-        info, _ = self._key_info()
-        self._raw_signer(info).append_to_logicsig_multisig(lsig_account)
-
-    def _raw_signer(self, info: KeyInfo) -> Ed25519AlgorandSigner:
-        # py-algorand-sdk's signer builds the prefixed messages; the bytes go through
-        # this key's own path (envelope or native), with its checks.
-        return Ed25519AlgorandSigner(
-            encoding.decode_address(info.signer_address), lambda data: self._sign([data])[1][0]
-        )
+        lsig = lsig_account.lsig
+        info, (signature,) = self._sign([constants.logic_prefix + lsig.logic])
+        public_key = encoding.decode_address(info.signer_address)
+        if multisig is None:
+            if lsig.sig or lsig.msig or lsig.lmsig:
+                raise exc.InvalidSigningRequestError(
+                    "This logic signature is already signed; nothing was changed.",
+                    fix="Delegate a fresh LogicSigAccount.",
+                )
+            lsig.sig = base64.b64encode(signature).decode()
+            lsig_account.sigkey = public_key
+            return
+        if lsig.msig is None:
+            lsig.msig = multisig.get_multisig_account()
+        if lsig.msig.address() != multisig.address():
+            raise exc.InvalidMultisigError(
+                "The logic signature is delegated to another multisig account.",
+                fix="Pass the multisig it was first delegated with.",
+            )
+        members = [sub.public_key for sub in lsig.msig.subsigs]
+        if public_key not in members:
+            raise exc.InvalidMultisigError(
+                f"{info.signer_address} is not a member of multisig {multisig.address()}.",
+                fix="Sign with one of the multisig's member keys.",
+            )
+        lsig.msig.subsigs[members.index(public_key)].signature = signature
 
     def _sign(self, messages: list[bytes]) -> tuple[KeyInfo, list[bytes]]:
         info, from_cache = self._key_info()
@@ -170,7 +183,7 @@ class KMSSigner(TransactionSigner):
         return f"KMSSigner({self.key_alias!r}, region_name={self._aws.region!r})"
 
 
-def _select(
+def select(
     txn_group: Sequence[transaction.Transaction], indexes: Sequence[int] | None
 ) -> list[transaction.Transaction]:
     if isinstance(txn_group, transaction.Transaction) or not isinstance(txn_group, Sequence):

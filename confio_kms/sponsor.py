@@ -49,7 +49,10 @@ class AlgorandSponsorService:
                 )
             private_key = validation.private_key_from_mnemonic(phrase)
             self.signer = AccountTransactionSigner(private_key)
-            self._address = str(account.address_from_private_key(private_key))
+            # A rekeyed account: the mnemonic is its authorizing key's, the address its own.
+            self._address = conf.configured_sponsor_address() or str(
+                account.address_from_private_key(private_key)
+            )
 
     @property
     def uses_kms(self) -> bool:

@@ -178,3 +178,27 @@ def test_interrupted_alias_switch_resumes(
 
     assert result.resumed and chain.auth_address(account[1]) == result.auth_address
     ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
+
+
+def test_recovery_drill_for_a_rekeyed_account(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    """KMS unavailable after a rotation: the current authorizing key's backup signs."""
+    from django.test import override_settings
+
+    from confio_kms.sponsor import AlgorandSponsorService
+
+    _, address = account
+    result = manager.rotate_key(ALIAS, chain)
+    assert result.backup_mnemonic and result.backup_mnemonic not in repr(result)
+    with override_settings(
+        USE_KMS_SIGNING=False,
+        ALGORAND_ADMIN_MNEMONIC=result.backup_mnemonic,
+        ALGORAND_SPONSOR_ADDRESS=address,
+    ):
+        service = AlgorandSponsorService()
+    assert service.sponsor_address == address
+    txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
+    signed = service.sign_transaction(txn)
+    assert signed.authorizing_address == result.auth_address
+    ledger.evaluate([signed])

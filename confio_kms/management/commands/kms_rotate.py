@@ -3,8 +3,10 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
+from django.core.management.base import CommandError
+
 from ... import conf, validation
-from ..base import KMSCommand
+from ..base import BackupDestination, KMSCommand
 
 
 class Command(KMSCommand):
@@ -21,6 +23,15 @@ class Command(KMSCommand):
         )
         how = parser.add_mutually_exclusive_group(required=True)
         how.add_argument("--submit", action="store_true", help="Submit the rekey and wait for it.")
+        parser.add_argument(
+            "--mnemonic-out",
+            metavar="FILE",
+            help="For a new envelope key: write its backup mnemonic to this new file (mode "
+            "0600) instead of the terminal.",
+        )
+        parser.add_argument(
+            "--no-input", action="store_false", dest="interactive", help="Ask nothing."
+        )
         how.add_argument(
             "--dry-run",
             action="store_true",
@@ -30,14 +41,22 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = validation.alias_name(options["alias"] or conf.kms_settings().active_alias)
+        if options["native"] and options["mnemonic_out"]:
+            raise CommandError(
+                "A native key has no mnemonic to write; nothing was changed. "
+                "Fix: drop --mnemonic-out."
+            )
         manager = conf.kms_manager()
         address = manager.get_key(name).address
-        result = manager.rotate_key(
-            name,
-            conf.algorand_chain(fund=address),
-            native=options["native"],
-            dry_run=options["dry_run"],
-        )
+        chain = conf.algorand_chain(fund=address)
+        if options["native"]:
+            result = manager.rotate_key(name, chain, native=True, dry_run=options["dry_run"])
+        else:
+            # A new envelope key has a backup; make sure it has somewhere to go first.
+            with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
+                result = manager.rotate_key(name, chain, dry_run=options["dry_run"])
+                if result.backup_mnemonic:
+                    backup.deliver(result.backup_mnemonic, result.auth_address)
         if result.rolled_back_key_id:
             self.stdout.write(
                 f"rolled back: an expired pending rotation (key {result.rolled_back_key_id} "

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import getpass
-import os
 import sys
 from argparse import ArgumentParser
 from typing import IO, Any
@@ -9,10 +8,7 @@ from typing import IO, Any
 from django.core.management.base import CommandError
 
 from ... import conf, validation
-from ...manager import CreatedKey
-from ..base import KMSCommand, write_keys
-
-CONFIRMATION = "saved"
+from ..base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
 class Command(KMSCommand):
@@ -74,33 +70,12 @@ class Command(KMSCommand):
         if options["native"]:
             self._create_native(alias, network, options)
             return
-        backup_file = None
-        if options["mnemonic_out"]:
-            backup_file = _new_private_file(options["mnemonic_out"])
-        elif not _is_terminal(self.stdout):
-            raise CommandError(
-                "No terminal to show the backup mnemonic on; nothing was created. "
-                "Fix: run at a terminal, or pass --mnemonic-out FILE."
-            )
-        try:
+        with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
             created = conf.kms_manager().create_algorand_key(
                 alias, options["description"], network=network
             )
-        except BaseException:
-            if backup_file is not None:
-                backup_file.close()
-                os.unlink(options["mnemonic_out"])
-            raise
-        self._report(alias, network, created.key_id, created.address)
-        if backup_file is not None:
-            with backup_file:
-                backup_file.write(f"{created.backup_mnemonic}\n")
-            self.stdout.write(
-                f"Backup mnemonic written to {options['mnemonic_out']} (mode 0600). "
-                "Move it offline and delete the file."
-            )
-            return
-        self._show_backup(created, options["interactive"])
+            self._report(alias, network, created.key_id, created.address)
+            backup.deliver(created.backup_mnemonic or "", created.address)
 
     def _create_native(self, alias: str, network: str, options: dict[str, Any]) -> None:
         if options["mnemonic_out"]:
@@ -118,29 +93,9 @@ class Command(KMSCommand):
             "rekeyed from): docs/native.md."
         )
 
-    def _show_backup(self, created: CreatedKey, interactive: bool) -> None:
-        # The one deliberate display of a secret: on the terminal, once.
-        self.stdout.write("")
-        self.stdout.write("BACKUP MNEMONIC (shown once; write it down offline, never in a file):")
-        self.stdout.write(f"  {created.backup_mnemonic or ''}")
-        self.stdout.write("")
-        if not interactive:
-            return
-        while True:
-            try:
-                answer = input(f"Type '{CONFIRMATION}' once the mnemonic is stored offline: ")
-            except EOFError:
-                raise CommandError(
-                    f"No confirmation received; the key was created ({created.address}). "
-                    "Fix: make sure the mnemonic shown above is stored offline."
-                ) from None
-            if answer.strip().lower() == CONFIRMATION:
-                break
-        self.stdout.write("Confirmed. Clear your terminal's scrollback now.")
-
     def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
         stdin: IO[str] = options.get("stdin") or sys.stdin
-        if _is_terminal(stdin):
+        if is_terminal(stdin):
             phrase = getpass.getpass("25-word mnemonic (input hidden): ")
         else:
             phrase = stdin.read()
@@ -162,27 +117,3 @@ class Command(KMSCommand):
         else:
             self.stdout.write("mode:    envelope")
             self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
-
-
-def _is_terminal(stream: Any) -> bool:
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):
-        return False
-
-
-def _new_private_file(path: str) -> IO[str]:
-    """Open a file that did not exist, readable by its owner only."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise CommandError(
-            f"{path} already exists; nothing was created. Fix: choose a new file name "
-            "(confio_kms never overwrites a backup)."
-        ) from None
-    except OSError as error:
-        raise CommandError(
-            f"Cannot create {path} ({error.strerror}); nothing was created. "
-            "Fix: choose a writable location."
-        ) from None
-    return os.fdopen(fd, "w")

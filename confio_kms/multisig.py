@@ -1,0 +1,93 @@
+"""KMSMultisigSigner: Algorand multisig whose subsignatures come from KMS-held keys.
+
+Members are :class:`KMSSigner` instances (envelope or native, each with its own
+boto3 session, so possibly in other regions or accounts) or plain addresses of
+members who sign elsewhere. Each KMS member signs a call's transactions with its
+own path and checks; subsignatures can also be added to a partially signed
+multisig transaction made elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+
+from algosdk import transaction
+from algosdk.atomic_transaction_composer import TransactionSigner
+
+from . import exceptions as exc
+from .signer import KMSSigner, select
+
+
+class KMSMultisigSigner(TransactionSigner):
+    """A TransactionSigner for the multisig account (version, threshold, members)."""
+
+    def __init__(
+        self, version: int, threshold: int, signers_or_addresses: Sequence[KMSSigner | str]
+    ) -> None:
+        super().__init__()
+        addresses = [
+            m.signer_address if isinstance(m, KMSSigner) else m for m in signers_or_addresses
+        ]
+        try:
+            self.multisig = transaction.Multisig(version, threshold, addresses)
+            self.multisig.validate()
+        except Exception as error:
+            raise exc.InvalidMultisigError(
+                f"Not a valid multisig (version {version}, threshold {threshold}, "
+                f"{len(addresses)} members): {type(error).__name__}.",
+                fix="Use version 1, a threshold from 1 to the number of members, and valid "
+                "member addresses.",
+            ) from None
+        self.members = [
+            (i, m) for i, m in enumerate(signers_or_addresses) if isinstance(m, KMSSigner)
+        ]
+
+    @property
+    def address(self) -> str:
+        return str(self.multisig.address())
+
+    def sign_transactions(  # type: ignore[override]
+        self,
+        txn_group: Sequence[transaction.Transaction],
+        indexes: Sequence[int] | None = None,
+    ) -> list[transaction.MultisigTransaction]:
+        """Multisig transactions carrying every KMS member's subsignature."""
+        chosen = select(txn_group, indexes)
+        mtxns = [
+            transaction.MultisigTransaction(txn, self.multisig.get_multisig_account())
+            for txn in chosen
+        ]
+        return self.append(mtxns)
+
+    def append(
+        self, mtxns: Sequence[transaction.MultisigTransaction]
+    ) -> list[transaction.MultisigTransaction]:
+        """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere)."""
+        for i, mtxn in enumerate(mtxns):
+            if mtxn.multisig.address() != self.address:
+                raise exc.InvalidMultisigError(
+                    f"Multisig transaction {i} is for {mtxn.multisig.address()}, not for "
+                    f"{self.address}; nothing was signed.",
+                    fix="Build this signer with the same version, threshold and members, "
+                    "in the same order.",
+                )
+        txns = [m.transaction for m in mtxns]
+        for index, member in self.members:
+            for mtxn, signed in zip(mtxns, member.sign_transactions(txns), strict=True):
+                mtxn.multisig.subsigs[index].signature = base64.b64decode(signed.signature)
+        return list(mtxns)
+
+    def sign_logicsig(self, lsig_account: transaction.LogicSigAccount) -> None:
+        """Delegate ``lsig_account`` to this multisig account with the KMS members' keys.
+
+        Uses the logic signature's ``msig`` form (members sign ``b"Program" + program``),
+        which Algorand's evaluator accepts; members elsewhere can add theirs the same way.
+        """
+        if not self.members:
+            raise exc.InvalidMultisigError(
+                "This multisig has no KMS member to sign with.",
+                fix="Pass KMSSigner members, not only addresses.",
+            )
+        for _, member in self.members:
+            member.sign_logicsig(lsig_account, self.multisig)

@@ -1,0 +1,136 @@
+"""KMS-backed multisig on Algorand's ledger evaluator: thresholds, mixed envelope and
+native members in different regions, contributions from elsewhere, delegation."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from algojig import TealProgram
+from algosdk import encoding, transaction
+from algosdk.atomic_transaction_composer import AtomicTransactionComposer, TransactionWithSigner
+from algosdk.signer import Ed25519AlgorandSigner
+from nacl.signing import SigningKey
+
+from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner, exceptions
+from confio_kms.sandbox import LocalLedger
+
+from .helpers import new_account
+
+
+@pytest.fixture
+def envelope(manager: AlgorandKMSManager, session: boto3.Session) -> KMSSigner:
+    manager.create_algorand_key("member-envelope")
+    return KMSSigner("member-envelope", session=session)
+
+
+@pytest.fixture
+def native_elsewhere() -> KMSSigner:
+    """A native key in another region, reached through its own session."""
+    other = boto3.Session(region_name="us-east-1")
+    AlgorandKMSManager(session=other).create_algorand_key("member-native", native=True)
+    return KMSSigner("member-native", session=other)
+
+
+def local_member() -> tuple[Ed25519AlgorandSigner, str]:
+    """A member whose key is held outside KMS, signing elsewhere."""
+    key = SigningKey.generate()
+    public = bytes(key.verify_key)
+    return Ed25519AlgorandSigner(public, lambda m: bytes(key.sign(m).signature)), str(
+        encoding.encode_address(public)
+    )
+
+
+def payment(ledger: LocalLedger, sender: str, amount: int) -> transaction.PaymentTxn:
+    return transaction.PaymentTxn(sender, ledger.suggested_params(), sender, amount)
+
+
+def test_mixed_two_of_three_meets_the_threshold(
+    envelope: KMSSigner, native_elsewhere: KMSSigner, ledger: LocalLedger
+) -> None:
+    _, outsider = local_member()
+    msig = KMSMultisigSigner(1, 2, [envelope, native_elsewhere, outsider])
+    ledger.fund(msig.address, 1_000_000)
+    assert native_elsewhere.region_name == "us-east-1"
+
+    composer = AtomicTransactionComposer()
+    composer.add_transaction(TransactionWithSigner(payment(ledger, msig.address, 1), msig))
+    composer.add_transaction(TransactionWithSigner(payment(ledger, msig.address, 2), msig))
+    signed = composer.gather_signatures()
+
+    assert all(sum(1 for s in m.multisig.subsigs if s.signature) == 2 for m in signed)
+    ledger.evaluate(signed)
+
+
+def test_below_threshold_is_rejected(envelope: KMSSigner, ledger: LocalLedger) -> None:
+    _, second = local_member()
+    _, third = local_member()
+    msig = KMSMultisigSigner(1, 2, [envelope, second, third])
+    ledger.fund(msig.address, 1_000_000)
+
+    (partial,) = msig.sign_transactions([payment(ledger, msig.address, 1)])
+
+    with pytest.raises(Exception, match="signature"):
+        ledger.evaluate([partial])
+
+
+def test_adds_to_a_multisig_signed_elsewhere(
+    native_elsewhere: KMSSigner, ledger: LocalLedger
+) -> None:
+    outsider, outsider_address = local_member()
+    msig = KMSMultisigSigner(1, 2, [outsider_address, native_elsewhere])
+    ledger.fund(msig.address, 1_000_000)
+    mtxn = transaction.MultisigTransaction(
+        payment(ledger, msig.address, 5), msig.multisig.get_multisig_account()
+    )
+    outsider.append_to_multisig_transaction(mtxn)  # the other party's contribution
+
+    (completed,) = msig.append([mtxn])
+
+    ledger.evaluate([completed])
+
+
+def test_refuses_another_multisigs_transaction(envelope: KMSSigner, ledger: LocalLedger) -> None:
+    _, a = local_member()
+    mine = KMSMultisigSigner(1, 1, [envelope, a])
+    theirs = KMSMultisigSigner(1, 2, [envelope, a])
+    mtxn = transaction.MultisigTransaction(
+        payment(ledger, theirs.address, 1), theirs.multisig.get_multisig_account()
+    )
+    with pytest.raises(exceptions.InvalidMultisigError, match="nothing was signed"):
+        mine.append([mtxn])
+    with pytest.raises(exceptions.InvalidMultisigError, match="threshold 3"):
+        KMSMultisigSigner(1, 3, [envelope, a])
+
+
+def test_multisig_delegated_logic_signature(
+    envelope: KMSSigner, native_elsewhere: KMSSigner, ledger: LocalLedger
+) -> None:
+    msig = KMSMultisigSigner(1, 2, [envelope, native_elsewhere, new_account()[1]])
+    ledger.fund(msig.address, 1_000_000)
+    lsig = transaction.LogicSigAccount(TealProgram(teal="#pragma version 8\nint 1").bytecode)
+
+    msig.sign_logicsig(lsig)
+
+    assert lsig.address() == msig.address
+    ledger.evaluate([transaction.LogicSigTransaction(payment(ledger, msig.address, 7), lsig)])
+
+
+def test_delegation_shared_with_a_member_elsewhere(
+    envelope: KMSSigner, ledger: LocalLedger
+) -> None:
+    key = SigningKey.generate()
+    outsider = str(encoding.encode_address(bytes(key.verify_key)))
+    msig = transaction.Multisig(1, 2, [envelope.signer_address, outsider])
+    ledger.fund(msig.address(), 1_000_000)
+    program = TealProgram(teal="#pragma version 8\nint 1").bytecode
+    lsig = transaction.LogicSigAccount(program)
+
+    lsig.sign_with_signer(envelope, msig)  # py-algorand-sdk calls KMSSigner.sign_logicsig
+    lsig.lsig.msig.subsigs[1].signature = bytes(key.sign(b"Program" + program).signature)
+
+    ledger.evaluate([transaction.LogicSigTransaction(payment(ledger, msig.address(), 1), lsig)])
+    with pytest.raises(exceptions.InvalidSigningRequestError, match="already signed"):
+        envelope.sign_logicsig(lsig)
+    stranger = transaction.Multisig(1, 1, [outsider])
+    with pytest.raises(exceptions.InvalidMultisigError, match="not a member"):
+        envelope.sign_logicsig(transaction.LogicSigAccount(program), stranger)
