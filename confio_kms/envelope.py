@@ -97,6 +97,7 @@ class EnvelopeKey(AlgorandKey):
         response = self.aws.call(
             "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
         )
+        self.note_request(response)
         return _PrivateKey(response.get("Parameter", {}).get("Value"), self.path)
 
 

@@ -113,6 +113,10 @@ class AddressMismatchError(ConfioKMSError):
     """The decrypted key does not belong to the address the KMS key is tagged with."""
 
 
+class PolicyViolationError(ConfioKMSError, PermissionError):
+    """The signing policy refused a transaction (network, fee cap, rekey, close-out)."""
+
+
 class SignatureVerificationError(ConfioKMSError):
     """A signature KMS returned does not verify against the account's public key."""
 

@@ -68,6 +68,12 @@ class AlgorandKey(ABC):
     def __init__(self, aws: AWSClients, info: KeyInfo) -> None:
         self.aws = aws
         self.info = info
+        # AWS request ids of this key object's signing requests, for the audit trail
+        # (one key object per signing call).
+        self.request_ids: list[str] = []
+
+    def note_request(self, response: dict[str, Any]) -> None:
+        self.request_ids.append(str(response.get("ResponseMetadata", {}).get("RequestId", "")))
 
     @abstractmethod
     def sign(self, messages: Sequence[bytes]) -> list[bytes]:

@@ -126,6 +126,7 @@ class NativeKey(AlgorandKey):
             MessageType="RAW",
             SigningAlgorithm=SIGNING_ALGORITHM,
         )
+        self.note_request(response)
         signature = bytes(response.get("Signature", b""))
         try:
             verify_key.verify(message, signature)

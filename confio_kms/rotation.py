@@ -25,11 +25,12 @@ from dataclasses import dataclass, field, replace
 
 from algosdk import account, encoding, mnemonic, transaction
 
-from . import cache, envelope, keys, native
+from . import audit, cache, envelope, keys, native
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
 from .keys import TAG_AUTH_ADDRESS, TAG_PARAMETER, KeyInfo
+from .policy import SigningPolicy
 from .signer import attach, key_for, signing_bytes
 
 PENDING_SUFFIX = "--pending-rotation"
@@ -97,7 +98,11 @@ def rotate(
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
-    (signature,) = key_for(aws, current, prefix).sign([signing_bytes(rekey)])
+    # Rotation is the one caller that may rekey the account; the rest of the policy holds.
+    SigningPolicy.from_settings().check(current, [rekey], allow_rekey=True)
+    key = key_for(aws, current, prefix)
+    (signature,) = key.sign([signing_bytes(rekey)])
+    audit.record(current, f"alias/{name}", [rekey], "signed", key.request_ids, "rotation rekey")
     signed = attach(current, rekey, signature)
     txid = signed.get_txid()
     aws.call(

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import boto3
 from algosdk import constants, encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
-from . import cache, validation
+from . import audit, cache, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .envelope import EnvelopeKey
 from .keys import NATIVE, AlgorandKey, KeyInfo
 from .native import NativeKey
+from .policy import SigningPolicy
 from .validation import DEFAULT_SSM_PREFIX, alias_name
 
 logger = logging.getLogger("confio_kms.signer")
@@ -61,10 +62,12 @@ class KMSSigner(TransactionSigner):
         endpoint_url: str | None = None,
         session: boto3.Session | None = None,
         ssm_prefix: str = DEFAULT_SSM_PREFIX,
+        policy: SigningPolicy | None = None,
     ) -> None:
         super().__init__()
         self.name = alias_name(key_alias)
         self._prefix = validation.ssm_prefix(ssm_prefix)
+        self.policy = policy or SigningPolicy.from_settings()
         self._aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session)
 
     @property
@@ -97,25 +100,38 @@ class KMSSigner(TransactionSigner):
         self,
         txn_group: Sequence[transaction.Transaction],
         indexes: Sequence[int] | None = None,
+        *,
+        allow_rekey: bool = False,
+        allow_close: bool = False,
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
 
-        A transaction whose sender is not this key's address (an account rekeyed to
-        it) gets the authorizing address set. Either every transaction is signed or
-        the call raises.
+        The signing policy is checked first (network, fee cap, and no rekey or
+        close-out of the key's own account unless allowed here). A transaction whose
+        sender is not this key's address (an account rekeyed to it) gets the
+        authorizing address set. Either every transaction is signed or the call
+        raises; either way one audit record is emitted.
         """
         chosen = select(txn_group, indexes)
         if not chosen:
             return []
-        info, signatures = self._sign([signing_bytes(txn) for txn in chosen])
+
+        def check(info: KeyInfo) -> None:
+            self.policy.check(info, chosen, allow_rekey=allow_rekey, allow_close=allow_close)
+
+        info: KeyInfo | None = None
+        try:
+            resolved = self._key_info()
+            info = resolved[0]
+            info, signatures, request_ids = self._sign(
+                [signing_bytes(txn) for txn in chosen], check, resolved
+            )
+        except exc.ConfioKMSError as error:
+            outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
+            audit.record(info, self.key_alias, chosen, outcome, (), type(error).__name__)
+            raise
         signed = [attach(info, txn, sig) for txn, sig in zip(chosen, signatures, strict=True)]
-        logger.info(
-            "signed %d transaction(s) with %s (%s, %s key)",
-            len(signed),
-            self.key_alias,
-            info.address,
-            info.mode,
-        )
+        audit.record(info, self.key_alias, chosen, "signed", request_ids)
         return signed
 
     def sign_logicsig(
@@ -130,7 +146,8 @@ class KMSSigner(TransactionSigner):
         ``lsig_account.sign_with_signer(signer[, multisig])`` calls this.
         """
         lsig = lsig_account.lsig
-        info, (signature,) = self._sign([constants.logic_prefix + lsig.logic])
+        info, (signature,), request_ids = self._sign([constants.logic_prefix + lsig.logic])
+        audit.record(info, self.key_alias, [], "signed", request_ids, "logic signature")
         public_key = encoding.decode_address(info.signer_address)
         if multisig is None:
             if lsig.sig or lsig.msig or lsig.lmsig:
@@ -156,10 +173,18 @@ class KMSSigner(TransactionSigner):
             )
         lsig.msig.subsigs[members.index(public_key)].signature = signature
 
-    def _sign(self, messages: list[bytes]) -> tuple[KeyInfo, list[bytes]]:
-        info, from_cache = self._key_info()
+    def _sign(
+        self,
+        messages: list[bytes],
+        check: Callable[[KeyInfo], None] = lambda info: None,
+        resolved: tuple[KeyInfo, bool] | None = None,
+    ) -> tuple[KeyInfo, list[bytes], list[str]]:
+        """Sign with the key; return (key info used, signatures, AWS request ids)."""
+        info, from_cache = resolved or self._key_info()
+        check(info)
+        key = self._key(info)
         try:
-            return info, self._key(info).sign(messages)
+            return info, key.sign(messages), key.request_ids
         except exc.AddressMismatchError:
             if not from_cache:
                 raise
@@ -168,7 +193,9 @@ class KMSSigner(TransactionSigner):
             fresh, _ = self._key_info(refresh=True)
             if fresh == info:
                 raise
-            return fresh, self._key(fresh).sign(messages)
+            check(fresh)
+            key = self._key(fresh)
+            return fresh, key.sign(messages), key.request_ids
 
     def _key(self, info: KeyInfo) -> AlgorandKey:
         return key_for(self._aws, info, self._prefix)

@@ -1,0 +1,82 @@
+"""The audit trail: one structured record per signing call.
+
+Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
+``record.audit`` for JSON formatters) with alias, address, key mode, transaction
+ids, group id, AWS request ids and outcome, so they can be joined with CloudTrail
+by request id. With ``CONFIO_KMS_AUDIT_DB`` on, they are also stored as
+:class:`confio_kms.models.SigningRecord` rows. Records never carry key material:
+they are built from public facts only.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from algosdk import transaction
+
+from .keys import KeyInfo
+
+logger = logging.getLogger("confio_kms.audit")
+
+
+def record(
+    info: KeyInfo | None,
+    alias: str,
+    txns: Sequence[transaction.Transaction],
+    outcome: str,
+    request_ids: Sequence[str] = (),
+    detail: str = "",
+) -> dict[str, Any]:
+    """Emit the record of one signing call; return its fields."""
+    groups = {base64.b64encode(t.group).decode() for t in txns if t.group}
+    fields: dict[str, Any] = {
+        "alias": alias,
+        "address": info.address if info else "",
+        "signer_address": info.signer_address if info else "",
+        "mode": info.mode if info else "",
+        "txids": [t.get_txid() for t in txns],
+        "group_id": ",".join(sorted(groups)),
+        "request_ids": [r for r in request_ids if r],
+        "outcome": outcome,
+        "detail": detail,
+    }
+    logger.info(
+        "signing %s alias=%s address=%s mode=%s txids=%s group=%s requests=%s %s",
+        outcome,
+        alias,
+        fields["address"],
+        fields["mode"],
+        ",".join(fields["txids"]),
+        fields["group_id"] or "-",
+        ",".join(fields["request_ids"]) or "-",
+        detail,
+        extra={"audit": fields},
+    )
+    _store(fields)
+    return fields
+
+
+def _store(fields: dict[str, Any]) -> None:
+    from django.conf import settings
+
+    if not (settings.configured and getattr(settings, "CONFIO_KMS_AUDIT_DB", False)):
+        return
+    from .models import SigningRecord
+
+    try:
+        SigningRecord.objects.create(
+            alias=fields["alias"],
+            address=fields["address"],
+            signer_address=fields["signer_address"],
+            mode=fields["mode"],
+            txids=" ".join(fields["txids"]),
+            group_id=fields["group_id"],
+            request_ids=" ".join(fields["request_ids"]),
+            outcome=fields["outcome"],
+            detail=fields["detail"][:500],
+        )
+    except Exception as error:  # the trail must not break signing; say so loudly
+        logger.error("could not store the audit record in the database: %r", error)

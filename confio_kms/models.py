@@ -1,0 +1,27 @@
+"""The optional database copy of the audit trail (``CONFIO_KMS_AUDIT_DB = True``)."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class SigningRecord(models.Model):
+    """One signing call: who signed what, with which AWS requests, and how it ended."""
+
+    created = models.DateTimeField(auto_now_add=True, db_index=True)
+    alias = models.CharField(max_length=140, db_index=True)
+    address = models.CharField(max_length=58, db_index=True)
+    signer_address = models.CharField(max_length=58, blank=True)
+    mode = models.CharField(max_length=16, blank=True)
+    txids = models.TextField(blank=True, help_text="Transaction ids, space-separated.")
+    group_id = models.CharField(max_length=200, blank=True)
+    request_ids = models.TextField(blank=True, help_text="AWS request ids, for CloudTrail.")
+    outcome = models.CharField(max_length=32, db_index=True)
+    detail = models.CharField(max_length=500, blank=True)
+
+    class Meta:
+        ordering = ("-created",)
+        verbose_name = "signing record"
+
+    def __str__(self) -> str:
+        return f"{self.created:%Y-%m-%d %H:%M:%S} {self.alias} {self.outcome}"

@@ -1,0 +1,118 @@
+"""The signing policy: what a KMS-held key refuses to sign, on by default.
+
+- Network guard: a key tagged mainnet, testnet or betanet signs only transactions
+  carrying that network's genesis hash. Keys tagged localnet, or with no known
+  network, sign only for genesis hashes listed in ``CONFIO_KMS_TRUSTED_GENESIS``
+  (the sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
+- No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` on the key's
+  own account unless the call allows it (rotation allows rekey).
+- A fee cap per signature: ``CONFIO_KMS_MAX_FEE`` microalgos (default 50,000).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from algosdk import transaction
+
+from . import networks
+from .exceptions import ConfigurationError, PolicyViolationError
+from .keys import KeyInfo
+
+DEFAULT_MAX_FEE = 50_000
+PUBLIC_GENESIS = {hash_: name for name, hash_ in networks.GENESIS_HASH.items()}
+
+
+@dataclass(frozen=True)
+class SigningPolicy:
+    max_fee: int = DEFAULT_MAX_FEE
+    trusted_genesis: frozenset[str] = field(default_factory=frozenset)
+    """Genesis hashes of private or local networks that any key may sign for."""
+
+    def __post_init__(self) -> None:
+        public = sorted(self.trusted_genesis & PUBLIC_GENESIS.keys())
+        if public:
+            raise ConfigurationError(
+                f"CONFIO_KMS_TRUSTED_GENESIS lists a public network's genesis hash "
+                f"({', '.join(PUBLIC_GENESIS[h] for h in public)}).",
+                fix="List only private or local networks' genesis hashes; public networks "
+                "are matched to keys by their AlgorandNetwork tag.",
+            )
+
+    @classmethod
+    def from_settings(cls) -> SigningPolicy:
+        from . import conf
+
+        trusted = set(conf.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
+        if conf.setting("CONFIO_SANDBOX", False, conf.as_bool):
+            from .sandbox import LocalLedger
+
+            trusted.add(str(LocalLedger.suggested_params().gh))
+        return cls(
+            max_fee=conf.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, conf.as_int),
+            trusted_genesis=frozenset(trusted),
+        )
+
+    def check(
+        self,
+        info: KeyInfo,
+        txns: Sequence[transaction.Transaction],
+        *,
+        allow_rekey: bool = False,
+        allow_close: bool = False,
+    ) -> None:
+        """Raise :class:`PolicyViolationError` for the first transaction the key must refuse."""
+        for index, txn in enumerate(txns):
+            reason, fix = self._violation(info, txn, allow_rekey, allow_close)
+            if reason:
+                raise PolicyViolationError(
+                    f"alias/{info.name} refused transaction {index} ({txn.get_txid()}): "
+                    f"{reason}; nothing was signed.",
+                    fix=fix,
+                )
+
+    def _violation(
+        self, info: KeyInfo, txn: transaction.Transaction, allow_rekey: bool, allow_close: bool
+    ) -> tuple[str, str]:
+        genesis = str(txn.genesis_hash)
+        expected = networks.GENESIS_HASH.get(info.network)
+        if genesis not in self.trusted_genesis and genesis != expected:
+            on = PUBLIC_GENESIS.get(genesis, "an unknown network")
+            if expected:
+                return (
+                    f"the key is tagged {info.network} but the transaction is for {on}",
+                    f"Sign {on} transactions with a {on} key.",
+                )
+            return (
+                f"the key's network is {info.network}, which needs its genesis hash trusted "
+                f"explicitly (transaction is for {on})",
+                "Add the network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS, or tag the "
+                "key with its public network (AlgorandNetwork).",
+            )
+        if txn.fee > self.max_fee:
+            return (
+                f"fee {txn.fee} microalgos is over the cap of {self.max_fee}",
+                "Lower the fee, or raise CONFIO_KMS_MAX_FEE deliberately.",
+            )
+        own = txn.sender in (info.address, info.signer_address)
+        if own and txn.rekey_to and not allow_rekey:
+            return (
+                f"it rekeys {txn.sender} to {txn.rekey_to}",
+                "Rotate keys with kms_rotate; other rekeys must pass allow_rekey=True.",
+            )
+        closes = getattr(txn, "close_remainder_to", None) or getattr(txn, "close_assets_to", None)
+        if own and closes and not allow_close:
+            return (
+                f"it closes {txn.sender} out to {closes}",
+                "Pass allow_close=True to sign a close-out deliberately.",
+            )
+        return "", ""
+
+
+def _hashes(value: object) -> list[str]:
+    if isinstance(value, str):
+        return [h.strip() for h in value.split(",") if h.strip()]
+    if isinstance(value, list | tuple | set | frozenset):
+        return [str(h) for h in value]
+    raise ValueError(f"{value!r} is not a list of base64 genesis hashes")
