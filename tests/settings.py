@@ -5,7 +5,14 @@ import os
 from algojig import get_suggested_params
 
 SECRET_KEY = "tests-only"
-INSTALLED_APPS = ["confio_kms"]
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "confio_kms",
+]
 DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
 USE_TZ = True
 
