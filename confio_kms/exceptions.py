@@ -59,6 +59,10 @@ class NotATransactionError(ConfioKMSError, TypeError):
     """Something other than a py-algorand-sdk ``Transaction`` was passed for signing."""
 
 
+class UntrustedInputError(ConfioKMSError, ValueError):
+    """Transactions from a client could not be accepted (malformed, signed, oversized)."""
+
+
 class InvalidMultisigError(ConfioKMSError, ValueError):
     """A multisig account description or transaction does not fit."""
 

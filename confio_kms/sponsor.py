@@ -8,9 +8,11 @@ the fee of every transaction in the group.
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Sequence
 
-from algosdk import account, constants, transaction
+from algosdk import account, constants, encoding, transaction
 from algosdk.atomic_transaction_composer import AccountTransactionSigner, TransactionSigner
 
 from . import conf, exceptions, validation
@@ -18,6 +20,9 @@ from .signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
 MAX_GROUP_SIZE = 16
+# Largest encoded user transaction accepted from a client: a payment, asset transfer
+# or app call with arguments fits easily; anything larger is refused before decoding.
+MAX_ENCODED_TXN_BYTES = 4096
 
 
 class AlgorandSponsorService:
@@ -98,6 +103,52 @@ class AlgorandSponsorService:
         assert payment.close_remainder_to is None and payment.rekey_to is None
         transaction.assign_group_id([payment, *users])
         return [self.sign_transaction(payment), *users]
+
+
+def decode_user_transactions(encoded: object) -> list[transaction.Transaction]:
+    """Decode unsigned transactions sent by an untrusted client as base64 msgpack.
+
+    Anything else (not a list, too many, not base64, oversized, not msgpack, not a
+    transaction, a signed transaction, a non-canonical encoding) raises
+    :class:`UntrustedInputError`; nothing from the input is echoed in the message.
+    """
+    if not isinstance(encoded, list | tuple):
+        raise _untrusted(f"expected a list of base64 strings, got {type(encoded).__name__}")
+    if not 1 <= len(encoded) < MAX_GROUP_SIZE:
+        raise _untrusted(f"expected 1 to {MAX_GROUP_SIZE - 1} transactions, got {len(encoded)}")
+    return [_decode_one(i, item) for i, item in enumerate(encoded)]
+
+
+def _decode_one(index: int, item: object) -> transaction.Transaction:
+    if not isinstance(item, str):
+        raise _untrusted(f"item {index} is a {type(item).__name__}, not a base64 string")
+    if len(item) > (MAX_ENCODED_TXN_BYTES * 4) // 3 + 4:
+        raise _untrusted(f"item {index} is over {MAX_ENCODED_TXN_BYTES} bytes")
+    try:
+        raw = base64.b64decode(item, validate=True)
+    except (binascii.Error, ValueError):
+        raise _untrusted(f"item {index} is not valid base64") from None
+    try:
+        decoded = encoding.msgpack_decode(item)
+    except Exception:
+        decoded = None
+    if isinstance(decoded, transaction.SignedTransaction | transaction.MultisigTransaction):
+        raise _untrusted(f"item {index} is already signed; send unsigned transactions")
+    if not isinstance(decoded, transaction.Transaction):
+        raise _untrusted(f"item {index} is not an msgpack-encoded Algorand transaction")
+    # Fields the decoder does not know would be dropped silently: the bytes the users
+    # sign must be the bytes they sent.
+    if base64.b64decode(encoding.msgpack_encode(decoded)) != raw:
+        raise _untrusted(f"item {index} is not in canonical encoding")
+    return decoded
+
+
+def _untrusted(reason: str) -> exceptions.UntrustedInputError:
+    return exceptions.UntrustedInputError(
+        f"Refused the transactions sent for sponsoring: {reason}; nothing was signed.",
+        fix="Send a list of unsigned transactions, each encoded with "
+        "algosdk.encoding.msgpack_encode.",
+    )
 
 
 def _min_fee(txn: transaction.Transaction, sp: transaction.SuggestedParams) -> int:
