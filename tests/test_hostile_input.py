@@ -93,7 +93,7 @@ def test_untrusted_transactions_decode_or_are_refused(payload: object) -> None:
 
 
 def test_signed_oversized_and_non_canonical_transactions_are_refused() -> None:
-    key, address = new_account()
+    _, address = new_account()
     txn = transaction.PaymentTxn(address, SP, address, 0)
     signed = transaction.SignedTransaction(txn, base64.b64encode(bytes(64)).decode())
     (decoded,) = decode_user_transactions([_encoded(txn)])
