@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 
-from algosdk import transaction
+from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
 from . import exceptions as exc
@@ -51,17 +51,27 @@ class KMSMultisigSigner(TransactionSigner):
         self,
         txn_group: Sequence[transaction.Transaction],
         indexes: Sequence[int] | None = None,
+        *,
+        allow_rekey: bool = False,
+        allow_close: bool = False,
     ) -> list[transaction.MultisigTransaction]:
-        """Multisig transactions carrying every KMS member's subsignature."""
+        """Multisig transactions carrying every KMS member's subsignature.
+
+        Each member's signing policy applies; ``allow_rekey``/``allow_close`` pass on.
+        """
         chosen = select(txn_group, indexes)
         mtxns = [
             transaction.MultisigTransaction(txn, self.multisig.get_multisig_account())
             for txn in chosen
         ]
-        return self.append(mtxns)
+        return self.append(mtxns, allow_rekey=allow_rekey, allow_close=allow_close)
 
     def append(
-        self, mtxns: Sequence[transaction.MultisigTransaction]
+        self,
+        mtxns: Sequence[transaction.MultisigTransaction],
+        *,
+        allow_rekey: bool = False,
+        allow_close: bool = False,
     ) -> list[transaction.MultisigTransaction]:
         """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere)."""
         for i, mtxn in enumerate(mtxns):
@@ -74,15 +84,31 @@ class KMSMultisigSigner(TransactionSigner):
                 )
         txns = [m.transaction for m in mtxns]
         for index, member in self.members:
-            for mtxn, signed in zip(mtxns, member.sign_transactions(txns), strict=True):
-                mtxn.multisig.subsigs[index].signature = base64.b64decode(signed.signature)
+            # A member's alias may point at another key since this signer was built
+            # (a rotation): its signature would not fit the slot.
+            if member.signer_address != encoding.encode_address(
+                self.multisig.subsigs[index].public_key
+            ):
+                raise exc.InvalidMultisigError(
+                    f"{member.key_alias} now signs with {member.signer_address}, not with "
+                    f"member {index + 1} of {self.address}; nothing was signed.",
+                    fix="Rotation does not carry multisig membership: rebuild the multisig "
+                    "with the members' current keys.",
+                )
+        for index, member in self.members:
+            signed = member.sign_transactions(
+                txns, allow_rekey=allow_rekey, allow_close=allow_close
+            )
+            for mtxn, stxn in zip(mtxns, signed, strict=True):
+                mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)
         return list(mtxns)
 
     def sign_logicsig(self, lsig_account: transaction.LogicSigAccount) -> None:
         """Delegate ``lsig_account`` to this multisig account with the KMS members' keys.
 
-        Uses the logic signature's ``msig`` form (members sign ``b"Program" + program``),
-        which Algorand's evaluator accepts; members elsewhere can add theirs the same way.
+        Each member signs ``b"MsigProgram" + multisig address + program`` into the
+        logic signature's ``lmsig``; members elsewhere add theirs the same way
+        (py-algorand-sdk's ``append_to_multisig_with_signer``).
         """
         if not self.members:
             raise exc.InvalidMultisigError(

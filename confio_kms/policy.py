@@ -4,8 +4,9 @@
   carrying that network's genesis hash. Keys tagged localnet, or with no known
   network, sign only for genesis hashes listed in ``CONFIO_KMS_TRUSTED_GENESIS``
   (the sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
-- No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` on the key's
-  own account unless the call allows it (rotation allows rekey).
+- No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` in any
+  transaction the key signs unless the call allows it (rotation allows rekey).
+- No logic signature delegation unless ``CONFIO_KMS_ALLOW_DELEGATION`` is on.
 - A fee cap per signature: ``CONFIO_KMS_MAX_FEE`` microalgos (default 50,000).
 """
 
@@ -29,6 +30,8 @@ class SigningPolicy:
     max_fee: int = DEFAULT_MAX_FEE
     trusted_genesis: frozenset[str] = field(default_factory=frozenset)
     """Genesis hashes of private or local networks that any key may sign for."""
+    allow_delegation: bool = False
+    """Whether logic signatures may be delegated to the key (off: it is open-ended)."""
 
     def __post_init__(self) -> None:
         public = sorted(self.trusted_genesis & PUBLIC_GENESIS.keys())
@@ -52,6 +55,7 @@ class SigningPolicy:
         return cls(
             max_fee=conf.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, conf.as_int),
             trusted_genesis=frozenset(trusted),
+            allow_delegation=conf.setting("CONFIO_KMS_ALLOW_DELEGATION", False, conf.as_bool),
         )
 
     def check(
@@ -95,14 +99,15 @@ class SigningPolicy:
                 f"fee {txn.fee} microalgos is over the cap of {self.max_fee}",
                 "Lower the fee, or raise CONFIO_KMS_MAX_FEE deliberately.",
             )
-        own = txn.sender in (info.address, info.signer_address)
-        if own and txn.rekey_to and not allow_rekey:
+        # Every transaction this key authorizes: its own account, an account rekeyed to
+        # it, a multisig it is a member of.
+        if txn.rekey_to and not allow_rekey:
             return (
                 f"it rekeys {txn.sender} to {txn.rekey_to}",
                 "Rotate keys with kms_rotate; other rekeys must pass allow_rekey=True.",
             )
         closes = getattr(txn, "close_remainder_to", None) or getattr(txn, "close_assets_to", None)
-        if own and closes and not allow_close:
+        if closes and not allow_close:
             return (
                 f"it closes {txn.sender} out to {closes}",
                 "Pass allow_close=True to sign a close-out deliberately.",

