@@ -7,7 +7,7 @@ before any change, and a creation that fails half-way is rolled back.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -216,16 +216,30 @@ class AlgorandKMSManager:
         self._aws.call("kms", "EnableKey", f"alias/{name}", KeyId=key_id)
 
     def rotate_key(
-        self, key_alias: str, chain: Chain, *, native: bool = False, dry_run: bool = False
+        self,
+        key_alias: str,
+        chain: Chain,
+        *,
+        native: bool = False,
+        dry_run: bool = False,
+        on_backup: Callable[[str, str], None] | None = None,
     ) -> RotationResult:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
         See :mod:`confio_kms.rotation` for the steps and how interruptions resolve.
-        ``dry_run`` stops after signing the rekey (``result.signed_rekey``).
+        ``dry_run`` stops after signing the rekey (``result.signed_rekey``). A new
+        envelope key's backup mnemonic goes to ``on_backup(mnemonic, key_address)``
+        as soon as the key exists, and is also in ``result.backup_mnemonic``.
         """
         name = validation.alias_name(key_alias)
         return rotation.rotate(
-            self._aws, self._prefix, name, chain, native_key=native, dry_run=dry_run
+            self._aws,
+            self._prefix,
+            name,
+            chain,
+            native_key=native,
+            dry_run=dry_run,
+            on_backup=on_backup,
         )
 
     def __repr__(self) -> str:

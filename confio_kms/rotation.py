@@ -11,16 +11,19 @@ Steps, each safe to interrupt:
 3. It is submitted and confirmed (or printed, for a dry run).
 4. Only after confirmation is ``alias/<name>`` switched to the new key.
 
-Until step 4 the alias signs with the old key. Running the rotation again finishes a
-pending one whose rekey is confirmed on chain, rolls back one whose rekey can no
-longer be confirmed (its last valid round has passed), and refuses while a signed
-rekey could still land, so the alias never points at a key that cannot sign for the
-account.
+Until step 4 the alias signs with the old key. Once the rekey is confirmed and until
+the switch, the alias points at a key that can no longer sign for the account: an
+interruption there is closed by running the rotation again, which finishes a pending
+rotation whose rekey is confirmed on chain, rolls back one whose rekey can no longer
+be confirmed (its last valid round has passed), and refuses while a signed rekey
+could still land. A signed rekey to an abandoned key can therefore never land.
 """
 
 from __future__ import annotations
 
+import contextlib
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from algosdk import account, encoding, mnemonic, transaction
@@ -32,8 +35,9 @@ from .chain import Chain
 from .keys import TAG_AUTH_ADDRESS, TAG_PARAMETER, KeyInfo
 from .policy import SigningPolicy
 from .signer import attach, key_for, signing_bytes
+from .validation import RESERVED_SUFFIX
 
-PENDING_SUFFIX = "--pending-rotation"
+PENDING_SUFFIX = RESERVED_SUFFIX
 TAG_STATE = "RotationState"
 TAG_PREVIOUS = "PreviousKeyId"
 TAG_HISTORY = "RotationHistory"
@@ -76,15 +80,40 @@ def rotate(
     *,
     native_key: bool = False,
     dry_run: bool = False,
+    on_backup: Callable[[str, str], None] | None = None,
 ) -> RotationResult:
-    """Rotate ``alias/<name>`` to a new key by rekeying its account (see the module doc)."""
-    current = keys.resolve(aws, name)
-    rolled_back = ""
+    """Rotate ``alias/<name>`` to a new key by rekeying its account (see the module doc).
+
+    ``on_backup(mnemonic, key_address)`` receives a new envelope key's backup right
+    after the key is created, before anything is signed or sent, so it is kept even
+    if the submission then fails.
+    """
     pending = _pending(aws, name)
+    try:
+        current = keys.resolve(aws, name)
+    except exc.AliasNotFoundError:
+        # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
+        if pending is None or chain.auth_address(pending.address) != pending.signer_address:
+            raise
+        return _finish(aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending))
+    rolled_back = ""
     if pending is not None:
+        _check_pending(aws, name, current, pending)
+        if pending.key_id == current.key_id:  # switched; only the cleanup was interrupted
+            return _finish(
+                aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending)
+            )
         if chain.auth_address(current.address) == pending.signer_address:
             return _switch(aws, name, current, pending, resumed=True)
         rolled_back = _roll_back(aws, name, pending, chain)
+
+    # Check the policy (network, fee) before creating anything.
+    policy = SigningPolicy.from_settings()
+    sp = chain.suggested_params()
+    probe = transaction.PaymentTxn(
+        current.address, sp, current.address, 0, note=NOTE, rekey_to=current.signer_address
+    )
+    policy.check(current, [probe], allow_rekey=True)
 
     history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
     history = ";".join([*filter(None, history.split(";")), current.key_id][-HISTORY_KEEP:])
@@ -94,12 +123,13 @@ def rotate(
         TAG_HISTORY: history,
     }
     new_key_id, new_address, backup = _create(aws, prefix, name, current, tags, native_key)
-    sp = chain.suggested_params()
+    if backup and on_backup is not None:
+        on_backup(backup, new_address)
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
     # Rotation is the one caller that may rekey the account; the rest of the policy holds.
-    SigningPolicy.from_settings().check(current, [rekey], allow_rekey=True)
+    policy.check(current, [rekey], allow_rekey=True)
     key = key_for(aws, current, prefix)
     (signature,) = key.sign([signing_bytes(rekey)])
     audit.record(current, f"alias/{name}", [rekey], "signed", key.request_ids, "rotation rekey")
@@ -193,11 +223,31 @@ def _tags(aws: AWSClients, key_id: str) -> dict[str, str]:
     return keys.read_tags(aws, key_id, key_id)
 
 
+def _previous(aws: AWSClients, pending: KeyInfo) -> str:
+    return _tags(aws, pending.key_id).get(TAG_PREVIOUS, "")
+
+
+def _check_pending(aws: AWSClients, name: str, current: KeyInfo, pending: KeyInfo) -> None:
+    """A staging alias is acted on only if it really is this account's pending rotation."""
+    tags = _tags(aws, pending.key_id)
+    ours = (
+        pending.address == current.address
+        and tags.get(TAG_STATE) in ("pending", "active")
+        and tags.get(TAG_PREVIOUS) in (current.key_id, _previous(aws, current) or None)
+    )
+    if not ours:
+        raise exc.RotationError(
+            f"alias/{staging_name(name)} exists but is not a pending rotation of "
+            f"alias/{name}; nothing was changed.",
+            fix=f"Inspect alias/{staging_name(name)} and remove it by hand if it is stray.",
+        )
+
+
 def _switch(
     aws: AWSClients, name: str, current: KeyInfo, new: KeyInfo, *, resumed: bool
 ) -> RotationResult:
     """Point ``alias/<name>`` at the new key: only after the rekey is confirmed."""
-    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    alias = f"alias/{name}"
     aws.call(
         "kms",
         "TagResource",
@@ -205,21 +255,41 @@ def _switch(
         KeyId=new.key_id,
         Tags=keys.kms_tags({TAG_STATE: "active"}),
     )
-    aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
-    aws.call("kms", "DeleteAlias", staging, AliasName=staging)
-    aws.call(
-        "kms",
-        "TagResource",
-        current.key_id,
-        KeyId=current.key_id,
-        Tags=keys.kms_tags({TAG_STATE: "retired"}),
-    )
+    if new.mode == current.mode:
+        aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
+    else:
+        # KMS moves an alias only between keys of the same type and usage; across
+        # envelope and native it is deleted and created (a rerun completes a break).
+        aws.call("kms", "DeleteAlias", alias, AliasName=alias)
+        aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
+    return _finish(aws, name, new, resumed=resumed, previous_key_id=current.key_id)
+
+
+def _finish(
+    aws: AWSClients, name: str, new: KeyInfo, *, resumed: bool, previous_key_id: str
+) -> RotationResult:
+    """After the alias points at ``new``: drop the staging alias, retire the old key."""
+    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    try:
+        keys.describe_key(aws, name)
+    except exc.AliasNotFoundError:
+        aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
+    with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
+        aws.call("kms", "DeleteAlias", staging, AliasName=staging)
+    if previous_key_id and previous_key_id != new.key_id:
+        aws.call(
+            "kms",
+            "TagResource",
+            previous_key_id,
+            KeyId=previous_key_id,
+            Tags=keys.kms_tags({TAG_STATE: "retired"}),
+        )
     cache.forget(aws.scope, name)
     tags = _tags(aws, new.key_id)
     return RotationResult(
         name=name,
         account=new.address,
-        previous_key_id=current.key_id,
+        previous_key_id=previous_key_id,
         key_id=new.key_id,
         auth_address=new.signer_address,
         mode=new.mode,
@@ -240,6 +310,13 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> st
             f"{last_valid}. Nothing was changed.",
             fix="Submit that rekey (or let it expire), then run the rotation again: it "
             "finishes or rolls back accordingly.",
+        )
+    # The rekey may have landed between the first look and the round check: look again.
+    if chain.auth_address(pending.address) == pending.signer_address:
+        raise exc.RotationError(
+            f"The rekey to {pending.signer_address} was confirmed while checking; nothing "
+            "was rolled back.",
+            fix="Run the rotation again: it finishes the switch.",
         )
     staging = f"alias/{staging_name(name)}"
     aws.call("kms", "DeleteAlias", staging, AliasName=staging)

@@ -11,6 +11,7 @@ from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkE
 NETWORKS = ("testnet", "mainnet", "betanet", "localnet")
 DEFAULT_SSM_PREFIX = "/confio/algorand"
 MNEMONIC_WORDS = 25
+RESERVED_SUFFIX = "--pending-rotation"  # rotation's staging aliases
 
 # One path segment only: a name with "/" or ".." could address another key's
 # parameter under the SSM prefix, so both are refused.
@@ -26,6 +27,12 @@ def alias_name(key_alias: object) -> str:
             fix="Pass the alias name, for example 'confio-testnet-sponsor'.",
         )
     name = key_alias.removeprefix("alias/")
+    if name.endswith(RESERVED_SUFFIX):
+        raise InvalidAliasError(
+            f"{key_alias!r} ends with {RESERVED_SUFFIX!r}, which rotation reserves for "
+            "its staging aliases.",
+            fix="Choose a name without that ending.",
+        )
     if not _NAME.fullmatch(name):
         raise InvalidAliasError(
             f"{key_alias!r} is not a valid key alias.",

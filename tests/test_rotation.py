@@ -6,6 +6,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from algosdk import mnemonic, transaction
+from algosdk.account import address_from_private_key as address_of
 from algosdk.atomic_transaction_composer import (
     AccountTransactionSigner,
     sign_transaction_with_signer,
@@ -202,3 +203,65 @@ def test_recovery_drill_for_a_rekeyed_account(
     signed = service.sign_transaction(txn)
     assert signed.authorizing_address == result.auth_address
     ledger.evaluate([signed])
+
+
+def test_switch_across_key_types_interrupted_after_the_alias_was_deleted(
+    account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    """KMS moves aliases only between keys of one type: envelope to native deletes and
+    re-creates the alias. A failure in between is finished by running again."""
+    session = boto3.Session()
+    inject_error(session, "kms", "CreateAlias", "InternalFailure", "boom", only_call=2)
+    with pytest.raises(exceptions.AWSError, match="CreateAlias"):
+        AlgorandKMSManager(session=session).rotate_key(ALIAS, chain, native=True)
+    with pytest.raises(exceptions.AliasNotFoundError):
+        _ = KMSSigner(ALIAS).address
+
+    result = AlgorandKMSManager().rotate_key(ALIAS, chain)
+
+    assert result.resumed and result.mode == "native"
+    ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
+
+
+def test_interrupted_cleanup_never_retires_the_active_key(
+    account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    session = boto3.Session()
+    inject_error(session, "kms", "DeleteAlias", "InternalFailure", "boom", only_call=1)
+    with pytest.raises(exceptions.AWSError, match="DeleteAlias"):
+        AlgorandKMSManager(session=session).rotate_key(ALIAS, chain)
+
+    result = AlgorandKMSManager().rotate_key(ALIAS, chain)
+
+    assert result.resumed
+    assert tags(result.key_id)["RotationState"] == "active"
+    assert tags(result.previous_key_id)["RotationState"] == "retired"
+    ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
+
+
+def test_a_stray_staging_alias_is_not_touched(
+    manager: AlgorandKMSManager, account: tuple[str, str], chain: LedgerChain
+) -> None:
+    kms = boto3.client("kms")
+    stray = kms.create_key(Tags=[{"TagKey": "AlgorandAddress", "TagValue": account[1]}])[
+        "KeyMetadata"
+    ]["KeyId"]
+    kms.create_alias(AliasName=f"alias/{ALIAS}--pending-rotation", TargetKeyId=stray)
+
+    with pytest.raises(exceptions.RotationError, match="not a pending rotation"):
+        manager.rotate_key(ALIAS, chain)
+    assert kms.describe_key(KeyId=stray)["KeyMetadata"]["KeyState"] == "Enabled"
+    with pytest.raises(exceptions.InvalidAliasError, match="reserves"):
+        manager.create_algorand_key("x--pending-rotation")
+
+
+def test_backup_is_delivered_before_the_submission(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger
+) -> None:
+    delivered: list[tuple[str, str]] = []
+    with pytest.raises(exceptions.RotationError):
+        manager.rotate_key(
+            ALIAS, FailingChain(ledger), on_backup=lambda m, a: delivered.append((m, a))
+        )
+    ((phrase, key_address),) = delivered
+    assert address_of(mnemonic.to_private_key(phrase)) == key_address

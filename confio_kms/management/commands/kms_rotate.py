@@ -52,11 +52,12 @@ class Command(KMSCommand):
         if options["native"]:
             result = manager.rotate_key(name, chain, native=True, dry_run=options["dry_run"])
         else:
-            # A new envelope key has a backup; make sure it has somewhere to go first.
+            # A new envelope key has a backup: it needs somewhere to go before anything
+            # is created, and goes there as soon as the key exists.
             with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
-                result = manager.rotate_key(name, chain, dry_run=options["dry_run"])
-                if result.backup_mnemonic:
-                    backup.deliver(result.backup_mnemonic, result.auth_address)
+                result = manager.rotate_key(
+                    name, chain, dry_run=options["dry_run"], on_backup=backup.deliver
+                )
         if result.rolled_back_key_id:
             self.stdout.write(
                 f"rolled back: an expired pending rotation (key {result.rolled_back_key_id} "
