@@ -46,6 +46,7 @@ _KEY_STATE = {
     "ParameterVersionNotFound",
 }
 _KEY_STATE_SSM = {"InvalidKeyId"}
+_CARRIES_SECRET = {"PutParameter"}
 
 
 class AWSClients:
@@ -94,6 +95,21 @@ class AWSClients:
 
         ``resource`` names what the request is about (an alias, a path) in errors.
         """
+        if operation not in _CARRIES_SECRET:
+            return self._call(service, operation, resource, params)
+        try:
+            return self._call(service, operation, resource, params)
+        except exc.ConfioKMSError as error:
+            failure = error
+        # The request's parameters hold a private key, and so do botocore's frames in
+        # the original traceback: error reporters record both. Raise without them.
+        params.clear()
+        failure.__cause__ = failure.__context__ = failure.__traceback__ = None
+        raise failure
+
+    def _call(
+        self, service: str, operation: str, resource: str, params: dict[str, Any]
+    ) -> dict[str, Any]:
         client = self.kms if service == "kms" else self.ssm
         try:
             response: dict[str, Any] = getattr(client, xform_name(operation))(**params)

@@ -43,34 +43,37 @@ class _PrivateKey:
 
     __slots__ = ("_signing_key", "address")
 
-    def __init__(self, value: object, path: str) -> None:
-        try:
-            raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
-        except (binascii.Error, ValueError):
-            raw = b""
-        if len(raw) != 64:
-            raise exc.KeyMaterialError(
-                f"The SSM parameter {path} does not hold an Algorand private key "
-                "(expected py-algorand-sdk's base64 encoding of 64 bytes).",
-                fix="Restore the parameter from the backup mnemonic with "
-                "`manage.py kms_setup --import-existing` under a new alias.",
-            )
-        signing_key = SigningKey(raw[:32])
-        if bytes(signing_key.verify_key) != raw[32:]:
-            raise exc.KeyMaterialError(
-                f"The SSM parameter {path} is corrupt: its public half does not match "
-                "its private half.",
-                fix="Restore the key from the backup mnemonic with "
-                "`manage.py kms_setup --import-existing` under a new alias.",
-            )
+    def __init__(self, signing_key: SigningKey) -> None:
         self._signing_key = signing_key
-        self.address: str = encoding.encode_address(raw[32:])
+        self.address: str = encoding.encode_address(bytes(signing_key.verify_key))
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._signing_key.sign(message).signature)
 
     def __repr__(self) -> str:
         return f"<private key of {self.address}: redacted>"
+
+
+def _signing_key(value: object) -> tuple[SigningKey | None, str]:
+    """Parse py-algorand-sdk's base64 private key: (key, "") or (None, what is wrong).
+
+    Returns instead of raising, so no exception is ever raised from a frame that
+    holds the secret (error reporters record the locals of every frame).
+    """
+    try:
+        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+    except (binascii.Error, ValueError):
+        raw = b""
+    if len(raw) != 64:
+        return (
+            None,
+            "does not hold an Algorand private key "
+            "(expected py-algorand-sdk's base64 encoding of 64 bytes)",
+        )
+    key = SigningKey(raw[:32])
+    if bytes(key.verify_key) != raw[32:]:
+        return None, "is corrupt: its public half does not match its private half"
+    return key, ""
 
 
 class EnvelopeKey(AlgorandKey):
@@ -80,7 +83,16 @@ class EnvelopeKey(AlgorandKey):
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         super().__init__(aws, info)
-        self.path = info.parameter or parameter_path(prefix, info.name)
+        own = parameter_path(prefix, info.name)
+        # A rotated key's parameter lives beside the alias's own; a path anywhere else
+        # (a tampered tag or shared cache entry) could point at another account's key.
+        if info.parameter and not info.parameter.startswith(f"{own}-"):
+            raise exc.KeyMaterialError(
+                f"alias/{info.name} names the parameter {info.parameter}, outside "
+                f"{own}[-*]; nothing was signed.",
+                fix=f"Correct the key's SSMParameter tag to a path under {own}-.",
+            )
+        self.path = info.parameter or own
 
     def sign(self, messages: Sequence[bytes]) -> list[bytes]:
         key = self._decrypt()
@@ -98,7 +110,15 @@ class EnvelopeKey(AlgorandKey):
             "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
         )
         self.note_request(response)
-        return _PrivateKey(response.get("Parameter", {}).get("Value"), self.path)
+        key, problem = _signing_key(response.get("Parameter", {}).get("Value"))
+        response.clear()  # the decrypted value must not outlive this line in any frame
+        if key is None:
+            raise exc.KeyMaterialError(
+                f"The SSM parameter {self.path} {problem}.",
+                fix="Restore the key from the backup mnemonic with "
+                "`manage.py kms_setup --import-existing` under a new alias.",
+            )
+        return _PrivateKey(key)
 
 
 def provision(

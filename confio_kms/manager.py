@@ -147,6 +147,7 @@ class AlgorandKMSManager:
         The mnemonic is validated before any AWS request.
         """
         private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
+        del mnemonic_phrase  # error reporters record frame locals; "private_key" they scrub
         address = str(account.address_from_private_key(private_key))
         name, network = self._check_new(key_alias, network)
         return self._store(name, private_key, address, network, description), address

@@ -139,3 +139,69 @@ def test_no_path_leaks_the_sentinel(
     with override_settings(USE_KMS_SIGNING=True, ALGORAND_ADMIN_MNEMONIC=SENTINEL_MNEMONIC):
         run(texts, checks.check_settings)
     assert isinstance(run(texts, lambda: call_command("kms_setup")), CommandError)
+
+
+def frame_locals(error: BaseException) -> str:
+    """Every local of every frame an error reporter would record, for the whole chain."""
+    texts = []
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        tb = current.__traceback__
+        while tb is not None:
+            if "/tests/" in tb.tb_frame.f_code.co_filename:  # the test's own frames
+                tb = tb.tb_next
+                continue
+            for name, value in tb.tb_frame.f_locals.items():
+                if name != "private_key":  # error reporters scrub this name by default
+                    texts.append(f"{name}={value!r}")
+            tb = tb.tb_next
+        current = current.__cause__ or current.__context__
+    return "\n".join(texts)
+
+
+def test_failures_leave_no_secret_in_traceback_frames(session: boto3.Session) -> None:
+    denied = boto3.Session()
+    inject_error(denied, "ssm", "PutParameter", "AccessDeniedException", "no")
+    with pytest.raises(exceptions.ProvisioningError) as write_failed:
+        AlgorandKMSManager(session=denied).import_existing_key("denied", SENTINEL_MNEMONIC)
+
+    AlgorandKMSManager(session=session).create_algorand_key("corrupt")
+    boto3.client("ssm").put_parameter(
+        Name="/confio/algorand/corrupt/private-key",
+        Value=SENTINEL_KEY[:-4],  # holds the sentinel's seed, but is not a whole key
+        Type="SecureString",
+        Overwrite=True,
+    )
+    signer = KMSSigner("corrupt", session=session)
+    with pytest.raises(exceptions.KeyMaterialError) as read_failed:
+        signer.sign_transaction(
+            transaction.PaymentTxn(
+                signer.address, LocalLedger.suggested_params(), signer.address, 0
+            )
+        )
+
+    for raised in (write_failed.value, read_failed.value):
+        recorded = frame_locals(raised)
+        assert len(recorded) > 200  # the frames were really walked
+        for form in (*FORMS, SENTINEL_KEY[:-4]):
+            assert form not in recorded
+
+
+def test_a_parameter_tag_outside_the_alias_is_refused(
+    manager: AlgorandKMSManager, session: boto3.Session
+) -> None:
+    key_id, _, _ = manager.create_algorand_key("own")
+    manager.create_algorand_key("victim")
+    boto3.client("kms").tag_resource(
+        KeyId=key_id,
+        Tags=[{"TagKey": "SSMParameter", "TagValue": "/confio/algorand/victim/private-key"}],
+    )
+    signer = KMSSigner("own", session=session)
+    with pytest.raises(exceptions.KeyMaterialError, match="outside"):
+        signer.sign_transaction(
+            transaction.PaymentTxn(
+                signer.address, LocalLedger.suggested_params(), signer.address, 0
+            )
+        )

@@ -94,13 +94,9 @@ class Command(KMSCommand):
         )
 
     def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
-        stdin: IO[str] = options.get("stdin") or sys.stdin
-        if is_terminal(stdin):
-            phrase = getpass.getpass("25-word mnemonic (input hidden): ")
-        else:
-            phrase = stdin.read()
+        # The phrase is never bound to a name here: error reporters record frame locals.
         key_id, address = conf.kms_manager().import_existing_key(
-            alias, phrase, options["description"], network=network
+            alias, _read_mnemonic(options), options["description"], network=network
         )
         self._report(alias, network, key_id, address)
 
@@ -117,3 +113,11 @@ class Command(KMSCommand):
         else:
             self.stdout.write("mode:    envelope")
             self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
+
+
+def _read_mnemonic(options: dict[str, Any]) -> str:
+    """Hidden input at a terminal, else standard input (never echoed)."""
+    stdin: IO[str] = options.get("stdin") or sys.stdin
+    if is_terminal(stdin):
+        return getpass.getpass("25-word mnemonic (input hidden): ")
+    return stdin.read()
