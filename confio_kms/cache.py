@@ -3,8 +3,11 @@
 Two levels: a dictionary in this process, and, when Django settings are
 configured, Django's cache framework (``CONFIO_KMS_CACHE``, default ``"default"``),
 so processes that share a Redis or Memcached cache share lookups too. Only public
-metadata is cached; a stale entry cannot produce a wrong signature because the
-signer checks the decrypted key against it and re-resolves on a mismatch.
+metadata is cached. A stale entry makes signing fail rather than sign for another
+account: the signer checks the decrypted (or KMS) key against it, refuses parameter
+paths outside the alias's own, and re-resolves on a mismatch. Entries expire after
+``CONFIO_KMS_CACHE_TIMEOUT`` seconds (default 300), so a rotation made by another
+process is picked up; a rotation also drops the shared entry at once.
 A failing Django cache is logged and bypassed: signing never depends on it.
 """
 
@@ -13,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
 from dataclasses import asdict
 from typing import Any
 
@@ -22,9 +26,12 @@ from .keys import KeyInfo
 
 logger = logging.getLogger("confio_kms.cache")
 
-_local: dict[str, KeyInfo] = {}
+_local: dict[str, tuple[float, KeyInfo]] = {}  # key -> (expires at, info)
 _lock = threading.Lock()
-DEFAULT_TIMEOUT = 24 * 3600
+# Entries expire so that a rotation made by another process is picked up: within this
+# many seconds a worker stops signing with the retired key. Two requests per alias
+# and process every five minutes is the cost.
+DEFAULT_TIMEOUT = 300
 
 
 def _key(scope: str, name: str) -> str:
@@ -52,9 +59,9 @@ def _shared(operation: str, key: str, *args: Any) -> Any:
 def get(scope: str, name: str) -> KeyInfo | None:
     key = _key(scope, name)
     with _lock:
-        info = _local.get(key)
-    if info is not None:
-        return info
+        entry = _local.get(key)
+    if entry is not None and time.monotonic() < entry[0]:
+        return entry[1]
     raw = _shared("get", key)
     try:
         info = KeyInfo(**raw) if isinstance(raw, dict) else None
@@ -62,21 +69,23 @@ def get(scope: str, name: str) -> KeyInfo | None:
         info = None
     if info is not None:
         with _lock:
-            _local[key] = info
+            _local[key] = (time.monotonic() + _timeout(), info)
     return info
 
 
-def put(scope: str, name: str, info: KeyInfo) -> None:
+def _timeout() -> int:
     from django.conf import settings
 
+    if not settings.configured:
+        return DEFAULT_TIMEOUT
+    return int(getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT))
+
+
+def put(scope: str, name: str, info: KeyInfo) -> None:
     key = _key(scope, name)
+    timeout = _timeout()
     with _lock:
-        _local[key] = info
-    timeout = (
-        getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT)
-        if settings.configured
-        else DEFAULT_TIMEOUT
-    )
+        _local[key] = (time.monotonic() + timeout, info)
     _shared("set", key, asdict(info), timeout)
 
 

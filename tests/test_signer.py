@@ -366,3 +366,19 @@ def test_malformed_address_tag_is_not_an_algorand_key(
     )
     with pytest.raises(exceptions.NotAnAlgorandKeyError, match="not a valid Algorand address"):
         _ = KMSSigner(ALIAS, session=session).address
+
+
+def test_cached_lookups_expire(
+    session: boto3.Session, imported: tuple[str, str], counter: RequestCounter
+) -> None:
+    from django.test import override_settings
+
+    with override_settings(CONFIO_KMS_CACHE_TIMEOUT=0):
+        assert KMSSigner(ALIAS, session=session).address
+        counter.reset()
+        assert KMSSigner(ALIAS, session=session).address  # expired at once: asked again
+    assert counter.by_operation() == {"kms.DescribeKey": 1, "kms.ListResourceTags": 1}
+    counter.reset()
+    assert KMSSigner(ALIAS, session=session).address
+    assert KMSSigner(ALIAS, session=session).address
+    assert counter.by_operation() == {"kms.DescribeKey": 1, "kms.ListResourceTags": 1}
