@@ -38,13 +38,7 @@ CLIENT_CONFIG = Config(  # type: ignore[call-arg]  # stubs lag botocore: user_ag
 )
 
 _DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
-_KEY_STATE = {
-    "DisabledException",
-    "KMSInvalidStateException",
-    "KeyUnavailableException",
-    "InvalidKeyUsageException",
-    "ParameterVersionNotFound",
-}
+_KEY_STATE = {"DisabledException", "KMSInvalidStateException", "KeyUnavailableException"}
 _KEY_STATE_SSM = {"InvalidKeyId"}
 _CARRIES_SECRET = {"PutParameter"}
 
@@ -161,6 +155,19 @@ def translate_client_error(
             f"The KMS alias {resource} does not exist in this account and region.",
             fix="List the aliases with `manage.py kms_list` or `aws kms list-aliases`, "
             "check KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
+            cause=cause,
+        )
+    if code == "NotFoundException":
+        return exc.KeyNotFoundError(
+            f"The KMS key {resource} does not exist in this account and region.",
+            fix="Check the key id and KMS_REGION; list keys with `manage.py kms_list`.",
+            cause=cause,
+        )
+    if code == "InvalidKeyUsageException":
+        return exc.NotAnAlgorandKeyError(
+            f"The KMS key behind {resource} cannot be used for {operation}.",
+            fix="Point the alias at a key of the right kind: symmetric ENCRYPT_DECRYPT "
+            "(envelope) or ECC_NIST_EDWARDS25519 SIGN_VERIFY (native).",
             cause=cause,
         )
     if code == "ParameterNotFound":

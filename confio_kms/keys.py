@@ -233,13 +233,15 @@ def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], N
     step = ["start"]
     try:
         return run(step.append)
-    except exc.ConfioKMSError as error:
+    except Exception as error:  # whatever failed, nothing half-made may stay behind
         undone, failed = rollback.run()
         report = "; ".join(undone) or "nothing had been created"
         if failed:
             report += "; NOT undone, clean up by hand: " + "; ".join(failed)
+        known = error if isinstance(error, exc.ConfioKMSError) else None
         raise exc.ProvisioningError(
-            f"Creating alias/{name} failed at {step[-1]}: {error.message} Rolled back: {report}.",
-            fix=error.fix,
-            cause=error.cause,
+            f"Creating alias/{name} failed at {step[-1]}: "
+            f"{known.message if known else type(error).__name__} Rolled back: {report}.",
+            fix=known.fix if known else "Report this as a bug in confio-kms.",
+            cause=known.cause if known else None,
         ) from error

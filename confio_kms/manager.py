@@ -161,7 +161,8 @@ class AlgorandKMSManager:
         """The record of one key, fresh from KMS (two requests)."""
         name = validation.alias_name(key_alias)
         metadata = keys.describe_key(self._aws, name)
-        return self._record(name, metadata, keys.read_tags(self._aws, metadata["KeyId"], name))
+        tags = keys.read_tags(self._aws, metadata["KeyId"], f"alias/{name}")
+        return self._record(name, metadata, tags)
 
     def list_keys(self) -> list[KeyRecord]:
         """Every aliased KMS key tagged with an Algorand address, sorted by name.

@@ -49,9 +49,15 @@ class SigningPolicy:
 
         trusted = set(conf.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
         if conf.setting("CONFIO_SANDBOX", False, conf.as_bool):
-            from .sandbox import LocalLedger
+            try:
+                from .sandbox import LocalLedger
 
-            trusted.add(str(LocalLedger.suggested_params().gh))
+                trusted.add(str(LocalLedger.suggested_params().gh))
+            except ImportError:
+                raise ConfigurationError(
+                    "CONFIO_SANDBOX is on but the sandbox is not installed.",
+                    fix="pip install 'confio-kms[sandbox]', or turn CONFIO_SANDBOX off.",
+                ) from None
         return cls(
             max_fee=conf.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, conf.as_int),
             trusted_genesis=frozenset(trusted),
