@@ -31,8 +31,12 @@ MNEMONIC_MESSAGES = re.compile(
     r"The mnemonic's checksum word does not match the other 24 words\.) Fix: .*"
 )
 SP = LocalLedger.suggested_params()
+# derandomize: CI runs the same examples every time, so a red run is reproducible.
 HYPOTHESIS = settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 
@@ -112,7 +116,16 @@ def test_signed_oversized_and_non_canonical_transactions_are_refused() -> None:
 
 @st.composite
 def user_transactions(draw: st.DrawFn, sponsor: str) -> list[transaction.Transaction]:
+    """Half well-formed sponsorship requests, half anything a hostile client may send."""
     users = [new_account()[1] for _ in range(2)]
+    if draw(st.booleans()):
+        wellformed = []
+        for _ in range(draw(st.integers(1, 8))):
+            sender, receiver = draw(st.permutations(users))
+            txn = transaction.PaymentTxn(sender, SP, receiver, draw(st.integers(0, 10**6)))
+            txn.fee = 0
+            wellformed.append(txn)
+        return wellformed
     txns = []
     for _ in range(draw(st.integers(0, 16))):
         sender = draw(st.sampled_from([*users, sponsor]))
@@ -137,7 +150,7 @@ def test_sponsor_only_ever_signs_its_own_fee_payment(
         service = AlgorandSponsorService()
     outcomes = {"signed": 0, "refused": 0}
 
-    @settings(max_examples=60, deadline=None)
+    @settings(max_examples=60, deadline=None, derandomize=True)
     @given(user_transactions(sponsor))
     def check(users: list[transaction.Transaction]) -> None:
         try:

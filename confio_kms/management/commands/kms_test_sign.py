@@ -75,7 +75,7 @@ def _verify(
         VerifyKey(encoding.decode_address(signer)).verify(
             signing_bytes(txn), base64.b64decode(signed.signature)
         )
-    except BadSignatureError:
+    except (BadSignatureError, ValueError):
         raise exceptions.AddressMismatchError(
             f"KMS returned a signature that does not verify against {signer}.",
             fix="Check the key's AlgorandAddress tag and stored key; do not use this key.",
