@@ -131,8 +131,43 @@ class AWSClients:
         return response
 
 
-def error_code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+# AWS error code -> (error class, message, fix); {r} is the resource, {op} the operation.
+_BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
+    "AliasNotFound": (
+        exc.AliasNotFoundError,
+        "The KMS alias {r} does not exist in this account and region.",
+        "List the aliases with `manage.py kms_list` or `aws kms list-aliases`, check "
+        "KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
+    ),
+    "NotFoundException": (
+        exc.KeyNotFoundError,
+        "The KMS key {r} does not exist in this account and region.",
+        "Check the key id and KMS_REGION; list keys with `manage.py kms_list`.",
+    ),
+    "InvalidKeyUsageException": (
+        exc.NotAnAlgorandKeyError,
+        "The KMS key behind {r} cannot be used for {op}.",
+        "Point the alias at a key of the right kind: symmetric ENCRYPT_DECRYPT (envelope) "
+        "or ECC_NIST_EDWARDS25519 SIGN_VERIFY (native).",
+    ),
+    "ParameterNotFound": (
+        exc.ParameterNotFoundError,
+        "The SSM parameter {r} does not exist.",
+        "Create the key with `manage.py kms_setup --create-new` or `--import-existing`, "
+        "or check the SSM prefix and region.",
+    ),
+    "AlreadyExistsException": (
+        exc.AliasExistsError,
+        "The KMS alias {r} already exists.",
+        "Choose another alias; confio_kms never replaces an existing key.",
+    ),
+    "ParameterAlreadyExists": (
+        exc.ParameterExistsError,
+        "The SSM parameter {r} already exists.",
+        "Choose another alias, or delete the old parameter deliberately after checking "
+        "nothing depends on it.",
+    ),
+}
 
 
 def translate_client_error(
@@ -151,45 +186,10 @@ def translate_client_error(
             f"AWS denied {action} on {resource}.", fix=fix + ".", cause=cause
         )
     if code == "NotFoundException" and resource.startswith("alias/"):
-        return exc.AliasNotFoundError(
-            f"The KMS alias {resource} does not exist in this account and region.",
-            fix="List the aliases with `manage.py kms_list` or `aws kms list-aliases`, "
-            "check KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
-            cause=cause,
-        )
-    if code == "NotFoundException":
-        return exc.KeyNotFoundError(
-            f"The KMS key {resource} does not exist in this account and region.",
-            fix="Check the key id and KMS_REGION; list keys with `manage.py kms_list`.",
-            cause=cause,
-        )
-    if code == "InvalidKeyUsageException":
-        return exc.NotAnAlgorandKeyError(
-            f"The KMS key behind {resource} cannot be used for {operation}.",
-            fix="Point the alias at a key of the right kind: symmetric ENCRYPT_DECRYPT "
-            "(envelope) or ECC_NIST_EDWARDS25519 SIGN_VERIFY (native).",
-            cause=cause,
-        )
-    if code == "ParameterNotFound":
-        return exc.ParameterNotFoundError(
-            f"The SSM parameter {resource} does not exist.",
-            fix="Create the key with `manage.py kms_setup --create-new` or "
-            "`--import-existing`, or check the SSM prefix and region.",
-            cause=cause,
-        )
-    if code == "AlreadyExistsException":
-        return exc.AliasExistsError(
-            f"The KMS alias {resource} already exists.",
-            fix="Choose another alias; confio_kms never replaces an existing key.",
-            cause=cause,
-        )
-    if code == "ParameterAlreadyExists":
-        return exc.ParameterExistsError(
-            f"The SSM parameter {resource} already exists.",
-            fix="Choose another alias, or delete the old parameter deliberately "
-            "after checking nothing depends on it.",
-            cause=cause,
-        )
+        code = "AliasNotFound"  # KMS uses one code for aliases and keys
+    if code in _BY_CODE:
+        cls, message, fix = _BY_CODE[code]
+        return cls(message.format(r=resource, op=operation), fix=fix, cause=cause)
     if code in _KEY_STATE or (service == "ssm" and code in _KEY_STATE_SSM):
         return exc.KeyStateError(
             f"The KMS key behind {resource} cannot be used for {operation}.",
