@@ -37,7 +37,7 @@ def record(
         "address": info.address if info else "",
         "signer_address": info.signer_address if info else "",
         "mode": info.mode if info else "",
-        "txids": [t.get_txid() for t in txns],
+        "txids": [_txid(t) for t in txns],
         "group_id": ",".join(sorted(groups)),
         "request_ids": [r for r in request_ids if r],
         "outcome": outcome,
@@ -59,24 +59,37 @@ def record(
     return fields
 
 
+def _txid(txn: transaction.Transaction) -> str:
+    try:
+        return str(txn.get_txid())
+    except Exception:  # a malformed transaction is what is being reported
+        return "unencodable"
+
+
 def _store(fields: dict[str, Any]) -> None:
     from django.conf import settings
 
     if not (settings.configured and getattr(settings, "CONFIO_KMS_AUDIT_DB", False)):
         return
+    from django.db import transaction as db_transaction
+
     from .models import SigningRecord
 
     try:
-        SigningRecord.objects.create(
-            alias=fields["alias"],
-            address=fields["address"],
-            signer_address=fields["signer_address"],
-            mode=fields["mode"],
-            txids=" ".join(fields["txids"]),
-            group_id=fields["group_id"],
-            request_ids=" ".join(fields["request_ids"]),
-            outcome=fields["outcome"],
-            detail=fields["detail"][:500],
-        )
+        # A savepoint: a failed insert must not break the caller's transaction. (Rows
+        # written inside a transaction the caller rolls back are lost with it; the log
+        # record is not.)
+        with db_transaction.atomic():
+            SigningRecord.objects.create(
+                alias=fields["alias"],
+                address=fields["address"],
+                signer_address=fields["signer_address"],
+                mode=fields["mode"],
+                txids=" ".join(fields["txids"]),
+                group_id=fields["group_id"][:200],
+                request_ids=" ".join(fields["request_ids"]),
+                outcome=fields["outcome"],
+                detail=fields["detail"][:500],
+            )
     except Exception as error:  # the trail must not break signing; say so loudly
         logger.error("could not store the audit record in the database: %r", error)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import threading
 import time
 from dataclasses import asdict
@@ -73,12 +74,20 @@ def get(scope: str, name: str) -> KeyInfo | None:
     return info
 
 
-def _timeout() -> int:
+def _timeout() -> float:
+    """Seconds to keep an entry; ``None`` in settings means never expire (Django's way)."""
     from django.conf import settings
 
     if not settings.configured:
         return DEFAULT_TIMEOUT
-    return int(getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT))
+    value = getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT)
+    try:
+        return math.inf if value is None else float(value)
+    except (TypeError, ValueError):
+        logger.warning(
+            "CONFIO_KMS_CACHE_TIMEOUT=%r is not a number; using %s", value, DEFAULT_TIMEOUT
+        )
+        return DEFAULT_TIMEOUT
 
 
 def put(scope: str, name: str, info: KeyInfo) -> None:
@@ -86,7 +95,7 @@ def put(scope: str, name: str, info: KeyInfo) -> None:
     timeout = _timeout()
     with _lock:
         _local[key] = (time.monotonic() + timeout, info)
-    _shared("set", key, asdict(info), timeout)
+    _shared("set", key, asdict(info), None if timeout == math.inf else int(timeout))
 
 
 def forget(scope: str, name: str) -> None:

@@ -66,7 +66,15 @@ def policies(
         for alias in (n, staging_name(n))
     ]
     administration = [
-        _statement("CreateKeysAndListAliases", ["kms:CreateKey", "kms:ListAliases"], "*"),
+        _statement("ListAliases", ["kms:ListAliases"], "*"),
+        # CreateKey with tags needs TagResource not restricted to particular keys; both
+        # are limited to requests that tag the new key ManagedBy=confio-kms.
+        _statement(
+            "CreateManagedKeys",
+            ["kms:CreateKey", "kms:TagResource"],
+            "*",
+            {"StringEquals": {"aws:RequestTag/ManagedBy": "confio-kms"}},
+        ),
         _statement(
             "ManageAliases",
             ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],

@@ -43,7 +43,7 @@ TAG_PREVIOUS = "PreviousKeyId"
 TAG_HISTORY = "RotationHistory"
 TAG_REKEY_TXID = "RekeyTxId"
 TAG_REKEY_LAST_VALID = "RekeyLastValid"
-HISTORY_KEEP = 6  # key ids of 36 characters, ';'-separated, within a tag's 256
+HISTORY_KEEP = 6  # key ids of 36 characters, space-separated, within a tag's 256
 NOTE = b"confio-kms rotation"
 
 
@@ -88,14 +88,21 @@ def rotate(
     after the key is created, before anything is signed or sent, so it is kept even
     if the submission then fails.
     """
+    policy = SigningPolicy.from_settings()
+    sp = chain.suggested_params()
     pending = _pending(aws, name)
     try:
         current = keys.resolve(aws, name)
     except exc.AliasNotFoundError:
         # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
-        if pending is None or chain.auth_address(pending.address) != pending.signer_address:
+        if pending is None:
+            raise
+        _check_chain(policy, pending, sp)
+        if chain.auth_address(pending.address) != pending.signer_address:
             raise
         return _finish(aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending))
+    # Whatever is decided from the chain below, it must be the key's own network.
+    _check_chain(policy, current, sp)
     rolled_back = ""
     if pending is not None:
         _check_pending(aws, name, current, pending)
@@ -107,16 +114,9 @@ def rotate(
             return _switch(aws, name, current, pending, resumed=True)
         rolled_back = _roll_back(aws, name, pending, chain)
 
-    # Check the policy (network, fee) before creating anything.
-    policy = SigningPolicy.from_settings()
-    sp = chain.suggested_params()
-    probe = transaction.PaymentTxn(
-        current.address, sp, current.address, 0, note=NOTE, rekey_to=current.signer_address
-    )
-    policy.check(current, [probe], allow_rekey=True)
-
     history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
-    history = ";".join([*filter(None, history.split(";")), current.key_id][-HISTORY_KEEP:])
+    # Space-separated: SSM tag values (copied from these) do not allow ";".
+    history = " ".join([*history.split(), current.key_id][-HISTORY_KEEP:])
     tags = {
         TAG_STATE: "pending",
         TAG_PREVIOUS: current.key_id,
@@ -124,7 +124,7 @@ def rotate(
     }
     new_key_id, new_address, backup = _create(aws, prefix, name, current, tags, native_key)
     if backup and on_backup is not None:
-        on_backup(backup, new_address)
+        on_backup(str(backup), new_address)
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
@@ -209,7 +209,24 @@ def _create(
         description=description,
         extra_tags={**tags, TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path},
     )
-    return key_id, own_address, str(mnemonic.from_private_key(private_key))
+    return key_id, own_address, _Mnemonic(mnemonic.from_private_key(private_key))
+
+
+class _Mnemonic(str):
+    """A backup mnemonic whose repr hides it (error reporters record frame locals)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<backup mnemonic: hidden>"
+
+
+def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.SuggestedParams) -> None:
+    """The chain must be the key's network: its answers decide resumes and rollbacks."""
+    probe = transaction.PaymentTxn(
+        info.address, sp, info.address, 0, note=NOTE, rekey_to=info.signer_address
+    )
+    policy.check(info, [probe], allow_rekey=True)
 
 
 def _pending(aws: AWSClients, name: str) -> KeyInfo | None:
@@ -255,6 +272,14 @@ def _switch(
         KeyId=new.key_id,
         Tags=keys.kms_tags({TAG_STATE: "active"}),
     )
+    # Tagged while the alias still names it (a runtime policy may match keys by alias).
+    aws.call(
+        "kms",
+        "TagResource",
+        current.key_id,
+        KeyId=current.key_id,
+        Tags=keys.kms_tags({TAG_STATE: "retired"}),
+    )
     if new.mode == current.mode:
         aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
     else:
@@ -268,14 +293,16 @@ def _switch(
 def _finish(
     aws: AWSClients, name: str, new: KeyInfo, *, resumed: bool, previous_key_id: str
 ) -> RotationResult:
-    """After the alias points at ``new``: drop the staging alias, retire the old key."""
+    """After the alias points at ``new``: clean up, removing the staging alias last.
+
+    The staging alias is what marks a rotation as in progress, so every step before
+    its removal is repeated by a rerun if it fails.
+    """
     alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
     try:
         keys.describe_key(aws, name)
     except exc.AliasNotFoundError:
         aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
-    with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
-        aws.call("kms", "DeleteAlias", staging, AliasName=staging)
     if previous_key_id and previous_key_id != new.key_id:
         aws.call(
             "kms",
@@ -286,6 +313,8 @@ def _finish(
         )
     cache.forget(aws.scope, name)
     tags = _tags(aws, new.key_id)
+    with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
+        aws.call("kms", "DeleteAlias", staging, AliasName=staging)
     return RotationResult(
         name=name,
         account=new.address,
@@ -332,6 +361,13 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> st
 
 def decode_signed(encoded: str) -> transaction.SignedTransaction:
     """The signed rekey from a dry run's base64 msgpack."""
-    signed = encoding.msgpack_decode(encoded)
-    assert isinstance(signed, transaction.SignedTransaction)
+    try:
+        signed = encoding.msgpack_decode(encoded)
+    except Exception:
+        signed = None
+    if not isinstance(signed, transaction.SignedTransaction):
+        raise exc.UntrustedInputError(
+            "Not a signed transaction in base64 msgpack.",
+            fix="Pass the last line kms_rotate --dry-run printed.",
+        )
     return signed

@@ -27,6 +27,21 @@ def signing_bytes(txn: transaction.Transaction) -> bytes:
     return constants.txid_prefix + base64.b64decode(encoding.msgpack_encode(txn))
 
 
+def encoded(txns: Sequence[transaction.Transaction]) -> list[bytes]:
+    """The signing bytes of each transaction; a malformed one is a typed error."""
+    messages = []
+    for i, txn in enumerate(txns):
+        try:
+            messages.append(signing_bytes(txn))
+        except Exception as error:
+            raise exc.NotATransactionError(
+                f"Transaction {i} cannot be encoded for signing ({type(error).__name__}): a "
+                "field such as an address is malformed.",
+                fix="Build the transaction with valid 58-character addresses and values.",
+            ) from None
+    return messages
+
+
 def key_for(aws: AWSClients, info: KeyInfo, prefix: str) -> AlgorandKey:
     """The key kind that signs for ``info``."""
     if info.mode == NATIVE:
@@ -121,11 +136,10 @@ class KMSSigner(TransactionSigner):
 
         info: KeyInfo | None = None
         try:
+            messages = encoded(chosen)
             resolved = self._key_info()
             info = resolved[0]
-            info, signatures, request_ids = self._sign(
-                [signing_bytes(txn) for txn in chosen], check, resolved
-            )
+            info, signatures, request_ids = self._sign(messages, check, resolved)
         except exc.ConfioKMSError as error:
             outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
             audit.record(info, self.key_alias, chosen, outcome, (), type(error).__name__)
@@ -151,6 +165,9 @@ class KMSSigner(TransactionSigner):
         calls this.
         """
         lsig = lsig_account.lsig
+        what = f"delegation of program {lsig.address()}" + (
+            f" via multisig {multisig.address()}" if multisig is not None else ""
+        )
         info: KeyInfo | None = None
         try:
             info, _ = self._key_info()
@@ -169,7 +186,7 @@ class KMSSigner(TransactionSigner):
             if lsig.lmsig is None:
                 lsig.lmsig = multisig.get_multisig_account()
             lsig.lmsig.subsigs[index].signature = signature
-        audit.record(info, self.key_alias, [], "signed", request_ids, "logic sig delegation")
+        audit.record(info, self.key_alias, [], "signed", request_ids, what)
 
     def append_to_logicsig_multisig(self, lsig_account: transaction.LogicSigAccount) -> None:
         """Add this member's subsignature to a multisig-delegated ``lsig_account``."""

@@ -102,7 +102,13 @@ class AlgorandSponsorService:
         # Built here, so these hold; asserted because they are what must never happen.
         assert payment.close_remainder_to is None and payment.rekey_to is None
         transaction.assign_group_id([payment, *users])
-        return [self.sign_transaction(payment), *users]
+        try:
+            signed = self.sign_transaction(payment)
+        except BaseException:
+            for txn in users:  # as they came: the caller may retry with them
+                txn.group = None
+            raise
+        return [signed, *users]
 
 
 def decode_user_transactions(encoded: object) -> list[transaction.Transaction]:

@@ -103,7 +103,7 @@ def test_envelope_to_native_then_a_second_rotation(
     assert second.mode == "envelope" and second.auth_address != first.auth_address
     assert chain.auth_address(address) == second.auth_address
     ledger.evaluate([pay(signer, ledger, 2)])
-    history = tags(second.key_id)["RotationHistory"].split(";")
+    history = tags(second.key_id)["RotationHistory"].split()
     assert history == [first.previous_key_id, first.key_id]
     # The native key of the first rotation no longer signs for the account.
     first_key = KMSSigner(f"{ALIAS}-first", session=session)
@@ -265,3 +265,54 @@ def test_backup_is_delivered_before_the_submission(
         )
     ((phrase, key_address),) = delivered
     assert address_of(mnemonic.to_private_key(phrase)) == key_address
+
+
+def test_a_chain_of_another_network_decides_nothing(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
+) -> None:
+    from confio_kms import networks
+
+    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+
+    class MainnetChain(LedgerChain):
+        def suggested_params(self) -> transaction.SuggestedParams:
+            sp = super().suggested_params()
+            sp.gh, sp.gen = networks.GENESIS_HASH["mainnet"], networks.GENESIS_ID["mainnet"]
+            return sp
+
+    wrong = MainnetChain(ledger)
+    wrong.round = 10**9  # it would say the pending rekey expired
+    with pytest.raises(exceptions.PolicyViolationError, match="for mainnet"):
+        manager.rotate_key(ALIAS, wrong)
+    kms = boto3.client("kms")
+    assert kms.describe_key(KeyId=pending.key_id)["KeyMetadata"]["KeyState"] == "Enabled"
+    assert kms.describe_key(KeyId=f"alias/{ALIAS}--pending-rotation")["KeyMetadata"]["KeyId"] == (
+        pending.key_id
+    )
+
+
+def test_rotation_tags_fit_ssm_tag_values(
+    manager: AlgorandKMSManager, account: tuple[str, str], chain: LedgerChain
+) -> None:
+    import re
+
+    manager.rotate_key(ALIAS, chain)
+    second = manager.rotate_key(ALIAS, chain)
+    path = tags(second.key_id)["SSMParameter"]
+    listed = boto3.client("ssm").list_tags_for_resource(ResourceType="Parameter", ResourceId=path)
+    # botocore's SSM model: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$ (moto does not check it)
+    for tag in listed["TagList"]:
+        assert re.fullmatch(r"[\w\s.:/=+\-@]*", tag["Value"]), tag
+    assert len(tags(second.key_id)["RotationHistory"].split()) == 2
+
+
+def test_failed_rotation_keeps_the_new_mnemonic_out_of_traceback_frames(
+    manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger
+) -> None:
+    from .test_secret_hygiene import frame_locals
+
+    delivered: list[str] = []
+    with pytest.raises(exceptions.RotationError) as raised:
+        manager.rotate_key(ALIAS, FailingChain(ledger), on_backup=lambda m, a: delivered.append(m))
+    recorded = frame_locals(raised.value)
+    assert len(recorded) > 200 and delivered and delivered[0] not in recorded

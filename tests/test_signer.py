@@ -382,3 +382,12 @@ def test_cached_lookups_expire(
     assert KMSSigner(ALIAS, session=session).address
     assert KMSSigner(ALIAS, session=session).address
     assert counter.by_operation() == {"kms.DescribeKey": 1, "kms.ListResourceTags": 1}
+
+
+def test_malformed_transaction_is_a_typed_error(signer: KMSSigner, counter: RequestCounter) -> None:
+    txn = transaction.PaymentTxn(signer.address, LocalLedger.suggested_params(), signer.address, 0)
+    txn.sender = "not-an-address"
+    counter.reset()
+    with pytest.raises(exceptions.NotATransactionError, match="cannot be encoded"):
+        signer.sign_transaction(txn)
+    assert counter.total == 0

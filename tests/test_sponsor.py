@@ -173,3 +173,20 @@ def test_custom_signer_needs_an_address() -> None:
         AlgorandSponsorService(signer=AccountTransactionSigner(new_account()[0]))
     signer = KMSSigner(ALIAS)
     assert AlgorandSponsorService(signer=signer).signer is signer
+
+
+def test_failed_signing_leaves_user_transactions_as_they_came(
+    sponsor_key: tuple[str, str], ledger: LocalLedger
+) -> None:
+    import boto3
+
+    from .helpers import inject_error
+
+    session = boto3.Session()
+    inject_error(session, "ssm", "GetParameter", "AccessDeniedException", "no")
+    service = AlgorandSponsorService(signer=KMSSigner(ALIAS, session=session))
+    _, user = new_account()
+    users = [user_payment(ledger, user, user, 1)]
+    with pytest.raises(exceptions.AccessDeniedError):
+        service.sponsor_group(users, ledger.suggested_params())
+    assert users[0].group is None
