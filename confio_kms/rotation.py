@@ -260,26 +260,18 @@ def _check_pending(aws: AWSClients, name: str, current: KeyInfo, pending: KeyInf
         )
 
 
+def _tag_state(aws: AWSClients, key_id: str, state: str) -> None:
+    aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=keys.kms_tags({TAG_STATE: state}))
+
+
 def _switch(
     aws: AWSClients, name: str, current: KeyInfo, new: KeyInfo, *, resumed: bool
 ) -> RotationResult:
     """Point ``alias/<name>`` at the new key: only after the rekey is confirmed."""
     alias = f"alias/{name}"
-    aws.call(
-        "kms",
-        "TagResource",
-        new.key_id,
-        KeyId=new.key_id,
-        Tags=keys.kms_tags({TAG_STATE: "active"}),
-    )
+    _tag_state(aws, new.key_id, "active")
     # Tagged while the alias still names it (a runtime policy may match keys by alias).
-    aws.call(
-        "kms",
-        "TagResource",
-        current.key_id,
-        KeyId=current.key_id,
-        Tags=keys.kms_tags({TAG_STATE: "retired"}),
-    )
+    _tag_state(aws, current.key_id, "retired")
     if new.mode == current.mode:
         aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
     else:
@@ -304,13 +296,7 @@ def _finish(
     except exc.AliasNotFoundError:
         aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
     if previous_key_id and previous_key_id != new.key_id:
-        aws.call(
-            "kms",
-            "TagResource",
-            previous_key_id,
-            KeyId=previous_key_id,
-            Tags=keys.kms_tags({TAG_STATE: "retired"}),
-        )
+        _tag_state(aws, previous_key_id, "retired")
     cache.forget(aws.scope, name)
     tags = _tags(aws, new.key_id)
     with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
