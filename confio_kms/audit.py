@@ -15,7 +15,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from algosdk import transaction
+from algosdk import encoding, transaction
 
 from .keys import KeyInfo
 
@@ -29,15 +29,20 @@ def record(
     outcome: str,
     request_ids: Sequence[str] = (),
     detail: str = "",
+    messages: Sequence[bytes] | None = None,
 ) -> dict[str, Any]:
-    """Emit the record of one signing call; return its fields."""
+    """Emit the record of one signing call; return its fields.
+
+    ``messages``, the signed bytes of ``txns`` when the caller has them, spare
+    encoding each transaction a second time for its id.
+    """
     groups = {base64.b64encode(t.group).decode() for t in txns if t.group}
     fields: dict[str, Any] = {
         "alias": alias,
         "address": info.address if info else "",
         "signer_address": info.signer_address if info else "",
         "mode": info.mode if info else "",
-        "txids": [_txid(t) for t in txns],
+        "txids": [txid(m) for m in messages] if messages is not None else [_txid(t) for t in txns],
         "group_id": ",".join(sorted(groups)),
         "request_ids": [r for r in request_ids if r],
         "outcome": outcome,
@@ -57,6 +62,11 @@ def record(
     )
     _store(fields)
     return fields
+
+
+def txid(message: bytes) -> str:
+    """The id of the transaction whose signing bytes are ``message``."""
+    return base64.b32encode(encoding.checksum(message)).decode().rstrip("=")
 
 
 def _txid(txn: transaction.Transaction) -> str:

@@ -70,11 +70,11 @@ def get(scope: str, name: str) -> KeyInfo | None:
         info = None
     if info is not None:
         with _lock:
-            _local[key] = (time.monotonic() + _timeout(), info)
+            _local[key] = (time.monotonic() + timeout(), info)
     return info
 
 
-def _timeout() -> float:
+def timeout() -> float:
     """Seconds to keep an entry; ``None`` in settings means never expire (Django's way)."""
     from django.conf import settings
 
@@ -92,10 +92,10 @@ def _timeout() -> float:
 
 def put(scope: str, name: str, info: KeyInfo) -> None:
     key = _key(scope, name)
-    timeout = _timeout()
+    seconds = timeout()
     with _lock:
-        _local[key] = (time.monotonic() + timeout, info)
-    _shared("set", key, asdict(info), None if timeout == math.inf else int(timeout))
+        _local[key] = (time.monotonic() + seconds, info)
+    _shared("set", key, asdict(info), None if seconds == math.inf else int(seconds))
 
 
 def forget(scope: str, name: str) -> None:

@@ -63,6 +63,10 @@ class UntrustedInputError(ConfioKMSError, ValueError):
     """Transactions from a client could not be accepted (malformed, signed, oversized)."""
 
 
+class InvalidCostInputError(ConfioKMSError, ValueError):
+    """A cost estimate's input is out of range (negative volume, group over 16, bad price)."""
+
+
 class InvalidMultisigError(ConfioKMSError, ValueError):
     """A multisig account description or transaction does not fit."""
 

@@ -145,7 +145,7 @@ class KMSSigner(TransactionSigner):
             audit.record(info, self.key_alias, chosen, outcome, (), type(error).__name__)
             raise
         signed = [attach(info, txn, sig) for txn, sig in zip(chosen, signatures, strict=True)]
-        audit.record(info, self.key_alias, chosen, "signed", request_ids)
+        audit.record(info, self.key_alias, chosen, "signed", request_ids, messages=messages)
         return signed
 
     def sign_logicsig(

@@ -1,0 +1,98 @@
+"""Servers the benchmark starts on loopback, each in its own process.
+
+The AWS endpoint is moto's server with the test tree's Ed25519 stand-in (moto lacks
+ECC_NIST_EDWARDS25519), in a separate process so that, as with real AWS, the
+endpoint's work does not share the benchmark's interpreter. Redis and memcached are
+Debian's servers (``apt-get install redis-server memcached``), started with
+persistence off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@contextlib.contextmanager
+def local_aws() -> Iterator[str]:
+    """Start moto's server in a child process; yield its URL."""
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "serve"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        yield child.stdout.readline().strip()
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def cache_server(kind: str) -> Iterator[dict[str, str] | None]:
+    """Start Redis or memcached on loopback; yield Django's CACHES entry, or None
+    when the server is not installed."""
+    port = free_port()
+    if kind == "redis":
+        binary = shutil.which("redis-server")
+        command = [f"{binary}", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        config = {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": f"redis://127.0.0.1:{port}",
+        }
+    else:
+        binary = shutil.which("memcached")
+        command = [f"{binary}", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-u", "nobody"]
+        config = {
+            "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
+            "LOCATION": f"127.0.0.1:{port}",
+        }
+    if binary is None:
+        yield None
+        return
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 1):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{kind} did not start on port {port}")
+            time.sleep(0.05)
+        yield config
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def _serve() -> None:
+    sys.path.insert(0, str(ROOT))
+    from confio_kms.sandbox import LocalAWS
+    from tests import moto_ed25519
+
+    moto_ed25519.install()
+    with LocalAWS() as aws:
+        print(aws.url, flush=True)
+        sys.stdin.read()  # until the benchmark closes our stdin
+
+
+if __name__ == "__main__":
+    _serve()

@@ -1,0 +1,416 @@
+"""Cost per signature: confio-kms against the old per-transaction approach.
+
+One command, one run, side by side: the in-memory floor, the old scripts' approach
+(benchmarks/baseline.py), KMSSigner with an envelope key and with a native key
+(single transactions and groups of 4 and 16), the first signature in a fresh
+process, and an address lookup from a second process sharing Redis or memcached.
+Against the local endpoint always, and against real AWS too when credentials and a
+region are configured (it creates two keys there and schedules them for deletion).
+
+Run: python benchmarks/run.py [--repeats N] [--no-aws] [--quick]
+Writes docs/benchmarks.md and docs/img/benchmarks.png, and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import secrets
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import boto3  # noqa: E402
+import django  # noqa: E402
+from django.conf import settings  # noqa: E402
+
+settings.configure(
+    INSTALLED_APPS=["confio_kms"],
+    CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    USE_TZ=True,
+)
+django.setup()
+
+from algosdk import account, mnemonic, transaction  # noqa: E402
+from algosdk.atomic_transaction_composer import AccountTransactionSigner  # noqa: E402
+
+from benchmarks import endpoint, report  # noqa: E402
+from benchmarks.baseline import ScriptSigner  # noqa: E402
+from confio_kms import AlgorandKMSManager, KMSSigner  # noqa: E402
+from confio_kms.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
+from confio_kms.sandbox import DUMMY_CREDENTIALS, SANDBOX_REGION  # noqa: E402
+
+CREDENTIALS = {
+    "aws_access_key_id": DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+    "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+}
+GROUP_SIZES = (1, 4, 16)
+SIMULATED_RTT_MS = 20.0
+PARAMS = transaction.SuggestedParams(
+    1000, 1, 1000, GENESIS_HASH["testnet"], GENESIS_ID["testnet"], flat_fee=True
+)
+SignFn = Callable[[list[transaction.Transaction]], list[Any]]
+
+
+@dataclass
+class Row:
+    approach: str
+    group: int
+    requests_per_call: float
+    median_ms: float
+    p95_ms: float
+    per_second_1: float
+    per_second_8: float
+
+
+@dataclass
+class Target:
+    name: str
+    where: str
+    rows: list[Row] = field(default_factory=list)
+    local_cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    delayed_native: dict[int, float] = field(default_factory=dict)
+    cold: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shared_cache: dict[str, tuple[int, int] | None] = field(default_factory=dict)
+    identical_signatures: bool = False
+
+
+class Counter:
+    """Counts HTTP requests (attempts, retries included) made through a session."""
+
+    def __init__(self, session: boto3.Session) -> None:
+        self.count = 0
+        session.events.register("before-send", self._seen)
+
+    def _seen(self, **kwargs: Any) -> None:
+        self.count += 1
+
+
+def new_session(aws: dict[str, Any]) -> boto3.Session:
+    """A session for the target: the sandbox's dummy credentials, or the default chain."""
+    return boto3.Session(**aws["credentials"])
+
+
+def payments(address: str, size: int) -> list[transaction.Transaction]:
+    return [transaction.PaymentTxn(address, PARAMS, address, i) for i in range(size)]
+
+
+def p95(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=20, method="inclusive")[18]
+
+
+def latency(sign: SignFn, txns: list[transaction.Transaction], repeats: int) -> list[float]:
+    sign(txns)  # warm: connections, caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        sign(txns)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def throughput(signers: list[SignFn], txns: list[transaction.Transaction], seconds: float) -> float:
+    """Signatures per second with one thread per signer, for ``seconds`` of wall time."""
+    calls = [0] * len(signers)
+    start = threading.Barrier(len(signers) + 1)
+    deadline = 0.0
+
+    def work(index: int) -> None:
+        start.wait()
+        while time.perf_counter() < deadline:
+            signers[index](txns)
+            calls[index] += 1
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(signers))]
+    for thread in threads:
+        thread.start()
+    began = time.perf_counter()
+    deadline = began + seconds
+    start.wait()
+    for thread in threads:
+        thread.join()
+    return sum(calls) * len(txns) / (time.perf_counter() - began)
+
+
+@dataclass
+class Approach:
+    name: str
+    address: str
+    counter: Counter | None
+    sign: SignFn
+    per_thread: Callable[[], SignFn] | None = None
+    """Makes a signer for each thread; None: threads share ``sign`` (thread-safe)."""
+
+
+def measure(target: Target, approaches: list[Approach], repeats: int, seconds: float) -> None:
+    for item in approaches:
+        sign = item.sign
+        for size in GROUP_SIZES:
+            txns = payments(item.address, size)
+            sign(txns)  # the first call also looks up the address: cold starts are apart
+            before = item.counter.count if item.counter else 0
+            times = latency(sign, txns, repeats)
+            requests = (item.counter.count - before) / (repeats + 1) if item.counter else 0.0
+            eight = [item.per_thread() for _ in range(8)] if item.per_thread else [sign] * 8
+            target.rows.append(
+                Row(
+                    item.name,
+                    size,
+                    requests,
+                    statistics.median(times) * 1000,
+                    p95(times) * 1000,
+                    throughput([sign], txns, seconds),
+                    throughput(eight, txns, seconds),
+                )
+            )
+            print(f"  {item.name:<10} group {size:>2}: {target.rows[-1].median_ms:8.2f} ms")
+
+
+def local_cpu(
+    floor: AccountTransactionSigner,
+    envelope_name: str,
+    aws: dict[str, Any],
+    address: str,
+    repeats: int,
+) -> dict[int, tuple[float, float]]:
+    """Per signature: the floor's time, and the envelope signer's time after the
+    decrypt response has arrived (decode, address check, policy, sign, audit)."""
+    session = new_session(aws)
+    arrived: list[float] = []
+    session.events.register(
+        "after-call.ssm.GetParameter", lambda **kw: arrived.append(time.perf_counter())
+    )
+    signer = KMSSigner(envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session)
+    result = {}
+    for size in GROUP_SIZES:
+        txns = payments(address, size)
+        floor_times = latency(
+            lambda t: floor.sign_transactions(t, list(range(len(t)))), txns, repeats
+        )
+        after = []
+        signer.sign_transactions(txns)
+        for _ in range(repeats):
+            arrived.clear()
+            signer.sign_transactions(txns)
+            after.append(time.perf_counter() - arrived[0])
+        result[size] = (
+            statistics.median(floor_times) / size * 1e6,
+            statistics.median(after) / size * 1e6,
+        )
+    return result
+
+
+def fresh_process(job: dict[str, Any]) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "fresh_process.py"), json.dumps(job)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    if out.returncode:
+        raise RuntimeError(f"fresh process failed: {out.stderr.strip().splitlines()[-1]}")
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+LOCMEM = {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
+def cold_starts(target: Target, names: dict[str, str], aws: dict[str, Any], runs: int) -> None:
+    for kind, alias in names.items():
+        results = [
+            fresh_process({"mode": "cold", "kind": kind, "alias": alias, "cache": LOCMEM, **aws})
+            for _ in range(runs)
+        ]
+        operations = {tuple(r["operations"]) for r in results}
+        target.cold[kind] = {
+            "operations": sorted(operations)[0] if len(operations) == 1 else None,
+            "requests": statistics.median(len(r["operations"]) for r in results),
+            "median_ms": statistics.median(r["seconds"] for r in results) * 1000,
+            "imports_ms": statistics.median(r["imports"] for r in results) * 1000,
+        }
+        print(f"  cold {kind:<9}: {target.cold[kind]['median_ms']:8.1f} ms")
+
+
+def shared_cache(target: Target, alias: str, aws: dict[str, Any]) -> None:
+    for kind in ("redis", "memcached"):
+        with endpoint.cache_server(kind) as cache:
+            if cache is None:
+                target.shared_cache[kind] = None
+                print(f"  {kind}: not installed, skipped")
+                continue
+            job = {"mode": "address", "kind": "envelope", "alias": alias, "cache": cache, **aws}
+            first, second = fresh_process(job), fresh_process(job)
+            target.shared_cache[kind] = (len(first["operations"]), len(second["operations"]))
+            print(
+                f"  {kind}: first process {target.shared_cache[kind][0]} requests, "
+                f"second {target.shared_cache[kind][1]}"
+            )
+
+
+def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) -> None:
+    manager = AlgorandKMSManager(
+        aws["region"], endpoint_url=aws["endpoint"], session=new_session(aws)
+    )
+    private_key, address = account.generate_account()
+    suffix = secrets.token_hex(4)
+    names = {
+        "envelope": f"confio-bench-envelope-{suffix}",
+        "native": f"confio-bench-native-{suffix}",
+    }
+    manager.import_existing_key(
+        names["envelope"], mnemonic.from_private_key(private_key), network="testnet"
+    )
+    native_address = manager.create_algorand_key(
+        names["native"], native=True, network="testnet"
+    ).address
+    try:
+        floor = AccountTransactionSigner(private_key)
+
+        def floor_sign(txns: list[transaction.Transaction]) -> list[Any]:
+            return floor.sign_transactions(txns, list(range(len(txns))))
+
+        def kms(name: str, session: boto3.Session | None = None) -> SignFn:
+            signer = KMSSigner(
+                name,
+                aws["region"],
+                endpoint_url=aws["endpoint"],
+                session=session or new_session(aws),
+            )
+            return signer.sign_transactions
+
+        def script(session: boto3.Session | None = None) -> SignFn:
+            return ScriptSigner(
+                names["envelope"], aws["region"], aws["endpoint"], session or new_session(aws)
+            ).sign_transactions
+
+        sessions = {name: new_session(aws) for name in ("baseline", "envelope", "native")}
+        counters = {name: Counter(session) for name, session in sessions.items()}
+        approaches = [
+            Approach("floor", address, None, floor_sign),
+            # Each baseline thread has its own session: boto3 sessions are not thread-safe.
+            Approach(
+                "baseline", address, counters["baseline"], script(sessions["baseline"]), script
+            ),
+            Approach(
+                "envelope",
+                address,
+                counters["envelope"],
+                kms(names["envelope"], sessions["envelope"]),
+            ),
+            Approach(
+                "native",
+                native_address,
+                counters["native"],
+                kms(names["native"], sessions["native"]),
+            ),
+        ]
+        measure(target, approaches, args.repeats, args.seconds)
+
+        group = payments(address, 16)
+        envelope_sign = kms(names["envelope"])
+        target.identical_signatures = [s.dictify() for s in envelope_sign(group)] == [
+            s.dictify() for s in floor_sign(group)
+        ]
+        target.local_cpu = local_cpu(floor, names["envelope"], aws, address, args.repeats)
+
+        delayed = new_session(aws)
+        delayed.events.register(
+            "before-send.kms.Sign", lambda **kw: time.sleep(SIMULATED_RTT_MS / 1000)
+        )
+        slow_native = kms(names["native"], delayed)
+        for size in (1, 16):
+            times = latency(slow_native, payments(native_address, size), args.repeats)
+            target.delayed_native[size] = statistics.median(times) * 1000
+
+        cold_starts(
+            target,
+            {
+                "baseline": names["envelope"],
+                "envelope": names["envelope"],
+                "native": names["native"],
+            },
+            aws,
+            args.cold_runs,
+        )
+        shared_cache(target, names["envelope"], aws)
+    finally:
+        if aws["endpoint"] is None:
+            for name in names.values():
+                manager.delete_key(name, pending_window_days=7)
+            print(f"AWS: scheduled {', '.join(names.values())} for deletion in 7 days")
+
+
+def real_aws() -> dict[str, Any] | None:
+    """The real AWS target, when credentials and a region are configured."""
+    session = boto3.Session()
+    region = os.environ.get("KMS_REGION") or session.region_name
+    if session.get_credentials() is None or not region or os.environ.get("AWS_ENDPOINT_URL"):
+        return None
+    return {"endpoint": None, "region": region, "credentials": {}}
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.release()}, "
+        f"Python {platform.python_version()}, boto3 {boto3.__version__}"
+    )
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=50, help="timed calls per row")
+    parser.add_argument("--seconds", type=float, default=1.0, help="per throughput measurement")
+    parser.add_argument("--cold-runs", type=int, default=10, help="fresh processes per kind")
+    parser.add_argument("--no-aws", action="store_true", help="skip real AWS even if configured")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: tiny counts")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
+    args = parser.parse_args()
+    if args.quick:
+        args.repeats, args.seconds, args.cold_runs = 5, 0.1, 2
+    targets = []
+    aws = None if args.no_aws else real_aws()
+    with quiet():
+        with endpoint.local_aws() as url:
+            local = Target("local", f"moto's server on loopback ({url}), a separate process")
+            print(f"local endpoint: {url}")
+            sandbox = {"endpoint": url, "region": SANDBOX_REGION, "credentials": CREDENTIALS}
+            run_target(local, sandbox, args)
+            targets.append(local)
+        if aws is None:
+            print("real AWS: skipped (no credentials or region configured, or --no-aws)")
+        else:
+            remote = Target("aws", f"AWS KMS and SSM in {aws['region']}")
+            print(f"real AWS: {aws['region']}")
+            run_target(remote, aws, args)
+            targets.append(remote)
+    report.write(targets, machine(), args, args.out)
+
+
+if __name__ == "__main__":
+    main()
