@@ -10,6 +10,7 @@ persistence off.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -49,8 +50,9 @@ def free_port() -> int:
 @contextlib.contextmanager
 def cache_server(kind: str) -> Iterator[dict[str, str] | None]:
     """Start Redis or memcached on loopback; yield Django's CACHES entry, or None
-    when the server is not installed."""
+    when the server or its Python client is not installed."""
     port = free_port()
+    client = importlib.util.find_spec("redis" if kind == "redis" else "pymemcache")
     if kind == "redis":
         binary = shutil.which("redis-server")
         command = [f"{binary}", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
@@ -65,7 +67,7 @@ def cache_server(kind: str) -> Iterator[dict[str, str] | None]:
             "BACKEND": "django.core.cache.backends.memcached.PyMemcacheCache",
             "LOCATION": f"127.0.0.1:{port}",
         }
-    if binary is None:
+    if binary is None or client is None:
         yield None
         return
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import os
 import platform
@@ -390,6 +391,7 @@ def main() -> None:
     parser.add_argument("--no-aws", action="store_true", help="skip real AWS even if configured")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny counts")
     parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.cold_runs = 5, 0.1, 2
@@ -410,6 +412,8 @@ def main() -> None:
             run_target(remote, aws, args)
             targets.append(remote)
     report.write(targets, machine(), args, args.out)
+    if args.json:
+        args.json.write_text(json.dumps([dataclasses.asdict(t) for t in targets], indent=1))
 
 
 if __name__ == "__main__":

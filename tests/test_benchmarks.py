@@ -1,0 +1,88 @@
+"""benchmarks/run.py keeps working, and its request counts are the documented ones.
+
+Only counts are asserted (exact, from botocore's events): times are the benchmark's
+to report, never a test's to check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    out = tmp_path_factory.mktemp("bench")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "run.py"),
+            "--quick",
+            "--no-aws",
+            "--out",
+            str(out),
+            "--json",
+            str(out / "results.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    [local] = json.loads((out / "results.json").read_text())
+    return local, out
+
+
+def requests(local: dict[str, Any], approach: str, group: int) -> float:
+    [row] = [r for r in local["rows"] if (r["approach"], r["group"]) == (approach, group)]
+    return float(row["requests_per_call"])
+
+
+@pytest.mark.parametrize("group", [1, 4, 16])
+def test_requests_per_call(results: tuple[dict[str, Any], Path], group: int) -> None:
+    local, _ = results
+    assert requests(local, "floor", group) == 0
+    assert requests(local, "envelope", group) == 1
+    assert requests(local, "baseline", group) == group
+    assert requests(local, "native", group) == group
+
+
+def test_cold_starts_and_signatures(results: tuple[dict[str, Any], Path]) -> None:
+    local, _ = results
+    cold = {kind: tuple(c["operations"]) for kind, c in local["cold"].items()}
+    assert cold == {
+        "baseline": ("DescribeKey", "ListResourceTags", "GetParameter"),
+        "envelope": ("DescribeKey", "ListResourceTags", "GetParameter"),
+        "native": ("DescribeKey", "ListResourceTags", "GetPublicKey", "Sign"),
+    }
+    assert local["identical_signatures"] is True
+
+
+@pytest.mark.parametrize("server", ["redis", "memcached"])
+def test_a_second_process_sharing_the_cache_makes_no_request(
+    results: tuple[dict[str, Any], Path], server: str
+) -> None:
+    local, _ = results
+    binary = {"redis": "redis-server", "memcached": "memcached"}[server]
+    if shutil.which(binary) is None:  # the test extra installs the Python clients
+        assert local["shared_cache"][server] is None
+        pytest.skip(f"{binary} is not installed (apt-get install {binary})")
+    assert local["shared_cache"][server] == [2, 0]
+
+
+def test_the_report_and_chart_are_written(results: tuple[dict[str, Any], Path]) -> None:
+    _, out = results
+    page = (out / "benchmarks.md").read_text()
+    assert "| envelope | 16 | 1 |" in page and "| baseline | 16 | 16 |" in page
+    assert (out / "img" / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
