@@ -1,6 +1,6 @@
 """AWS client setup and the translation of AWS failures into confio_kms errors.
 
-One :class:`AWSClients` per manager or signer: the boto3 session and its KMS and
+One ``AWSClients`` per manager or signer: the boto3 session and its KMS and
 SSM clients are built once and reused (boto3 clients are thread-safe; sessions
 are not, so nothing builds clients after construction).
 """

@@ -1,6 +1,6 @@
 """The Algorand network, as rotation needs it: parameters, submission, auth addresses.
 
-:class:`AlgodChain` talks to an algod node; the sandbox provides a ledger-backed
+``AlgodChain`` talks to an algod node; the sandbox provides a ledger-backed
 one (``confio_kms.sandbox.LedgerChain``) with the same three methods.
 """
 

@@ -3,7 +3,7 @@
 Each setting is read from Django settings first, then from the environment or a
 ``.env`` / ``settings.ini`` file through python-decouple (searched from
 ``settings.BASE_DIR``, else the working directory). A missing or invalid value
-raises :class:`ConfigurationError` (an ``ImproperlyConfigured``) naming every
+raises ``ConfigurationError`` (an ``ImproperlyConfigured``) naming every
 place that was looked in. Nothing here calls AWS at import time.
 """
 
@@ -103,7 +103,7 @@ def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) 
 
 @dataclass(frozen=True)
 class KMSSettings:
-    """A snapshot of the confio_kms settings, read by :func:`kms_settings`."""
+    """A snapshot of the confio_kms settings, read by ``kms_settings``."""
 
     use_kms_signing: bool
     confio_env: str
@@ -234,7 +234,7 @@ def algorand_chain(fund: str | None = None) -> Chain:
 
 
 def configured_sponsor_address() -> str:
-    """``ALGORAND_SPONSOR_ADDRESS`` as configured by hand, ignoring :func:`sponsor_address`."""
+    """``ALGORAND_SPONSOR_ADDRESS`` as configured by hand, ignoring ``sponsor_address``."""
     from django.conf import settings
 
     value = getattr(settings, "ALGORAND_SPONSOR_ADDRESS", None) if settings.configured else None

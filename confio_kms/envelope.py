@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from collections.abc import Callable, Sequence
 
 from algosdk import encoding
@@ -38,14 +39,24 @@ from .keys import (
 from .validation import parameter_path
 
 
+@functools.lru_cache(maxsize=256)
+def _public_key(address: str) -> bytes:
+    """The public key an address encodes (cached: decoding costs a hash per call)."""
+    return bytes(encoding.decode_address(address))
+
+
 class _PrivateKey:
     """A decrypted private key; its repr never shows the key."""
 
-    __slots__ = ("_signing_key", "address")
+    __slots__ = ("_signing_key", "public_key")
 
     def __init__(self, signing_key: SigningKey) -> None:
         self._signing_key = signing_key
-        self.address: str = encoding.encode_address(bytes(signing_key.verify_key))
+        self.public_key = bytes(signing_key.verify_key)
+
+    @property
+    def address(self) -> str:
+        return str(encoding.encode_address(self.public_key))
 
     def sign(self, message: bytes) -> bytes:
         return bytes(self._signing_key.sign(message).signature)
@@ -96,7 +107,7 @@ class EnvelopeKey(AlgorandKey):
 
     def sign(self, messages: Sequence[bytes]) -> list[bytes]:
         key = self._decrypt()
-        if key.address != self.info.signer_address:
+        if key.public_key != _public_key(self.info.signer_address):
             raise exc.AddressMismatchError(
                 f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
                 f"is tagged {self.info.signer_address}; nothing was signed.",
@@ -136,7 +147,7 @@ def provision(
 
     ``address`` is the account the key signs for. Any failure undoes what was
     created (alias removed, key scheduled for deletion) and raises
-    :class:`ProvisioningError` saying so.
+    ``ProvisioningError`` saying so.
     """
     tags = {
         TAG_ADDRESS: address,

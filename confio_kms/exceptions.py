@@ -1,6 +1,6 @@
 """Every error confio_kms raises, each naming its cause and its fix.
 
-All errors derive from :class:`ConfioKMSError`. Where a standard exception fits,
+All errors derive from ``ConfioKMSError``. Where a standard exception fits,
 the error subclasses it too (``ValueError``, ``LookupError``, ``PermissionError``,
 ``ConnectionError``, Django's ``ImproperlyConfigured``), so callers can catch
 either. No message ever contains a private key or a mnemonic: messages are built

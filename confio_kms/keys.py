@@ -1,8 +1,8 @@
 """What every kind of KMS-held Algorand key shares.
 
-A key kind (``envelope``, ``native``) implements :class:`AlgorandKey`: it
+A key kind (``envelope``, ``native``) implements ``AlgorandKey``: it
 signs byte strings with the account's Ed25519 key. Everything above it (the
-signer, the manager) works with :class:`KeyInfo`, the public metadata an alias
+signer, the manager) works with ``KeyInfo``, the public metadata an alias
 resolves to, read from the KMS key's description and tags.
 """
 

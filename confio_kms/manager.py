@@ -228,7 +228,7 @@ class AlgorandKMSManager:
     ) -> RotationResult:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
-        See :mod:`confio_kms.rotation` for the steps and how interruptions resolve.
+        See ``confio_kms.rotation`` for the steps and how interruptions resolve.
         ``dry_run`` stops after signing the rekey (``result.signed_rekey``). A new
         envelope key's backup mnemonic goes to ``on_backup(mnemonic, key_address)``
         as soon as the key exists, and is also in ``result.backup_mnemonic``.

@@ -1,6 +1,6 @@
 """KMSMultisigSigner: Algorand multisig whose subsignatures come from KMS-held keys.
 
-Members are :class:`KMSSigner` instances (envelope or native, each with its own
+Members are ``KMSSigner`` instances (envelope or native, each with its own
 boto3 session, so possibly in other regions or accounts) or plain addresses of
 members who sign elsewhere. Each KMS member signs a call's transactions with its
 own path and checks; subsignatures can also be added to a partially signed

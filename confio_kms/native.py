@@ -156,7 +156,7 @@ def provision(
     ``account``: the account this key will sign for when it is not the key's own
     (a rotation by rekey); the key's address is then tagged as its auth address.
     The alias comes last, so it never points at a half-made key. Any failure
-    undoes what was created and raises :class:`ProvisioningError` saying so.
+    undoes what was created and raises ``ProvisioningError`` saying so.
     """
     rollback = Rollback()
     address = ""

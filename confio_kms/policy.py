@@ -72,7 +72,7 @@ class SigningPolicy:
         allow_rekey: bool = False,
         allow_close: bool = False,
     ) -> None:
-        """Raise :class:`PolicyViolationError` for the first transaction the key must refuse."""
+        """Raise ``PolicyViolationError`` for the first transaction the key must refuse."""
         for index, txn in enumerate(txns):
             reason, fix = self._violation(info, txn, allow_rekey, allow_close)
             if reason:

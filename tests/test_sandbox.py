@@ -13,7 +13,8 @@ from algosdk.atomic_transaction_composer import (
     sign_transaction_with_signer,
 )
 
-from confio_kms.sandbox import LocalLedger
+from confio_kms.exceptions import AlgodError
+from confio_kms.sandbox import LedgerChain, LocalLedger
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,3 +47,16 @@ def test_ledger_rejects_what_it_should() -> None:
 
     with pytest.raises(Exception, match="overspend"):
         ledger.evaluate([sign_transaction_with_signer(overdraft, AccountTransactionSigner(key))])
+
+
+def test_ledger_chain_rejection_is_a_typed_error() -> None:
+    ledger = LocalLedger()
+    key, address = account.generate_account()
+    ledger.fund(address, 1_000_000)
+    overdraft = transaction.PaymentTxn(address, ledger.suggested_params(), address, 2_000_000)
+    chain = LedgerChain(ledger)
+
+    with pytest.raises(AlgodError, match="sandbox ledger rejected") as raised:
+        chain.submit(sign_transaction_with_signer(overdraft, AccountTransactionSigner(key)))
+    assert "overspend" in str(raised.value)
+    assert chain.current_round() == 1  # nothing was applied

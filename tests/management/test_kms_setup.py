@@ -178,3 +178,18 @@ def test_native_with_mnemonic_out_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CommandError, match="native key has no mnemonic"):
         call_command("kms_setup", "--create-new", "--native", f"--mnemonic-out={tmp_path}/m")
     assert key_count() == 0 and not (tmp_path / "m").exists()
+
+
+@pytest.mark.parametrize("flag", ["--native", "--mnemonic-out=never-written"])
+def test_import_refuses_flags_that_do_not_apply(flag: str, tmp_path: Path) -> None:
+    phrase = mnemonic.from_private_key(new_account()[0])
+    os.chdir(tmp_path)
+    with pytest.raises(CommandError, match="does not apply to --import-existing") as raised:
+        call_command("kms_setup", "--import-existing", flag, stdin=io.StringIO(phrase))
+    name = flag.split("=")[0]
+    assert str(raised.value) == (  # fixed text: nothing of the phrase
+        f"{name} does not apply to --import-existing (an imported key is an envelope key, "
+        "and its mnemonic is already yours); nothing was imported. "
+        f"Fix: drop {name}."
+    )
+    assert key_count() == 0 and not (tmp_path / "never-written").exists()

@@ -94,6 +94,13 @@ class Command(KMSCommand):
         )
 
     def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        for flag in ("native", "mnemonic_out"):
+            if options[flag]:
+                raise CommandError(
+                    f"--{flag.replace('_', '-')} does not apply to --import-existing (an imported "
+                    "key is an envelope key, and its mnemonic is already yours); nothing was "
+                    f"imported. Fix: drop --{flag.replace('_', '-')}."
+                )
         # The phrase is never bound to a name here: error reporters record frame locals.
         key_id, address = conf.kms_manager().import_existing_key(
             alias, _read_mnemonic(options), options["description"], network=network
