@@ -71,7 +71,8 @@ def main() -> int:
         run(sys.executable, "-m", "build", "--outdir", dist, ROOT)
         wheel = next(dist.glob("*.whl"))
         sdist = next(dist.glob("*.tar.gz"))
-        names = zipfile.ZipFile(wheel).namelist()
+        with zipfile.ZipFile(wheel) as archive:
+            names = archive.namelist()
         for needed in (
             "confio_kms/py.typed",
             "confio_kms/migrations/0001_initial.py",
@@ -80,7 +81,8 @@ def main() -> int:
         ):
             assert needed in names, f"{needed} not in {wheel.name}"
         assert not any(n.startswith(("tests/", "benchmarks/")) for n in names), "stray files"
-        members = tarfile.open(sdist).getnames()
+        with tarfile.open(sdist) as archive:
+            members = archive.getnames()
         for needed in ("tests/test_signer.py", "docs/index.md", "CHANGELOG.md", "LICENSE"):
             assert f"confio_kms-{VERSION}/{needed}" in members, f"{needed} not in {sdist.name}"
         for artifact in (wheel, sdist):

@@ -271,13 +271,16 @@ def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) ->
         "envelope": f"confio-bench-envelope-{suffix}",
         "native": f"confio-bench-native-{suffix}",
     }
-    manager.import_existing_key(
-        names["envelope"], mnemonic.from_private_key(private_key), network="testnet"
-    )
-    native_address = manager.create_algorand_key(
-        names["native"], native=True, network="testnet"
-    ).address
+    created: list[str] = []
     try:
+        manager.import_existing_key(
+            names["envelope"], mnemonic.from_private_key(private_key), network="testnet"
+        )
+        created.append(names["envelope"])
+        native_address = manager.create_algorand_key(
+            names["native"], native=True, network="testnet"
+        ).address
+        created.append(names["native"])
         floor = AccountTransactionSigner(private_key)
 
         def floor_sign(txns: list[transaction.Transaction]) -> list[Any]:
@@ -348,10 +351,15 @@ def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) ->
         )
         shared_cache(target, names["envelope"], aws)
     finally:
+        # Real AWS keys cost money: schedule the shortest deletion window. (Their
+        # SSM parameter stays, as confio-kms never deletes one.)
         if aws["endpoint"] is None:
-            for name in names.values():
+            for name in created:
                 manager.delete_key(name, pending_window_days=7)
-            print(f"AWS: scheduled {', '.join(names.values())} for deletion in 7 days")
+                print(f"AWS: scheduled alias/{name}'s key for deletion in 7 days")
+            if names["envelope"] in created:
+                path = manager.parameter_path(names["envelope"])
+                print(f"AWS: left {path}; remove it with `aws ssm delete-parameter --name {path}`")
 
 
 def real_aws() -> dict[str, Any] | None:
