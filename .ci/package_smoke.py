@@ -85,6 +85,9 @@ def main() -> int:
             members = archive.getnames()
         for needed in ("tests/test_signer.py", "docs/index.md", "CHANGELOG.md", "LICENSE"):
             assert f"confio_kms-{VERSION}/{needed}" in members, f"{needed} not in {sdist.name}"
+        # Settings files hold secrets (the legacy mnemonic): never shipped.
+        leaked = [m for m in members if m.rsplit("/", 1)[-1] in (".env", "settings.ini")]
+        assert not leaked, f"secrets files in {sdist.name}: {leaked}"
         for artifact in (wheel, sdist):
             env = Path(tmp) / f"venv-{artifact.suffix.strip('.')}"
             venv.create(env, with_pip=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import platform
@@ -82,7 +83,7 @@ class Target:
     name: str
     where: str
     rows: list[Row] = field(default_factory=list)
-    local_cpu: dict[int, tuple[float, float]] = field(default_factory=dict)
+    local_cpu: dict[int, tuple[float, float, float]] = field(default_factory=dict)
     delayed_native: dict[int, float] = field(default_factory=dict)
     cold: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared_cache: dict[str, tuple[int, int] | None] = field(default_factory=dict)
@@ -94,10 +95,12 @@ class Counter:
 
     def __init__(self, session: boto3.Session) -> None:
         self.count = 0
+        self._lock = threading.Lock()  # native keys send from several threads
         session.events.register("before-send", self._seen)
 
     def _seen(self, **kwargs: Any) -> None:
-        self.count += 1
+        with self._lock:
+            self.count += 1
 
 
 def new_session(aws: dict[str, Any]) -> boto3.Session:
@@ -126,24 +129,37 @@ def latency(sign: SignFn, txns: list[transaction.Transaction], repeats: int) -> 
 def throughput(signers: list[SignFn], txns: list[transaction.Transaction], seconds: float) -> float:
     """Signatures per second with one thread per signer, for ``seconds`` of wall time."""
     calls = [0] * len(signers)
-    start = threading.Barrier(len(signers) + 1)
+    errors: list[BaseException] = []
+    warmed = threading.Barrier(len(signers) + 1)
+    go = threading.Event()
     deadline = 0.0
 
     def work(index: int) -> None:
-        start.wait()
-        while time.perf_counter() < deadline:
-            signers[index](txns)
-            calls[index] += 1
+        try:
+            signers[index](txns)  # warm, outside the clock: a new signer loads its model
+        finally:
+            warmed.wait()
+        go.wait()
+        try:
+            while time.perf_counter() < deadline:
+                signers[index](txns)
+                calls[index] += 1
+        except BaseException as error:
+            errors.append(error)
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(len(signers))]
     for thread in threads:
         thread.start()
+    warmed.wait()
     began = time.perf_counter()
     deadline = began + seconds
-    start.wait()
+    go.set()
     for thread in threads:
         thread.join()
-    return sum(calls) * len(txns) / (time.perf_counter() - began)
+    elapsed = time.perf_counter() - began
+    if errors:  # a failing thread would make the figure silently low
+        raise errors[0]
+    return sum(calls) * len(txns) / elapsed
 
 
 @dataclass
@@ -186,14 +202,17 @@ def local_cpu(
     aws: dict[str, Any],
     address: str,
     repeats: int,
-) -> dict[int, tuple[float, float]]:
-    """Per signature: the floor's time, and the envelope signer's time after the
-    decrypt response has arrived (decode, address check, policy, sign, audit)."""
+) -> dict[int, tuple[float, float, float]]:
+    """Per signature, medians in µs: the floor; the envelope signer's whole call less
+    its request (from botocore's first event for GetParameter to its last: building,
+    signing, sending and parsing the request); and the part after the response."""
     session = new_session(aws)
-    arrived: list[float] = []
-    session.events.register(
-        "after-call.ssm.GetParameter", lambda **kw: arrived.append(time.perf_counter())
-    )
+    marks: dict[str, float] = {}
+    for event, name in (("provide-client-params", "sent"), ("after-call", "answered")):
+        session.events.register(
+            f"{event}.ssm.GetParameter",
+            lambda name=name, **kw: marks.__setitem__(name, time.perf_counter()),
+        )
     signer = KMSSigner(envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session)
     result = {}
     for size in GROUP_SIZES:
@@ -201,14 +220,17 @@ def local_cpu(
         floor_times = latency(
             lambda t: floor.sign_transactions(t, list(range(len(t)))), txns, repeats
         )
-        after = []
+        local, after = [], []
         signer.sign_transactions(txns)
         for _ in range(repeats):
-            arrived.clear()
+            start = time.perf_counter()
             signer.sign_transactions(txns)
-            after.append(time.perf_counter() - arrived[0])
+            end = time.perf_counter()
+            local.append(end - start - (marks["answered"] - marks["sent"]))
+            after.append(end - marks["answered"])
         result[size] = (
             statistics.median(floor_times) / size * 1e6,
+            statistics.median(local) / size * 1e6,
             statistics.median(after) / size * 1e6,
         )
     return result
@@ -351,15 +373,31 @@ def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) ->
         )
         shared_cache(target, names["envelope"], aws)
     finally:
-        # Real AWS keys cost money: schedule the shortest deletion window. (Their
-        # SSM parameter stays, as confio-kms never deletes one.)
         if aws["endpoint"] is None:
-            for name in created:
-                manager.delete_key(name, pending_window_days=7)
-                print(f"AWS: scheduled alias/{name}'s key for deletion in 7 days")
-            if names["envelope"] in created:
-                path = manager.parameter_path(names["envelope"])
-                print(f"AWS: left {path}; remove it with `aws ssm delete-parameter --name {path}`")
+            cleanup(manager, aws, created)
+
+
+def cleanup(manager: AlgorandKMSManager, aws: dict[str, Any], created: list[str]) -> None:
+    """Remove what the run made in real AWS (keys cost money): each key scheduled for
+    deletion in 7 days, the shortest window, and the throwaway account's parameter.
+    Each step on its own, so one failure neither skips the rest nor hides the run's."""
+    ssm = new_session(aws).client("ssm", region_name=aws["region"])
+    for name in created:
+        steps = [
+            (
+                f"alias/{name}'s key scheduled for deletion in 7 days",
+                functools.partial(manager.delete_key, name, pending_window_days=7),
+            )
+        ]
+        if name.startswith("confio-bench-envelope-"):
+            path = manager.parameter_path(name)
+            steps.append((f"{path} deleted", functools.partial(ssm.delete_parameter, Name=path)))
+        for done, step in steps:
+            try:
+                step()
+                print(f"AWS: {done}")
+            except Exception as error:
+                print(f"AWS: cleanup step failed ({done}): {error}", file=sys.stderr)
 
 
 def real_aws() -> dict[str, Any] | None:
@@ -413,13 +451,23 @@ def main() -> None:
             run_target(local, sandbox, args)
             targets.append(local)
         if aws is None:
-            print("real AWS: skipped (no credentials or region configured, or --no-aws)")
+            aws_note = (
+                "Real AWS was not measured in this run ("
+                + ("--no-aws" if args.no_aws else "no AWS credentials or region configured")
+                + "). With credentials and `KMS_REGION` set, the same command adds a "
+                "section measured against AWS in the same run."
+            )
         else:
             remote = Target("aws", f"AWS KMS and SSM in {aws['region']}")
             print(f"real AWS: {aws['region']}")
-            run_target(remote, aws, args)
-            targets.append(remote)
-    report.write(targets, machine(), args, args.out)
+            try:
+                run_target(remote, aws, args)
+                targets.append(remote)
+                aws_note = ""
+            except Exception as error:  # keep the local figures; say what failed
+                aws_note = f"The real AWS run failed: {type(error).__name__}: {error}"
+        print(aws_note or "real AWS: measured")
+    report.write(targets, machine(), args, args.out, aws_note)
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(t) for t in targets], indent=1))
 

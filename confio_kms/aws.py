@@ -41,6 +41,7 @@ _DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
 _KEY_STATE = {"DisabledException", "KMSInvalidStateException", "KeyUnavailableException"}
 _KEY_STATE_SSM = {"InvalidKeyId"}
 _CARRIES_SECRET = {"PutParameter"}
+_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 
 
 class AWSClients:
@@ -195,6 +196,14 @@ def translate_client_error(
             f"The KMS key behind {resource} cannot be used for {operation}.",
             fix="Enable the key (`aws kms enable-key`) or cancel its pending deletion "
             "(AlgorandKMSManager.cancel_key_deletion).",
+            cause=cause,
+        )
+    if code in _THROTTLED:
+        return exc.AWSError(
+            f"AWS throttled {action} on {resource}, after retries.",
+            fix="Lower the request rate, or raise the quota: Parameter Store's throughput "
+            "(40 requests/s by default; 'higher throughput' in the SSM settings) for envelope "
+            "keys, KMS's request quota for native keys (Service Quotas console).",
             cause=cause,
         )
     return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)

@@ -2,9 +2,10 @@
 
 Prices default to the setup guide's: $1 per key-month and $0.03 per 10,000
 requests. AWS's pricing page has the current figures for your region, a monthly
-free tier, and exceptions for asymmetric keys; pass your own prices if they differ.
-Each request counted here is one KMS request as AWS bills it: an envelope signing
-call's ``ssm:GetParameter`` makes one ``kms:Decrypt`` on the caller's behalf.
+free tier, and may price requests to asymmetric (native) keys higher: pass your own
+prices if they differ. Each request counted here is one KMS request as AWS bills
+it: an envelope signing call's ``ssm:GetParameter`` makes one ``kms:Decrypt`` on the
+caller's behalf.
 """
 
 from __future__ import annotations
@@ -37,30 +38,52 @@ class MonthlyCost:
     calls: int
     """Signing calls: groups of up to ``group_size`` transactions."""
     signing_requests: int
+    """``kms:Sign`` (native) or ``ssm:GetParameter`` with its ``kms:Decrypt``."""
     lookup_requests: int
-    """Address lookups (and a native key's public key), an upper bound."""
+    """Address lookups (``kms:DescribeKey``, ``kms:ListResourceTags``): an upper bound."""
+    public_key_requests: int
+    """A native key's ``kms:GetPublicKey``, once per process start."""
     request_price: Decimal
+    asymmetric_request_price: Decimal
+    """Per 10,000 ``kms:Sign`` and ``kms:GetPublicKey`` requests (native keys)."""
     key_price: Decimal
 
     @property
     def requests(self) -> int:
-        return self.signing_requests + self.lookup_requests
+        return self.signing_requests + self.lookup_requests + self.public_key_requests
+
+    @property
+    def asymmetric_requests(self) -> int:
+        signing = self.signing_requests if self.mode == NATIVE else 0
+        return signing + self.public_key_requests
 
     @property
     def request_dollars(self) -> Decimal:
-        return self.requests * self.request_price / 10_000
+        symmetric = self.requests - self.asymmetric_requests
+        return (
+            symmetric * self.request_price
+            + self.asymmetric_requests * self.asymmetric_request_price
+        ) / 10_000
 
     @property
     def total_dollars(self) -> Decimal:
         return self.request_dollars + self.key_price
 
 
-def _whole(value: object, what: str, low: int, high: float, fix: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        span = f"{low} to {high:g}" if high != math.inf else f"{low} or more"
+def _whole(value: object, what: str, low: int, fix: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
         raise InvalidCostInputError(
-            f"{what} must be a whole number, {span}; got {value!r}.", fix=fix
+            f"{what} must be a whole number of {low} or more; got {value!r}.", fix=fix
         )
+    return value
+
+
+def _price(value: Decimal, what: str) -> Decimal:
+    if not isinstance(value, Decimal) or not value.is_finite() or value < 0:
+        raise InvalidCostInputError(
+            f"The {what} must be 0 dollars or more, not {value}.", fix="Pass e.g. 0.03."
+        )
+    return value
 
 
 def monthly_cost(
@@ -68,43 +91,80 @@ def monthly_cost(
     group_size: int = 1,
     mode: str = ENVELOPE,
     *,
-    cache_timeout: int | None = DEFAULT_CACHE_TIMEOUT,
+    cache_timeout: float | None = DEFAULT_CACHE_TIMEOUT,
     processes: int = 1,
+    shared_cache: bool = True,
     request_price: Decimal = PRICE_PER_10K_REQUESTS,
+    asymmetric_request_price: Decimal | None = None,
     key_price: Decimal = KEY_MONTH_PRICE,
 ) -> MonthlyCost:
     """Requests and dollars for ``transactions`` a month signed in groups of ``group_size``.
 
     Signing: an envelope key makes 1 request per signing call, whatever the group
     size; a native key 1 per transaction; the old scripts (``baseline``) 1 per
-    transaction plus an address lookup (2 requests) per call, as each call built a
-    new signer. Lookups for confio-kms: at most 2 per ``cache_timeout`` window in
-    which something is signed (``None``: cached for the process's life, so 2 per
-    process start), plus 1 ``kms:GetPublicKey`` per process start for a native key.
+    transaction plus an address lookup (2 requests) per call, as a request handler
+    built a new signer for each. confio-kms looks the address up at most once per
+    ``cache_timeout`` seconds (0: every call; ``None``: never expires) in each cache:
+    one cache when ``shared_cache`` (Redis, memcached), else one per process. A
+    native key also fetches its public key once per process start. ``processes``
+    counts the processes that sign during the month (each worker start).
     """
-    _whole(transactions, "Transactions per month", 0, math.inf, "Pass e.g. 10000.")
-    _whole(group_size, "The group size", 1, MAX_GROUP, "Algorand groups hold 1 to 16.")
-    _whole(processes, "Process starts per month", 0, math.inf, "Pass e.g. 30.")
-    if cache_timeout is not None:
-        _whole(cache_timeout, "The cache timeout", 1, math.inf, "Pass seconds, e.g. 300.")
+    _whole(transactions, "Transactions per month", 0, "Pass e.g. 10000.")
+    if (
+        isinstance(group_size, bool)
+        or not isinstance(group_size, int)
+        or not 1 <= group_size <= MAX_GROUP
+    ):
+        raise InvalidCostInputError(
+            f"The group size must be a whole number from 1 to {MAX_GROUP}; got {group_size!r}.",
+            fix="Algorand groups hold 1 to 16 transactions.",
+        )
+    _whole(processes, "Processes", 1, "Count at least the one process that signs.")
+    if cache_timeout is not None and (
+        isinstance(cache_timeout, bool)
+        or not isinstance(cache_timeout, int | float)
+        or not math.isfinite(cache_timeout)
+        or cache_timeout < 0
+    ):
+        raise InvalidCostInputError(
+            f"The cache timeout must be 0 seconds or more, or never; got {cache_timeout!r}.",
+            fix="Pass seconds, e.g. 300, or never.",
+        )
     if mode not in MODES:
         raise InvalidCostInputError(
             f"Unknown mode {mode!r}.", fix=f"Use one of {', '.join(MODES)}."
         )
-    for price, what in ((request_price, "request price"), (key_price, "key price")):
-        if not price.is_finite() or price < 0:
-            raise InvalidCostInputError(
-                f"The {what} must be 0 dollars or more, not {price}.", fix="Pass e.g. 0.03."
-            )
-    calls = math.ceil(transactions / group_size)
+    _price(request_price, "request price")
+    _price(key_price, "key price")
+    asymmetric = _price(
+        request_price if asymmetric_request_price is None else asymmetric_request_price,
+        "asymmetric request price",
+    )
+    calls = -(-transactions // group_size)  # exact ceiling for any size
+    public_keys = 0
     if mode == BASELINE:
         signing, lookups = transactions, 2 * calls
     else:
         signing = calls if mode == ENVELOPE else transactions
-        windows = processes if cache_timeout is None else math.ceil(MONTH_SECONDS / cache_timeout)
-        lookups = 2 * min(calls, windows)
-        if mode == NATIVE and calls:
-            lookups += min(calls, processes)
+        caches = 1 if shared_cache else processes
+        if cache_timeout is None:
+            windows = 1
+        elif cache_timeout == 0:
+            windows = calls
+        else:
+            windows = math.ceil(MONTH_SECONDS / cache_timeout)
+        lookups = 2 * min(calls, windows * caches)
+        if mode == NATIVE:
+            public_keys = min(calls, processes)
     return MonthlyCost(
-        mode, transactions, group_size, calls, signing, lookups, request_price, key_price
+        mode,
+        transactions,
+        group_size,
+        calls,
+        signing,
+        lookups,
+        public_keys,
+        request_price,
+        asymmetric,
+        key_price,
     )

@@ -41,8 +41,13 @@ from .validation import parameter_path
 
 @functools.lru_cache(maxsize=256)
 def _public_key(address: str) -> bytes:
-    """The public key an address encodes (cached: decoding costs a hash per call)."""
-    return bytes(encoding.decode_address(address))
+    """The public key an address encodes, or b"" for a malformed address (cached:
+    decoding costs a hash per call). A malformed address, say from a tampered shared
+    cache, then fails the comparison like any other wrong address."""
+    try:
+        return bytes(encoding.decode_address(address))
+    except Exception:  # py-algorand-sdk raises several unrelated types
+        return b""
 
 
 class _PrivateKey:

@@ -15,8 +15,11 @@ from django.core.exceptions import ImproperlyConfigured
 class ConfioKMSError(Exception):
     """Base class: ``message`` says what went wrong, ``fix`` what to do about it.
 
-    ``cause`` carries the underlying AWS error code and message, when there is one.
+    ``cause`` carries the underlying error (AWS's code and message, or algod's), when
+    there is one; ``said`` names who said it.
     """
+
+    said = "AWS said"
 
     def __init__(self, message: str, *, fix: str | None = None, cause: str | None = None) -> None:
         super().__init__(message)
@@ -27,7 +30,7 @@ class ConfioKMSError(Exception):
     def __str__(self) -> str:
         text = self.message
         if self.cause:
-            text += f" (AWS said: {self.cause})"
+            text += f" ({self.said}: {self.cause})"
         if self.fix:
             text += f" Fix: {self.fix}"
         return text
@@ -166,3 +169,5 @@ class AWSConnectionError(AWSError, ConnectionError):
 
 class AlgodError(ConfioKMSError, ConnectionError):
     """The algod node could not be reached, or rejected or did not confirm a transaction."""
+
+    said = "the node said"

@@ -1,62 +1,112 @@
-"""The cost model: requests per mode counted from what the signers send, and prices."""
+"""The cost model: its counts are the requests the signers really send (counted on
+the local endpoint), and its arithmetic, prices and input checks."""
 
 from __future__ import annotations
 
 import math
 from decimal import Decimal
 
+import boto3
 import pytest
+from algosdk import mnemonic, transaction
+from django.core.cache import cache as django_cache
 
-from confio_kms import cost
+from benchmarks.baseline import ScriptSigner
+from confio_kms import AlgorandKMSManager, KMSSigner, cache, cost
+from confio_kms import native as native_kind
 from confio_kms.exceptions import InvalidCostInputError
+from confio_kms.sandbox import LocalLedger
+
+from .helpers import RequestCounter, new_account
 
 
-def test_an_envelope_call_is_one_request_whatever_the_group_size() -> None:
-    # 10,000 transactions in groups of 16: 625 calls, each one GetParameter.
-    c = cost.monthly_cost(10_000, 16, cost.ENVELOPE, cache_timeout=None, processes=1)
-    assert (c.calls, c.signing_requests, c.lookup_requests) == (625, 625, 2)
-    assert c.requests == 627
-    assert c.request_dollars == Decimal("627") * Decimal("0.03") / 10_000
-    assert c.total_dollars == Decimal("1") + c.request_dollars
+def sign_groups(sign, address: str, transactions: int, group: int) -> None:  # type: ignore[no-untyped-def]
+    params = LocalLedger.suggested_params()
+    txns = [transaction.PaymentTxn(address, params, address, i) for i in range(transactions)]
+    for start in range(0, transactions, group):
+        sign(txns[start : start + group])
 
 
-def test_a_partial_last_group_is_a_call() -> None:
-    assert cost.monthly_cost(17, 16).calls == 2
+@pytest.mark.parametrize(("transactions", "group"), [(20, 4), (7, 3), (1, 1)])
+def test_envelope_and_native_counts_are_what_the_signer_sends(
+    session: boto3.Session, counter: RequestCounter, transactions: int, group: int
+) -> None:
+    manager = AlgorandKMSManager(session=boto3.Session())
+    private_key, address = new_account()
+    manager.import_existing_key("env", mnemonic.from_private_key(private_key))
+    native = manager.create_algorand_key("nat", native=True).address
+    # As a fresh process: nothing cached yet, no expiry within the test.
+    cache.clear_process_cache()
+    django_cache.clear()
+    native_kind._checked.clear()
+    model = {
+        mode: cost.monthly_cost(transactions, group, mode, cache_timeout=None, processes=1)
+        for mode in (cost.ENVELOPE, cost.NATIVE)
+    }
+
+    counter.reset()
+    sign_groups(KMSSigner("env", session=session).sign_transactions, address, transactions, group)
+    assert counter.total == model[cost.ENVELOPE].requests
+
+    counter.reset()
+    sign_groups(KMSSigner("nat", session=session).sign_transactions, native, transactions, group)
+    assert counter.total == model[cost.NATIVE].requests
+    assert counter.by_operation()["kms.Sign"] == model[cost.NATIVE].signing_requests
+    assert counter.by_operation()["kms.GetPublicKey"] == model[cost.NATIVE].public_key_requests
 
 
-def test_native_keys_sign_each_transaction_and_fetch_the_public_key_per_process() -> None:
-    c = cost.monthly_cost(10_000, 16, cost.NATIVE, cache_timeout=None, processes=30)
-    assert c.signing_requests == 10_000
-    # Lookups: 2 per process start, plus GetPublicKey once per process start.
-    assert c.lookup_requests == 2 * 30 + 30
+def test_baseline_counts_are_what_the_old_scripts_send(
+    session: boto3.Session, counter: RequestCounter
+) -> None:
+    private_key, address = new_account()
+    AlgorandKMSManager().import_existing_key("env", mnemonic.from_private_key(private_key))
+    counter.reset()
+
+    def per_call(txns: list[transaction.Transaction]) -> None:  # a signer per call
+        ScriptSigner("env", "eu-central-2", None, session).sign_transactions(txns)
+
+    sign_groups(per_call, address, 10, 4)
+    assert counter.total == cost.monthly_cost(10, 4, cost.BASELINE).requests == 3 * 2 + 10
 
 
-def test_the_baseline_decrypts_per_transaction_and_looks_up_per_call() -> None:
-    c = cost.monthly_cost(10_000, 4, cost.BASELINE)
-    assert (c.signing_requests, c.lookup_requests) == (10_000, 2 * 2_500)
-
-
-def test_lookups_are_bounded_by_cache_windows_and_by_calls() -> None:
+def test_lookups_per_cache_window_and_per_cache() -> None:
     windows = math.ceil(30 * 24 * 3600 / 300)
     busy = cost.monthly_cost(1_000_000, 1, cost.ENVELOPE, cache_timeout=300)
     assert busy.lookup_requests == 2 * windows
+    per_process = cost.monthly_cost(
+        1_000_000, 1, cost.ENVELOPE, cache_timeout=300, processes=4, shared_cache=False
+    )
+    assert per_process.lookup_requests == 2 * windows * 4
     sparse = cost.monthly_cost(100, 1, cost.ENVELOPE, cache_timeout=300)
-    assert sparse.lookup_requests == 2 * 100
+    assert sparse.lookup_requests == 2 * 100  # never more than one lookup per call
+    assert cost.monthly_cost(100, 1, cost.ENVELOPE, cache_timeout=0).lookup_requests == 200
     assert cost.monthly_cost(0, 1, cost.NATIVE).requests == 0
 
 
-def test_prices_are_the_setup_guides_unless_given() -> None:
+def test_native_public_key_once_per_process() -> None:
+    c = cost.monthly_cost(10_000, 16, cost.NATIVE, cache_timeout=None, processes=30)
+    assert (c.signing_requests, c.lookup_requests, c.public_key_requests) == (10_000, 2, 30)
+
+
+def test_huge_volumes_are_exact() -> None:
+    c = cost.monthly_cost(2**60 + 1, 16, cost.ENVELOPE, cache_timeout=None)
+    assert c.calls == 2**56 + 1
+
+
+def test_prices() -> None:
     default = cost.monthly_cost(20_000, 1, cost.ENVELOPE, cache_timeout=None)
     assert (default.key_price, default.request_price) == (Decimal("1"), Decimal("0.03"))
-    own = cost.monthly_cost(
+    assert default.total_dollars == 1 + Decimal("20002") * Decimal("0.03") / 10_000
+    native = cost.monthly_cost(
         20_000,
         1,
-        cost.ENVELOPE,
+        cost.NATIVE,
         cache_timeout=None,
-        request_price=Decimal("0.15"),
+        asymmetric_request_price=Decimal("0.15"),
         key_price=Decimal("0"),
     )
-    assert own.total_dollars == Decimal("20002") * Decimal("0.15") / 10_000
+    # Sign and GetPublicKey at the asymmetric price; the two lookups at the other.
+    assert native.request_dollars == (20_001 * Decimal("0.15") + 2 * Decimal("0.03")) / 10_000
 
 
 @pytest.mark.parametrize(
@@ -68,10 +118,12 @@ def test_prices_are_the_setup_guides_unless_given() -> None:
         ({"transactions": 1, "group_size": 0}, "group size"),
         ({"transactions": 1, "group_size": 17}, "group size"),
         ({"transactions": 1, "mode": "hsm"}, "Unknown mode"),
-        ({"transactions": 1, "cache_timeout": 0}, "cache timeout"),
-        ({"transactions": 1, "processes": -2}, "Process starts"),
+        ({"transactions": 1, "cache_timeout": -1}, "cache timeout"),
+        ({"transactions": 1, "cache_timeout": math.nan}, "cache timeout"),
+        ({"transactions": 1, "processes": 0}, "Processes"),
         ({"transactions": 1, "request_price": Decimal("-0.01")}, "request price"),
         ({"transactions": 1, "key_price": Decimal("NaN")}, "key price"),
+        ({"transactions": 1, "asymmetric_request_price": Decimal("-1")}, "asymmetric"),
     ],
 )
 def test_bad_input_is_a_typed_error_naming_the_fix(kwargs: dict[str, object], needle: str) -> None:

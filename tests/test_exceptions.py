@@ -102,6 +102,9 @@ def test_str_adds_cause_and_fix() -> None:
             "cancel its pending deletion",
         ),
         ("ThrottlingException", "ssm", "GetParameter", "/p", exc.AWSError, "ssm:GetParameter"),
+        ("ThrottlingException", "ssm", "GetParameter", "/p", exc.AWSError, "Parameter Store"),
+        ("Throttling", "kms", "Sign", "alias/k", exc.AWSError, "KMS's request quota"),
+        ("InternalFailure", "kms", "Sign", "alias/k", exc.AWSError, "kms:Sign on alias/k failed"),
     ],
 )
 def test_aws_errors_are_translated(

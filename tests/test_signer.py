@@ -4,6 +4,7 @@ byte-identical to py-algorand-sdk's and accepted by Algorand's ledger evaluator.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import os
 import subprocess
@@ -391,3 +392,25 @@ def test_malformed_transaction_is_a_typed_error(signer: KMSSigner, counter: Requ
     with pytest.raises(exceptions.NotATransactionError, match="cannot be encoded"):
         signer.sign_transaction(txn)
     assert counter.total == 0
+
+
+def test_a_malformed_address_in_the_cache_is_looked_up_again(
+    signer: KMSSigner, imported: tuple[str, str], ledger: LocalLedger, counter: RequestCounter
+) -> None:
+    _, address = imported
+    info = cache.lookup(signer._aws, ALIAS)[0]
+    # A tampered or corrupted shared-cache entry: the checksum no longer matches.
+    broken = address[:-1] + ("A" if address[-1] != "A" else "B")
+    cache.put(signer._aws.scope, ALIAS, dataclasses.replace(info, address=broken))
+    ledger.fund(address, 1_000_000)
+    txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
+    counter.reset()
+
+    signed = signer.sign_transaction(txn)
+
+    ledger.evaluate([signed])
+    assert counter.by_operation() == {
+        "ssm.GetParameter": 2,  # refused against the broken address, then signed
+        "kms.DescribeKey": 1,
+        "kms.ListResourceTags": 1,
+    }

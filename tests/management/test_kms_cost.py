@@ -11,6 +11,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 
 ROOT = Path(__file__).resolve().parents[2]
+DOCS_COMPARE = ("--cache-timeout", "300", "--cache", "shared", "--processes", "1")
 
 
 def run(*args: str) -> str:
@@ -37,34 +38,59 @@ def test_native_and_baseline_count_a_request_per_transaction() -> None:
     native = run("--transactions-per-month", "10000", "--group-size", "16", "--native")
     baseline = run("--transactions-per-month", "10000", "--group-size", "16", "--baseline")
     assert field(native, "signing").startswith("10,000 requests")
+    assert field(native, "public key").startswith("1 requests")
     assert field(baseline, "signing").startswith("10,000 requests")
     assert field(baseline, "lookups").startswith("1,250 requests")
 
 
 @override_settings(CONFIO_KMS_CACHE_TIMEOUT=None)
-def test_the_cache_timeout_defaults_to_the_setting() -> None:
-    out = run("--transactions-per-month", "5000")
-    assert field(out, "lookups").startswith("2 requests (at most; 2 per process start")
+def test_the_cache_timeout_and_kind_default_to_the_settings() -> None:
+    # tests.settings uses LocMemCache: a per-process cache.
+    out = run("--transactions-per-month", "5000", "--processes", "3")
+    assert (
+        field(out, "lookups") == "6 requests (at most: 2 in each process, as entries never expire)"
+    )
+    shared = run("--transactions-per-month", "5000", "--processes", "3", "--cache", "shared")
+    assert field(shared, "lookups").startswith("2 requests")
+
+
+@override_settings(CONFIO_KMS_CACHE_TIMEOUT=0)
+def test_a_zero_timeout_setting_means_a_lookup_per_call() -> None:
+    out = run("--transactions-per-month", "50")
+    assert field(out, "lookups") == "100 requests (at most: 2 per call, as nothing is cached)"
 
 
 def test_custom_prices() -> None:
     out = run(
         "--transactions-per-month",
         "20000",
+        "--native",
         "--cache-timeout",
         "never",
         "--price-per-10k-requests",
+        "0.03",
+        "--price-per-10k-asymmetric",
         "0.15",
         "--price-per-key-month",
         "2",
     )
-    assert field(out, "requests") == "20,002 a month: $0.3000 at $0.15 per 10,000"
+    assert field(out, "requests") == (
+        "20,003 a month: $0.3000 at $0.03 per 10,000, Sign and GetPublicKey $0.15"
+    )
     assert field(out, "total") == "$2.30 a month"
 
 
-def test_missing_volume_is_refused() -> None:
-    with pytest.raises(CommandError, match="--transactions-per-month N, or --compare"):
-        run()
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        ((), "--transactions-per-month N, or --compare"),
+        (("--compare", "--transactions-per-month", "5"), "tabulates fixed volumes"),
+        (("--transactions-per-month", "5", "--processes", "0"), "Processes must be"),
+    ],
+)
+def test_refusals(args: tuple[str, ...], needle: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(needle)):
+        run(*args)
 
 
 def test_expected_failures_are_one_line(manage_py) -> None:  # type: ignore[no-untyped-def]
@@ -77,6 +103,6 @@ def test_expected_failures_are_one_line(manage_py) -> None:  # type: ignore[no-u
 
 @pytest.mark.parametrize("group", ["1", "16"])
 def test_the_docs_tables_are_the_commands_output(group: str) -> None:
-    table = run("--compare", "--group-size", group, "--cache-timeout", "300")
+    table = run("--compare", "--group-size", group, *DOCS_COMPARE)
     assert table.count("\n") == 11  # header, rule, 3 volumes x 3 modes
     assert table in (ROOT / "docs" / "cost.md").read_text()

@@ -15,15 +15,19 @@ MODE_NAMES = {
     cost.NATIVE: "one native key",
     cost.BASELINE: "the old scripts' per-transaction decrypt, one envelope key",
 }
+PER_PROCESS_BACKENDS = (
+    "django.core.cache.backends.locmem.LocMemCache",
+    "django.core.cache.backends.dummy.DummyCache",
+)
 
 
 def _seconds(value: str) -> float:
     if value == "never":
         return math.inf
     try:
-        return int(value)
+        return float(value)
     except ValueError:
-        raise ArgumentTypeError("expected whole seconds or 'never'") from None
+        raise ArgumentTypeError("expected seconds or 'never'") from None
 
 
 def _dollars(value: str) -> Decimal:
@@ -35,6 +39,14 @@ def _dollars(value: str) -> Decimal:
 
 def _money(value: Decimal, places: int = 2) -> str:
     return f"${value:,.{places}f}"
+
+
+def _configured_cache_is_shared() -> bool:
+    from django.conf import settings
+
+    name = getattr(settings, "CONFIO_KMS_CACHE", "default")
+    backend = settings.CACHES.get(name, {}).get("BACKEND", "")
+    return backend not in PER_PROCESS_BACKENDS
 
 
 class Command(KMSCommand):
@@ -60,13 +72,24 @@ class Command(KMSCommand):
             "--cache-timeout",
             type=_seconds,
             metavar="SECONDS",
-            help="address cache lifetime, or 'never' (default: CONFIO_KMS_CACHE_TIMEOUT)",
+            help="address cache lifetime, 0, or 'never' (default: CONFIO_KMS_CACHE_TIMEOUT)",
         )
         parser.add_argument(
-            "--processes", type=int, default=1, help="process starts a month (default 1)"
+            "--cache",
+            choices=["shared", "per-process"],
+            help="whether processes share the address cache (default: from CONFIO_KMS_CACHE's "
+            "backend; LocMemCache and DummyCache are per process)",
+        )
+        parser.add_argument(
+            "--processes", type=int, default=1, help="processes that sign in a month (default 1)"
         )
         parser.add_argument(
             "--price-per-10k-requests", type=_dollars, default=cost.PRICE_PER_10K_REQUESTS
+        )
+        parser.add_argument(
+            "--price-per-10k-asymmetric",
+            type=_dollars,
+            help="price of native keys' Sign and GetPublicKey (default: --price-per-10k-requests)",
         )
         parser.add_argument("--price-per-key-month", type=_dollars, default=cost.KEY_MONTH_PRICE)
 
@@ -74,7 +97,12 @@ class Command(KMSCommand):
         seconds = options["cache_timeout"]
         if seconds is None:
             seconds = cache.timeout()
-        timeout = None if seconds == math.inf else int(seconds)
+        timeout = None if seconds == math.inf else seconds
+        shared = (
+            _configured_cache_is_shared()
+            if options["cache"] is None
+            else options["cache"] == "shared"
+        )
 
         def estimate(transactions: int, mode: str) -> cost.MonthlyCost:
             return cost.monthly_cost(
@@ -83,23 +111,31 @@ class Command(KMSCommand):
                 mode,
                 cache_timeout=timeout,
                 processes=options["processes"],
+                shared_cache=shared,
                 request_price=options["price_per_10k_requests"],
+                asymmetric_request_price=options["price_per_10k_asymmetric"],
                 key_price=options["price_per_key_month"],
             )
 
+        volume = options["transactions_per_month"]
         if options["compare"]:
+            if volume is not None:
+                raise InvalidCostInputError(
+                    "--compare tabulates fixed volumes (1k, 10k, 100k a month).",
+                    fix="Drop --transactions-per-month, or drop --compare.",
+                )
             self._compare(estimate, options["group_size"])
             return
-        if options["transactions_per_month"] is None:
+        if volume is None:
             raise InvalidCostInputError(
                 "No signing volume given.", fix="Pass --transactions-per-month N, or --compare."
             )
         mode = cost.NATIVE if options["native"] else cost.ENVELOPE
         if options["baseline"]:
             mode = cost.BASELINE
-        self._render(estimate(options["transactions_per_month"], mode), timeout)
+        self._render(estimate(volume, mode), timeout, shared)
 
-    def _render(self, c: cost.MonthlyCost, timeout: int | None) -> None:
+    def _render(self, c: cost.MonthlyCost, timeout: float | None, shared: bool) -> None:
         per_call = {
             cost.ENVELOPE: "1 ssm:GetParameter per call, billed as one kms:Decrypt",
             cost.NATIVE: "1 kms:Sign per transaction",
@@ -108,10 +144,13 @@ class Command(KMSCommand):
         if c.mode == cost.BASELINE:
             lookups = "2 per signing call: each call built a new signer"
         else:
-            window = "per process start" if timeout is None else f"per {timeout} s cache window"
-            lookups = f"at most; 2 {window} with signing in it"
-            if c.mode == cost.NATIVE:
-                lookups += ", plus kms:GetPublicKey per process start"
+            where = "in the shared cache" if shared else "in each process"
+            if timeout is None:
+                lookups = f"at most: 2 {where}, as entries never expire"
+            elif timeout == 0:
+                lookups = "at most: 2 per call, as nothing is cached"
+            else:
+                lookups = f"at most: 2 per {timeout:g} s {where}"
         lines = [
             ("mode", MODE_NAMES[c.mode]),
             (
@@ -121,16 +160,21 @@ class Command(KMSCommand):
             ),
             ("signing", f"{c.signing_requests:,} requests ({per_call})"),
             ("lookups", f"{c.lookup_requests:,} requests ({lookups})"),
-            (
-                "requests",
-                f"{c.requests:,} a month: {_money(c.request_dollars, 4)} "
-                f"at ${c.request_price} per 10,000",
-            ),
+        ]
+        if c.mode == cost.NATIVE:
+            lines.append(
+                ("public key", f"{c.public_key_requests:,} requests (1 per process start)")
+            )
+        prices = f"${c.request_price} per 10,000"
+        if c.asymmetric_requests and c.asymmetric_request_price != c.request_price:
+            prices += f", Sign and GetPublicKey ${c.asymmetric_request_price}"
+        lines += [
+            ("requests", f"{c.requests:,} a month: {_money(c.request_dollars, 4)} at {prices}"),
             ("key", f"{_money(c.key_price)} a month"),
             ("total", f"{_money(c.total_dollars)} a month"),
         ]
         for label, text in lines:
-            self.stdout.write(f"{label + ':':<10}{text}")
+            self.stdout.write(f"{label + ':':<12}{text}")
 
     def _compare(self, estimate: Any, group_size: int) -> None:
         self.stdout.write(
