@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import functools
 import json
@@ -48,6 +49,7 @@ django.setup()
 
 from algosdk import account, mnemonic, transaction  # noqa: E402
 from algosdk.atomic_transaction_composer import AccountTransactionSigner  # noqa: E402
+from botocore.awsrequest import AWSResponse  # noqa: E402
 
 from benchmarks import endpoint, report  # noqa: E402
 from benchmarks.baseline import ScriptSigner  # noqa: E402
@@ -203,35 +205,61 @@ def local_cpu(
     address: str,
     repeats: int,
 ) -> dict[int, tuple[float, float, float]]:
-    """Per signature, medians in µs: the floor; the envelope signer's whole call less
-    its request (from botocore's first event for GetParameter to its last: building,
-    signing, sending and parsing the request); and the part after the response."""
-    session = new_session(aws)
+    """Per signature, medians in µs: the floor; the envelope signer's own CPU (its
+    whole call less the request, with GetParameter's real answer replayed in the
+    process, so nothing waits on a socket); and the same subtraction on calls that
+    really go to the endpoint.
+
+    The request is what lies between botocore's first and last events for
+    GetParameter (``provide-client-params`` to ``after-call``): building, signing,
+    sending and parsing it, or, replayed, handing back the recorded answer.
+    """
     marks: dict[str, float] = {}
-    for event, name in (("provide-client-params", "sent"), ("after-call", "answered")):
-        session.events.register(
-            f"{event}.ssm.GetParameter",
-            lambda name=name, **kw: marks.__setitem__(name, time.perf_counter()),
+    answers: list[dict[str, Any]] = []
+
+    def mark(name: str) -> Callable[..., None]:
+        return lambda **kw: marks.__setitem__(name, time.perf_counter())
+
+    def signer(replay: bool) -> KMSSigner:
+        session = new_session(aws)
+        session.events.register("provide-client-params.ssm.GetParameter", mark("sent"))
+        session.events.register("after-call.ssm.GetParameter", mark("answered"))
+        if replay:  # a before-call handler's answer stands in for the HTTP exchange
+            session.events.register(
+                "before-call.ssm.GetParameter",
+                lambda **kw: (AWSResponse("", 200, {}, None), copy.deepcopy(answers[0])),
+            )
+        else:
+            session.events.register(
+                "after-call.ssm.GetParameter",
+                lambda parsed, **kw: answers.append(copy.deepcopy(parsed)) if not answers else None,
+            )
+        return KMSSigner(
+            envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session
         )
-    signer = KMSSigner(envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session)
+
+    def own_cpu(sign: KMSSigner, txns: list[transaction.Transaction]) -> float:
+        sign.sign_transactions(txns)
+        local = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            sign.sign_transactions(txns)
+            local.append(time.perf_counter() - start - (marks["answered"] - marks["sent"]))
+        return statistics.median(local) / len(txns) * 1e6
+
+    live = signer(replay=False)
+    live.sign_transactions(payments(address, 1))  # records the answer to replay
+    replayed = signer(replay=True)
     result = {}
     for size in GROUP_SIZES:
         txns = payments(address, size)
         floor_times = latency(
             lambda t: floor.sign_transactions(t, list(range(len(t)))), txns, repeats
         )
-        local, after = [], []
-        signer.sign_transactions(txns)
-        for _ in range(repeats):
-            start = time.perf_counter()
-            signer.sign_transactions(txns)
-            end = time.perf_counter()
-            local.append(end - start - (marks["answered"] - marks["sent"]))
-            after.append(end - marks["answered"])
         result[size] = (
             statistics.median(floor_times) / size * 1e6,
-            statistics.median(local) / size * 1e6,
-            statistics.median(after) / size * 1e6,
+            own_cpu(replayed, txns),
+            own_cpu(live, txns),
         )
     return result
 

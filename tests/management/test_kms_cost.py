@@ -106,3 +106,14 @@ def test_the_docs_tables_are_the_commands_output(group: str) -> None:
     table = run("--compare", "--group-size", group, *DOCS_COMPARE)
     assert table.count("\n") == 11  # header, rule, 3 volumes x 3 modes
     assert table in (ROOT / "docs" / "cost.md").read_text()
+
+
+def test_the_docs_examples_are_the_commands_output() -> None:
+    commands = (ROOT / "docs" / "commands.md").read_text()
+    assert run("--transactions-per-month", "100000", "--group-size", "4", "--cache", "shared") in (
+        commands
+    )
+    cost_page = (ROOT / "docs" / "cost.md").read_text()
+    assert run("--transactions-per-month", "10000", "--group-size", "4", "--cache", "shared") in (
+        cost_page
+    )
