@@ -11,20 +11,34 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server's process has used so far, all threads (Linux /proc)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        utime, stime = int(fields[11]), int(fields[12])  # fields 14 and 15 of stat(5)
+        return (utime + stime) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def local_aws() -> Iterator[str]:
-    """Start moto's server in a child process; yield its URL."""
+def local_aws() -> Iterator[Endpoint]:
+    """Start moto's server in a child process; yield its URL and process id."""
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "serve"],
         cwd=ROOT,
@@ -34,7 +48,7 @@ def local_aws() -> Iterator[str]:
     )
     try:
         assert child.stdout is not None
-        yield child.stdout.readline().strip()
+        yield Endpoint(child.stdout.readline().strip(), child.pid)
     finally:
         assert child.stdin is not None
         child.stdin.close()

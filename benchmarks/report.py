@@ -27,7 +27,7 @@ def _targets(t: Target) -> list[tuple[str, str, str]]:
     """(target, measured, verdict) computed from this run's figures."""
     rows = {(r.approach, r.group): r for r in t.rows}
     env16, base16 = rows["envelope", 16].requests_per_call, rows["baseline", 16].requests_per_call
-    ratios = {g: own / floor for g, (floor, own, _) in t.local_cpu.items()}
+    ratios = {g: c.replayed / c.floor for g, c in t.local_cpu.items()}
     worst = max(ratios.values())
     native = rows["native", 16].median_ms / rows["native", 1].median_ms
     delayed = t.delayed_native[16] / t.delayed_native[1]
@@ -99,32 +99,56 @@ def _target_section(t: Target) -> list[str]:
         "",
         "Envelope signing's own CPU per signature against the floor (µs, medians): "
         "the whole call less its request (botocore's first to last event for "
-        "GetParameter: building, signing, sending and parsing it). First with "
+        "GetParameter: building, signing, sending and parsing it), split into the "
+        "part before the request (encoding, signing policy, cache lookup) and the part "
+        "after the answer (key decode and check, signing, audit record). First with "
         "GetParameter's real answer replayed in the process (botocore's `before-call` "
-        "event), so nothing waits on a socket: the target is judged on this. Then the "
-        "same subtraction on calls that really go to the endpoint, which came out "
-        "higher; this run does not isolate why (botocore's work outside the two "
-        "events, and the state of caches and clocks after the thread slept on the "
-        "socket, are candidates).",
+        "event), so nothing waits on a socket, the floor and the signer alternating "
+        "call by call: the target is judged on this. Then on calls that really go to "
+        "the endpoint, timed apart.",
         "",
-        "| group | floor µs | envelope, replayed answer µs | ratio | envelope, live µs | ratio |",
+        "| group | floor µs | replayed µs (before + after) | ratio "
+        "| live µs (before + after) | ratio |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for group, (floor, own, live) in t.local_cpu.items():
+    for group, c in t.local_cpu.items():
         lines.append(
-            f"| {group} | {floor:.0f} | {own:.0f} | {own / floor:.2f} | {live:.0f} "
-            f"| {live / floor:.2f} |"
+            f"| {group} | {c.floor:.0f} | {c.replayed:.0f} ({c.replayed_before:.0f} + "
+            f"{c.replayed_after:.0f}) | {c.replayed / c.floor:.2f} | {c.live:.0f} "
+            f"({c.live_before:.0f} + {c.live_after:.0f}) | {c.live / c.floor:.2f} |"
+        )
+    one = t.local_cpu[1]
+    before, after = one.live_before / one.replayed_before, one.live_after / one.replayed_after
+    lines += [
+        "",
+        f"At group 1 the live calls took {before:.1f}x as long before the request "
+        f"and {after:.1f}x as long after the answer as the replayed ones.",
+    ]
+    if min(before, after) > 1.2:
+        lines[-1] += (
+            " They run the same code: the code after the answer runs right after the "
+            "thread wakes from its socket wait, the code before it right after the "
+            "previous call's wait, which is consistent with caches and clocks gone cold "
+            "while the endpoint's process had the CPU rather than with extra work. "
+            "Against a remote AWS endpoint the endpoint's work is not on this machine's "
+            "cores."
         )
     lines += [
         "",
         "Native keys with a simulated 20 ms network round trip (a sleep before each "
         "Sign request is sent, which releases the CPU as a network wait does):",
         "",
-        "| group | median ms | ratio to one |",
-        "| ---: | ---: | ---: |",
+        "| group | median ms | ratio to one | this process's CPU ms, median "
+        "| the endpoint's CPU ms, mean |",
+        "| ---: | ---: | ---: | ---: | ---: |",
     ]
     for group, ms in t.delayed_native.items():
-        lines.append(f"| {group} | {_fmt(ms)} | {ms / t.delayed_native[1]:.2f} |")
+        served = t.delayed_endpoint_cpu.get(group)
+        lines.append(
+            f"| {group} | {_fmt(ms)} | {ms / t.delayed_native[1]:.2f} "
+            f"| {_fmt(t.delayed_native_cpu[group])} "
+            f"| {_fmt(served) if served is not None else 'not measured'} |"
+        )
     lines += ["", "Address lookup from two fresh processes sharing one cache server:", ""]
     lines += [
         "| cache | first process requests | second process requests |",
@@ -227,7 +251,10 @@ def _reading(t: Target) -> list[str]:
         f"({_fmt(native16)} vs {_fmt(native1)} ms). Against a real network each "
         "request mostly waits, and waiting overlaps: with a simulated 20 ms round trip "
         f"the ratio was {t.delayed_native[16] / t.delayed_native[1]:.2f}x. What remains "
-        "is the client's own CPU per request (botocore builds, signs and parses each "
-        "one), paid 16 times per group. A run with AWS credentials adds the AWS "
-        "section above, where the network wait is real.",
+        "is CPU paid per request: the client's (botocore builds, signs and parses each "
+        f"one, serialised by the GIL): {_fmt(t.delayed_native_cpu[16])} ms per group of "
+        f"16 against {_fmt(t.delayed_native_cpu[1])} ms for one signature; and here "
+        f"also the local endpoint's, {_fmt(t.delayed_endpoint_cpu.get(16, 0.0))} ms per "
+        "group on the same cores, which AWS does on its own machines. A run with AWS "
+        "credentials adds the AWS section above, where the network wait is real.",
     ]

@@ -81,12 +81,29 @@ class Row:
 
 
 @dataclass
+class LocalCpu:
+    """Per signature, medians in µs, of one group size: the floor, and the envelope
+    signer's own CPU (the call less its request), split into the part before the
+    request and the part after the answer; replayed and live."""
+
+    floor: float
+    replayed: float
+    replayed_before: float
+    replayed_after: float
+    live: float
+    live_before: float
+    live_after: float
+
+
+@dataclass
 class Target:
     name: str
     where: str
     rows: list[Row] = field(default_factory=list)
-    local_cpu: dict[int, tuple[float, float, float]] = field(default_factory=dict)
+    local_cpu: dict[int, LocalCpu] = field(default_factory=dict)
     delayed_native: dict[int, float] = field(default_factory=dict)
+    delayed_native_cpu: dict[int, float] = field(default_factory=dict)
+    delayed_endpoint_cpu: dict[int, float] = field(default_factory=dict)
     cold: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared_cache: dict[str, tuple[int, int] | None] = field(default_factory=dict)
     identical_signatures: bool = False
@@ -198,21 +215,24 @@ def measure(target: Target, approaches: list[Approach], repeats: int, seconds: f
             print(f"  {item.name:<10} group {size:>2}: {target.rows[-1].median_ms:8.2f} ms")
 
 
+# Sub-millisecond calls: more samples for the same confidence as the timed rows.
+LOCAL_CPU_SAMPLES_PER_REPEAT = 10
+
+
 def local_cpu(
     floor: AccountTransactionSigner,
     envelope_name: str,
     aws: dict[str, Any],
     address: str,
     repeats: int,
-) -> dict[int, tuple[float, float, float]]:
-    """Per signature, medians in µs: the floor; the envelope signer's own CPU (its
-    whole call less the request, with GetParameter's real answer replayed in the
-    process, so nothing waits on a socket); and the same subtraction on calls that
-    really go to the endpoint.
+) -> dict[int, LocalCpu]:
+    """The envelope signer's own CPU against the floor, per group size.
 
-    The request is what lies between botocore's first and last events for
-    GetParameter (``provide-client-params`` to ``after-call``): building, signing,
-    sending and parsing it, or, replayed, handing back the recorded answer.
+    Own CPU is the whole call less its request, the request being what lies between
+    botocore's first and last events for GetParameter (``provide-client-params`` to
+    ``after-call``): building, signing, sending and parsing it. Measured twice: with
+    GetParameter's real answer replayed in the process (a ``before-call`` handler),
+    so nothing waits on a socket, and on calls that really go to the endpoint.
     """
     marks: dict[str, float] = {}
     answers: list[dict[str, Any]] = []
@@ -238,28 +258,53 @@ def local_cpu(
             envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session
         )
 
-    def own_cpu(sign: KMSSigner, txns: list[transaction.Transaction]) -> float:
-        sign.sign_transactions(txns)
-        local = []
-        for _ in range(repeats):
+    def floor_call(txns: list[transaction.Transaction]) -> tuple[float, float]:
+        start = time.perf_counter()
+        floor.sign_transactions(txns, list(range(len(txns))))
+        return time.perf_counter() - start, 0.0
+
+    def split(sign: KMSSigner) -> Callable[[list[transaction.Transaction]], tuple[float, float]]:
+        """(before the request, after the answer), in seconds, of one call."""
+
+        def call(txns: list[transaction.Transaction]) -> tuple[float, float]:
             start = time.perf_counter()
             sign.sign_transactions(txns)
-            local.append(time.perf_counter() - start - (marks["answered"] - marks["sent"]))
-        return statistics.median(local) / len(txns) * 1e6
+            end = time.perf_counter()
+            return marks["sent"] - start, end - marks["answered"]
+
+        return call
 
     live = signer(replay=False)
     live.sign_transactions(payments(address, 1))  # records the answer to replay
-    replayed = signer(replay=True)
+    judged = (floor_call, split(signer(replay=True)))
+    samples = LOCAL_CPU_SAMPLES_PER_REPEAT * repeats
     result = {}
     for size in GROUP_SIZES:
         txns = payments(address, size)
-        floor_times = latency(
-            lambda t: floor.sign_transactions(t, list(range(len(t)))), txns, repeats
-        )
-        result[size] = (
-            statistics.median(floor_times) / size * 1e6,
-            own_cpu(replayed, txns),
-            own_cpu(live, txns),
+        pair: tuple[list[tuple[float, float]], ...] = ([], [])
+        # The floor and the replayed signer alternate call by call, so a burst of
+        # stolen CPU (these are shared virtual machines) lands on both alike. The
+        # live calls run apart: their socket waits would leave the floor's next call
+        # with cold caches.
+        for _ in range(samples + 1):
+            for call, times in zip(judged, pair, strict=True):
+                times.append(call(txns))
+        live_call = split(live)
+        live_times = [live_call(txns) for _ in range(samples + 1)]
+
+        def us(values: list[float], size: int = size) -> float:
+            return statistics.median(values) / size * 1e6
+
+        # The first call of each kind warms its path and is not counted.
+        floor_times, replayed_times, live_times = pair[0][1:], pair[1][1:], live_times[1:]
+        result[size] = LocalCpu(
+            floor=us([whole for whole, _ in floor_times]),
+            replayed=us([b + a for b, a in replayed_times]),
+            replayed_before=us([b for b, _ in replayed_times]),
+            replayed_after=us([a for _, a in replayed_times]),
+            live=us([b + a for b, a in live_times]),
+            live_before=us([b for b, _ in live_times]),
+            live_after=us([a for _, a in live_times]),
         )
     return result
 
@@ -311,7 +356,14 @@ def shared_cache(target: Target, alias: str, aws: dict[str, Any]) -> None:
             )
 
 
-def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) -> None:
+def run_target(
+    target: Target,
+    aws: dict[str, Any],
+    args: argparse.Namespace,
+    endpoint_cpu: Callable[[], float] | None = None,
+) -> None:
+    """Measure everything against one endpoint. ``endpoint_cpu`` reads a local
+    endpoint's CPU seconds so far; AWS's own work cannot be read."""
     manager = AlgorandKMSManager(
         aws["region"], endpoint_url=aws["endpoint"], session=new_session(aws)
     )
@@ -386,8 +438,21 @@ def run_target(target: Target, aws: dict[str, Any], args: argparse.Namespace) ->
         )
         slow_native = kms(names["native"], delayed)
         for size in (1, 16):
-            times = latency(slow_native, payments(native_address, size), args.repeats)
-            target.delayed_native[size] = statistics.median(times) * 1000
+            txns = payments(native_address, size)
+            slow_native(txns)
+            served_from = endpoint_cpu() if endpoint_cpu else 0.0
+            wall, cpu = [], []
+            for _ in range(args.repeats):
+                # process_time counts every thread of this process, not the endpoint's.
+                start, start_cpu = time.perf_counter(), time.process_time()
+                slow_native(txns)
+                wall.append(time.perf_counter() - start)
+                cpu.append(time.process_time() - start_cpu)
+            target.delayed_native[size] = statistics.median(wall) * 1000
+            target.delayed_native_cpu[size] = statistics.median(cpu) * 1000
+            if endpoint_cpu:  # /proc counts in 10 ms ticks: a mean over the loop
+                served = endpoint_cpu() - served_from
+                target.delayed_endpoint_cpu[size] = served / args.repeats * 1000
 
         cold_starts(
             target,
@@ -472,11 +537,12 @@ def main() -> None:
     targets = []
     aws = None if args.no_aws else real_aws()
     with quiet():
-        with endpoint.local_aws() as url:
+        with endpoint.local_aws() as server:
+            url = server.url
             local = Target("local", f"moto's server on loopback ({url}), a separate process")
             print(f"local endpoint: {url}")
             sandbox = {"endpoint": url, "region": SANDBOX_REGION, "credentials": CREDENTIALS}
-            run_target(local, sandbox, args)
+            run_target(local, sandbox, args, server.cpu_seconds)
             targets.append(local)
         if aws is None:
             aws_note = (

@@ -86,3 +86,26 @@ def test_the_report_and_chart_are_written(results: tuple[dict[str, Any], Path]) 
     page = (out / "benchmarks.md").read_text()
     assert "| envelope | 16 | 1 |" in page and "| baseline | 16 | 16 |" in page
     assert (out / "img" / "benchmarks.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_local_cpu_is_measured_for_every_group_and_reported(
+    results: tuple[dict[str, Any], Path],
+) -> None:
+    local, out = results
+    assert sorted(local["local_cpu"], key=int) == ["1", "4", "16"]
+    for figures in local["local_cpu"].values():
+        assert all(value > 0 for value in figures.values()), figures
+    page = (out / "benchmarks.md").read_text()
+    assert "| group | floor µs | replayed µs (before + after) | ratio" in page
+    assert "At group 1 the live calls took" in page
+
+
+def test_native_groups_with_a_simulated_round_trip_report_both_sides_cpu(
+    results: tuple[dict[str, Any], Path],
+) -> None:
+    local, out = results
+    for figures in ("delayed_native", "delayed_native_cpu", "delayed_endpoint_cpu"):
+        assert sorted(local[figures], key=int) == ["1", "16"], figures
+    assert local["delayed_native"]["16"] >= 20  # at least the simulated round trip
+    assert local["delayed_native_cpu"]["16"] > local["delayed_native_cpu"]["1"] > 0
+    assert "| the endpoint's CPU ms, mean |" in (out / "benchmarks.md").read_text()
