@@ -17,7 +17,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 class Endpoint:
     url: str
     pid: int
+
+    def cpu_reader(self) -> Callable[[], float] | None:
+        """``cpu_seconds`` where /proc exists (Linux), else None: not measured."""
+        return self.cpu_seconds if Path(f"/proc/{self.pid}/stat").exists() else None
 
     def cpu_seconds(self) -> float:
         """CPU time the server's process has used so far, all threads (Linux /proc)."""

@@ -111,11 +111,11 @@ def _target_section(t: Target) -> list[str]:
         "| live µs (before + after) | ratio |",
         "| ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    for group, c in t.local_cpu.items():
+    for group, own in t.local_cpu.items():
         lines.append(
-            f"| {group} | {c.floor:.0f} | {c.replayed:.0f} ({c.replayed_before:.0f} + "
-            f"{c.replayed_after:.0f}) | {c.replayed / c.floor:.2f} | {c.live:.0f} "
-            f"({c.live_before:.0f} + {c.live_after:.0f}) | {c.live / c.floor:.2f} |"
+            f"| {group} | {own.floor:.0f} | {own.replayed:.0f} ({own.replayed_before:.0f} + "
+            f"{own.replayed_after:.0f}) | {own.replayed / own.floor:.2f} | {own.live:.0f} "
+            f"({own.live_before:.0f} + {own.live_after:.0f}) | {own.live / own.floor:.2f} |"
         )
     one = t.local_cpu[1]
     before, after = one.live_before / one.replayed_before, one.live_after / one.replayed_after
@@ -241,6 +241,8 @@ def write(
 def _reading(t: Target) -> list[str]:
     rows: dict[Any, Any] = {(r.approach, r.group): r for r in t.rows}
     native1, native16 = rows["native", 1].median_ms, rows["native", 16].median_ms
+    endpoint16 = t.delayed_endpoint_cpu.get(16)  # not measured without /proc
+    served = f", {_fmt(endpoint16)} ms per group," if endpoint16 is not None else ""
     return [
         "## Reading the local figures",
         "",
@@ -254,7 +256,7 @@ def _reading(t: Target) -> list[str]:
         "is CPU paid per request: the client's (botocore builds, signs and parses each "
         f"one, serialised by the GIL): {_fmt(t.delayed_native_cpu[16])} ms per group of "
         f"16 against {_fmt(t.delayed_native_cpu[1])} ms for one signature; and here "
-        f"also the local endpoint's, {_fmt(t.delayed_endpoint_cpu.get(16, 0.0))} ms per "
-        "group on the same cores, which AWS does on its own machines. A run with AWS "
+        f"also the local endpoint's{served} on the same cores, which AWS does on its "
+        "own machines. A run with AWS "
         "credentials adds the AWS section above, where the network wait is real.",
     ]

@@ -135,13 +135,23 @@ def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20, method="inclusive")[18]
 
 
-def latency(sign: SignFn, txns: list[transaction.Transaction], repeats: int) -> list[float]:
+def latency(
+    sign: SignFn,
+    txns: list[transaction.Transaction],
+    repeats: int,
+    cpu: list[float] | None = None,
+) -> list[float]:
+    """Wall time of each of ``repeats`` calls after one warm-up; with ``cpu``, also
+    this process's CPU time per call (all threads), read outside the wall window."""
     sign(txns)  # warm: connections, caches
     times = []
     for _ in range(repeats):
+        start_cpu = time.process_time() if cpu is not None else 0.0
         start = time.perf_counter()
         sign(txns)
         times.append(time.perf_counter() - start)
+        if cpu is not None:
+            cpu.append(time.process_time() - start_cpu)
     return times
 
 
@@ -258,10 +268,10 @@ def local_cpu(
             envelope_name, aws["region"], endpoint_url=aws["endpoint"], session=session
         )
 
-    def floor_call(txns: list[transaction.Transaction]) -> tuple[float, float]:
+    def floor_call(txns: list[transaction.Transaction]) -> float:
         start = time.perf_counter()
         floor.sign_transactions(txns, list(range(len(txns))))
-        return time.perf_counter() - start, 0.0
+        return time.perf_counter() - start
 
     def split(sign: KMSSigner) -> Callable[[list[transaction.Transaction]], tuple[float, float]]:
         """(before the request, after the answer), in seconds, of one call."""
@@ -274,39 +284,61 @@ def local_cpu(
 
         return call
 
+    def medians(times: list[tuple[float, float]], size: int) -> tuple[float, float, float]:
+        """(own, before, after) per signature in µs; the first call (warm-up) dropped."""
+
+        def us(values: list[float]) -> float:
+            return statistics.median(values) / size * 1e6
+
+        counted = times[1:]
+        return (
+            us([b + a for b, a in counted]),
+            us([b for b, _ in counted]),
+            us([a for _, a in counted]),
+        )
+
     live = signer(replay=False)
     live.sign_transactions(payments(address, 1))  # records the answer to replay
-    judged = (floor_call, split(signer(replay=True)))
-    samples = LOCAL_CPU_SAMPLES_PER_REPEAT * repeats
+    replayed_call, live_call = split(signer(replay=True)), split(live)
+    samples = LOCAL_CPU_SAMPLES_PER_REPEAT * repeats + 1
     result = {}
     for size in GROUP_SIZES:
         txns = payments(address, size)
-        pair: tuple[list[tuple[float, float]], ...] = ([], [])
+        floor_times, replayed_times = [], []
         # The floor and the replayed signer alternate call by call, so a burst of
         # stolen CPU (these are shared virtual machines) lands on both alike. The
         # live calls run apart: their socket waits would leave the floor's next call
         # with cold caches.
-        for _ in range(samples + 1):
-            for call, times in zip(judged, pair, strict=True):
-                times.append(call(txns))
-        live_call = split(live)
-        live_times = [live_call(txns) for _ in range(samples + 1)]
-
-        def us(values: list[float], size: int = size) -> float:
-            return statistics.median(values) / size * 1e6
-
-        # The first call of each kind warms its path and is not counted.
-        floor_times, replayed_times, live_times = pair[0][1:], pair[1][1:], live_times[1:]
+        for _ in range(samples):
+            floor_times.append(floor_call(txns))
+            replayed_times.append(replayed_call(txns))
+        live_times = [live_call(txns) for _ in range(samples)]
         result[size] = LocalCpu(
-            floor=us([whole for whole, _ in floor_times]),
-            replayed=us([b + a for b, a in replayed_times]),
-            replayed_before=us([b for b, _ in replayed_times]),
-            replayed_after=us([a for _, a in replayed_times]),
-            live=us([b + a for b, a in live_times]),
-            live_before=us([b for b, _ in live_times]),
-            live_after=us([a for _, a in live_times]),
+            statistics.median(floor_times[1:]) / size * 1e6,
+            *medians(replayed_times, size),
+            *medians(live_times, size),
         )
     return result
+
+
+def simulated_round_trip(
+    target: Target,
+    slow_native: SignFn,
+    address: str,
+    repeats: int,
+    endpoint_cpu: Callable[[], float] | None,
+) -> None:
+    """Native groups of 1 and 16 through a session that sleeps before each Sign:
+    wall time and this process's CPU (medians), and the local endpoint's CPU."""
+    for size in (1, 16):
+        cpu: list[float] = []
+        served_from = endpoint_cpu() if endpoint_cpu else 0.0
+        wall = latency(slow_native, payments(address, size), repeats, cpu)
+        target.delayed_native[size] = statistics.median(wall) * 1000
+        target.delayed_native_cpu[size] = statistics.median(cpu) * 1000
+        if endpoint_cpu:  # /proc counts in 10 ms ticks: a mean over the loop
+            served = endpoint_cpu() - served_from
+            target.delayed_endpoint_cpu[size] = served / repeats * 1000
 
 
 def fresh_process(job: dict[str, Any]) -> dict[str, Any]:
@@ -436,23 +468,9 @@ def run_target(
         delayed.events.register(
             "before-send.kms.Sign", lambda **kw: time.sleep(SIMULATED_RTT_MS / 1000)
         )
-        slow_native = kms(names["native"], delayed)
-        for size in (1, 16):
-            txns = payments(native_address, size)
-            slow_native(txns)
-            served_from = endpoint_cpu() if endpoint_cpu else 0.0
-            wall, cpu = [], []
-            for _ in range(args.repeats):
-                # process_time counts every thread of this process, not the endpoint's.
-                start, start_cpu = time.perf_counter(), time.process_time()
-                slow_native(txns)
-                wall.append(time.perf_counter() - start)
-                cpu.append(time.process_time() - start_cpu)
-            target.delayed_native[size] = statistics.median(wall) * 1000
-            target.delayed_native_cpu[size] = statistics.median(cpu) * 1000
-            if endpoint_cpu:  # /proc counts in 10 ms ticks: a mean over the loop
-                served = endpoint_cpu() - served_from
-                target.delayed_endpoint_cpu[size] = served / args.repeats * 1000
+        simulated_round_trip(
+            target, kms(names["native"], delayed), native_address, args.repeats, endpoint_cpu
+        )
 
         cold_starts(
             target,
@@ -542,7 +560,7 @@ def main() -> None:
             local = Target("local", f"moto's server on loopback ({url}), a separate process")
             print(f"local endpoint: {url}")
             sandbox = {"endpoint": url, "region": SANDBOX_REGION, "credentials": CREDENTIALS}
-            run_target(local, sandbox, args, server.cpu_seconds)
+            run_target(local, sandbox, args, server.cpu_reader())
             targets.append(local)
         if aws is None:
             aws_note = (
