@@ -18,6 +18,7 @@ from typing import Any
 
 from algosdk import encoding, transaction
 
+from . import config
 from .keys import KeyInfo
 
 logger = logging.getLogger("confio_kms.audit")
@@ -87,9 +88,7 @@ def _txid(txn: transaction.Transaction) -> str:
 
 
 def _store(fields: dict[str, Any]) -> None:
-    from django.conf import settings
-
-    if not (settings.configured and getattr(settings, "CONFIO_KMS_AUDIT_DB", False)):
+    if not config.audit_db():
         return
     from django.db import transaction as db_transaction
 

@@ -7,7 +7,7 @@ are not, so nothing builds clients after construction).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import boto3
@@ -18,7 +18,6 @@ from botocore.exceptions import (
     ClientError,
     HTTPClientError,
     NoCredentialsError,
-    NoRegionError,
     PartialCredentialsError,
 )
 from botocore.exceptions import (
@@ -68,15 +67,12 @@ class AWSClients:
             )
         self.region: str = region
         self.endpoint_url = endpoint_url
-        try:
-            self.kms = self.session.client(
-                "kms", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
-            )
-            self.ssm = self.session.client(
-                "ssm", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
-            )
-        except NoRegionError:  # pragma: no cover - region is always passed
-            raise exc.ConfigurationError("No AWS region is configured.") from None
+        self.kms = self.session.client(
+            "kms", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+        )
+        self.ssm = self.session.client(
+            "ssm", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+        )
         # Loggers created while building the clients get the filter too.
         install_redaction()
 
@@ -101,6 +97,20 @@ class AWSClients:
         params.clear()
         failure.__cause__ = failure.__context__ = failure.__traceback__ = None
         raise failure
+
+    def paginate(
+        self, service: str, operation: str, resource: str, items: str, **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of ``items`` across the pages of a KMS list operation."""
+        marker: str | None = None
+        while True:
+            page = self.call(
+                service, operation, resource, **params, **({"Marker": marker} if marker else {})
+            )
+            yield from page.get(items, [])
+            marker = page.get("NextMarker")
+            if not page.get("Truncated") or not marker:
+                return
 
     def _call(
         self, service: str, operation: str, resource: str, params: dict[str, Any]

@@ -21,18 +21,16 @@ import time
 from dataclasses import asdict
 from typing import Any
 
-from . import keys
+from . import config, kinds
 from .aws import AWSClients
+from .exceptions import ConfigurationError
 from .keys import KeyInfo
 
 logger = logging.getLogger("confio_kms.cache")
 
 _local: dict[str, tuple[float, KeyInfo]] = {}  # key -> (expires at, info)
 _lock = threading.Lock()
-# Entries expire so that a rotation made by another process is picked up: within this
-# many seconds a worker stops signing with the retired key. Two requests per alias
-# and process every five minutes is the cost.
-DEFAULT_TIMEOUT = 300
+DEFAULT_TIMEOUT = config.DEFAULT_CACHE_TIMEOUT
 
 
 def _key(scope: str, name: str) -> str:
@@ -50,7 +48,7 @@ def _shared(operation: str, key: str, *args: Any) -> Any:
     try:
         from django.core.cache import caches
 
-        backend = caches[getattr(settings, "CONFIO_KMS_CACHE", "default")]
+        backend = caches[config.cache_alias()]
         return getattr(backend, operation)(key, *args)
     except Exception as error:
         logger.warning("Django cache %s failed, bypassing it: %r", operation, error)
@@ -76,17 +74,10 @@ def get(scope: str, name: str) -> KeyInfo | None:
 
 def timeout() -> float:
     """Seconds to keep an entry; ``None`` in settings means never expire (Django's way)."""
-    from django.conf import settings
-
-    if not settings.configured:
-        return DEFAULT_TIMEOUT
-    value = getattr(settings, "CONFIO_KMS_CACHE_TIMEOUT", DEFAULT_TIMEOUT)
     try:
-        return math.inf if value is None else float(value)
-    except (TypeError, ValueError):
-        logger.warning(
-            "CONFIO_KMS_CACHE_TIMEOUT=%r is not a number; using %s", value, DEFAULT_TIMEOUT
-        )
+        return config.cache_timeout()
+    except ConfigurationError as error:  # signing must not stop over the cache's lifetime
+        logger.warning("%s Using %s seconds.", error.message, DEFAULT_TIMEOUT)
         return DEFAULT_TIMEOUT
 
 
@@ -110,7 +101,7 @@ def lookup(aws: AWSClients, name: str) -> tuple[KeyInfo, bool]:
     info = get(aws.scope, name)
     if info is not None:
         return info, True
-    info = keys.resolve(aws, name)
+    info = kinds.resolve(aws, name)
     put(aws.scope, name, info)
     return info, False
 

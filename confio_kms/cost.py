@@ -14,18 +14,19 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
+from .config import DEFAULT_CACHE_TIMEOUT
 from .exceptions import InvalidCostInputError
+from .keys import ENVELOPE as ENVELOPE
+from .keys import NATIVE as NATIVE
+from .networks import MAX_GROUP_SIZE as MAX_GROUP
 
 KEY_MONTH_PRICE = Decimal("1")
 PRICE_PER_10K_REQUESTS = Decimal("0.03")
 MONTH_SECONDS = 30 * 24 * 3600
-DEFAULT_CACHE_TIMEOUT = 300
 
-ENVELOPE = "envelope"
-NATIVE = "native"
+# The modes priced: the two key kinds, and the old scripts' per-transaction decrypt.
 BASELINE = "baseline"
 MODES = (ENVELOPE, NATIVE, BASELINE)
-MAX_GROUP = 16
 
 
 @dataclass(frozen=True)

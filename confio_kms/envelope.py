@@ -16,9 +16,10 @@ from __future__ import annotations
 import base64
 import binascii
 import functools
+import secrets
 from collections.abc import Callable, Sequence
 
-from algosdk import encoding
+from algosdk import account, encoding, mnemonic
 from nacl.signing import SigningKey
 
 from . import exceptions as exc
@@ -27,16 +28,20 @@ from .keys import (
     ENVELOPE,
     MANAGED_BY,
     TAG_ADDRESS,
+    TAG_AUTH_ADDRESS,
     TAG_MANAGED_BY,
     TAG_NETWORK,
+    TAG_PARAMETER,
     AlgorandKey,
     KeyInfo,
+    Provisioned,
     Rollback,
     create_alias,
     create_key,
     provisioning,
 )
-from .validation import parameter_path
+from .redaction import HiddenStr
+from .validation import RESERVED_SUFFIX, parameter_path
 
 
 @functools.lru_cache(maxsize=256)
@@ -95,10 +100,12 @@ def _signing_key(value: object) -> tuple[SigningKey | None, str]:
 class EnvelopeKey(AlgorandKey):
     """Signs with the private key decrypted from SSM, once per call."""
 
-    mode = ENVELOPE
+    kind = ENVELOPE
+    key_spec = "SYMMETRIC_DEFAULT"
+    uses_parameter = True
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
-        super().__init__(aws, info)
+        super().__init__(aws, info, prefix)
         own = parameter_path(prefix, info.name)
         # A rotated key's parameter lives beside the alias's own; a path anywhere else
         # (a tampered tag or shared cache entry) could point at another account's key.
@@ -110,7 +117,7 @@ class EnvelopeKey(AlgorandKey):
             )
         self.path = info.parameter or own
 
-    def sign(self, messages: Sequence[bytes]) -> list[bytes]:
+    def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
         key = self._decrypt()
         if key.public_key != _public_key(self.info.signer_address):
             raise exc.AddressMismatchError(
@@ -136,8 +143,51 @@ class EnvelopeKey(AlgorandKey):
             )
         return _PrivateKey(key)
 
+    @classmethod
+    def provision(
+        cls,
+        aws: AWSClients,
+        *,
+        name: str,
+        prefix: str,
+        network: str,
+        description: str,
+        account: str = "",
+        extra_tags: dict[str, str] | None = None,
+    ) -> Provisioned:
+        """A new random account's key; its mnemonic is the backup (see ``AlgorandKey``).
 
-def provision(
+        For a rotation (``account`` given, ``name`` a staging alias) the parameter
+        goes beside the final alias's own, at ``<own path>-<random>``.
+        """
+        private_key, own_address = new_account()
+        path = parameter_path(prefix, name)
+        tags = dict(extra_tags or {})
+        if account:
+            path = f"{parameter_path(prefix, name.removesuffix(RESERVED_SUFFIX))}-"
+            path += secrets.token_hex(4)
+            tags.update({TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path})
+        key_id = store(
+            aws,
+            name=name,
+            path=path,
+            private_key=private_key,
+            address=account or own_address,
+            network=network,
+            description=description,
+            extra_tags=tags,
+        )
+        backup = HiddenStr(mnemonic.from_private_key(private_key))
+        return Provisioned(key_id, own_address, backup)
+
+
+def new_account() -> tuple[str, str]:
+    """A new random account: (py-algorand-sdk's base64 private key, address)."""
+    private_key, address = account.generate_account()
+    return str(private_key), str(address)
+
+
+def store(
     aws: AWSClients,
     *,
     name: str,

@@ -13,17 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .rotation import staging_name
+from .validation import staging_name
 
 VERSION = "2012-10-17"
-RUNTIME_ACTIONS = {
-    "kms:DescribeKey",
-    "kms:ListResourceTags",
-    "ssm:GetParameter",
-    "kms:Decrypt",
-    "kms:Sign",
-    "kms:GetPublicKey",
-}
 KEY_ADMIN_ACTIONS = [
     "kms:TagResource",
     "kms:DescribeKey",

@@ -1,23 +1,28 @@
 """What every kind of KMS-held Algorand key shares.
 
-A key kind (``envelope``, ``native``) implements ``AlgorandKey``: it
-signs byte strings with the account's Ed25519 key. Everything above it (the
-signer, the manager) works with ``KeyInfo``, the public metadata an alias
-resolves to, read from the KMS key's description and tags.
+A key kind (``envelope``, ``native``; registered in ``confio_kms.kinds``) subclasses
+``AlgorandKey``: it signs byte strings with the account's Ed25519 key
+(``_sign``), and provisions new keys (``provision``). The base ``sign`` verifies
+every signature against the account before it is returned, whatever the kind.
+Everything above the kinds (the signing core, the manager, rotation) works with
+``KeyInfo``, the public metadata an alias resolves to, read from the KMS key's
+metadata and tags by ``key_info``, the one decoder of keys.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from algosdk import encoding
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
 
 from . import exceptions as exc
 from .aws import AWSClients
-from .validation import NETWORKS
+from .networks import NETWORKS, UNKNOWN
 
 TAG_ADDRESS = "AlgorandAddress"
 # After a rotation by rekey: the key's own address, which authorizes for AlgorandAddress.
@@ -30,9 +35,9 @@ MANAGED_BY = "confio-kms"
 # The old setup scripts recorded the network as Environment.
 TAG_LEGACY_NETWORK = "Environment"
 
+# Kind names; each kind's class is in confio_kms.kinds.
 ENVELOPE = "envelope"
 NATIVE = "native"
-KEY_SPEC_MODES = {"SYMMETRIC_DEFAULT": ENVELOPE, "ECC_NIST_EDWARDS25519": NATIVE}
 
 # Shortest deletion window KMS allows; used when rolling back a key nobody has used.
 ROLLBACK_PENDING_DAYS = 7
@@ -60,24 +65,92 @@ class KeyInfo:
         return self.auth_address or self.address
 
 
+@dataclass(frozen=True)
+class Provisioned:
+    """A key a kind has just created: its id, its own address, and its backup.
+
+    ``backup_mnemonic`` is None for a kind whose key never leaves KMS.
+    """
+
+    key_id: str
+    address: str
+    backup_mnemonic: str | None = field(default=None, repr=False)
+
+
 class AlgorandKey(ABC):
-    """One kind of KMS-held Algorand key: signs messages with the account's key."""
+    """One kind of KMS-held Algorand key: signs messages with the account's key.
 
-    mode: ClassVar[str]
+    A subclass sets ``kind`` and ``key_spec`` (the KMS KeySpec its keys have),
+    implements ``_sign`` and ``provision``, and is registered in
+    ``confio_kms.kinds``. One key object serves one signing call.
+    """
 
-    def __init__(self, aws: AWSClients, info: KeyInfo) -> None:
+    kind: ClassVar[str]
+    key_spec: ClassVar[str]
+    # Whether the kind keeps key material in SSM under <prefix>/<name>/private-key
+    # (creation then refuses an existing parameter there).
+    uses_parameter: ClassVar[bool] = False
+
+    def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         self.aws = aws
         self.info = info
-        # AWS request ids of this key object's signing requests, for the audit trail
-        # (one key object per signing call).
+        self.prefix = prefix
+        # AWS request ids of this key object's signing requests, for the audit trail.
         self.request_ids: list[str] = []
 
     def note_request(self, response: dict[str, Any]) -> None:
         self.request_ids.append(str(response.get("ResponseMetadata", {}).get("RequestId", "")))
 
-    @abstractmethod
     def sign(self, messages: Sequence[bytes]) -> list[bytes]:
-        """Return the 64-byte Ed25519 signature of each message, in order."""
+        """Return the 64-byte Ed25519 signature of each message, in order.
+
+        Every signature is verified against the key's address first: a signature
+        that would not verify on chain is never returned.
+        """
+        signatures = self._sign(messages)
+        verify_key = VerifyKey(encoding.decode_address(self.info.signer_address))
+        for index, (message, signature) in enumerate(zip(messages, signatures, strict=True)):
+            try:
+                verify_key.verify(message, signature)
+            except (BadSignatureError, ValueError):
+                raise exc.SignatureVerificationError(
+                    f"The {self.kind} key {self.info.key_id} (alias/{self.info.name}) produced "
+                    f"a signature for item {index} that does not verify against "
+                    f"{self.info.signer_address} (AWS requests: "
+                    f"{', '.join(filter(None, self.request_ids)) or 'none'}); nothing was "
+                    "returned.",
+                    fix="Retry; if it persists, check the key's AlgorandAddress tag and "
+                    "KeySpec and report the request ids to AWS support.",
+                ) from None
+        return signatures
+
+    @abstractmethod
+    def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
+        """The signature of each message, in order (verified by ``sign``)."""
+
+    @classmethod
+    @abstractmethod
+    def provision(
+        cls,
+        aws: AWSClients,
+        *,
+        name: str,
+        prefix: str,
+        network: str,
+        description: str,
+        account: str = "",
+        extra_tags: dict[str, str] | None = None,
+    ) -> Provisioned:
+        """Create a new key under ``alias/<name>``, rolling back on any failure.
+
+        ``account``: the account the key will sign for when it is not the key's own
+        (rotation by rekey, under a staging alias); the key's own address is then
+        tagged as its auth address.
+        """
+
+    @classmethod  # noqa: B027 (an optional hook: most kinds remember nothing)
+    def reset(cls) -> None:
+        """Forget what this kind remembers in the process (as in a fresh process)."""
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} alias/{self.info.name} {self.info.address}>"
@@ -93,72 +166,17 @@ def kms_tags(tags: dict[str, str]) -> list[dict[str, str]]:
 
 def network_from_tags(tags: dict[str, str]) -> str:
     network = tags.get(TAG_NETWORK) or tags.get(TAG_LEGACY_NETWORK, "")
-    return network.lower() if network.lower() in NETWORKS else "unknown"
+    return network.lower() if network.lower() in NETWORKS else UNKNOWN
 
 
 def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:
-    tags: list[dict[str, str]] = []
-    marker: str | None = None
-    while True:
-        page = aws.call(
-            "kms",
-            "ListResourceTags",
-            resource,
-            KeyId=key_id,
-            **({"Marker": marker} if marker else {}),
-        )
-        tags.extend(page.get("Tags", []))
-        marker = page.get("NextMarker")
-        if not page.get("Truncated") or not marker:
-            return tags_dict(tags)
+    return tags_dict(list(aws.paginate("kms", "ListResourceTags", resource, "Tags", KeyId=key_id)))
 
 
 def describe_key(aws: AWSClients, name: str) -> dict[str, Any]:
     alias = f"alias/{name}"
     metadata: dict[str, Any] = aws.call("kms", "DescribeKey", alias, KeyId=alias)["KeyMetadata"]
     return metadata
-
-
-def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyInfo:
-    """Build a KeyInfo from DescribeKey metadata and the key's tags, or raise."""
-    alias = f"alias/{name}"
-    address = tags.get(TAG_ADDRESS)
-    if not address:
-        raise exc.NotAnAlgorandKeyError(
-            f"The KMS key behind {alias} ({metadata['KeyId']}) has no {TAG_ADDRESS} tag.",
-            fix="Point the alias at a key created by `manage.py kms_setup`, or tag the key "
-            f"with its account address ({TAG_ADDRESS}).",
-        )
-    auth_address = tags.get(TAG_AUTH_ADDRESS, "")
-    for tag, value in ((TAG_ADDRESS, address), (TAG_AUTH_ADDRESS, auth_address)):
-        if value and not encoding.is_valid_address(value):
-            raise exc.NotAnAlgorandKeyError(
-                f"The {tag} tag of the KMS key behind {alias} is not a valid Algorand address.",
-                fix=f"Correct the {tag} tag to a 58-character Algorand address.",
-            )
-    spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
-    mode = KEY_SPEC_MODES.get(spec)
-    if mode is None:
-        raise exc.NotAnAlgorandKeyError(
-            f"The KMS key behind {alias} has key spec {spec}, which confio_kms cannot sign with.",
-            fix="Use a symmetric key with the private key in SSM (envelope) or an "
-            "ECC_NIST_EDWARDS25519 key (native).",
-        )
-    return KeyInfo(
-        name=name,
-        key_id=metadata["KeyId"],
-        address=address,
-        network=network_from_tags(tags),
-        mode=mode,
-        auth_address=auth_address if auth_address != address else "",
-        parameter=tags.get(TAG_PARAMETER, ""),
-    )
-
-
-def resolve(aws: AWSClients, name: str) -> KeyInfo:
-    """Look the alias up in KMS: DescribeKey, then ListResourceTags (two requests)."""
-    metadata = describe_key(aws, name)
-    return key_info(name, metadata, read_tags(aws, metadata["KeyId"], f"alias/{name}"))
 
 
 class Rollback:

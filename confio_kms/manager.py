@@ -13,11 +13,10 @@ from datetime import datetime
 from typing import Any
 
 import boto3
-from algosdk import account, mnemonic
+from algosdk import account
 
-from . import cache, envelope, keys, rotation, validation
+from . import cache, envelope, keys, kinds, rotation, validation
 from . import exceptions as exc
-from . import native as native_keys
 from .aws import AWSClients
 from .chain import Chain
 from .keys import TAG_ADDRESS, TAG_MANAGED_BY
@@ -115,24 +114,23 @@ class AlgorandKMSManager:
         description: str = "",
         *,
         network: str = "testnet",
+        kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
     ) -> CreatedKey:
         """Generate a new Algorand account and store its key under ``key_alias``.
 
         Returns ``(key_id, address, backup_mnemonic)``; the mnemonic is the only
-        copy outside AWS, for the operator's offline backup. With ``native=True``
-        KMS generates an Ed25519 key that never leaves it: no mnemonic exists.
+        copy outside AWS, for the operator's offline backup. ``kind="native"`` (or
+        ``native=True``, its shorthand): KMS generates an Ed25519 key that never
+        leaves it, and no mnemonic exists.
         """
-        name, network = self._check_new(key_alias, network, check_parameter=not native)
-        if native:
-            key_id, address = native_keys.provision(
-                self._aws, name=name, network=network, description=description
-            )
-            cache.forget(self._aws.scope, name)
-            return CreatedKey(key_id, address, None, keys.NATIVE)
-        private_key, address = account.generate_account()
-        key_id = self._store(name, private_key, address, network, description)
-        return CreatedKey(key_id, address, mnemonic.from_private_key(private_key))
+        cls = kinds.named(keys.NATIVE if native else kind)
+        name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
+        created = cls.provision(
+            self._aws, name=name, prefix=self._prefix, network=network, description=description
+        )
+        cache.forget(self._aws.scope, name)
+        return CreatedKey(created.key_id, created.address, created.backup_mnemonic, cls.kind)
 
     def import_existing_key(
         self,
@@ -170,7 +168,7 @@ class AlgorandKMSManager:
         Covers keys this app created and those of the old setup scripts.
         """
         records = []
-        for alias in self._aliases():
+        for alias in self._aws.paginate("kms", "ListAliases", "aliases", "Aliases"):
             name = alias["AliasName"].removeprefix("alias/")
             key_id = alias.get("TargetKeyId")
             if not key_id or name.startswith("aws/"):
@@ -222,6 +220,7 @@ class AlgorandKMSManager:
         key_alias: str,
         chain: Chain,
         *,
+        kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
         dry_run: bool = False,
         on_backup: Callable[[str, str], None] | None = None,
@@ -229,6 +228,7 @@ class AlgorandKMSManager:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
         See ``confio_kms.rotation`` for the steps and how interruptions resolve.
+        ``kind`` is the new key's (``native=True`` is shorthand for ``kind="native"``).
         ``dry_run`` stops after signing the rekey (``result.signed_rekey``). A new
         envelope key's backup mnemonic goes to ``on_backup(mnemonic, key_address)``
         as soon as the key exists, and is also in ``result.backup_mnemonic``.
@@ -239,7 +239,7 @@ class AlgorandKMSManager:
             self._prefix,
             name,
             chain,
-            native_key=native,
+            kind=keys.NATIVE if native else kind,
             dry_run=dry_run,
             on_backup=on_backup,
         )
@@ -283,7 +283,7 @@ class AlgorandKMSManager:
     def _store(
         self, name: str, private_key: str, address: str, network: str, description: str
     ) -> str:
-        key_id = envelope.provision(
+        key_id = envelope.store(
             self._aws,
             name=name,
             path=validation.parameter_path(self._prefix, name),
@@ -295,28 +295,25 @@ class AlgorandKMSManager:
         cache.forget(self._aws.scope, name)
         return key_id
 
-    def _aliases(self) -> Iterator[dict[str, Any]]:
-        marker: str | None = None
-        while True:
-            page = self._aws.call(
-                "kms", "ListAliases", "aliases", **({"Marker": marker} if marker else {})
-            )
-            yield from page.get("Aliases", [])
-            marker = page.get("NextMarker")
-            if not page.get("Truncated") or not marker:
-                return
-
     def _record(self, name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyRecord:
-        spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
+        """A record of the key, decoded like every key (``kinds.key_info``); a key that
+        cannot sign (another key spec, a malformed tag) is still listed, as such."""
+        try:
+            info = kinds.key_info(name, metadata, tags)
+            mode, address, auth = info.mode, info.address, info.auth_address
+        except exc.NotAnAlgorandKeyError:
+            spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
+            mode = kinds.for_spec(spec) or f"unsupported ({spec})"
+            address, auth = tags.get(TAG_ADDRESS, ""), tags.get(keys.TAG_AUTH_ADDRESS, "")
         return KeyRecord(
             name=name,
             key_id=metadata["KeyId"],
-            address=tags.get(TAG_ADDRESS, ""),
+            address=address,
             network=keys.network_from_tags(tags),
             key_state=metadata.get("KeyState", "Unknown"),
             creation_date=metadata.get("CreationDate"),
-            mode=keys.KEY_SPEC_MODES.get(spec, spec),
+            mode=mode,
             managed=tags.get(TAG_MANAGED_BY) == keys.MANAGED_BY,
             deletion_date=metadata.get("DeletionDate"),
-            auth_address=tags.get(keys.TAG_AUTH_ADDRESS, ""),
+            auth_address=auth,
         )

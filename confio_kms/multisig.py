@@ -16,7 +16,8 @@ from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
 from . import exceptions as exc
-from .signer import KMSSigner, select
+from .signer import KMSSigner
+from .signing import select
 
 
 class KMSMultisigSigner(TransactionSigner):

@@ -15,8 +15,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any
 
 from algosdk import encoding
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
 
 from . import exceptions as exc
 from .aws import AWSClients
@@ -28,16 +26,18 @@ from .keys import (
     TAG_MANAGED_BY,
     TAG_NETWORK,
     AlgorandKey,
+    Provisioned,
     Rollback,
     create_alias,
     create_key,
     provisioning,
 )
+from .networks import MAX_GROUP_SIZE
 
 KEY_SPEC = "ECC_NIST_EDWARDS25519"
 SIGNING_ALGORITHM = "ED25519_SHA_512"
 MAX_MESSAGE_BYTES = 4096  # KMS Sign's limit for RAW messages
-MAX_CONCURRENT_REQUESTS = 16  # an Algorand group holds at most 16 transactions
+MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE  # one request per transaction of a group
 # SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
@@ -85,18 +85,16 @@ def check_size(message: bytes, index: int) -> None:
 class NativeKey(AlgorandKey):
     """Signs inside KMS: one Sign request per message, concurrently."""
 
-    mode = NATIVE
+    kind = NATIVE
+    key_spec = KEY_SPEC
 
-    def sign(self, messages: Sequence[bytes]) -> list[bytes]:
+    def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
         for index, message in enumerate(messages):
             check_size(message, index)
         self._check_public_key()
-        verify_key = VerifyKey(encoding.decode_address(self.info.signer_address))
         if len(messages) == 1:
-            return [self._sign_one(verify_key, 0, messages[0])]
-        jobs = [
-            _executor().submit(self._sign_one, verify_key, i, m) for i, m in enumerate(messages)
-        ]
+            return [self._sign_one(messages[0])]
+        jobs = [_executor().submit(self._sign_one, m) for m in messages]
         # Wait for every request, so none is still in flight when the call returns; then
         # result() re-raises the first failure: the whole call fails, never a partial group.
         wait(jobs)
@@ -116,7 +114,11 @@ class NativeKey(AlgorandKey):
             )
         _checked.add(self.info.key_id)
 
-    def _sign_one(self, verify_key: VerifyKey, index: int, message: bytes) -> bytes:
+    @classmethod
+    def reset(cls) -> None:
+        _checked.clear()
+
+    def _sign_one(self, message: bytes) -> bytes:
         response = self.aws.call(
             "kms",
             "Sign",
@@ -127,28 +129,39 @@ class NativeKey(AlgorandKey):
             SigningAlgorithm=SIGNING_ALGORITHM,
         )
         self.note_request(response)
-        signature = bytes(response.get("Signature", b""))
-        try:
-            verify_key.verify(message, signature)
-        except (BadSignatureError, ValueError):
-            request_id = response.get("ResponseMetadata", {}).get("RequestId", "unknown")
-            raise exc.SignatureVerificationError(
-                f"KMS key {self.info.key_id} (alias/{self.info.name}) returned a signature for "
-                f"item {index} that does not verify against {self.info.signer_address} "
-                f"(KMS request {request_id}); nothing was returned.",
-                fix="Retry; if it persists, check the key's AlgorandAddress tag and KeySpec "
-                "and report the request id to AWS support.",
-            ) from None
-        return signature
+        return bytes(response.get("Signature", b""))
+
+    @classmethod
+    def provision(
+        cls,
+        aws: AWSClients,
+        *,
+        name: str,
+        prefix: str,
+        network: str,
+        description: str,
+        account: str = "",
+        extra_tags: dict[str, str] | None = None,
+    ) -> Provisioned:
+        """KMS generates the key; no backup exists (see ``AlgorandKey``)."""
+        key_id, address = _provision(
+            aws,
+            name=name,
+            network=network,
+            description=description,
+            account=account,
+            extra_tags=extra_tags,
+        )
+        return Provisioned(key_id, address)
 
 
-def provision(
+def _provision(
     aws: AWSClients,
     *,
     name: str,
     network: str,
     description: str,
-    account: str | None = None,
+    account: str = "",
     extra_tags: dict[str, str] | None = None,
 ) -> tuple[str, str]:
     """Create a native key, tag it with its address, alias it; return (key id, key address).

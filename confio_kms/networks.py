@@ -1,4 +1,7 @@
-"""Public constants of Algorand's networks."""
+"""Algorand's networks: names, genesis hashes and ids, and the group size limit.
+
+The one table of these facts; everything else imports it.
+"""
 
 from __future__ import annotations
 
@@ -14,3 +17,10 @@ EXPLORER_TX = {
     "testnet": "https://lora.algokit.io/testnet/transaction/{txid}",
     "betanet": "https://lora.algokit.io/betanet/transaction/{txid}",
 }
+# localnet: any private network; its genesis hash must be trusted explicitly.
+NETWORKS = ("testnet", "mainnet", "betanet", "localnet")
+# The networks a deployment switches between with CONFIO_ENV, each with its own alias.
+DEPLOYMENT_NETWORKS = ("testnet", "mainnet")
+UNKNOWN = "unknown"
+# Transactions in one atomic group.
+MAX_GROUP_SIZE = 16

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from algosdk import transaction
 
-from . import networks
+from . import config, networks
+from .config import DEFAULT_MAX_FEE
 from .exceptions import ConfigurationError, PolicyViolationError
 from .keys import KeyInfo
 
-DEFAULT_MAX_FEE = 50_000
 PUBLIC_GENESIS = {hash_: name for name, hash_ in networks.GENESIS_HASH.items()}
 
 
@@ -45,10 +45,8 @@ class SigningPolicy:
 
     @classmethod
     def from_settings(cls) -> SigningPolicy:
-        from . import conf
-
-        trusted = set(conf.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
-        if conf.setting("CONFIO_SANDBOX", False, conf.as_bool):
+        trusted = set(config.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
+        if config.setting("CONFIO_SANDBOX", False, config.as_bool):
             try:
                 from .sandbox import LocalLedger
 
@@ -59,9 +57,9 @@ class SigningPolicy:
                     fix="pip install 'confio-kms[sandbox]', or turn CONFIO_SANDBOX off.",
                 ) from None
         return cls(
-            max_fee=conf.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, conf.as_int),
+            max_fee=config.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, config.as_int),
             trusted_genesis=frozenset(trusted),
-            allow_delegation=conf.setting("CONFIO_KMS_ALLOW_DELEGATION", False, conf.as_bool),
+            allow_delegation=config.setting("CONFIO_KMS_ALLOW_DELEGATION", False, config.as_bool),
         )
 
     def check(

@@ -66,3 +66,16 @@ def install_redaction() -> None:
             logger = logging.getLogger(name)
             if _FILTER not in logger.filters:
                 logger.addFilter(_FILTER)
+
+
+class HiddenStr(str):
+    """A secret string (a backup mnemonic) whose repr hides it.
+
+    Error reporters and debuggers show locals by their repr; the value itself is
+    still the string, for the one deliberate display.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<hidden>"

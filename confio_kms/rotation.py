@@ -22,20 +22,19 @@ could still land. A signed rekey to an abandoned key can therefore never land.
 from __future__ import annotations
 
 import contextlib
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from algosdk import account, encoding, mnemonic, transaction
+from algosdk import encoding, transaction
 
-from . import audit, cache, envelope, keys, native
+from . import cache, keys, kinds
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
-from .keys import TAG_AUTH_ADDRESS, TAG_PARAMETER, KeyInfo
+from .keys import KeyInfo
 from .policy import SigningPolicy
-from .signer import attach, key_for, signing_bytes
-from .validation import RESERVED_SUFFIX
+from .signing import KeyHandle, sign_group
+from .validation import RESERVED_SUFFIX, staging_name
 
 PENDING_SUFFIX = RESERVED_SUFFIX
 TAG_STATE = "RotationState"
@@ -68,17 +67,13 @@ class RotationResult:
     """The new envelope key's mnemonic (the only copy outside AWS); None for native keys."""
 
 
-def staging_name(name: str) -> str:
-    return f"{name}{PENDING_SUFFIX}"
-
-
 def rotate(
     aws: AWSClients,
     prefix: str,
     name: str,
     chain: Chain,
     *,
-    native_key: bool = False,
+    kind: str = kinds.DEFAULT_KIND,
     dry_run: bool = False,
     on_backup: Callable[[str, str], None] | None = None,
 ) -> RotationResult:
@@ -88,11 +83,12 @@ def rotate(
     after the key is created, before anything is signed or sent, so it is kept even
     if the submission then fails.
     """
+    new_kind = kinds.named(kind)
     policy = SigningPolicy.from_settings()
     sp = chain.suggested_params()
     pending = _pending(aws, name)
     try:
-        current = keys.resolve(aws, name)
+        current = kinds.resolve(aws, name)
     except exc.AliasNotFoundError:
         # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
         if pending is None:
@@ -122,18 +118,30 @@ def rotate(
         TAG_PREVIOUS: current.key_id,
         TAG_HISTORY: history,
     }
-    new_key_id, new_address, backup = _create(aws, prefix, name, current, tags, native_key)
+    created = new_kind.provision(
+        aws,
+        name=staging_name(name),
+        prefix=prefix,
+        network=current.network,
+        description=f"Algorand account {current.address}, rotated key (confio-kms)",
+        account=current.address,
+        extra_tags=tags,
+    )
+    new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
     if backup and on_backup is not None:
         on_backup(str(backup), new_address)
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
     # Rotation is the one caller that may rekey the account; the rest of the policy holds.
-    policy.check(current, [rekey], allow_rekey=True)
-    key = key_for(aws, current, prefix)
-    (signature,) = key.sign([signing_bytes(rekey)])
-    audit.record(current, f"alias/{name}", [rekey], "signed", key.request_ids, "rotation rekey")
-    signed = attach(current, rekey, signature)
+    (signed,) = sign_group(
+        KeyHandle(aws, prefix, name),
+        policy,
+        [rekey],
+        allow_rekey=True,
+        info=current,
+        detail="rotation rekey",
+    )
     txid = signed.get_txid()
     aws.call(
         "kms",
@@ -144,7 +152,7 @@ def rotate(
             {TAG_REKEY_TXID: txid, TAG_REKEY_LAST_VALID: str(rekey.last_valid_round)}
         ),
     )
-    new = keys.resolve(aws, staging_name(name))
+    new = kinds.resolve(aws, staging_name(name))
     encoded = str(encoding.msgpack_encode(signed))
     if dry_run:
         return RotationResult(
@@ -176,51 +184,6 @@ def rotate(
     )
 
 
-def _create(
-    aws: AWSClients,
-    prefix: str,
-    name: str,
-    current: KeyInfo,
-    tags: dict[str, str],
-    native_key: bool,
-) -> tuple[str, str, str | None]:
-    """Create the new key under the staging alias: (key id, its address, its mnemonic)."""
-    staging = staging_name(name)
-    description = f"Algorand account {current.address}, rotated key (confio-kms)"
-    if native_key:
-        key_id, address = native.provision(
-            aws,
-            name=staging,
-            network=current.network,
-            description=description,
-            account=current.address,
-            extra_tags=tags,
-        )
-        return key_id, address, None
-    private_key, own_address = account.generate_account()
-    path = f"{prefix}/{name}/private-key-{secrets.token_hex(4)}"
-    key_id = envelope.provision(
-        aws,
-        name=staging,
-        path=path,
-        private_key=private_key,
-        address=current.address,
-        network=current.network,
-        description=description,
-        extra_tags={**tags, TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path},
-    )
-    return key_id, own_address, _Mnemonic(mnemonic.from_private_key(private_key))
-
-
-class _Mnemonic(str):
-    """A backup mnemonic whose repr hides it (error reporters record frame locals)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<backup mnemonic: hidden>"
-
-
 def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.SuggestedParams) -> None:
     """The chain must be the key's network: its answers decide resumes and rollbacks."""
     probe = transaction.PaymentTxn(
@@ -231,7 +194,7 @@ def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.Suggested
 
 def _pending(aws: AWSClients, name: str) -> KeyInfo | None:
     try:
-        return keys.resolve(aws, staging_name(name))
+        return kinds.resolve(aws, staging_name(name))
     except exc.AliasNotFoundError:
         return None
 

@@ -16,10 +16,10 @@ from algosdk import account, constants, encoding, transaction
 from algosdk.atomic_transaction_composer import AccountTransactionSigner, TransactionSigner
 
 from . import conf, exceptions, validation
+from .networks import MAX_GROUP_SIZE
 from .signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
-MAX_GROUP_SIZE = 16
 # Largest encoded user transaction accepted from a client: a payment, asset transfer
 # or app call with arguments fits easily; anything larger is refused before decoding.
 MAX_ENCODED_TXN_BYTES = 4096
@@ -65,10 +65,14 @@ class AlgorandSponsorService:
 
     @property
     def sponsor_address(self) -> str:
-        if self._address is None:
-            assert isinstance(self.signer, KMSSigner)
+        if self._address is not None:
+            return self._address
+        if isinstance(self.signer, KMSSigner):
             return self.signer.address
-        return self._address
+        raise exceptions.ConfigurationError(  # __init__ makes this unreachable
+            "The sponsor service has no address for its signer.",
+            fix="Pass address=... along with signer=....",
+        )
 
     def sign_transaction(
         self, txn: transaction.Transaction
@@ -99,8 +103,13 @@ class AlgorandSponsorService:
                 fix="Wait for lower fees, send fewer transactions per group, or raise "
                 "ALGORAND_SPONSOR_FEE_CAP.",
             )
-        # Built here, so these hold; asserted because they are what must never happen.
-        assert payment.close_remainder_to is None and payment.rekey_to is None
+        # Built here, so these hold; checked (not asserted: -O strips asserts) because
+        # they are what must never happen.
+        if payment.close_remainder_to is not None or payment.rekey_to is not None:
+            raise exceptions.SponsorPolicyError(
+                "The sponsor payment would close or rekey the sponsor account; nothing was signed.",
+                fix="Report this as a bug in confio-kms.",
+            )
         transaction.assign_group_id([payment, *users])
         try:
             signed = self.sign_transaction(payment)

@@ -7,8 +7,8 @@ import re
 from algosdk import mnemonic as algosdk_mnemonic
 
 from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkError
+from .networks import NETWORKS
 
-NETWORKS = ("testnet", "mainnet", "betanet", "localnet")
 DEFAULT_SSM_PREFIX = "/confio/algorand"
 MNEMONIC_WORDS = 25
 RESERVED_SUFFIX = "--pending-rotation"  # rotation's staging aliases
@@ -42,14 +42,18 @@ def alias_name(key_alias: object) -> str:
     return name
 
 
+def staging_name(name: str) -> str:
+    """The staging alias name a rotation of ``name`` creates its new key under."""
+    return f"{name}{RESERVED_SUFFIX}"
+
+
 def network_name(network: object) -> str:
     """Return ``network`` if it is a known Algorand network, else raise."""
-    if network not in NETWORKS:
+    if not isinstance(network, str) or network not in NETWORKS:
         raise InvalidNetworkError(
             f"{network!r} is not a known Algorand network.",
             fix=f"Use one of: {', '.join(NETWORKS)}.",
         )
-    assert isinstance(network, str)
     return network
 
 

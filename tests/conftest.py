@@ -11,7 +11,7 @@ import boto3
 import pytest
 from django.core.cache import cache as django_cache
 
-from confio_kms import AlgorandKMSManager, cache, conf, native
+from confio_kms import AlgorandKMSManager, conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 from . import moto_ed25519
@@ -29,9 +29,7 @@ def local_aws() -> Iterator[LocalAWS]:
 def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
     """Every test starts with an empty endpoint, empty caches and dummy credentials."""
     local_aws.reset()
-    cache.clear_process_cache()
-    native._checked.clear()  # as in a fresh process
-    conf.reset_clients()
+    conf.reset()  # as in a fresh process
     django_cache.clear()
     # Nothing from the developer's own environment may steer a test.
     for name in list(os.environ):

@@ -15,7 +15,7 @@ from nacl.signing import VerifyKey
 
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signer import signing_bytes
+from confio_kms.signing import signing_bytes
 
 THREADS, PER_THREAD = 8, 250
 

@@ -88,7 +88,7 @@ def test_sponsor_address_is_lazy(session: boto3.Session) -> None:
             "confio-testnet-sponsor"
         )
         signer = conf.kms_signer()
-        signer._aws.kms.meta.events.register("before-send", lambda **kw: counted.append("x"))
+        signer.clients.kms.meta.events.register("before-send", lambda **kw: counted.append("x"))
         assert str(value) == address
     assert counted == ["x", "x"]  # DescribeKey + ListResourceTags, on first use only
     with override_settings(USE_KMS_SIGNING=False):

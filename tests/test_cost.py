@@ -12,8 +12,7 @@ from algosdk import mnemonic, transaction
 from django.core.cache import cache as django_cache
 
 from benchmarks.baseline import ScriptSigner
-from confio_kms import AlgorandKMSManager, KMSSigner, cache, cost
-from confio_kms import native as native_kind
+from confio_kms import AlgorandKMSManager, KMSSigner, conf, cost
 from confio_kms.exceptions import InvalidCostInputError
 from confio_kms.sandbox import LocalLedger
 
@@ -36,9 +35,8 @@ def test_envelope_and_native_counts_are_what_the_signer_sends(
     manager.import_existing_key("env", mnemonic.from_private_key(private_key))
     native = manager.create_algorand_key("nat", native=True).address
     # As a fresh process: nothing cached yet, no expiry within the test.
-    cache.clear_process_cache()
+    conf.reset()
     django_cache.clear()
-    native_kind._checked.clear()
     model = {
         mode: cost.monthly_cost(transactions, group, mode, cache_timeout=None, processes=1)
         for mode in (cost.ENVELOPE, cost.NATIVE)

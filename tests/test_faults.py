@@ -25,7 +25,7 @@ from nacl.signing import VerifyKey
 
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signer import signing_bytes
+from confio_kms.signing import signing_bytes
 
 ALIAS = "faulty"
 PATH = f"/confio/algorand/{ALIAS}/private-key"

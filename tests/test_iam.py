@@ -63,11 +63,10 @@ def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Pat
     admin_calls = set(recorded)
 
     # Runtime: signing with both kinds, through the library, a command and the sponsor.
-    from confio_kms import cache, native
+    from confio_kms import conf
 
     recorded.clear()
-    cache.clear_process_cache()
-    native._checked.clear()
+    conf.reset()
     for name in ("env", "nat", "imp"):
         signer = KMSSigner(name)
         sp = LocalLedger.suggested_params()

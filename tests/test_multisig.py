@@ -122,8 +122,8 @@ def delegating(envelope: KMSSigner, native_elsewhere: KMSSigner) -> list[KMSSign
     """The members again, with delegation allowed (it is off by default)."""
     with override_settings(CONFIO_KMS_ALLOW_DELEGATION=True):
         return [
-            KMSSigner("member-envelope", session=envelope._aws.session),
-            KMSSigner("member-native", session=native_elsewhere._aws.session),
+            KMSSigner("member-envelope", session=envelope.clients.session),
+            KMSSigner("member-native", session=native_elsewhere.clients.session),
         ]
 
 

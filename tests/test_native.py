@@ -14,9 +14,9 @@ from algosdk.atomic_transaction_composer import AtomicTransactionComposer, Trans
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner, conf, exceptions
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signer import signing_bytes
+from confio_kms.signing import signing_bytes
 
 from .helpers import RequestCounter, inject_error, inject_response, new_account
 
@@ -104,14 +104,11 @@ def test_atc_group_costs_one_sign_per_transaction_and_one_public_key_per_process
     ledger: LocalLedger,
     counter: RequestCounter,  # type: ignore[no-untyped-def]
 ) -> None:
-    from confio_kms import cache, native
-
     address = created.address
     ledger.fund(address, 10_000_000)
     ledger.jig.create_app(APP_ID, approval_program=TealProgram(teal="#pragma version 8\nint 1"))
     sp = ledger.suggested_params()
-    native._checked.clear()  # forget creation's check: as in a fresh process
-    cache.clear_process_cache()
+    conf.reset()  # forget creation's check and lookups: as in a fresh process
     counter.reset()
 
     composer = AtomicTransactionComposer()
@@ -141,7 +138,7 @@ def test_atc_group_costs_one_sign_per_transaction_and_one_public_key_per_process
 
 
 def signer_session(signer: KMSSigner) -> boto3.Session:
-    return signer._aws.session
+    return signer.clients.session
 
 
 def test_sixteen_transactions_keep_their_order(
@@ -204,13 +201,11 @@ def test_retagged_key_signs_nothing(
     session: boto3.Session,
     counter: RequestCounter,  # type: ignore[no-untyped-def]
 ) -> None:
-    from confio_kms import native
-
     _, other = new_account()
     boto3.client("kms").tag_resource(
         KeyId=created.key_id, Tags=[{"TagKey": "AlgorandAddress", "TagValue": other}]
     )
-    native._checked.clear()
+    conf.reset()  # a fresh process: it looks the key up and checks it
     txn = transaction.PaymentTxn(other, LocalLedger.suggested_params(), other, 0)
     counter.reset()
 

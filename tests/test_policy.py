@@ -16,7 +16,7 @@ from nacl.signing import VerifyKey
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, networks
 from confio_kms.policy import SigningPolicy
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signer import signing_bytes
+from confio_kms.signing import signing_bytes
 
 from .helpers import RequestCounter, new_account
 

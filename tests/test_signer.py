@@ -398,12 +398,12 @@ def test_a_malformed_address_in_the_cache_is_looked_up_again(
     signer: KMSSigner, imported: tuple[str, str], ledger: LocalLedger, counter: RequestCounter
 ) -> None:
     _, address = imported
-    info = cache.lookup(signer._aws, ALIAS)[0]
+    info = cache.lookup(signer.clients, ALIAS)[0]
     # A tampered or corrupted shared-cache entry: the checksum no longer matches. A
     # middle character: the last one also carries two padding bits that decode to
     # nothing, so changing it can leave the key the same.
     broken = address[:29] + ("A" if address[29] != "A" else "B") + address[30:]
-    cache.put(signer._aws.scope, ALIAS, dataclasses.replace(info, address=broken))
+    cache.put(signer.clients.scope, ALIAS, dataclasses.replace(info, address=broken))
     ledger.fund(address, 1_000_000)
     txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
     counter.reset()

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, validation
+from ... import conf, networks, validation
 from ..base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
@@ -29,7 +29,7 @@ class Command(KMSCommand):
         mode.add_argument("--list", action="store_true", help="List the keys (as kms_list).")
         parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
         parser.add_argument(
-            "--network", choices=validation.NETWORKS, help="Default: CONFIO_ENV's network."
+            "--network", choices=networks.NETWORKS, help="Default: CONFIO_ENV's network."
         )
         parser.add_argument(
             "--native",
@@ -57,10 +57,7 @@ class Command(KMSCommand):
             return
         settings = conf.kms_settings()
         network = options["network"] or settings.confio_env
-        alias = validation.alias_name(
-            options["alias"]
-            or (settings.alias_mainnet if network == "mainnet" else settings.alias_testnet)
-        )
+        alias = validation.alias_name(options["alias"] or settings.alias_for(network))
         if options["import_existing"]:
             self._import(alias, network, options)
         else:

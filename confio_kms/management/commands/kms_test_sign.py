@@ -9,7 +9,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from ... import conf, exceptions, networks
-from ...signer import signing_bytes
+from ...signing import signing_bytes
 from ..base import KMSCommand
 
 NOTE = b"KMS signing test"

@@ -1,0 +1,218 @@
+"""The signing core: from transactions to signed transactions, for every signing path.
+
+``KMSSigner``, multisig and rotation all sign through here: transactions are
+checked and encoded (py-algorand-sdk's ``Transaction.bytes_to_sign``), the
+alias is resolved through the cache, the signing policy is checked, the key kind
+signs every message of the call at once (one decrypt for an envelope key; this is
+why py-algorand-sdk's per-transaction ``Ed25519AlgorandSigner`` is not used), a
+stale cached lookup is retried once, and one audit record is emitted per call.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from algosdk import constants, encoding, transaction
+
+from . import audit, cache, kinds
+from . import exceptions as exc
+from .aws import AWSClients
+from .keys import KeyInfo
+from .policy import SigningPolicy
+
+
+def signing_bytes(txn: transaction.Transaction) -> bytes:
+    """The bytes an Algorand transaction signature covers: ``b"TX" + msgpack(txn)``."""
+    return bytes(txn.bytes_to_sign())
+
+
+def encoded(txns: Sequence[transaction.Transaction]) -> list[bytes]:
+    """The signing bytes of each transaction; a malformed one is a typed error."""
+    messages = []
+    for i, txn in enumerate(txns):
+        try:
+            messages.append(signing_bytes(txn))
+        except Exception as error:
+            raise exc.NotATransactionError(
+                f"Transaction {i} cannot be encoded for signing ({type(error).__name__}): a "
+                "field such as an address is malformed.",
+                fix="Build the transaction with valid 58-character addresses and values.",
+            ) from None
+    return messages
+
+
+def select(
+    txn_group: Sequence[transaction.Transaction], indexes: Sequence[int] | None
+) -> list[transaction.Transaction]:
+    """The transactions at ``indexes`` (all when None), checked to be transactions."""
+    if isinstance(txn_group, transaction.Transaction) or not isinstance(txn_group, Sequence):
+        raise exc.NotATransactionError(
+            f"Expected a list of transactions, got {type(txn_group).__name__}.",
+            fix="Use sign_transaction(txn) for one transaction, sign_transactions([txn, ...]) "
+            "for a group.",
+        )
+    if indexes is None:
+        indexes = range(len(txn_group))
+    chosen = []
+    for i in indexes:
+        if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(txn_group):
+            raise exc.InvalidSigningRequestError(
+                f"Index {i!r} is not a position in a group of {len(txn_group)} transaction(s).",
+                fix="Pass indexes between 0 and len(txn_group) - 1.",
+            )
+        txn = txn_group[i]
+        if not isinstance(txn, transaction.Transaction):
+            raise exc.NotATransactionError(
+                f"Item {i} is a {type(txn).__name__}, not an algosdk Transaction.",
+                fix="Pass unsigned algosdk.transaction.Transaction objects "
+                "(PaymentTxn, AssetTransferTxn, ApplicationCallTxn, ...).",
+            )
+        chosen.append(txn)
+    return chosen
+
+
+def attach(
+    info: KeyInfo, txn: transaction.Transaction, signature: bytes
+) -> transaction.SignedTransaction:
+    """A SignedTransaction; it names the authorizer when the sender is another account."""
+    auth = None if txn.sender == info.signer_address else info.signer_address
+    return transaction.SignedTransaction(txn, base64.b64encode(signature).decode(), auth)
+
+
+def delegation_message(
+    policy: SigningPolicy,
+    info: KeyInfo,
+    lsig: transaction.LogicSig,
+    multisig: transaction.Multisig | None,
+) -> tuple[bytes, int]:
+    """Check a delegation request; return (bytes to sign, subsignature index or -1)."""
+    if not policy.allow_delegation:
+        raise exc.PolicyViolationError(
+            f"alias/{info.name} refused to delegate a logic signature: delegation gives "
+            "the program open-ended authority over the account; nothing was signed.",
+            fix="Allow it deliberately: CONFIO_KMS_ALLOW_DELEGATION = True, or "
+            "KMSSigner(..., policy=SigningPolicy(allow_delegation=True)).",
+        )
+    if multisig is None:
+        if lsig.sig or lsig.msig or lsig.lmsig or getattr(lsig, "pqsig", None):
+            raise exc.InvalidSigningRequestError(
+                "This logic signature is already signed; nothing was changed.",
+                fix="Delegate a fresh LogicSigAccount.",
+            )
+        return constants.logic_prefix + lsig.logic, -1
+    if (
+        lsig.sig
+        or lsig.msig
+        or getattr(lsig, "pqsig", None)
+        or (lsig.lmsig is not None and lsig.lmsig.address() != multisig.address())
+    ):
+        raise exc.InvalidMultisigError(
+            "The logic signature is already delegated otherwise; nothing was changed.",
+            fix="Pass the multisig it was first delegated with, or a fresh LogicSigAccount.",
+        )
+    members = [sub.public_key for sub in multisig.subsigs]
+    public_key = encoding.decode_address(info.signer_address)
+    if public_key not in members:
+        raise exc.InvalidMultisigError(
+            f"{info.signer_address} is not a member of multisig {multisig.address()}.",
+            fix="Sign with one of the multisig's member keys.",
+        )
+    message = constants.multisig_logic_prefix + multisig.address_bytes() + lsig.logic
+    return message, members.index(public_key)
+
+
+@dataclass(frozen=True)
+class Signatures:
+    """What one signing call produced: the key info used, signatures, AWS request ids."""
+
+    info: KeyInfo
+    signatures: list[bytes]
+    request_ids: list[str]
+
+
+class KeyHandle:
+    """An alias in one AWS account and region, resolved through the cache."""
+
+    def __init__(self, aws: AWSClients, prefix: str, name: str) -> None:
+        self.aws = aws
+        self.prefix = prefix
+        self.name = name
+
+    @property
+    def alias(self) -> str:
+        return f"alias/{self.name}"
+
+    def info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
+        """Return (key info, whether it came from a cache)."""
+        if refresh:
+            cache.forget(self.aws.scope, self.name)
+        return cache.lookup(self.aws, self.name)
+
+    def sign(
+        self,
+        messages: list[bytes],
+        check: Callable[[KeyInfo], None] = lambda info: None,
+        resolved: tuple[KeyInfo, bool] | None = None,
+    ) -> Signatures:
+        """Sign ``messages`` with the key, after ``check(info)`` passes.
+
+        A signature refused because the cached lookup is stale (the alias was
+        re-created since) is retried once with a fresh lookup, and only if AWS now
+        reports a different key.
+        """
+        info, from_cache = resolved or self.info()
+        check(info)
+        key = kinds.key_for(self.aws, info, self.prefix)
+        try:
+            return Signatures(info, key.sign(messages), key.request_ids)
+        except exc.AddressMismatchError:
+            if not from_cache:
+                raise
+            fresh, _ = self.info(refresh=True)
+            if fresh == info:
+                raise
+            check(fresh)
+            key = kinds.key_for(self.aws, fresh, self.prefix)
+            return Signatures(fresh, key.sign(messages), key.request_ids)
+
+
+def sign_group(
+    handle: KeyHandle,
+    policy: SigningPolicy,
+    chosen: list[transaction.Transaction],
+    *,
+    allow_rekey: bool = False,
+    allow_close: bool = False,
+    info: KeyInfo | None = None,
+    detail: str = "",
+) -> list[transaction.SignedTransaction]:
+    """Sign every transaction of ``chosen`` in one call, or raise; one audit record either way.
+
+    ``info``: key info just read from KMS, instead of the cached lookup.
+    """
+    if not chosen:
+        return []
+
+    def check(key: KeyInfo) -> None:
+        policy.check(key, chosen, allow_rekey=allow_rekey, allow_close=allow_close)
+
+    used: KeyInfo | None = info
+    try:
+        messages = encoded(chosen)
+        resolved = (info, False) if info is not None else handle.info()
+        used = resolved[0]
+        result = handle.sign(messages, check, resolved)
+    except exc.ConfioKMSError as error:
+        outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
+        failure = f"{detail} {type(error).__name__}".strip()
+        audit.record(used, handle.alias, chosen, outcome, (), failure)
+        raise
+    signed = [
+        attach(result.info, txn, sig) for txn, sig in zip(chosen, result.signatures, strict=True)
+    ]
+    audit.record(
+        result.info, handle.alias, chosen, "signed", result.request_ids, detail, messages=messages
+    )
+    return signed
