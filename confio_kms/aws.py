@@ -24,6 +24,7 @@ from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
 
+from . import config
 from . import exceptions as exc
 from .redaction import install_redaction
 
@@ -46,8 +47,10 @@ _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 class AWSClients:
     """The boto3 session and the KMS and SSM clients of one manager or signer.
 
-    ``region_name`` falls back to the session's region (``AWS_DEFAULT_REGION``, the
-    profile); ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3 reads it.
+    ``region_name`` falls back to ``KMS_REGION`` (settings, environment, .env), then
+    the session's region (``AWS_DEFAULT_REGION``, the profile), then the guide's
+    ``eu-central-2``; ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3
+    reads it.
     """
 
     def __init__(
@@ -59,19 +62,13 @@ class AWSClients:
     ) -> None:
         install_redaction()
         self.session = session or boto3.Session()
-        region = region_name or self.session.region_name
-        if not region:
-            raise exc.ConfigurationError(
-                "No AWS region is configured.",
-                fix="Pass region_name=..., set KMS_REGION in settings, or set AWS_DEFAULT_REGION.",
-            )
-        self.region: str = region
+        self.region = config.region(region_name, self.session.region_name)
         self.endpoint_url = endpoint_url
         self.kms = self.session.client(
-            "kms", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            "kms", region_name=self.region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
         )
         self.ssm = self.session.client(
-            "ssm", region_name=region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            "ssm", region_name=self.region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
         )
         # Loggers created while building the clients get the filter too.
         install_redaction()

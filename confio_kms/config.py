@@ -181,6 +181,32 @@ def kms_settings() -> KMSSettings:
     )
 
 
+# The setup guide's alias convention: confio-<network>-<role>.
+ALIAS_CONVENTION = {f"confio-{network}-": network for network in networks.DEPLOYMENT_NETWORKS}
+
+
+def network_of_alias(name: str) -> str:
+    """The network an alias name stands for, or "" when it names none.
+
+    The aliases configured as ``KMS_KEY_ALIAS_MAINNET`` / ``KMS_KEY_ALIAS_TESTNET``
+    first, then the guide's convention (``confio-mainnet-*``, ``confio-testnet-*``).
+    A rotation's staging alias stands for the same network as its alias.
+    """
+    name = name.removesuffix(validation.RESERVED_SUFFIX)
+    for network, setting_name in ALIAS_SETTING.items():
+        if setting(setting_name, DEFAULT_ALIAS[network], _alias) == name:
+            return network
+    return next((net for prefix, net in ALIAS_CONVENTION.items() if name.startswith(prefix)), "")
+
+
+def region(explicit: str | None, aws_default: str | None) -> str:
+    """The AWS region for a manager or signer: ``explicit``, else ``KMS_REGION``
+    (settings, environment, .env), else ``aws_default`` (the boto3 session's region:
+    ``AWS_DEFAULT_REGION``, the profile), else the guide's ``eu-central-2``."""
+    configured: str | None = explicit or setting("KMS_REGION", None, _region)
+    return configured or aws_default or DEFAULT_REGION
+
+
 def configured_sponsor_address() -> str:
     """``ALGORAND_SPONSOR_ADDRESS`` as configured by hand, ignoring ``sponsor_address``."""
     from django.conf import settings

@@ -124,6 +124,18 @@ class AddressMismatchError(ConfioKMSError):
     """The decrypted key does not belong to the address the KMS key is tagged with."""
 
 
+class ConfiguredAddressMismatchError(AddressMismatchError, ImproperlyConfigured):
+    """The key's address is not the address the settings (or the caller) expect."""
+
+
+class NetworkMismatchError(ConfioKMSError, ValueError):
+    """A key's network, from its tag or alias name, is not the one asked for."""
+
+
+class PrivateKeyExportError(ConfioKMSError, PermissionError):
+    """confio_kms never hands out a private key (``get_private_key``)."""
+
+
 class PolicyViolationError(ConfioKMSError, PermissionError):
     """The signing policy refused a transaction (network, fee cap, rekey, close-out)."""
 

@@ -20,6 +20,7 @@ from algosdk import encoding
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
+from . import config
 from . import exceptions as exc
 from .aws import AWSClients
 from .networks import NETWORKS, UNKNOWN
@@ -32,8 +33,6 @@ TAG_PARAMETER = "SSMParameter"
 TAG_NETWORK = "AlgorandNetwork"
 TAG_MANAGED_BY = "ManagedBy"
 MANAGED_BY = "confio-kms"
-# The old setup scripts recorded the network as Environment.
-TAG_LEGACY_NETWORK = "Environment"
 
 # Kind names; each kind's class is in confio_kms.kinds.
 ENVELOPE = "envelope"
@@ -164,9 +163,20 @@ def kms_tags(tags: dict[str, str]) -> list[dict[str, str]]:
     return [{"TagKey": key, "TagValue": value} for key, value in tags.items()]
 
 
-def network_from_tags(tags: dict[str, str]) -> str:
-    network = tags.get(TAG_NETWORK) or tags.get(TAG_LEGACY_NETWORK, "")
-    return network.lower() if network.lower() in NETWORKS else UNKNOWN
+def tagged_network(tags: dict[str, str]) -> str:
+    """The network of an explicit AlgorandNetwork tag, or "" when there is none."""
+    network = tags.get(TAG_NETWORK, "").lower()
+    return network if network in NETWORKS else ""
+
+
+def network_of(name: str, tags: dict[str, str]) -> str:
+    """The network of the key behind ``alias/<name>``: its AlgorandNetwork tag, else
+    what the alias name stands for (``config.network_of_alias``), else "unknown".
+
+    The old setup scripts never wrote the network (their ``Environment`` tag says
+    ``Production``, whatever the network), so their keys are known by their alias.
+    """
+    return tagged_network(tags) or config.network_of_alias(name) or UNKNOWN
 
 
 def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:

@@ -22,7 +22,7 @@ from .keys import (
     AlgorandKey,
     KeyInfo,
     describe_key,
-    network_from_tags,
+    network_of,
     read_tags,
 )
 from .native import NativeKey
@@ -87,7 +87,7 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
         name=name,
         key_id=metadata["KeyId"],
         address=address,
-        network=network_from_tags(tags),
+        network=network_of(name, tags),
         mode=mode,
         auth_address=auth_address if auth_address != address else "",
         parameter=tags.get(TAG_PARAMETER, ""),

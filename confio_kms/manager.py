@@ -14,14 +14,22 @@ from typing import Any
 
 import boto3
 from algosdk import account
+from algosdk.transaction import SignedTransaction, Transaction
 
-from . import cache, envelope, keys, kinds, rotation, validation
+from . import cache, config, envelope, keys, kinds, rotation, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
 from .keys import TAG_ADDRESS, TAG_MANAGED_BY
+from .policy import SigningPolicy
 from .rotation import RotationResult
+from .signing import KeyHandle, sign_group
 from .validation import DEFAULT_SSM_PREFIX
+
+# Signed by ``adopt_key`` to prove the key material is the tagged account's. No
+# Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
+# signature authorizes nothing on chain.
+ADOPT_PROBE = b"confio-kms adopt probe: "
 
 MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
 
@@ -113,7 +121,7 @@ class AlgorandKMSManager:
         key_alias: str,
         description: str = "",
         *,
-        network: str = "testnet",
+        network: str | None = None,
         kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
     ) -> CreatedKey:
@@ -122,7 +130,9 @@ class AlgorandKMSManager:
         Returns ``(key_id, address, backup_mnemonic)``; the mnemonic is the only
         copy outside AWS, for the operator's offline backup. ``kind="native"`` (or
         ``native=True``, its shorthand): KMS generates an Ed25519 key that never
-        leaves it, and no mnemonic exists.
+        leaves it, and no mnemonic exists. ``network`` defaults to the one the alias
+        names (``confio-mainnet-*``, ``KMS_KEY_ALIAS_MAINNET``, ...), else testnet;
+        an explicit one that the alias contradicts is refused.
         """
         cls = kinds.named(keys.NATIVE if native else kind)
         name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
@@ -138,11 +148,12 @@ class AlgorandKMSManager:
         mnemonic_phrase: str,
         description: str = "",
         *,
-        network: str = "testnet",
+        network: str | None = None,
     ) -> tuple[str, str]:
         """Store the account of ``mnemonic_phrase`` under ``key_alias``; return (key_id, address).
 
-        The mnemonic is validated before any AWS request.
+        The mnemonic is validated before any AWS request; ``network`` is as for
+        ``create_algorand_key``.
         """
         private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
         del mnemonic_phrase  # error reporters record frame locals; "private_key" they scrub
@@ -154,6 +165,62 @@ class AlgorandKMSManager:
         """The address tagged on the key (cached; no request once cached)."""
         info, _ = cache.lookup(self._aws, validation.alias_name(key_alias))
         return info.address
+
+    def adopt_key(self, key_alias: str, network: str) -> KeyRecord:
+        """Tag an existing key (say, the old setup scripts') with its network, after
+        proving its key material belongs to the address it is tagged with.
+
+        The proof is a signature over a probe that authorizes nothing on chain,
+        verified against the address (envelope: one decrypt; native: one Sign). A key
+        already tagged with another network, or whose alias names another network, is
+        refused; one already tagged with ``network`` is left as it is.
+        """
+        name = validation.alias_name(key_alias)
+        network = validation.network_name(network)
+        metadata = keys.describe_key(self._aws, name)
+        tags = keys.read_tags(self._aws, metadata["KeyId"], f"alias/{name}")
+        current = keys.tagged_network(tags) or config.network_of_alias(name)
+        if current and current != network:
+            raise exc.NetworkMismatchError(
+                f"alias/{name} is a {current} key (its AlgorandNetwork tag or alias name); "
+                f"it was not tagged {network}. Nothing was changed.",
+                fix="Check which network this account is on; a key is never re-tagged to "
+                "another network.",
+            )
+        info = kinds.key_info(name, metadata, tags)
+        key = kinds.key_for(self._aws, info, self._prefix)
+        key.sign([ADOPT_PROBE + info.key_id.encode()])  # raises unless it is the account's
+        if keys.tagged_network(tags) != network:
+            self._aws.call(
+                "kms",
+                "TagResource",
+                f"alias/{name}",
+                KeyId=info.key_id,
+                Tags=keys.kms_tags({keys.TAG_NETWORK: network}),
+            )
+        cache.forget(self._aws.scope, name)
+        return self.get_key(name)
+
+    def sign_transaction(self, key_alias: str, transaction: Transaction) -> SignedTransaction:
+        """Sign one transaction with the key behind ``key_alias`` (the old scripts' call),
+        under the settings' signing policy, audited like any signing call."""
+        handle = KeyHandle(self._aws, self._prefix, validation.alias_name(key_alias))
+        policy = SigningPolicy.from_settings()
+        (signed,) = sign_group(handle, policy, [transaction])
+        return signed
+
+    def get_private_key(self, key_alias: str) -> str:
+        """Not provided: confio_kms never hands a private key to its caller.
+
+        The old scripts returned the decrypted key; here it exists only inside one
+        signing call. Always raises ``PrivateKeyExportError``.
+        """
+        raise exc.PrivateKeyExportError(
+            f"get_private_key({key_alias!r}) is not provided: confio_kms never returns a "
+            "private key, so no caller can log, keep or leak it.",
+            fix="Sign with KMSSigner(alias) or manager.sign_transaction(alias, txn); the "
+            "account's offline backup is its mnemonic, shown once at creation.",
+        )
 
     def get_key(self, key_alias: str) -> KeyRecord:
         """The record of one key, fresh from KMS (two requests)."""
@@ -250,11 +317,19 @@ class AlgorandKMSManager:
     # --- internals ------------------------------------------------------------
 
     def _check_new(
-        self, key_alias: str, network: str, *, check_parameter: bool = True
+        self, key_alias: str, network: str | None, *, check_parameter: bool = True
     ) -> tuple[str, str]:
         """Validate the inputs and refuse an alias or parameter that already exists."""
         name = validation.alias_name(key_alias)
-        network = validation.network_name(network)
+        named = config.network_of_alias(name)
+        network = validation.network_name(network or named or "testnet")
+        if named and named != network:
+            raise exc.NetworkMismatchError(
+                f"alias/{name} names a {named} key, but network={network!r} was asked "
+                "for; nothing was changed.",
+                fix=f"Drop network= (the alias says {named}), or choose an alias that "
+                f"does not name {named}.",
+            )
         alias = f"alias/{name}"
         try:
             keys.describe_key(self._aws, name)
@@ -309,7 +384,7 @@ class AlgorandKMSManager:
             name=name,
             key_id=metadata["KeyId"],
             address=address,
-            network=keys.network_from_tags(tags),
+            network=keys.network_of(name, tags),
             key_state=metadata.get("KeyState", "Unknown"),
             creation_date=metadata.get("CreationDate"),
             mode=mode,

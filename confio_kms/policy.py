@@ -1,9 +1,10 @@
 """The signing policy: what a KMS-held key refuses to sign, on by default.
 
-- Network guard: a key tagged mainnet, testnet or betanet signs only transactions
-  carrying that network's genesis hash. Keys tagged localnet, or with no known
-  network, sign only for genesis hashes listed in ``CONFIO_KMS_TRUSTED_GENESIS``
-  (the sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
+- Network guard: a key of mainnet, testnet or betanet (its AlgorandNetwork tag, or
+  its alias name: ``keys.network_of``) signs only transactions carrying that
+  network's genesis hash. Keys of localnet, or of no known network, sign only for
+  private networks' genesis hashes listed in ``CONFIO_KMS_TRUSTED_GENESIS`` (the
+  sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
 - No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` in any
   transaction the key signs unless the call allows it (rotation allows rekey).
 - No logic signature delegation unless ``CONFIO_KMS_ALLOW_DELEGATION`` is on.
@@ -39,8 +40,9 @@ class SigningPolicy:
             raise ConfigurationError(
                 f"CONFIO_KMS_TRUSTED_GENESIS lists a public network's genesis hash "
                 f"({', '.join(PUBLIC_GENESIS[h] for h in public)}).",
-                fix="List only private or local networks' genesis hashes; public networks "
-                "are matched to keys by their AlgorandNetwork tag.",
+                fix="List only private or local networks' genesis hashes. Public networks "
+                "are matched to keys by their AlgorandNetwork tag or alias name; tag a key "
+                "whose alias names none with `manage.py kms_setup --adopt NAME --network NET`.",
             )
 
     @classmethod
@@ -92,11 +94,17 @@ class SigningPolicy:
                     f"the key is tagged {info.network} but the transaction is for {on}",
                     f"Sign {on} transactions with a {on} key.",
                 )
+            if genesis in PUBLIC_GENESIS:
+                return (
+                    f"the key's network is {info.network} (no AlgorandNetwork tag, and the "
+                    f"alias names no network) and the transaction is for {on}",
+                    f"Verify and tag the key: `manage.py kms_setup --adopt {info.name} "
+                    f"--network {on}`, or name it in KMS_KEY_ALIAS_{on.upper()}.",
+                )
             return (
-                f"the key's network is {info.network}, which needs its genesis hash trusted "
-                f"explicitly (transaction is for {on})",
-                "Add the network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS, or tag the "
-                "key with its public network (AlgorandNetwork).",
+                f"the key's network is {info.network}, and the transaction is for a private "
+                "network whose genesis hash is not trusted",
+                "Add the private network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS.",
             )
         if txn.fee > self.max_fee:
             return (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from typing import TypeVar
 
 import boto3
 from algosdk import encoding, transaction
@@ -78,15 +79,61 @@ class KMSSigner(TransactionSigner):
     def network(self) -> str:
         return self._info().network
 
-    def sign_transaction(self, txn: transaction.Transaction) -> transaction.SignedTransaction:
-        """Sign one transaction (one AWS request)."""
-        return self.sign_transactions([txn], [0])[0]
+    @property
+    def kind(self) -> str:
+        """The key's kind (``envelope``, ``native``), from its KMS key spec."""
+        return self._info().mode
+
+    def sign_transaction(
+        self,
+        txn: transaction.Transaction | None = None,
+        *,
+        transaction: transaction.Transaction | None = None,
+    ) -> transaction.SignedTransaction:
+        """Sign one transaction (one AWS request). ``transaction=`` is the old scripts'
+        keyword for ``txn``."""
+        return self.sign_transactions([_one(txn, transaction, "txn", "transaction")], [0])[0]
+
+    def sign_transaction_msgpack(
+        self,
+        txn: transaction.Transaction | None = None,
+        *,
+        transaction: transaction.Transaction | None = None,
+    ) -> str:
+        """Sign one transaction; return it as base64 msgpack, ready for algod's
+        ``send_raw_transaction`` (the old scripts' call)."""
+        signed = self.sign_transaction(_one(txn, transaction, "txn", "transaction"))
+        return str(encoding.msgpack_encode(signed))
+
+    def sign_transactions_msgpack(
+        self,
+        txns: Sequence[transaction.Transaction] | None = None,
+        *,
+        transactions: Sequence[transaction.Transaction] | None = None,
+    ) -> list[str]:
+        """Sign every transaction in one call (one decrypt for an envelope key); return
+        each as base64 msgpack (the old scripts' call)."""
+        signed = self.sign_transactions(_one(txns, transactions, "txns", "transactions"))
+        return [str(encoding.msgpack_encode(s)) for s in signed]
+
+    def assert_matches_address(self, expected: str | None) -> None:
+        """Raise ``ConfiguredAddressMismatchError`` (an ``ImproperlyConfigured``) unless
+        the key signs for ``expected``; an empty ``expected`` checks nothing."""
+        if not expected:
+            return
+        if expected != self.address:
+            raise exc.ConfiguredAddressMismatchError(
+                f"{self.key_alias} signs for {self.address}, but {expected} was expected.",
+                fix="Point the setting (ALGORAND_SPONSOR_ADDRESS, ALGORAND_ADMIN_ADDRESS) at "
+                "the key's address, or the alias at the right key (`manage.py kms_list`).",
+            )
 
     def sign_transactions(  # type: ignore[override]
         self,
-        txn_group: Sequence[transaction.Transaction],
+        txn_group: Sequence[transaction.Transaction] | None = None,
         indexes: Sequence[int] | None = None,
         *,
+        transactions: Sequence[transaction.Transaction] | None = None,
         allow_rekey: bool = False,
         allow_close: bool = False,
     ) -> list[transaction.SignedTransaction]:
@@ -96,12 +143,13 @@ class KMSSigner(TransactionSigner):
         close-out of the key's own account unless allowed here). A transaction whose
         sender is not this key's address (an account rekeyed to it) gets the
         authorizing address set. Either every transaction is signed or the call
-        raises; either way one audit record is emitted.
+        raises; either way one audit record is emitted. ``transactions=`` is the old
+        scripts' keyword for ``txn_group``.
         """
         return sign_group(
             self._handle,
             self.policy,
-            select(txn_group, indexes),
+            select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
             allow_rekey=allow_rekey,
             allow_close=allow_close,
         )
@@ -160,4 +208,14 @@ class KMSSigner(TransactionSigner):
         return self._handle.info()[0]
 
     def __repr__(self) -> str:
-        return f"KMSSigner({self.key_alias!r}, region_name={self.region_name!r})"
+        return f"{type(self).__name__}({self.key_alias!r}, region_name={self.region_name!r})"
+
+
+T = TypeVar("T")
+
+
+def _one(value: T | None, old: T | None, name: str, old_name: str) -> T:
+    """The argument passed either by its name or by the old scripts' keyword."""
+    if (value is None) == (old is None):
+        raise TypeError(f"pass exactly one of {name} and {old_name}= (the same argument)")
+    return value if value is not None else old  # type: ignore[return-value]

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, networks, validation
+from ... import conf, config, networks, validation
 from ..base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
@@ -27,6 +27,12 @@ class Command(KMSCommand):
             help="Import an account from its 25-word mnemonic (hidden input, or standard input).",
         )
         mode.add_argument("--list", action="store_true", help="List the keys (as kms_list).")
+        mode.add_argument(
+            "--adopt",
+            metavar="NAME",
+            help="Tag an existing key (e.g. the old setup scripts') with --network, after "
+            "checking its key material against its address tag.",
+        )
         parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
         parser.add_argument(
             "--network", choices=networks.NETWORKS, help="Default: CONFIO_ENV's network."
@@ -55,13 +61,29 @@ class Command(KMSCommand):
         if options["list"]:
             write_keys(self.stdout, conf.kms_manager().list_keys(), options["json"])
             return
+        if options["adopt"]:
+            self._adopt(options)
+            return
         settings = conf.kms_settings()
-        network = options["network"] or settings.confio_env
+        # An alias that names its network (confio-mainnet-*) decides it; else CONFIO_ENV.
+        named = config.network_of_alias(options["alias"] or "")
+        network = options["network"] or named or settings.confio_env
         alias = validation.alias_name(options["alias"] or settings.alias_for(network))
         if options["import_existing"]:
             self._import(alias, network, options)
         else:
             self._create(alias, network, options)
+
+    def _adopt(self, options: dict[str, Any]) -> None:
+        if not options["network"]:
+            raise CommandError(
+                "--adopt needs --network; nothing was changed. Fix: name the network the "
+                "account is on, e.g. --network mainnet."
+            )
+        record = conf.kms_manager().adopt_key(options["adopt"], options["network"])
+        self.stdout.write(f"alias:   alias/{record.name}")
+        self.stdout.write(f"address: {record.address} (key material verified)")
+        self.stdout.write(f"network: {record.network} (AlgorandNetwork tag)")
 
     def _create(self, alias: str, network: str, options: dict[str, Any]) -> None:
         if options["native"]:

@@ -1,0 +1,169 @@
+"""The names of Confío's original ``blockchain/kms_manager.py``, for its call sites.
+
+``from blockchain.kms_manager import X`` becomes ``from confio_kms.compat import X``
+and the call site works unchanged: ``KMSSigner``, ``AlgorandKMSManager``,
+``KMSTransactionSigner``, ``NativeKMSSigner`` and ``get_kms_signer_from_settings``,
+with the original's settings (``USE_KMS_SIGNING``, ``KMS_KEY_ALIAS``,
+``KMS_ADMIN_KEY_ALIAS``, ``KMS_NATIVE_SIGNING``, ``KMS_REGION``,
+``ALGORAND_SPONSOR_ADDRESS``, ``ALGORAND_ADMIN_ADDRESS``). What behaves differently
+is listed in docs/upgrading.md.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from algosdk import transaction
+from algosdk.atomic_transaction_composer import TransactionSigner
+
+from . import conf, config, keys
+from . import exceptions as exc
+from .aws import AWSClients
+from .manager import AlgorandKMSManager
+from .signer import KMSSigner
+
+__all__ = [
+    "AlgorandKMSManager",
+    "KMSSigner",
+    "KMSTransactionSigner",
+    "NativeKMSSigner",
+    "get_kms_signer_from_settings",
+]
+
+_KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/(.+)")
+_KEY_ID = re.compile(r"(mrk-)?[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}|mrk-[0-9a-f]{32}")
+
+
+class KMSTransactionSigner(TransactionSigner):
+    """The original adapter, for AtomicTransactionComposer: delegates to ``kms_signer``.
+
+    Unlike the original it takes ``indexes`` (py-algorand-sdk calls it with them) and
+    returns SignedTransaction objects, as py-algorand-sdk expects.
+    """
+
+    def __init__(self, kms_signer: KMSSigner) -> None:
+        super().__init__()
+        self.kms_signer = kms_signer
+
+    def sign_transactions(  # type: ignore[override]
+        self,
+        txn_group: Sequence[transaction.Transaction],
+        indexes: Sequence[int] | None = None,
+    ) -> list[transaction.SignedTransaction]:
+        return self.kms_signer.sign_transactions(txn_group, indexes)
+
+
+class NativeKMSSigner(KMSSigner):
+    """A ``KMSSigner`` for a native key, named by alias, ``alias/...``, key id or ARN.
+
+    A key id or key ARN is looked up to its alias (one ``ListAliases`` request): the
+    signer signs through the alias, like every signer. An ARN's region is used unless
+    ``region_name`` is given. A key that is not native is refused on first use.
+    """
+
+    def __init__(self, key_id_or_alias: str, region_name: str | None = None, **kwargs: object):
+        name, region = _alias_of(key_id_or_alias, region_name, kwargs)
+        super().__init__(name, region, **kwargs)  # type: ignore[arg-type]
+
+    def sign_transactions(  # type: ignore[override]
+        self, *args: Any, **kwargs: Any
+    ) -> list[transaction.SignedTransaction]:
+        self._info()  # refuses a key of another kind before anything is signed
+        return super().sign_transactions(*args, **kwargs)
+
+    def _info(self) -> keys.KeyInfo:
+        info = super()._info()
+        if info.mode != keys.NATIVE:
+            raise exc.ConfigurationError(
+                f"{self.key_alias} is an {info.mode} key, not a native one.",
+                fix="Use KMSSigner for it (it signs with every kind), or point "
+                "NativeKMSSigner at an ECC_NIST_EDWARDS25519 key.",
+            )
+        return info
+
+
+def _alias_of(
+    reference: object, region_name: str | None, kwargs: dict[str, object]
+) -> tuple[str, str | None]:
+    """(alias name, region) for an alias, ``alias/...``, key id or ARN."""
+    if not isinstance(reference, str) or not reference:
+        raise exc.InvalidAliasError(
+            f"NativeKMSSigner needs a key alias, key id or ARN, not {reference!r}.",
+            fix="Pass e.g. 'confio-mainnet-sponsor-native', a key id or a key ARN.",
+        )
+    arn = _KEY_ARN.fullmatch(reference)
+    if arn:
+        region_name = region_name or arn.group(1)
+        if arn.group(2) == "alias":
+            return arn.group(3), region_name
+        reference = arn.group(3)
+    elif not _KEY_ID.fullmatch(reference):
+        return reference, region_name
+    aws = AWSClients(
+        region_name,
+        endpoint_url=kwargs.get("endpoint_url"),  # type: ignore[arg-type]
+        session=kwargs.get("session"),  # type: ignore[arg-type]
+    )
+    names = [
+        a["AliasName"].removeprefix("alias/")
+        for a in aws.paginate("kms", "ListAliases", reference, "Aliases", KeyId=reference)
+    ]
+    if not names:
+        raise exc.AliasNotFoundError(
+            f"KMS key {reference} has no alias; confio_kms signs through aliases.",
+            fix=f"Give it one: aws kms create-alias --alias-name alias/NAME "
+            f"--target-key-id {reference}",
+        )
+    return sorted(names)[0], aws.region
+
+
+def get_kms_signer_from_settings(
+    use_kms: bool | None = None,
+    key_alias: str | None = None,
+    region_name: str | None = None,
+    role: str = "sponsor",
+    native: bool | None = None,
+) -> KMSSigner:
+    """The signer the original factory returned, from the original's settings.
+
+    ``USE_KMS_SIGNING`` must be on (else ``ConfigurationError``, an
+    ``ImproperlyConfigured``). The alias: ``key_alias``, else for ``role="admin"``
+    ``KMS_ADMIN_KEY_ALIAS``, else ``KMS_KEY_ALIAS``, else the active network's alias
+    (``KMS_KEY_ALIAS_TESTNET`` / ``_MAINNET`` by ``CONFIO_ENV``). ``native`` (default
+    ``KMS_NATIVE_SIGNING``), when set, must match the key's kind. The key's address is
+    checked against ``ALGORAND_ADMIN_ADDRESS`` (admin) or ``ALGORAND_SPONSOR_ADDRESS``.
+    """
+    enabled = (
+        use_kms if use_kms is not None else config.setting("USE_KMS_SIGNING", False, config.as_bool)
+    )
+    if not enabled:
+        raise exc.ConfigurationError(
+            "USE_KMS_SIGNING must be enabled for KMS-backed signing.",
+            fix=f"Set USE_KMS_SIGNING = True in {config.places('USE_KMS_SIGNING')}.",
+        )
+    settings = config.kms_settings()
+    alias = key_alias or (role == "admin" and config.setting("KMS_ADMIN_KEY_ALIAS", "", str))
+    alias = alias or config.setting("KMS_KEY_ALIAS", "", str) or settings.active_alias
+    if region_name:
+        signer = KMSSigner(
+            alias, region_name, endpoint_url=settings.endpoint_url, ssm_prefix=settings.ssm_prefix
+        )
+    else:
+        signer = conf.kms_signer(alias)
+    wants_native = (
+        native if native is not None else config.setting("KMS_NATIVE_SIGNING", None, config.as_bool)
+    )
+    if wants_native is not None and (signer.kind == keys.NATIVE) != wants_native:
+        raise exc.ConfigurationError(
+            f"{signer.key_alias} is an {signer.kind} key, but KMS_NATIVE_SIGNING (or "
+            f"native=) is {wants_native}.",
+            fix="Set KMS_NATIVE_SIGNING to match the key, or point the alias at the "
+            "right key (`manage.py kms_list` shows each key's mode).",
+        )
+    expected = config.configured_sponsor_address()
+    if role == "admin":
+        expected = config.setting("ALGORAND_ADMIN_ADDRESS", "", str) or expected
+    signer.assert_matches_address(expected)
+    return signer

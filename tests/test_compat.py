@@ -1,0 +1,154 @@
+"""The original module's names (confio_kms.compat) on keys in the original layout."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from algosdk import encoding, transaction
+from algosdk.atomic_transaction_composer import AtomicTransactionComposer, TransactionWithSigner
+from django.core.exceptions import ImproperlyConfigured
+from django.test import override_settings
+
+from confio_kms import AlgorandKMSManager, exceptions
+from confio_kms.compat import (
+    KMSSigner,
+    KMSTransactionSigner,
+    NativeKMSSigner,
+    get_kms_signer_from_settings,
+)
+from confio_kms.sandbox import LocalLedger
+
+from . import legacy_layout
+from .helpers import RequestCounter, new_account, same_bytes, sdk_signed
+
+SPONSOR, ADMIN = "confio-testnet-sponsor", "confio-testnet-admin"
+
+
+@pytest.fixture
+def legacy() -> dict[str, tuple[str, str, str]]:
+    return {alias: legacy_layout.create(alias) for alias in (SPONSOR, ADMIN)}
+
+
+def payments(address: str, ledger: LocalLedger, count: int) -> list[transaction.Transaction]:
+    ledger.fund(address, 10_000_000)
+    sp = ledger.suggested_params()
+    return [transaction.PaymentTxn(address, sp, address, i) for i in range(count)]
+
+
+def test_factory_reads_the_original_settings(legacy: dict[str, tuple[str, str, str]]) -> None:
+    sponsor, admin = legacy[SPONSOR][1], legacy[ADMIN][1]
+    with override_settings(
+        USE_KMS_SIGNING=True,
+        KMS_KEY_ALIAS=SPONSOR,
+        KMS_ADMIN_KEY_ALIAS=ADMIN,
+        ALGORAND_SPONSOR_ADDRESS=sponsor,
+        ALGORAND_ADMIN_ADDRESS=admin,
+    ):
+        assert get_kms_signer_from_settings().address == sponsor
+        assert get_kms_signer_from_settings(role="admin").address == admin
+        assert get_kms_signer_from_settings(key_alias=ADMIN, role="admin").address == admin
+        with pytest.raises(exceptions.ConfiguredAddressMismatchError) as mismatch:
+            get_kms_signer_from_settings(key_alias=ADMIN)  # checked against the sponsor's
+        assert isinstance(mismatch.value, ImproperlyConfigured)
+        with pytest.raises(exceptions.ConfigurationError, match="KMS_NATIVE_SIGNING"):
+            get_kms_signer_from_settings(native=True)
+    with override_settings(USE_KMS_SIGNING=False), pytest.raises(ImproperlyConfigured):
+        get_kms_signer_from_settings()
+    with override_settings(USE_KMS_SIGNING=False):
+        assert get_kms_signer_from_settings(use_kms=True, key_alias=SPONSOR).address == sponsor
+
+
+def test_msgpack_calls_and_old_keywords(
+    legacy: dict[str, tuple[str, str, str]],
+    ledger: LocalLedger,
+    session: boto3.Session,
+    counter: RequestCounter,
+) -> None:
+    private_key, address, _ = legacy[SPONSOR]
+    signer = KMSSigner(SPONSOR, region_name="eu-central-2", session=session)
+    txns = payments(address, ledger, 3)
+    assert signer.address == address
+    counter.reset()
+    encoded = signer.sign_transactions_msgpack(txns)
+    assert counter.by_operation() == {"ssm.GetParameter": 1}  # one decrypt for the list
+    assert all(isinstance(e, str) for e in encoded)
+    decoded = [encoding.msgpack_decode(e) for e in encoded]
+    for signed, txn in zip(decoded, txns, strict=True):
+        assert same_bytes(signed, sdk_signed(txn, private_key))
+    ledger.evaluate(decoded)
+
+    one = signer.sign_transaction_msgpack(transaction=txns[0])
+    assert same_bytes(encoding.msgpack_decode(one), sdk_signed(txns[0], private_key))
+    assert same_bytes(
+        signer.sign_transaction(transaction=txns[1]), sdk_signed(txns[1], private_key)
+    )
+    assert len(signer.sign_transactions(transactions=txns)) == 3
+    with pytest.raises(TypeError, match="exactly one"):
+        signer.sign_transaction(txns[0], transaction=txns[0])
+
+    counter.reset()
+    signer.assert_matches_address("")
+    signer.assert_matches_address(None)
+    signer.assert_matches_address(address)
+    assert counter.total == 0  # the address is cached; empty checks nothing
+    _, other = new_account()
+    with pytest.raises(ImproperlyConfigured, match=other):
+        signer.assert_matches_address(other)
+
+
+def test_transaction_signer_adapter_in_a_composer(
+    legacy: dict[str, tuple[str, str, str]], ledger: LocalLedger
+) -> None:
+    _, address, _ = legacy[ADMIN]
+    adapter = KMSTransactionSigner(KMSSigner(ADMIN))
+    composer = AtomicTransactionComposer()
+    for txn in payments(address, ledger, 2):
+        composer.add_transaction(TransactionWithSigner(txn, adapter))
+    ledger.evaluate(composer.gather_signatures())
+
+
+def test_native_signer_by_alias_key_id_and_arn(
+    manager: AlgorandKMSManager, ledger: LocalLedger
+) -> None:
+    created = manager.create_algorand_key("sponsor-native", kind="native", network="localnet")
+    arn = boto3.client("kms").describe_key(KeyId=created.key_id)["KeyMetadata"]["Arn"]
+    for reference in ("sponsor-native", "alias/sponsor-native", created.key_id, arn):
+        signer = NativeKMSSigner(reference, region_name="eu-central-2")
+        assert signer.key_alias == "alias/sponsor-native"
+        ledger.evaluate([signer.sign_transaction(payments(created.address, ledger, 1)[0])])
+    legacy_layout.create(SPONSOR)
+    with pytest.raises(exceptions.ConfigurationError, match="not a native one"):
+        NativeKMSSigner(SPONSOR).sign_transaction(payments(created.address, ledger, 1)[0])
+    orphan = boto3.client("kms").create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")
+    with pytest.raises(exceptions.AliasNotFoundError, match="has no alias"):
+        NativeKMSSigner(orphan["KeyMetadata"]["KeyId"])
+
+
+def test_manager_calls_of_the_original(
+    legacy: dict[str, tuple[str, str, str]], ledger: LocalLedger
+) -> None:
+    private_key, address, _ = legacy[SPONSOR]
+    manager = AlgorandKMSManager(region_name="eu-central-2")
+    txn = payments(address, ledger, 1)[0]
+    assert manager.get_address(SPONSOR) == address
+    assert same_bytes(manager.sign_transaction(SPONSOR, txn), sdk_signed(txn, private_key))
+    with pytest.raises(exceptions.PrivateKeyExportError) as refused:
+        manager.get_private_key(SPONSOR)
+    assert private_key not in str(refused.value)
+
+
+def test_region_of_classes_built_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    assert KMSSigner(SPONSOR).region_name == "eu-central-2"  # the guide's default
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    assert KMSSigner(SPONSOR).region_name == "us-east-1"
+    monkeypatch.setenv("KMS_REGION", "eu-west-1")
+    assert AlgorandKMSManager().region_name == "eu-west-1"
+    with override_settings(KMS_REGION="ap-southeast-2"):
+        assert KMSSigner(SPONSOR).region_name == "ap-southeast-2"
+        assert KMSSigner(SPONSOR, region_name="eu-central-1").region_name == "eu-central-1"
+    with (
+        override_settings(KMS_REGION="Zurich"),
+        pytest.raises(exceptions.ConfigurationError, match=r"settings\.KMS_REGION.*is invalid"),
+    ):
+        KMSSigner(SPONSOR)
