@@ -111,3 +111,12 @@ def test_example_settings_import_and_check_without_aws() -> None:
         out = subprocess.run([*manage, *args], env=env, capture_output=True, text=True)
         assert out.returncode == 0, out.stderr
     assert "System check identified no issues" in out.stdout
+
+
+def test_a_changed_policy_setting_is_in_force_from_the_next_call() -> None:
+    # The factory used to key signers without the policy, so the first policy stuck.
+    with override_settings(CONFIO_KMS_MAX_FEE=1_000):
+        assert conf.kms_signer("sponsor").policy.max_fee == 1_000
+    with override_settings(CONFIO_KMS_MAX_FEE=2_000):
+        assert conf.kms_signer("sponsor").policy.max_fee == 2_000
+    assert conf.kms_signer("sponsor") is conf.kms_signer("sponsor")  # still built once
