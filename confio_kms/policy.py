@@ -88,24 +88,7 @@ class SigningPolicy:
         genesis = str(txn.genesis_hash)
         expected = networks.GENESIS_HASH.get(info.network)
         if genesis not in self.trusted_genesis and genesis != expected:
-            on = PUBLIC_GENESIS.get(genesis, "an unknown network")
-            if expected:
-                return (
-                    f"the key is tagged {info.network} but the transaction is for {on}",
-                    f"Sign {on} transactions with a {on} key.",
-                )
-            if genesis in PUBLIC_GENESIS:
-                return (
-                    f"the key's network is {info.network} (no AlgorandNetwork tag, and the "
-                    f"alias names no network) and the transaction is for {on}",
-                    f"Verify and tag the key: `manage.py kms_setup --adopt {info.name} "
-                    f"--network {on}`, or name it in KMS_KEY_ALIAS_{on.upper()}.",
-                )
-            return (
-                f"the key's network is {info.network}, and the transaction is for a private "
-                "network whose genesis hash is not trusted",
-                "Add the private network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS.",
-            )
+            return _network_violation(info, genesis)
         if txn.fee > self.max_fee:
             return (
                 f"fee {txn.fee} microalgos is over the cap of {self.max_fee}",
@@ -125,6 +108,29 @@ class SigningPolicy:
                 "Pass allow_close=True to sign a close-out deliberately.",
             )
         return "", ""
+
+
+def _network_violation(info: KeyInfo, genesis: str) -> tuple[str, str]:
+    """Why a key may not sign for ``genesis`` (not its network's, not trusted), and the fix."""
+    on = PUBLIC_GENESIS.get(genesis, "")
+    if info.network in networks.GENESIS_HASH or (on and info.network != networks.UNKNOWN):
+        on = on or "an unknown network"
+        return (
+            f"the key is tagged {info.network} but the transaction is for {on}",
+            f"Sign {on} transactions with a {on} key.",
+        )
+    if on:  # a public network, and a key whose network nothing names
+        return (
+            f"the key's network is {info.network} (no AlgorandNetwork tag, and the alias "
+            f"names no network) and the transaction is for {on}",
+            f"Verify and tag the key: `manage.py kms_setup --adopt {info.name} --network "
+            f"{on}`, or name it in KMS_KEY_ALIAS_{on.upper()}.",
+        )
+    return (
+        f"the key's network is {info.network}, and the transaction's private network "
+        "needs its genesis hash trusted explicitly",
+        "Add the private network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS.",
+    )
 
 
 def _hashes(value: object) -> list[str]:

@@ -59,14 +59,14 @@ def test_profile_supplies_region_and_credentials(
     clients.call("kms", "ListAliases", "aliases")  # reaches the endpoint with them
 
 
-def test_missing_region_is_a_configuration_error(
+def test_no_region_anywhere_is_the_guides_region(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # As the original kms_manager.py: eu-central-2 when nothing names a region.
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     monkeypatch.delenv("AWS_REGION", raising=False)
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
-    with pytest.raises(exceptions.ConfigurationError, match="KMS_REGION"):
-        KMSSigner("k")
+    assert KMSSigner("k").region_name == "eu-central-2"
 
 
 def test_missing_credentials_are_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
