@@ -143,60 +143,34 @@ class NativeKey(AlgorandKey):
         account: str = "",
         extra_tags: dict[str, str] | None = None,
     ) -> Provisioned:
-        """KMS generates the key; no backup exists (see ``AlgorandKey``)."""
-        key_id, address = _provision(
-            aws,
-            name=name,
-            network=network,
-            description=description,
-            account=account,
-            extra_tags=extra_tags,
-        )
+        """KMS generates the key, tagged with its address, then aliased: the alias
+        comes last, so it never points at a half-made key. No backup exists."""
+        rollback = Rollback()
+        address = ""
+
+        def run(step: Callable[[str], None]) -> str:
+            nonlocal address
+            step("CreateKey")
+            key_id = create_key(
+                aws,
+                name,
+                rollback,
+                description=description or "Algorand account (confio-kms, native Ed25519)",
+                tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY, **(extra_tags or {})},
+                KeySpec=KEY_SPEC,
+                KeyUsage="SIGN_VERIFY",
+            )
+            step("GetPublicKey")
+            address = fetch_address(aws, key_id, key_id)
+            step("TagResource")
+            tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": account or address}]
+            if account and account != address:
+                tags.append({"TagKey": TAG_AUTH_ADDRESS, "TagValue": address})
+            aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
+            step("CreateAlias")
+            create_alias(aws, name, key_id, rollback)
+            return key_id
+
+        key_id = provisioning(name, rollback, run)
+        _checked.add(key_id)
         return Provisioned(key_id, address)
-
-
-def _provision(
-    aws: AWSClients,
-    *,
-    name: str,
-    network: str,
-    description: str,
-    account: str = "",
-    extra_tags: dict[str, str] | None = None,
-) -> tuple[str, str]:
-    """Create a native key, tag it with its address, alias it; return (key id, key address).
-
-    ``account``: the account this key will sign for when it is not the key's own
-    (a rotation by rekey); the key's address is then tagged as its auth address.
-    The alias comes last, so it never points at a half-made key. Any failure
-    undoes what was created and raises ``ProvisioningError`` saying so.
-    """
-    rollback = Rollback()
-    address = ""
-
-    def run(step: Callable[[str], None]) -> str:
-        nonlocal address
-        step("CreateKey")
-        key_id = create_key(
-            aws,
-            name,
-            rollback,
-            description=description or "Algorand account (confio-kms, native Ed25519)",
-            tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY, **(extra_tags or {})},
-            KeySpec=KEY_SPEC,
-            KeyUsage="SIGN_VERIFY",
-        )
-        step("GetPublicKey")
-        address = fetch_address(aws, key_id, key_id)
-        step("TagResource")
-        tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": account or address}]
-        if account and account != address:
-            tags.append({"TagKey": TAG_AUTH_ADDRESS, "TagValue": address})
-        aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
-        step("CreateAlias")
-        create_alias(aws, name, key_id, rollback)
-        return key_id
-
-    key_id = provisioning(name, rollback, run)
-    _checked.add(key_id)
-    return key_id, address
