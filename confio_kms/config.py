@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,21 +57,22 @@ def as_int(value: object) -> int:
 
 
 @functools.lru_cache(maxsize=8)
-def _autoconfig(search_path: Path) -> AutoConfig:
+def _autoconfig(search_path: str) -> AutoConfig:
     # AutoConfig reads its .env once; os.environ is still consulted on every lookup.
-    return AutoConfig(search_path=str(search_path))
+    return AutoConfig(search_path=search_path)
 
 
-def _search_path() -> Path:
+def _search_path() -> str:
+    # A string, not a Path: this runs on every lookup, in the signing path too.
     from django.conf import settings
 
     base = getattr(settings, "BASE_DIR", None) if settings.configured else None
-    return Path(base) if base else Path.cwd()
+    return str(base) if base else os.getcwd()
 
 
 def places(name: str) -> str:
     """Where ``name`` is looked for, in order, for error messages."""
-    base = _search_path()
+    base = Path(_search_path())
     return (
         f"settings.{name}, the environment variable {name}, "
         f"{base / '.env'} or {base / 'settings.ini'}"

@@ -11,6 +11,7 @@ metadata and tags by ``key_info``, the one decoder of keys.
 
 from __future__ import annotations
 
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,12 @@ class Provisioned:
     backup_mnemonic: str | None = field(default=None, repr=False)
 
 
+@functools.lru_cache(maxsize=256)
+def _verify_key(address: str) -> VerifyKey:
+    """The verify key of an address (cached: decoding costs a checksum per call)."""
+    return VerifyKey(encoding.decode_address(address))
+
+
 class AlgorandKey(ABC):
     """One kind of KMS-held Algorand key: signs messages with the account's key.
 
@@ -107,7 +114,7 @@ class AlgorandKey(ABC):
         that would not verify on chain is never returned.
         """
         signatures = self._sign(messages)
-        verify_key = VerifyKey(encoding.decode_address(self.info.signer_address))
+        verify_key = _verify_key(self.info.signer_address)
         for index, (message, signature) in enumerate(zip(messages, signatures, strict=True)):
             try:
                 verify_key.verify(message, signature)
