@@ -6,9 +6,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.utils.module_loading import import_string
+from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
 from . import conf
 from .exceptions import ConfigurationError, ConfioKMSError
+from .reporting import SECRET_SETTING
 
 
 @checks.register("confio_kms")
@@ -41,6 +44,34 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
             )
         )
     return found
+
+
+@checks.register("confio_kms")
+def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """A mnemonic in settings must not reach Django's error pages and emails."""
+    try:
+        reporter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+        hidden = reporter.hidden_settings
+    except (ImportError, AttributeError):
+        hidden = DjangoFilter.hidden_settings
+    exposed = [
+        name
+        for name in dir(settings)
+        if SECRET_SETTING.search(name) and not hidden.search(name) and getattr(settings, name)
+    ]
+    if not exposed:
+        return []
+    return [
+        checks.Warning(
+            f"{', '.join(exposed)} would be shown in full on Django's error pages and in its "
+            "error emails (Django hides only settings named like API, TOKEN, KEY, SECRET, "
+            "PASS or SIGNATURE).",
+            hint='Set DEFAULT_EXCEPTION_REPORTER_FILTER = "confio_kms.reporting.'
+            'SafeExceptionReporterFilter"; better, move to KMS signing and remove the '
+            "mnemonic from settings.",
+            id="confio_kms.W003",
+        )
+    ]
 
 
 @checks.register("confio_kms", deploy=True)

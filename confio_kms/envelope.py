@@ -40,7 +40,7 @@ from .keys import (
     create_key,
     provisioning,
 )
-from .redaction import HiddenStr
+from .redaction import HiddenStr, holds_secrets
 from .validation import RESERVED_SUFFIX, parameter_path
 
 
@@ -117,6 +117,7 @@ class EnvelopeKey(AlgorandKey):
             )
         self.path = info.parameter or own
 
+    @holds_secrets
     def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
         key = self._decrypt()
         if key.public_key != _public_key(self.info.signer_address):
@@ -144,6 +145,7 @@ class EnvelopeKey(AlgorandKey):
         return _PrivateKey(key)
 
     @classmethod
+    @holds_secrets
     def provision(
         cls,
         aws: AWSClients,
@@ -187,6 +189,7 @@ def new_account() -> tuple[str, str]:
     return str(private_key), str(address)
 
 
+@holds_secrets
 def store(
     aws: AWSClients,
     *,

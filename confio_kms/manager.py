@@ -22,6 +22,7 @@ from .aws import AWSClients
 from .chain import Chain
 from .keys import TAG_ADDRESS, TAG_MANAGED_BY
 from .policy import SigningPolicy
+from .redaction import holds_secrets
 from .rotation import RotationResult
 from .signing import KeyHandle, sign_group
 from .validation import DEFAULT_SSM_PREFIX
@@ -142,6 +143,7 @@ class AlgorandKMSManager:
         cache.forget(self._aws.scope, name)
         return CreatedKey(created.key_id, created.address, created.backup_mnemonic, cls.kind)
 
+    @holds_secrets
     def import_existing_key(
         self,
         key_alias: str,
@@ -156,7 +158,7 @@ class AlgorandKMSManager:
         ``create_algorand_key``.
         """
         private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
-        del mnemonic_phrase  # error reporters record frame locals; "private_key" they scrub
+        del mnemonic_phrase  # not needed further; @holds_secrets keeps frames out of reports
         address = str(account.address_from_private_key(private_key))
         name, network = self._check_new(key_alias, network)
         return self._store(name, private_key, address, network, description), address
@@ -355,6 +357,7 @@ class AlgorandKMSManager:
             )
         return name, network
 
+    @holds_secrets
     def _store(
         self, name: str, private_key: str, address: str, network: str, description: str
     ) -> str:

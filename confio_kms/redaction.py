@@ -1,4 +1,4 @@
-"""Keep secrets out of botocore's DEBUG wire logging.
+"""Keep secrets out of botocore's DEBUG wire logging, and out of error reports.
 
 With DEBUG on, botocore logs request bodies (``botocore.endpoint``: PutParameter's
 ``Value``) and response bodies (``botocore.parsers``: GetParameter's decrypted
@@ -10,9 +10,12 @@ sets up.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 # JSON fields whose values may be secret in SSM and KMS requests and responses.
 _SECRET_FIELDS = ("Value", "Plaintext", "PrivateKey", "Mnemonic", "SecretString")
@@ -79,3 +82,33 @@ class HiddenStr(str):
 
     def __repr__(self) -> str:
         return "<hidden>"
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def holds_secrets(func: Callable[P, R]) -> Callable[P, R]:
+    """Mark ``func`` as holding a private key, seed or mnemonic in its frames.
+
+    Error reporters (Django's technical 500 page and error emails, Sentry) render the
+    local variables of every frame of a traceback and of its ``__cause__`` and
+    ``__context__`` chain; Django's ``sensitive_variables`` hides them only with
+    DEBUG off. An exception escaping ``func`` is re-raised from here instead, without
+    the frames below (``func``'s and whatever it called), without its chain, and with
+    this frame's arguments deleted. The exception's message says what failed: messages
+    never carry secrets.
+    """
+
+    @functools.wraps(func)
+    def secret_section(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except BaseException as error:
+            failure = error
+        del args, kwargs  # this frame stays in the traceback: keep nothing secret in it
+        failure.__cause__ = failure.__context__ = None
+        failure.__suppress_context__ = True
+        raise failure.with_traceback(None)
+
+    return secret_section

@@ -17,6 +17,7 @@ from algosdk.atomic_transaction_composer import AccountTransactionSigner, Transa
 
 from . import conf, exceptions, validation
 from .networks import MAX_GROUP_SIZE
+from .redaction import holds_secrets
 from .signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
@@ -33,6 +34,7 @@ class AlgorandSponsorService:
     to use another signer (tests, a multisig).
     """
 
+    @holds_secrets  # the legacy path holds the mnemonic and its private key
     def __init__(self, signer: TransactionSigner | None = None, address: str | None = None) -> None:
         self.fee_cap: int = conf.setting("ALGORAND_SPONSOR_FEE_CAP", DEFAULT_FEE_CAP, conf.as_int)
         if signer is not None:

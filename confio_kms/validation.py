@@ -8,6 +8,7 @@ from algosdk import mnemonic as algosdk_mnemonic
 
 from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkError
 from .networks import NETWORKS
+from .redaction import holds_secrets
 
 DEFAULT_SSM_PREFIX = "/confio/algorand"
 MNEMONIC_WORDS = 25
@@ -77,6 +78,7 @@ def parameter_path(prefix: str, name: str) -> str:
     return f"{prefix}/{name}/private-key"
 
 
+@holds_secrets
 def private_key_from_mnemonic(phrase: object) -> str:
     """Turn a 25-word mnemonic into py-algorand-sdk's base64 private key string.
 

@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand, CommandError, OutputWrapper
 
 from ..exceptions import ConfioKMSError
 from ..manager import KeyRecord
+from ..redaction import holds_secrets
 
 
 class KMSCommand(BaseCommand):
@@ -58,6 +59,7 @@ class BackupDestination:
             self.file.close()
             os.unlink(str(self.path))
 
+    @holds_secrets
     def deliver(self, phrase: str, address: str) -> None:
         out = self.command.stdout
         self.delivered = True

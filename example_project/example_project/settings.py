@@ -30,3 +30,5 @@ USE_TZ = True
 # KMS_KEY_ALIAS_MAINNET, KMS_SSM_PREFIX and KMS_ENDPOINT_URL from here or, when
 # absent, from the environment / .env. The one line this project needs:
 ALGORAND_SPONSOR_ADDRESS = sponsor_address(config("ALGORAND_SPONSOR_ADDRESS", default=""))
+# Error pages and emails list settings; this filter hides a legacy mnemonic among them.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "confio_kms.reporting.SafeExceptionReporterFilter"

@@ -1,0 +1,159 @@
+"""Django's own error reports (the technical 500 page with DEBUG on, the error email's
+HTML and text with DEBUG off) render every frame's local variables and every chained
+exception. Rendered with Django's ExceptionReporter after failures on every path that
+holds a secret, they contain the sentinel key and mnemonic in no encoding."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Callable
+from typing import Any
+
+import boto3
+import nacl.bindings
+import pytest
+from algosdk import transaction
+from django.core import checks as django_checks
+from django.test import RequestFactory, override_settings
+from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
+
+from confio_kms import AlgorandKMSManager, KMSSigner, envelope
+from confio_kms.sandbox import LocalLedger
+from confio_kms.sponsor import AlgorandSponsorService
+
+from .helpers import inject_error
+from .test_secret_hygiene import SEED, SENTINEL_ADDRESS, SENTINEL_KEY, SENTINEL_MNEMONIC
+
+RAW_KEY = base64.b64decode(SENTINEL_KEY)
+WORDS = SENTINEL_MNEMONIC.split()
+# One wrong checksum word: the other 24 recover the key (2048 tries).
+TYPO = " ".join([*WORDS[:24], next(w for w in ("abandon", "ability") if w != WORDS[24])])
+FORMS = [
+    SENTINEL_KEY,
+    RAW_KEY.hex(),
+    SEED.hex(),
+    base64.b64encode(SEED).decode(),
+    base64.b32encode(RAW_KEY).decode().rstrip("="),
+    base64.b32encode(SEED).decode().rstrip("="),
+    repr(SEED)[2:-1],  # as Python shows bytes: b'\x07\x08\t...'
+    *(" ".join(WORDS[i : i + 6]) for i in range(len(WORDS) - 5)),
+]
+REPORTER_FILTER = "confio_kms.reporting.SafeExceptionReporterFilter"
+ADJACENT_LITERALS = re.compile(r"['\"]\s*\n\s*b?['\"]")
+REQUEST = RequestFactory().get("/sponsor")  # with a request, the reports list the settings
+
+
+def failure(action: Callable[[], Any]) -> BaseException:
+    try:
+        action()
+    except BaseException as error:
+        return error
+    raise AssertionError("expected a failure")
+
+
+def render(error: BaseException, **settings: Any) -> list[str]:
+    """Django's debug page and error email text for ``error``, under ``settings``."""
+    with override_settings(ROOT_URLCONF="tests.urls", **settings):
+        get_default_exception_reporter_filter.cache_clear()  # Django caches it per process
+        try:
+            reporter = ExceptionReporter(REQUEST, type(error), error, error.__traceback__)
+            return [reporter.get_traceback_html(), reporter.get_traceback_text()]
+        finally:
+            get_default_exception_reporter_filter.cache_clear()
+
+
+def reports(error: BaseException) -> str:
+    """Everything Django renders for ``error``: the debug page, and the email's parts."""
+    texts = []
+    for debug in (True, False):
+        texts += render(error, DEBUG=debug, DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER)
+    # pprint wraps long strings into adjacent literals ('abc '\n 'def'): join them back.
+    return ADJACENT_LITERALS.sub("", html.unescape("\n".join(texts)))
+
+
+def assert_clean(error: BaseException) -> None:
+    text = reports(error)
+    assert type(error).__name__ in text and "Traceback" in text  # a real report
+    leaked = [form for form in FORMS if form in text]
+    assert leaked == [], f"{len(leaked)} form(s) of the sentinel in the report"
+
+
+@pytest.fixture
+def sentinel_account(monkeypatch: pytest.MonkeyPatch) -> None:
+    """New envelope keys get the sentinel account, so creation's secrets are known."""
+    monkeypatch.setattr(envelope, "new_account", lambda: (SENTINEL_KEY, SENTINEL_ADDRESS))
+
+
+def test_the_scan_finds_the_secrets_it_looks_for() -> None:
+    def leaky(phrase: str = SENTINEL_MNEMONIC, key: str = SENTINEL_KEY) -> None:
+        raise RuntimeError("boom")
+
+    text = reports(failure(leaky))
+    assert SENTINEL_KEY in text and " ".join(WORDS[:6]) in text
+
+
+def test_import_failures(manager: AlgorandKMSManager, session: boto3.Session) -> None:
+    manager.create_algorand_key("taken")
+    assert_clean(failure(lambda: manager.import_existing_key("taken", SENTINEL_MNEMONIC)))
+    assert_clean(failure(lambda: manager.import_existing_key("typo", TYPO)))
+    inject_error(session, "ssm", "PutParameter", "AccessDeniedException")
+    denied = AlgorandKMSManager(session=session)
+    assert_clean(failure(lambda: denied.import_existing_key("denied", SENTINEL_MNEMONIC)))
+
+
+def test_create_failures(sentinel_account: None, session: boto3.Session) -> None:
+    inject_error(session, "ssm", "PutParameter", "AccessDeniedException")
+    manager = AlgorandKMSManager(session=session)
+    assert_clean(failure(lambda: manager.create_algorand_key("denied")))
+    inject_error(session, "kms", "CreateAlias", "LimitExceededException")
+    assert_clean(failure(lambda: manager.create_algorand_key("limited")))
+
+
+@pytest.mark.parametrize("where", ["parse", "sign"])
+def test_faults_inside_pynacl_while_the_key_is_in_use(
+    where: str, manager: AlgorandKMSManager, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager.import_existing_key("sentinel", SENTINEL_MNEMONIC, network="localnet")
+    signer = KMSSigner("sentinel")
+    assert signer.address == SENTINEL_ADDRESS
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    if where == "parse":
+        monkeypatch.setattr(envelope, "SigningKey", out_of_memory)
+    else:
+        # Inside PyNaCl, where the key is an argument of libsodium's binding.
+        monkeypatch.setattr(nacl.bindings, "crypto_sign", out_of_memory)
+    txn = transaction.PaymentTxn(
+        SENTINEL_ADDRESS, LocalLedger.suggested_params(), SENTINEL_ADDRESS, 0
+    )
+    error = failure(lambda: signer.sign_transaction(txn))
+    assert isinstance(error, MemoryError)
+    assert_clean(error)
+
+
+def test_the_sponsors_legacy_mnemonic_path() -> None:
+    with override_settings(USE_KMS_SIGNING=False, ALGORAND_ADMIN_MNEMONIC=TYPO):
+        assert_clean(failure(AlgorandSponsorService))
+    with override_settings(USE_KMS_SIGNING=False, ALGORAND_ADMIN_MNEMONIC=SENTINEL_MNEMONIC):
+        service = AlgorandSponsorService()
+        sp = LocalLedger.suggested_params()
+        bad = transaction.PaymentTxn(service.sponsor_address, sp, service.sponsor_address, 0)
+        assert_clean(failure(lambda: service.sponsor_group([bad], sp)))
+
+
+def test_the_legacy_mnemonic_setting_is_hidden_and_checked() -> None:
+    with override_settings(ALGORAND_ADMIN_MNEMONIC=SENTINEL_MNEMONIC):
+        error = failure(lambda: 1 / 0)
+        shown = ADJACENT_LITERALS.sub("", html.unescape(render(error, DEBUG=True)[0]))
+        assert SENTINEL_MNEMONIC in shown  # with Django's own filter
+        assert SENTINEL_MNEMONIC not in reports(error)  # ours
+        found = [m.id for m in django_checks.run_checks(tags=["confio_kms"])]
+        assert "confio_kms.W003" in found
+        with override_settings(DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER):
+            found = [m.id for m in django_checks.run_checks(tags=["confio_kms"])]
+            assert "confio_kms.W003" not in found
+    assert "confio_kms.W003" not in [m.id for m in django_checks.run_checks(tags=["confio_kms"])]

@@ -1,0 +1,3 @@
+"""No views: error-report tests need a URLconf to render the technical 500 page."""
+
+urlpatterns: list[object] = []
