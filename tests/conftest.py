@@ -9,13 +9,16 @@ from collections.abc import Iterator
 
 import boto3
 import pytest
+from algosdk import mnemonic
 from django.core.cache import cache as django_cache
 
-from confio_kms import AlgorandKMSManager, conf
+from confio_kms import AlgorandKMSManager, CreatedKey, conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 from . import moto_ed25519
-from .helpers import RequestCounter
+from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account
+
+SPONSOR_ALIAS = "confio-testnet-sponsor"
 
 
 @pytest.fixture(scope="session")
@@ -64,6 +67,50 @@ def manager(session: boto3.Session) -> AlgorandKMSManager:
 @pytest.fixture
 def ledger() -> LocalLedger:
     return LocalLedger()
+
+
+@pytest.fixture
+def envelope_key(manager: AlgorandKMSManager) -> EnvelopeKey:
+    """Makes an envelope key through ``manager`` (its requests are counted); returns
+    (private_key, address), the private key for comparison with py-algorand-sdk.
+
+    ``imported=True`` imports a fresh local account instead of creating one in KMS;
+    ``network`` is passed on only when given (the manager's default otherwise).
+    """
+
+    def make(
+        name: str = SPONSOR_ALIAS, network: str | None = None, *, imported: bool = False
+    ) -> tuple[str, str]:
+        options = {} if network is None else {"network": network}
+        if imported:
+            private_key, address = new_account()
+            manager.import_existing_key(name, mnemonic.from_private_key(private_key), **options)
+            return private_key, address
+        _, address, backup = manager.create_algorand_key(name, **options)
+        return mnemonic.to_private_key(backup), address
+
+    return make
+
+
+@pytest.fixture
+def native_key(manager: AlgorandKMSManager) -> NativeKey:
+    """Makes a native (Ed25519 in KMS) key; returns what the manager returns.
+
+    Through ``manager`` (its requests are counted) unless ``session`` names another;
+    ``network`` is passed on only when given.
+    """
+
+    def make(
+        name: str = SPONSOR_ALIAS,
+        network: str | None = None,
+        *,
+        session: boto3.Session | None = None,
+    ) -> CreatedKey:
+        options = {} if network is None else {"network": network}
+        maker = manager if session is None else AlgorandKMSManager(session=session)
+        return maker.create_algorand_key(name, native=True, **options)
+
+    return make
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -1,11 +1,12 @@
-"""Shared test tools: request counting and fault injection through botocore events."""
+"""Shared test tools: request counting, fault injection through botocore events, KMS
+tag reading, suggested parameters and reference signatures."""
 
 from __future__ import annotations
 
 import itertools
 import json
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
@@ -15,6 +16,13 @@ from algosdk.atomic_transaction_composer import (
     sign_transaction_with_signer,
 )
 from botocore.awsrequest import AWSResponse
+
+from confio_kms import CreatedKey
+from confio_kms.sandbox import LocalLedger
+
+# What the conftest fixtures envelope_key and native_key return: key makers.
+EnvelopeKey = Callable[..., tuple[str, str]]  # -> (private_key, address)
+NativeKey = Callable[..., CreatedKey]
 
 
 class RequestCounter:
@@ -49,6 +57,18 @@ class _Body:
         yield self._body
 
 
+def error_body(code: str, message: str) -> dict[str, str]:
+    """An AWS JSON-protocol error body, as KMS and SSM send it."""
+    return {"__type": code, "message": message}
+
+
+def json_response(
+    url: str, status: int, body: dict[str, Any], headers: dict[str, str]
+) -> AWSResponse:
+    """A response for a before-send handler to return in place of the endpoint's."""
+    return AWSResponse(url, status, headers, _Body(json.dumps(body).encode()))
+
+
 def inject_response(
     session: boto3.Session,
     service: str,
@@ -62,18 +82,13 @@ def inject_response(
     ``only_call`` (1-based) limits it to that one request; the others go through.
     Applies to clients built from ``session`` after this call.
     """
-    raw = json.dumps(body).encode()
     calls = itertools.count(1)  # next() on a count is atomic: requests may be concurrent
+    headers = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "injected-1"}
 
     def respond(**kwargs: Any) -> AWSResponse | None:
         if only_call is not None and next(calls) != only_call:
             return None
-        return AWSResponse(
-            "https://injected.fault/",
-            status,
-            {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": "injected-1"},
-            _Body(raw),
-        )
+        return json_response("https://injected.fault/", status, body, headers)
 
     session.events.register(f"before-send.{service}.{operation}", respond)
 
@@ -88,8 +103,7 @@ def inject_error(
     only_call: int | None = None,
 ) -> None:
     """Make ``service.operation`` requests fail with an AWS error (see inject_response)."""
-    body = {"__type": code, "message": message}
-    inject_response(session, service, operation, body, status, only_call)
+    inject_response(session, service, operation, error_body(code, message), status, only_call)
 
 
 def sdk_signed(txn: transaction.Transaction, private_key: str) -> Any:
@@ -104,3 +118,21 @@ def same_bytes(a: Any, b: Any) -> bool:
 def new_account() -> tuple[str, str]:
     private_key, address = account.generate_account()
     return private_key, address
+
+
+def kms_tags(key_id: str) -> dict[str, str]:
+    """The tags of a KMS key, read from the endpoint (not through the library)."""
+    listed = boto3.client("kms").list_resource_tags(KeyId=key_id)["Tags"]
+    return {t["TagKey"]: t["TagValue"] for t in listed}
+
+
+def key_count() -> int:
+    """How many KMS keys the endpoint holds, in any state."""
+    return len(boto3.client("kms").list_keys()["Keys"])
+
+
+def zero_fee_params(ledger: LocalLedger) -> transaction.SuggestedParams:
+    """The ledger's parameters with a flat fee of 0: a sponsored user's transaction."""
+    sp = ledger.suggested_params()
+    sp.fee, sp.flat_fee = 0, True
+    return sp

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,8 @@ from nacl.signing import VerifyKey
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
 from confio_kms.signing import signing_bytes
+
+from .helpers import error_body, json_response
 
 ALIAS = "faulty"
 PATH = f"/confio/algorand/{ALIAS}/private-key"
@@ -83,14 +84,6 @@ CASES = [
 ]
 
 
-class _Body:
-    def __init__(self, body: bytes) -> None:
-        self._body = body
-
-    def stream(self, **kwargs: Any) -> Iterator[bytes]:
-        yield self._body
-
-
 def injector(fault: Fault, failures: int | None) -> Callable[..., AWSResponse | None]:
     """A before-send handler: fails the first ``failures`` attempts (all when None)."""
     counter = itertools.count(1)
@@ -100,10 +93,8 @@ def injector(fault: Fault, failures: int | None) -> Callable[..., AWSResponse | 
             return None
         if fault.exception is not None:
             raise fault.exception(endpoint_url=request.url, error="injected")
-        body = json.dumps({"__type": fault.code, "message": f"injected {fault.name}"})
-        return AWSResponse(
-            request.url, fault.status, {"x-amzn-RequestId": "injected"}, _Body(body.encode())
-        )
+        body = error_body(fault.code, f"injected {fault.name}")
+        return json_response(request.url, fault.status, body, {"x-amzn-RequestId": "injected"})
 
     return handler
 

@@ -10,19 +10,18 @@ from algosdk import account, mnemonic, transaction
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import RequestCounter, inject_error, new_account, same_bytes, sdk_signed
+from .helpers import (
+    RequestCounter,
+    inject_error,
+    key_count,
+    kms_tags,
+    new_account,
+    same_bytes,
+    sdk_signed,
+)
 
 ALIAS = "confio-testnet-sponsor"
 PATH = f"/confio/algorand/{ALIAS}/private-key"
-
-
-def kms_tags(key_id: str) -> dict[str, str]:
-    tags = boto3.client("kms").list_resource_tags(KeyId=key_id)["Tags"]
-    return {t["TagKey"]: t["TagValue"] for t in tags}
-
-
-def key_count() -> int:
-    return len(boto3.client("kms").list_keys()["Keys"])
 
 
 def test_create_stores_the_documented_layout(

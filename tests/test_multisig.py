@@ -18,20 +18,20 @@ from nacl.signing import SigningKey
 from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import new_account
+from .helpers import EnvelopeKey, NativeKey, new_account
 
 
 @pytest.fixture
-def envelope(manager: AlgorandKMSManager, session: boto3.Session) -> KMSSigner:
-    manager.create_algorand_key("member-envelope")
+def envelope(envelope_key: EnvelopeKey, session: boto3.Session) -> KMSSigner:
+    envelope_key("member-envelope")
     return KMSSigner("member-envelope", session=session)
 
 
 @pytest.fixture
-def native_elsewhere() -> KMSSigner:
+def native_elsewhere(native_key: NativeKey) -> KMSSigner:
     """A native key in another region, reached through its own session."""
     other = boto3.Session(region_name="us-east-1")
-    AlgorandKMSManager(session=other).create_algorand_key("member-native", native=True)
+    native_key("member-native", session=other)
     return KMSSigner("member-native", session=other)
 
 

@@ -18,15 +18,15 @@ from confio_kms import AlgorandKMSManager, KMSSigner, conf, exceptions
 from confio_kms.sandbox import LocalLedger
 from confio_kms.signing import signing_bytes
 
-from .helpers import RequestCounter, inject_error, inject_response, new_account
+from .helpers import NativeKey, RequestCounter, inject_error, inject_response, kms_tags, new_account
 
 ALIAS = "native-sponsor"
 ASSET_ID, APP_ID = 10, 77
 
 
 @pytest.fixture
-def created(manager: AlgorandKMSManager):  # type: ignore[no-untyped-def]
-    return manager.create_algorand_key(ALIAS, network="testnet", native=True)
+def created(native_key: NativeKey):  # type: ignore[no-untyped-def]
+    return native_key(ALIAS, network="testnet")
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_create_makes_an_aliased_tagged_ed25519_key(
         "ECC_NIST_EDWARDS25519",
         "SIGN_VERIFY",
     )
-    tags = {t["TagKey"]: t["TagValue"] for t in kms.list_resource_tags(KeyId=key_id)["Tags"]}
+    tags = kms_tags(key_id)
     assert tags == {
         "AlgorandAddress": address,
         "AlgorandNetwork": "testnet",
@@ -131,14 +131,10 @@ def test_atc_group_costs_one_sign_per_transaction_and_one_public_key_per_process
 
     counter.reset()
     # Another signer in the same process: no lookup, no GetPublicKey, only the Signs.
-    KMSSigner(ALIAS, session=signer_session(signer)).sign_transactions(
+    KMSSigner(ALIAS, session=signer.clients.session).sign_transactions(
         [t.txn for t in composer.txn_list]
     )
     assert counter.by_operation() == {"kms.Sign": 3}
-
-
-def signer_session(signer: KMSSigner) -> boto3.Session:
-    return signer.clients.session
 
 
 def test_sixteen_transactions_keep_their_order(

@@ -18,7 +18,7 @@ from confio_kms.policy import SigningPolicy
 from confio_kms.sandbox import LocalLedger
 from confio_kms.signing import signing_bytes
 
-from .helpers import RequestCounter, new_account
+from .helpers import EnvelopeKey, RequestCounter, new_account
 
 
 def params(network: str) -> transaction.SuggestedParams:
@@ -28,10 +28,9 @@ def params(network: str) -> transaction.SuggestedParams:
 
 
 @pytest.fixture
-def keys(manager: AlgorandKMSManager) -> dict[str, str]:
+def keys(envelope_key: EnvelopeKey) -> dict[str, str]:
     return {
-        network: manager.create_algorand_key(network, network=network).address
-        for network in ("testnet", "mainnet", "localnet")
+        network: envelope_key(network, network)[1] for network in ("testnet", "mainnet", "localnet")
     }
 
 

@@ -15,7 +15,7 @@ from algosdk.atomic_transaction_composer import (
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, rotation
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
-from .helpers import inject_error
+from .helpers import EnvelopeKey, inject_error, kms_tags
 
 ALIAS = "acct"
 
@@ -26,21 +26,16 @@ def chain(ledger: LocalLedger) -> LedgerChain:
 
 
 @pytest.fixture
-def account(manager: AlgorandKMSManager, ledger: LocalLedger) -> tuple[str, str]:
+def account(envelope_key: EnvelopeKey, ledger: LocalLedger) -> tuple[str, str]:
     """An envelope key's account, funded; returns (its original private key, address)."""
-    _, address, backup = manager.create_algorand_key(ALIAS)
+    private_key, address = envelope_key(ALIAS)
     ledger.fund(address, 10_000_000)
-    return mnemonic.to_private_key(backup), address
+    return private_key, address
 
 
 def pay(signer: KMSSigner, ledger: LocalLedger, amount: int) -> transaction.SignedTransaction:
     txn = transaction.PaymentTxn(signer.address, ledger.suggested_params(), signer.address, amount)
     return signer.sign_transaction(txn)
-
-
-def tags(key_id: str) -> dict[str, str]:
-    listed = boto3.client("kms").list_resource_tags(KeyId=key_id)["Tags"]
-    return {t["TagKey"]: t["TagValue"] for t in listed}
 
 
 def test_rotation_keeps_the_address_and_moves_authority(
@@ -72,11 +67,13 @@ def test_rotation_keeps_the_address_and_moves_authority(
         ledger.evaluate(
             [sign_transaction_with_signer(stale, AccountTransactionSigner(old_private_key))]
         )
-    new_tags = tags(result.key_id)
+    new_tags = kms_tags(result.key_id)
     assert new_tags["AlgorandAddress"] == address
     assert new_tags["AlgorandAuthAddress"] == result.auth_address
     assert (new_tags["PreviousKeyId"], new_tags["RotationHistory"]) == (old_key_id, old_key_id)
-    assert new_tags["RotationState"] == "active" and tags(old_key_id)["RotationState"] == "retired"
+    assert (
+        new_tags["RotationState"] == "active" and kms_tags(old_key_id)["RotationState"] == "retired"
+    )
     (record,) = manager.list_keys()
     assert (record.name, record.address, record.auth_address) == (
         ALIAS,
@@ -103,7 +100,7 @@ def test_envelope_to_native_then_a_second_rotation(
     assert second.mode == "envelope" and second.auth_address != first.auth_address
     assert chain.auth_address(address) == second.auth_address
     ledger.evaluate([pay(signer, ledger, 2)])
-    history = tags(second.key_id)["RotationHistory"].split()
+    history = kms_tags(second.key_id)["RotationHistory"].split()
     assert history == [first.previous_key_id, first.key_id]
     # The native key of the first rotation no longer signs for the account.
     first_key = KMSSigner(f"{ALIAS}-first", session=session)
@@ -234,8 +231,8 @@ def test_interrupted_cleanup_never_retires_the_active_key(
     result = AlgorandKMSManager().rotate_key(ALIAS, chain)
 
     assert result.resumed
-    assert tags(result.key_id)["RotationState"] == "active"
-    assert tags(result.previous_key_id)["RotationState"] == "retired"
+    assert kms_tags(result.key_id)["RotationState"] == "active"
+    assert kms_tags(result.previous_key_id)["RotationState"] == "retired"
     ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
 
 
@@ -298,12 +295,12 @@ def test_rotation_tags_fit_ssm_tag_values(
 
     manager.rotate_key(ALIAS, chain)
     second = manager.rotate_key(ALIAS, chain)
-    path = tags(second.key_id)["SSMParameter"]
+    path = kms_tags(second.key_id)["SSMParameter"]
     listed = boto3.client("ssm").list_tags_for_resource(ResourceType="Parameter", ResourceId=path)
     # botocore's SSM model: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$ (moto does not check it)
     for tag in listed["TagList"]:
         assert re.fullmatch(r"[\w\s.:/=+\-@]*", tag["Value"]), tag
-    assert len(tags(second.key_id)["RotationHistory"].split()) == 2
+    assert len(kms_tags(second.key_id)["RotationHistory"].split()) == 2
 
 
 def test_failed_rotation_keeps_the_new_mnemonic_out_of_traceback_frames(

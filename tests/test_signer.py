@@ -14,7 +14,7 @@ from pathlib import Path
 import boto3
 import pytest
 from algojig import TealProgram
-from algosdk import mnemonic, transaction
+from algosdk import transaction
 from algosdk.atomic_transaction_composer import (
     AtomicTransactionComposer,
     TransactionWithSigner,
@@ -24,7 +24,7 @@ from algosdk.atomic_transaction_composer import (
 from confio_kms import AlgorandKMSManager, KMSSigner, cache, exceptions
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import RequestCounter, new_account, same_bytes, sdk_signed
+from .helpers import EnvelopeKey, RequestCounter, new_account, same_bytes, sdk_signed
 
 ALIAS = "confio-testnet-sponsor"
 ASSET_ID = 10
@@ -32,11 +32,9 @@ APP_ID = 77
 
 
 @pytest.fixture
-def imported(manager: AlgorandKMSManager) -> tuple[str, str]:
+def imported(envelope_key: EnvelopeKey) -> tuple[str, str]:
     """An account imported into KMS; returns (private_key, address) for comparison."""
-    private_key, address = new_account()
-    manager.import_existing_key(ALIAS, mnemonic.from_private_key(private_key))
-    return private_key, address
+    return envelope_key(ALIAS, imported=True)
 
 
 @pytest.fixture
@@ -115,10 +113,9 @@ def test_atomic_group_through_composer(
 
 
 def test_created_key_signs_like_its_backup_mnemonic(
-    manager: AlgorandKMSManager, session: boto3.Session, ledger: LocalLedger
+    envelope_key: EnvelopeKey, session: boto3.Session, ledger: LocalLedger
 ) -> None:
-    _, address, backup = manager.create_algorand_key(ALIAS)
-    private_key = mnemonic.to_private_key(backup)
+    private_key, address = envelope_key(ALIAS)
     ledger.fund(address, 1_000_000)
     txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0, note=b"x")
 

@@ -11,33 +11,26 @@ from algosdk.atomic_transaction_composer import (
 )
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, exceptions
+from confio_kms import exceptions
 from confio_kms.sandbox import LocalLedger
 from confio_kms.signer import KMSSigner
 from confio_kms.sponsor import AlgorandSponsorService
 
-from .helpers import new_account, same_bytes, sdk_signed
+from .helpers import EnvelopeKey, new_account, same_bytes, sdk_signed, zero_fee_params
 
 ALIAS = "confio-testnet-sponsor"
 
 
 @pytest.fixture
-def sponsor_key(manager: AlgorandKMSManager) -> tuple[str, str]:
+def sponsor_key(envelope_key: EnvelopeKey) -> tuple[str, str]:
     """The sponsor's account, created in KMS; returns (private_key, address)."""
-    _, address, backup = manager.create_algorand_key(ALIAS)
-    return mnemonic.to_private_key(backup), address
+    return envelope_key(ALIAS)
 
 
 @pytest.fixture
 def kms_service(sponsor_key: tuple[str, str]) -> AlgorandSponsorService:
     with override_settings(USE_KMS_SIGNING=True):
         return AlgorandSponsorService()
-
-
-def zero_fee_params(ledger: LocalLedger) -> transaction.SuggestedParams:
-    sp = ledger.suggested_params()
-    sp.fee, sp.flat_fee = 0, True
-    return sp
 
 
 def user_payment(

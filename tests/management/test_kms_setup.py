@@ -10,21 +10,16 @@ import os
 import stat
 from pathlib import Path
 
-import boto3
 import pytest
 from algosdk import account, mnemonic
 from django.core.management import CommandError, call_command
 
 from confio_kms import AlgorandKMSManager
 
-from ..helpers import new_account
+from ..helpers import key_count, new_account
 from .conftest import Terminal
 
 ALIAS = "confio-testnet-sponsor"
-
-
-def key_count() -> int:
-    return len(boto3.client("kms").list_keys()["Keys"])
 
 
 def test_create_at_a_terminal_shows_the_mnemonic_once_and_asks_to_confirm(
