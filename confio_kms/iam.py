@@ -1,21 +1,40 @@
-"""Least-privilege IAM policies for the configured aliases, region and SSM prefix.
+"""Least-privilege IAM policies for the configured aliases, region and SSM prefix, and
+a key policy that makes deleting or disabling a confio key take MFA.
 
-Two documents: ``runtime`` (what signing needs) and ``administration`` (what
-kms_setup, kms_rotate and deletion need besides). Keys are matched by alias with the
-``kms:ResourceAliases`` condition, so the policies survive rotation to a new key.
+``policies`` returns two identity policies: ``runtime`` (what signing needs) and
+``administration`` (what kms_setup, kms_rotate and deletion need besides). Keys are
+matched by alias with the ``kms:ResourceAliases`` condition, so the policies survive
+rotation to a new key; keys created by confio-kms are also matched by their
+``ManagedBy=confio-kms`` tag, which the administration policy can set only in
+CreateKey: an explicit Deny stops it from adding, changing or removing that tag on
+any existing key, so it cannot make another application's key look like ours.
+
 Three actions are called by AWS on the caller's behalf and so never appear among the
 library's own requests: ``kms:Decrypt`` and ``kms:Encrypt`` (SSM, for SecureString
 parameters) and ``ssm:AddTagsToResource`` (PutParameter with tags).
+
+``key_policy`` returns the key policy for the confio keys: the account keeps full
+administration through IAM (the key never becomes unmanageable), deleting, disabling
+and changing the key policy need an MFA session, and a native key (no backup exists)
+can be scheduled for deletion only by the break-glass role, with MFA.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
+from .exceptions import ConfigurationError
+from .keys import MANAGED_BY, TAG_MANAGED_BY
 from .validation import staging_name
 
 VERSION = "2012-10-17"
+# The only key spec of envelope keys; anything else (native Ed25519) has no backup.
+ENVELOPE_KEY_SPEC = "SYMMETRIC_DEFAULT"
+# The role that alone may schedule a native key's deletion (with MFA), by key policy.
+BREAK_GLASS_ROLE = "confio-kms-break-glass"
+ALIAS_ACTIONS = ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"]
 KEY_ADMIN_ACTIONS = [
     "kms:TagResource",
     "kms:DescribeKey",
@@ -24,9 +43,28 @@ KEY_ADMIN_ACTIONS = [
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
     "kms:EnableKey",
+    # The key's side of an alias change (the alias's side is in ManageAliases).
+    *ALIAS_ACTIONS,
 ]
+# Actions that need an MFA session on the confio keys (identity and key policy).
+MFA_ACTIONS = ["kms:ScheduleKeyDeletion", "kms:DisableKey"]
 # Called by AWS on the caller's behalf, never by the library itself.
 SERVER_SIDE_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "ssm:AddTagsToResource"}
+_ACCOUNT_ID = re.compile(r"[0-9]{12}")
+_NO_MFA = {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}
+
+
+def account_id(value: object, *, wildcard: bool = False) -> str:
+    """Return ``value`` if it is a 12-digit AWS account id (or ``*`` when allowed)."""
+    if wildcard and value == "*":
+        return "*"
+    if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
+        raise ConfigurationError(
+            f"{value!r} is not an AWS account id.",
+            fix="Pass the 12 digits of the account that owns the keys, for example "
+            "--account-id 123456789012 (`aws sts get-caller-identity` prints it).",
+        )
+    return value
 
 
 def policies(
@@ -35,8 +73,11 @@ def policies(
     """The runtime and administration policy documents for ``names`` (alias names)."""
     arn = f"arn:aws:{{service}}:{region}:{account_id}:"
     keys = arn.format(service="kms") + "key/*"
+    # Every key of the account, in any region: where the Deny statements apply.
+    all_keys = f"arn:aws:kms:*:{account_id}:key/*"
     aliases = [f"alias/{n}" for n in names]
     by_alias = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": aliases}}
+    by_tag = {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED_BY}": MANAGED_BY}}
     parameters = [
         arn.format(service="ssm") + f"parameter{ssm_prefix}/{n}/private-key*" for n in names
     ]
@@ -59,34 +100,68 @@ def policies(
     ]
     administration = [
         _statement("ListAliases", ["kms:ListAliases"], "*"),
-        # CreateKey with tags needs TagResource not restricted to particular keys; both
-        # are limited to requests that tag the new key ManagedBy=confio-kms.
+        # CreateKey with tags is authorized as kms:TagResource on no particular key
+        # (resource "*"), so this statement cannot name keys; it only allows requests
+        # that tag ManagedBy=confio-kms. On an existing key such a request is refused
+        # by ProtectManagedByTag below: only a new key can get the tag.
         _statement(
             "CreateManagedKeys",
             ["kms:CreateKey", "kms:TagResource"],
             "*",
-            {"StringEquals": {"aws:RequestTag/ManagedBy": "confio-kms"}},
+            {"StringEquals": {f"aws:RequestTag/{TAG_MANAGED_BY}": MANAGED_BY}},
         ),
-        _statement(
-            "ManageAliases",
-            ["kms:CreateAlias", "kms:UpdateAlias", "kms:DeleteAlias"],
-            [*alias_arns, keys],
-        ),
+        # The alias's side of CreateAlias/UpdateAlias/DeleteAlias: only the configured
+        # aliases and their staging aliases. The key's side (each key the alias leaves
+        # or points to must be ours) is in the two statements that follow.
+        _statement("ManageAliases", ALIAS_ACTIONS, alias_arns),
         # New keys have no alias yet when they are tagged, so they match by tag;
         # keys of the old setup scripts (no ManagedBy tag) match by alias.
-        _statement(
-            "ManageManagedKeys",
-            KEY_ADMIN_ACTIONS,
-            keys,
-            {"StringEquals": {"aws:ResourceTag/ManagedBy": "confio-kms"}},
-        ),
+        _statement("ManageManagedKeys", KEY_ADMIN_ACTIONS, keys, by_tag),
         _statement("ManageAliasedKeys", KEY_ADMIN_ACTIONS, keys, by_alias),
+        # A new parameter only: the library never overwrites one. A request without
+        # Overwrite has no ssm:Overwrite key, hence ...IfExists.
         _statement(
-            "WriteKeyParameters",
-            ["ssm:PutParameter", "ssm:GetParameter", "ssm:AddTagsToResource"],
+            "CreateKeyParameters",
+            ["ssm:PutParameter"],
             parameters,
+            {"StringEqualsIfExists": {"ssm:Overwrite": "false"}},
         ),
-        _statement("EncryptParametersViaSSM", ["kms:Encrypt"], keys, {"StringEquals": via_ssm}),
+        _statement(
+            "ReadAndTagKeyParameters", ["ssm:GetParameter", "ssm:AddTagsToResource"], parameters
+        ),
+        # SSM encrypts a new parameter with the new key, which carries the tag.
+        _statement(
+            "EncryptParametersViaSSM",
+            ["kms:Encrypt"],
+            keys,
+            {"StringEquals": {**by_tag["StringEquals"], **via_ssm}},
+        ),
+        # Explicit denials: they hold whatever else the role is granted.
+        _statement(
+            "ProtectManagedByTag",
+            ["kms:TagResource", "kms:UntagResource"],
+            all_keys,
+            # Tag keys in conditions are matched regardless of case, so "managedby"
+            # is refused as well.
+            {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": [TAG_MANAGED_BY]}},
+            effect="Deny",
+        ),
+        _statement(
+            "NeverOverwriteKeyParameters",
+            ["ssm:PutParameter"],
+            parameters,
+            {"StringEquals": {"ssm:Overwrite": "true"}},
+            effect="Deny",
+        ),
+        _statement("DeleteOrDisableOnlyWithMFA", MFA_ACTIONS, all_keys, _NO_MFA, effect="Deny"),
+        # Fails closed: a request without kms:KeySpec is treated as a native key.
+        _statement(
+            "NeverDeleteNativeKeys",
+            ["kms:ScheduleKeyDeletion"],
+            all_keys,
+            {"StringNotEquals": {"kms:KeySpec": ENVELOPE_KEY_SPEC}},
+            effect="Deny",
+        ),
     ]
     return {
         "runtime": {"Version": VERSION, "Statement": runtime},
@@ -94,19 +169,94 @@ def policies(
     }
 
 
+def key_policy(account: str, break_glass_role: str = BREAK_GLASS_ROLE) -> dict[str, Any]:
+    """The key policy for the confio keys of ``account`` (envelope and native alike).
+
+    - The account keeps ``kms:*`` through IAM, as in KMS's default key policy, so the
+      key never becomes unmanageable and the IAM policies above keep working.
+    - ScheduleKeyDeletion, DisableKey and PutKeyPolicy are denied to everyone (the
+      account's root user included) without MFA: ``BoolIfExists`` because a request
+      signed with long-term access keys carries no ``aws:MultiFactorAuthPresent``.
+    - ScheduleKeyDeletion of any key that is not ``SYMMETRIC_DEFAULT`` (native keys:
+      no backup exists) is denied to every principal but ``break_glass_role``, which
+      the key policy itself allows to schedule and cancel deletion, with MFA.
+
+    The role must exist when the policy is put (KMS checks principals).
+    """
+    account = account_id(account)
+    break_glass = f"arn:aws:iam::{account}:role/{break_glass_role}"
+    everyone = {"AWS": "*"}
+    statements = [
+        _statement(
+            "EnableIAMPolicies",
+            ["kms:*"],
+            "*",
+            principal={"AWS": f"arn:aws:iam::{account}:root"},
+        ),
+        _statement(
+            "BreakGlassDeletesWithMFA",
+            ["kms:DescribeKey", "kms:ScheduleKeyDeletion", "kms:CancelKeyDeletion"],
+            "*",
+            {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
+            principal={"AWS": break_glass},
+        ),
+        _statement(
+            "DeleteOrDisableOnlyWithMFA",
+            MFA_ACTIONS,
+            "*",
+            _NO_MFA,
+            effect="Deny",
+            principal=everyone,
+        ),
+        _statement(
+            "ChangeKeyPolicyOnlyWithMFA",
+            ["kms:PutKeyPolicy"],
+            "*",
+            _NO_MFA,
+            effect="Deny",
+            principal=everyone,
+        ),
+        # Two conditions, both must hold for the Deny: the key is not an envelope key
+        # (a missing kms:KeySpec counts as not: fails closed) and the caller is not
+        # the break-glass role.
+        _statement(
+            "OnlyBreakGlassDeletesNativeKeys",
+            ["kms:ScheduleKeyDeletion"],
+            "*",
+            {
+                "StringNotEquals": {"kms:KeySpec": ENVELOPE_KEY_SPEC},
+                "ArnNotEquals": {"aws:PrincipalArn": break_glass},
+            },
+            effect="Deny",
+            principal=everyone,
+        ),
+    ]
+    return {"Version": VERSION, "Id": "confio-kms", "Statement": statements}
+
+
 def actions(document: dict[str, Any]) -> set[str]:
-    return {a for statement in document["Statement"] for a in statement["Action"]}
+    """The actions a document allows (its Deny statements only restrict them)."""
+    return {
+        action
+        for statement in document["Statement"]
+        if statement["Effect"] == "Allow"
+        for action in statement["Action"]
+    }
 
 
 def _statement(
-    sid: str, actions: list[str], resource: str | list[str], condition: dict[str, Any] | None = None
+    sid: str,
+    actions: list[str],
+    resource: str | list[str],
+    condition: dict[str, Any] | None = None,
+    *,
+    effect: str = "Allow",
+    principal: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    statement: dict[str, Any] = {
-        "Sid": sid,
-        "Effect": "Allow",
-        "Action": actions,
-        "Resource": resource,
-    }
+    statement: dict[str, Any] = {"Sid": sid, "Effect": effect}
+    if principal is not None:
+        statement["Principal"] = principal
+    statement.update({"Action": actions, "Resource": resource})
     if condition:
         statement["Condition"] = condition
     return statement

@@ -19,6 +19,7 @@ from confio_kms.aws import AWSClients
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 
+from . import legacy_layout
 from .helpers import new_account
 
 
@@ -44,9 +45,14 @@ def policy_documents(*aliases: str) -> dict[str, Any]:
     return parsed
 
 
-@override_settings(CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION=True)
-def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Path) -> None:
-    # Administration: everything the commands and manager do.
+# The aliases the two runs below create (and adopt: "old", a key of the old scripts).
+ALIASES = ("env", "nat", "imp", "old")
+
+
+def run_administration(tmp_path: Path) -> None:
+    """Everything the commands and the manager do, on keys of both kinds."""
+    legacy_layout.create("old")
+    call_command("kms_setup", "--adopt", "old", "--network", "mainnet", stdout=io.StringIO())
     call_command("kms_setup", "--create-new", "--alias", "env", f"--mnemonic-out={tmp_path}/a",
                  stdout=io.StringIO())  # fmt: skip
     call_command("kms_setup", "--create-new", "--native", "--alias", "nat", stdout=io.StringIO())
@@ -60,12 +66,14 @@ def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Pat
     manager = AlgorandKMSManager()
     manager.delete_key("nat", pending_window_days=7)
     manager.cancel_key_deletion("nat")
-    admin_calls = set(recorded)
+    manager.delete_key("imp", pending_window_days=7)
+    manager.cancel_key_deletion("imp")
 
-    # Runtime: signing with both kinds, through the library, a command and the sponsor.
+
+def run_runtime() -> None:
+    """Signing with both kinds, through the library, a command and the sponsor."""
     from confio_kms import conf
 
-    recorded.clear()
     conf.reset()
     for name in ("env", "nat", "imp"):
         signer = KMSSigner(name)
@@ -77,9 +85,17 @@ def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Pat
         service = AlgorandSponsorService()
         txn = transaction.PaymentTxn(service.sponsor_address, sp, service.sponsor_address, 0)
         service.sign_transaction(txn)
+
+
+@override_settings(CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION=True)
+def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Path) -> None:
+    run_administration(tmp_path)
+    admin_calls = set(recorded)
+    recorded.clear()
+    run_runtime()
     runtime_calls = set(recorded)
 
-    documents = policy_documents("env", "nat", "imp")
+    documents = policy_documents(*ALIASES)
     runtime = iam.actions(documents["runtime"])
     administration = iam.actions(documents["administration"])
     assert runtime == runtime_calls | {"kms:Decrypt"}
