@@ -234,7 +234,9 @@ class AlgorandKMSManager:
     def list_keys(self) -> list[KeyRecord]:
         """Every aliased KMS key tagged with an Algorand address, sorted by name.
 
-        Covers keys this app created and those of the old setup scripts.
+        Covers keys this app created and those of the old setup scripts. Keys whose
+        tags the credentials may not read (other applications', under the generated
+        IAM policy) are not Algorand keys of ours and are skipped.
         """
         records = []
         for alias in self._aws.paginate("kms", "ListAliases", "aliases", "Aliases"):
@@ -242,7 +244,11 @@ class AlgorandKMSManager:
             key_id = alias.get("TargetKeyId")
             if not key_id or name.startswith("aws/"):
                 continue
-            tags = keys.read_tags(self._aws, key_id, alias["AliasName"])
+            try:
+                tags = keys.read_tags(self._aws, key_id, alias["AliasName"])
+            except exc.AccessDeniedError:
+                # Another application's key, which least privilege keeps us from reading.
+                continue
             if TAG_ADDRESS not in tags:
                 continue
             metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]

@@ -5,7 +5,9 @@ on the network their alias names; a key whose alias names none is adopted by com
 
 from __future__ import annotations
 
+import base64
 import io
+from typing import Any
 
 import boto3
 import pytest
@@ -17,7 +19,14 @@ from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, networks
 from confio_kms.sandbox import LocalLedger
 
 from . import legacy_layout
-from .helpers import RequestCounter, new_account, same_bytes, sdk_signed
+from .helpers import (
+    RequestCounter,
+    error_body,
+    json_response,
+    new_account,
+    same_bytes,
+    sdk_signed,
+)
 
 
 def params(network: str) -> transaction.SuggestedParams:
@@ -73,7 +82,9 @@ def test_legacy_keys_sign_for_the_network_their_alias_names(
     ledger.fund(address, 1_000_000)
     local = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
     signed = signer.sign_transaction(local)
-    tampered = transaction.SignedTransaction(local, signed.signature[:-4] + "AAA=")
+    raw = bytearray(base64.b64decode(signed.signature))
+    raw[10] ^= 1  # one flipped bit
+    tampered = transaction.SignedTransaction(local, base64.b64encode(bytes(raw)).decode())
     with pytest.raises(Exception, match="signature"):
         ledger.evaluate([tampered])
     ledger.evaluate([signed])
@@ -163,3 +174,21 @@ def test_create_called_the_old_way_takes_the_network_from_the_alias(
         "confio-testnet-x", mnemonic.from_private_key(private_key)
     )
     assert kms_tags(key_id)["AlgorandNetwork"] == "testnet"
+
+
+def test_listing_skips_keys_the_credentials_may_not_read(session: boto3.Session) -> None:
+    # The generated IAM policy lets confio-kms read only its own keys' tags.
+    _, address, _ = legacy_layout.create("confio-testnet-sponsor")
+    kms = boto3.client("kms")
+    stranger = kms.create_key()["KeyMetadata"]["KeyId"]
+    kms.create_alias(AliasName="alias/other-app", TargetKeyId=stranger)
+    denied = json_response(
+        "https://injected/", 400, error_body("AccessDeniedException", "not yours"), {}
+    )
+
+    def deny_strangers(request: Any, **kwargs: Any) -> Any:
+        return denied if stranger.encode() in request.body else None
+
+    session.events.register("before-send.kms.ListResourceTags", deny_strangers)
+    records = AlgorandKMSManager(session=session).list_keys()
+    assert [r.address for r in records] == [address]
