@@ -521,3 +521,16 @@ def test_the_install_guide_shows_the_policies_the_command_prints() -> None:
     assert shown(key_policy_command) == iam.key_policy(ACCOUNT)
     shown_policies = shown(f"manage.py kms_policy --account-id {ACCOUNT}")
     assert shown_policies == iam.policies(NAMES, REGION, PREFIX, ACCOUNT)
+
+
+def test_the_commands_page_shows_what_the_command_prints() -> None:
+    page = (Path(__file__).resolve().parent.parent / "docs" / "commands.md").read_text()
+    for args in (
+        ["--alias", "confio-mainnet-sponsor", "--account-id", ACCOUNT],
+        ["--key-policy", "--account-id", ACCOUNT],
+    ):
+        command = "manage.py kms_policy " + " ".join(args)
+        block = page.split(f"$ {command}\n", 1)[1].split("```", 1)[0]
+        out = io.StringIO()
+        call_command("kms_policy", *args, stdout=out)
+        assert json.loads(block) == json.loads(out.getvalue())
