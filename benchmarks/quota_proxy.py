@@ -1,0 +1,400 @@
+"""A quota-emulating endpoint: an HTTP proxy on loopback in front of moto's server.
+
+Every request is forwarded to the upstream endpoint (moto) unchanged, after an added
+delay that stands in for the network round trip to AWS: half of it before the
+request reaches the "service" (where the quota is checked) and half after the
+answer, so that a throttled answer costs a round trip too, as it does against AWS.
+Requests for the throttled operations (``X-Amz-Target`` ``AmazonSSM.GetParameter``
+and ``AmazonSSM.GetParameters``) each take a token from one bucket shared by every
+client; when it is empty the proxy answers as AWS does, HTTP 400 with
+``{"__type": "ThrottlingException", "message": "Rate exceeded"}`` and content type
+``application/x-amz-json-1.1``, and the request never reaches moto.
+
+Defaults: 40 tokens/s and a burst of 40, Parameter Store's documented standard
+throughput for GetParameter (40 transactions per second, shared by GetParameter and
+GetParameters in an account and region); 20 ms round trip.
+
+Counts of forwarded and throttled requests per operation are read with
+``QuotaProxy.stats()`` in the process, or ``GET /__stats`` (JSON). The proxy is a
+context manager: leaving it stops the server and closes every open connection.
+
+``local_moto()`` starts moto's server (KMS and SSM, enough for envelope keys) in a
+child process, as benchmarks/endpoint.py does, without the test tree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.endpoint import Endpoint  # noqa: E402
+
+DEFAULT_RATE = 40.0
+DEFAULT_BURST = 40
+DEFAULT_DELAY = 0.020
+THROTTLED_TARGETS = frozenset({"AmazonSSM.GetParameter", "AmazonSSM.GetParameters"})
+THROTTLE_BODY = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+AWS_JSON = "application/x-amz-json-1.1"
+# An idle client connection is closed after this many seconds (keeps handler
+# threads bounded when clients drop their connection pools without closing them).
+IDLE_TIMEOUT = 5.0
+UPSTREAM_TIMEOUT = 30.0
+_HOP_BY_HOP = {
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "content-length",
+}
+
+
+class TokenBucket:
+    """``rate`` tokens per second, at most ``burst`` held; starts full. Thread-safe."""
+
+    def __init__(
+        self, rate: float, burst: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be above 0 and burst at least 1")
+        self.rate = float(rate)
+        self.burst = int(burst)
+        self._clock = clock
+        self._tokens = float(burst)
+        self._stamp = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """One token, if there is one."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens >= 1:
+                self._tokens -= 1
+                return True
+            return False
+
+    def refill(self) -> None:
+        """Full again, as after ``burst / rate`` seconds without requests."""
+        with self._lock:
+            self._tokens = float(self.burst)
+            self._stamp = self._clock()
+
+
+@dataclass
+class Stats:
+    """Requests per operation: forwarded to the upstream, and answered throttled."""
+
+    forwarded: dict[str, int] = field(default_factory=dict)
+    throttled: dict[str, int] = field(default_factory=dict)
+    upstream_errors: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "forwarded": dict(self.forwarded),
+            "throttled": dict(self.throttled),
+            "upstream_errors": self.upstream_errors,
+        }
+
+
+def operation(target: str | None) -> str:
+    """``AmazonSSM.GetParameter`` -> ``GetParameter``; no target -> ``(none)``."""
+    return target.rsplit(".", 1)[-1] if target else "(none)"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    timeout = IDLE_TIMEOUT
+    # Buffered: the status line, headers and body leave in one write when the
+    # request's handling flushes (http.server does after each request).
+    wbufsize = 1 << 16
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Answers go out at once: Nagle's algorithm against the client's delayed
+        # acknowledgements would add up to 40 ms to every answer on a kept-alive
+        # connection, more than the round trip being emulated.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.server.track(self.connection, True)
+        self._upstream: http.client.HTTPConnection | None = None
+
+    def finish(self) -> None:
+        with contextlib.suppress(OSError):
+            super().finish()
+        self.server.track(self.connection, False)
+        if self._upstream is not None:
+            self._upstream.close()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # one line per request on stderr is noise here
+
+    def do_GET(self) -> None:
+        if self.path == "/__stats":
+            self._answer(200, {"Content-Type": "application/json"}, self.server.stats_json())
+        else:
+            self._proxy()
+
+    def do_POST(self) -> None:
+        self._proxy()
+
+    def do_PUT(self) -> None:
+        self._proxy()
+
+    def do_DELETE(self) -> None:
+        self._proxy()
+
+    def do_HEAD(self) -> None:
+        self._proxy()
+
+    def _proxy(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        target = self.headers.get("X-Amz-Target")
+        name = operation(target)
+        proxy = self.server
+        half = proxy.delay / 2
+        if half:
+            time.sleep(half)  # the request on its way
+        if target in proxy.throttled_targets and not proxy.bucket.take():
+            proxy.count("throttled", name)
+            status, headers, answer = 400, {"Content-Type": AWS_JSON}, THROTTLE_BODY
+            headers["x-amzn-RequestId"] = f"quota-proxy-{time.monotonic_ns()}"
+        else:
+            try:
+                status, headers, answer = self._forward(body)
+            except (OSError, http.client.HTTPException) as error:
+                proxy.count_upstream_error()
+                status, headers = 502, {"Content-Type": "text/plain"}
+                answer = f"quota proxy: upstream failed: {type(error).__name__}".encode()
+            else:
+                proxy.count("forwarded", name)
+        if half:
+            time.sleep(half)  # the answer on its way back
+        self._answer(status, headers, answer)
+
+    def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
+        """The upstream's answer; one new connection and one retry if a kept-alive
+        connection turned out closed."""
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
+        headers["Content-Length"] = str(len(body))
+        for attempt in range(2):
+            if self._upstream is None:
+                self._upstream = http.client.HTTPConnection(
+                    self.server.upstream_host, self.server.upstream_port, timeout=UPSTREAM_TIMEOUT
+                )
+            try:
+                self._upstream.request(self.command, self.path, body, headers)
+                response = self._upstream.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException):
+                self._upstream.close()
+                self._upstream = None
+                if attempt:
+                    raise
+                continue
+            kept = {k: v for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP}
+            if response.will_close:
+                self._upstream.close()
+                self._upstream = None
+            return response.status, kept, data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(
+        self,
+        upstream: str,
+        bucket: TokenBucket,
+        delay: float,
+        throttled_targets: frozenset[str],
+    ) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        parsed = urllib.parse.urlsplit(upstream)
+        self.upstream_host = parsed.hostname or "127.0.0.1"
+        self.upstream_port = parsed.port or 80
+        self.bucket = bucket
+        self.delay = delay
+        self.throttled_targets = throttled_targets
+        self._stats = Stats()
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+
+    def count(self, kind: str, name: str) -> None:
+        with self._lock:
+            counts = self._stats.forwarded if kind == "forwarded" else self._stats.throttled
+            counts[name] = counts.get(name, 0) + 1
+
+    def count_upstream_error(self) -> None:
+        with self._lock:
+            self._stats.upstream_errors += 1
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return self._stats.as_dict()
+
+    def stats_json(self) -> bytes:
+        return json.dumps(self.stats()).encode()
+
+    def track(self, conn: socket.socket, opened: bool) -> None:
+        with self._lock:
+            if opened:
+                self._open.add(conn)
+            else:
+                self._open.discard(conn)
+
+    def close_connections(self) -> None:
+        with self._lock:
+            conns = list(self._open)
+        for conn in conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+
+class QuotaProxy:
+    """The proxy on a free loopback port; ``url`` once entered.
+
+    ``rate`` tokens per second and ``burst`` at most, for the operations in
+    ``throttled_targets`` (``X-Amz-Target`` values); ``delay`` seconds added to every
+    request (the round trip, half each way).
+    """
+
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        rate: float = DEFAULT_RATE,
+        burst: int = DEFAULT_BURST,
+        delay: float = DEFAULT_DELAY,
+        throttled_targets: frozenset[str] = THROTTLED_TARGETS,
+    ) -> None:
+        if delay < 0:
+            raise ValueError("delay must be 0 or more seconds")
+        self.upstream = upstream
+        self.bucket = TokenBucket(rate, burst)
+        self.delay = delay
+        self.throttled_targets = throttled_targets
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self.url = ""
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            "rate": self.bucket.rate,
+            "burst": self.bucket.burst,
+            "delay_ms": self.delay * 1000,
+            "throttled": sorted(self.throttled_targets),
+        }
+
+    def stats(self) -> dict[str, Any]:
+        """Forwarded and throttled requests per operation so far (a copy)."""
+        assert self._server is not None, "the proxy is not running"
+        return self._server.stats()
+
+    def refill(self) -> None:
+        """Fill the bucket, as if no throttled request had come for a while."""
+        self.bucket.refill()
+
+    def __enter__(self) -> QuotaProxy:
+        self._server = _Server(self.upstream, self.bucket, self.delay, self.throttled_targets)
+        self.url = f"http://127.0.0.1:{self._server.server_port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="quota-proxy",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()  # serve_forever returns within poll_interval
+        self._server.close_connections()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """What happened between two ``stats()`` snapshots."""
+
+    def minus(kind: str) -> dict[str, int]:
+        names = set(before[kind]) | set(after[kind])
+        delta = {n: after[kind].get(n, 0) - before[kind].get(n, 0) for n in sorted(names)}
+        return {n: v for n, v in delta.items() if v}
+
+    return {
+        "forwarded": minus("forwarded"),
+        "throttled": minus("throttled"),
+        "upstream_errors": after["upstream_errors"] - before["upstream_errors"],
+    }
+
+
+@contextlib.contextmanager
+def local_moto() -> Iterator[Endpoint]:
+    """moto's server (KMS and SSM) in a child process on loopback; yields its URL and
+    process id (``Endpoint.cpu_reader`` reads its CPU time)."""
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "serve-moto"],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError("moto's server did not start")
+        yield Endpoint(url, child.pid)
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+
+
+def _serve_moto() -> None:
+    from confio_kms.sandbox import LocalAWS
+
+    with LocalAWS() as aws:
+        print(aws.url, flush=True)
+        sys.stdin.read()  # until the parent closes our stdin
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["serve-moto"]:
+    _serve_moto()

@@ -1,0 +1,196 @@
+"""benchmarks/quota_proxy.py throttles like Parameter Store, and benchmarks/quota_run.py
+produces its report.
+
+No upper bound on any time: the proxy's delay is checked as a lower bound only, and
+the throttling tests use a bucket that takes seconds to refill one token (or a fake
+clock), so a slow machine cannot let an extra request through.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from benchmarks.quota_proxy import QuotaProxy, TokenBucket
+from confio_kms.sandbox import SANDBOX_REGION, LocalAWS
+
+ROOT = Path(__file__).resolve().parents[1]
+ONE_ATTEMPT = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
+def client(service: str, endpoint: str) -> Any:
+    """A client that tries each request once, so every throttled answer shows."""
+    return boto3.Session().client(
+        service,  # type: ignore[call-overload]
+        region_name=SANDBOX_REGION,
+        endpoint_url=endpoint,
+        config=ONE_ATTEMPT,
+    )
+
+
+@pytest.fixture
+def proxy(local_aws: LocalAWS) -> Iterator[QuotaProxy]:
+    # Burst 5; one new token every 20 s: no request in a test gets one.
+    with QuotaProxy(local_aws.url, rate=0.05, burst=5, delay=0) as running:
+        yield running
+
+
+def test_the_bucket_throttles_the_41st_request_within_a_second() -> None:
+    now = [100.0]
+    bucket = TokenBucket(40, 40, clock=lambda: now[0])
+    assert [bucket.take() for _ in range(40)] == [True] * 40
+    now[0] += 0.01
+    assert bucket.take() is False  # the 41st, 10 ms later
+    now[0] += 1 / 40  # a token comes back every 25 ms
+    assert bucket.take() is True
+    assert bucket.take() is False
+    now[0] += 60  # never more than the burst
+    assert sum(bucket.take() for _ in range(50)) == 40
+
+
+def test_get_parameter_past_the_burst_is_answered_throttling_exception(
+    proxy: QuotaProxy,
+) -> None:
+    ssm = client("ssm", proxy.url)
+    ssm.put_parameter(Name="/quota/p", Value="secret", Type="SecureString")
+    outcomes = []
+    for _ in range(8):
+        try:
+            ssm.get_parameter(Name="/quota/p", WithDecryption=True)
+            outcomes.append("ok")
+        except ClientError as error:
+            assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+            assert error.response["Error"]["Message"] == "Rate exceeded"
+            outcomes.append(error.response["Error"]["Code"])
+    assert outcomes == ["ok"] * 5 + ["ThrottlingException"] * 3
+    # GetParameters shares the bucket, as it shares Parameter Store's quota.
+    with pytest.raises(ClientError) as caught:
+        ssm.get_parameters(Names=["/quota/p"], WithDecryption=True)
+    assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+    expected = {
+        "forwarded": {"PutParameter": 1, "GetParameter": 5},
+        "throttled": {"GetParameter": 3, "GetParameters": 1},
+        "upstream_errors": 0,
+    }
+    assert proxy.stats() == expected
+    with urllib.request.urlopen(f"{proxy.url}/__stats", timeout=10) as answer:
+        assert json.loads(answer.read()) == expected
+
+
+def test_the_throttled_answer_is_aws_json(proxy: QuotaProxy) -> None:
+    host = urllib.parse.urlsplit(proxy.url)
+    assert host.hostname is not None
+    body = json.dumps({"Name": "/quota/none"})
+    for _ in range(6):  # 5 tokens, then empty
+        conn = http.client.HTTPConnection(host.hostname, host.port, timeout=30)
+        conn.request(
+            "POST",
+            "/",
+            body,
+            {
+                "X-Amz-Target": "AmazonSSM.GetParameter",
+                "Content-Type": "application/x-amz-json-1.1",
+            },
+        )
+        answer = conn.getresponse()
+        data = answer.read()
+        conn.close()
+    assert answer.status == 400
+    assert answer.getheader("Content-Type") == "application/x-amz-json-1.1"
+    assert json.loads(data) == {"__type": "ThrottlingException", "message": "Rate exceeded"}
+
+
+def test_other_operations_are_forwarded_untouched_and_never_throttled(
+    proxy: QuotaProxy, local_aws: LocalAWS
+) -> None:
+    kms_direct, kms_proxied = client("kms", local_aws.url), client("kms", proxy.url)
+    key_id = kms_proxied.create_key(Description="through the proxy")["KeyMetadata"]["KeyId"]
+    kms_proxied.create_alias(AliasName="alias/quota", TargetKeyId=key_id)
+    ssm = client("ssm", proxy.url)
+    ssm.put_parameter(Name="/quota/q", Value="v", Type="SecureString", KeyId=key_id)
+    for _ in range(6):  # empties the bucket
+        with contextlib.suppress(ClientError):
+            ssm.get_parameter(Name="/quota/q", WithDecryption=True)
+    for _ in range(10):  # many more than the burst: none throttled
+        proxied = kms_proxied.describe_key(KeyId="alias/quota")
+        direct = kms_direct.describe_key(KeyId="alias/quota")
+        assert proxied["KeyMetadata"] == direct["KeyMetadata"]
+        ssm.describe_parameters()
+    stats = proxy.stats()
+    assert stats["throttled"] == {"GetParameter": 1}
+    assert stats["forwarded"]["DescribeKey"] == 10
+    assert stats["forwarded"]["DescribeParameters"] == 10
+
+
+def test_every_answer_waits_at_least_the_delay(local_aws: LocalAWS) -> None:
+    with QuotaProxy(local_aws.url, rate=0.05, burst=1, delay=0.1) as slow:
+        ssm = client("ssm", slow.url)
+        ssm.put_parameter(Name="/quota/d", Value="v", Type="SecureString")
+        for _ in range(2):  # forwarded, then throttled: both cost the round trip
+            start = time.perf_counter()
+            with contextlib.suppress(ClientError):
+                ssm.get_parameter(Name="/quota/d", WithDecryption=True)
+            assert time.perf_counter() - start >= 0.1
+        assert slow.stats()["throttled"] == {"GetParameter": 1}
+
+
+def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
+    tmp_path: Path,
+) -> None:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AWS_", "CONFIO_", "KMS_", "DJANGO_SETTINGS"))
+    }
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "quota_run.py"),
+            "--seconds",
+            "0.5",
+            "--settle",
+            "0.2",
+            "--processes",
+            "1",
+            "--threads",
+            "2",
+            "--approaches",
+            "coalescing",
+            "--out",
+            str(tmp_path / "quota.md"),
+            "--json",
+            str(tmp_path / "quota.json"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    result = json.loads((tmp_path / "quota.json").read_text())
+    [cell] = result["cells"]
+    assert (cell["approach"], cell["processes"], cell["threads"]) == ("coalescing", 1, 2)
+    assert cell["signatures"] > 0 and cell["signatures_all"] >= cell["signatures"]
+    assert cell["verify_failures"] == 0 and cell["unfinished"] == 0
+    assert cell["proxy_all"]["forwarded"]["GetParameter"] > 0  # through the proxy
+    assert result["proxy"]["rate"] == 40 and result["proxy"]["burst"] == 40
+    page = (tmp_path / "quota.md").read_text()
+    assert page.startswith("## Throughput under AWS quotas")
+    assert "| KMSSigner, coalescing | 1 | 2 |" in page
+    assert "0 failed verification | met |" in page
+    assert "### Reading" in page
