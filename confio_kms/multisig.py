@@ -52,20 +52,19 @@ class KMSMultisigSigner(TransactionSigner):
         self,
         txn_group: Sequence[transaction.Transaction],
         indexes: Sequence[int] | None = None,
-        *,
-        allow_rekey: bool = False,
-        allow_close: bool = False,
+        **allow: bool,
     ) -> list[transaction.MultisigTransaction]:
         """Multisig transactions carrying every KMS member's subsignature.
 
-        Each member's signing policy applies; ``allow_rekey``/``allow_close`` pass on.
+        Each member's signing policy applies; ``allow_*`` flags (see
+        ``KMSSigner.sign_transactions``) pass on.
         """
         chosen = select(txn_group, indexes)
         mtxns = [
             transaction.MultisigTransaction(txn, self.multisig.get_multisig_account())
             for txn in chosen
         ]
-        return self.append(mtxns, allow_rekey=allow_rekey, allow_close=allow_close)
+        return self.append(mtxns, **allow)
 
     def append(
         self,
@@ -73,6 +72,8 @@ class KMSMultisigSigner(TransactionSigner):
         *,
         allow_rekey: bool = False,
         allow_close: bool = False,
+        allow_nonparticipation: bool = False,
+        allow_destroy: bool = False,
     ) -> list[transaction.MultisigTransaction]:
         """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere)."""
         for i, mtxn in enumerate(mtxns):
@@ -98,7 +99,11 @@ class KMSMultisigSigner(TransactionSigner):
                 )
         for index, member in self.members:
             signed = member.sign_transactions(
-                txns, allow_rekey=allow_rekey, allow_close=allow_close
+                txns,
+                allow_rekey=allow_rekey,
+                allow_close=allow_close,
+                allow_nonparticipation=allow_nonparticipation,
+                allow_destroy=allow_destroy,
             )
             for mtxn, stxn in zip(mtxns, signed, strict=True):
                 mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)

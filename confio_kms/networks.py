@@ -5,6 +5,9 @@ The one table of these facts; everything else imports it.
 
 from __future__ import annotations
 
+import base64
+import binascii
+
 # Genesis hashes (base64) and ids; some public code has mainnet and testnet swapped.
 GENESIS_HASH = {
     "mainnet": "wGHE2Pwdvd7S12BL5FaOP20EGYesN73ktiC1qzkkit8=",
@@ -24,3 +27,21 @@ DEPLOYMENT_NETWORKS = ("testnet", "mainnet")
 UNKNOWN = "unknown"
 # Transactions in one atomic group.
 MAX_GROUP_SIZE = 16
+
+
+def genesis_bytes(genesis_hash: object) -> bytes:
+    """The 32 bytes a base64 genesis hash stands for, decoded as py-algorand-sdk encodes
+    it into the signed transaction (leniently: one hash has many spellings); b"" if none.
+
+    Compare genesis hashes as these bytes, never as strings.
+    """
+    if not isinstance(genesis_hash, str | bytes):
+        return b""
+    try:
+        raw = base64.b64decode(genesis_hash)
+    except (binascii.Error, ValueError):
+        return b""
+    return raw if len(raw) == 32 else b""
+
+
+PUBLIC_GENESIS = {genesis_bytes(hash_): name for name, hash_ in GENESIS_HASH.items()}

@@ -7,6 +7,13 @@
   sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
 - No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` in any
   transaction the key signs unless the call allows it (rotation allows rekey).
+- No other irreversible action unless the call allows it: a key registration that
+  marks the account non-participating forever (``allow_nonparticipation``), an asset
+  destroy (an asset config with no parameters: also what clearing every role is on
+  the wire) or an application delete (``allow_destroy``). Allowed by default, as
+  routine operations of the accounts that hold those roles: clawback transfers, and
+  asset config changes that hand a role to another address.
+- Genesis hashes are compared as the 32 bytes they encode, never as strings.
 - No logic signature delegation unless ``CONFIO_KMS_ALLOW_DELEGATION`` is on.
 - A fee cap per signature: ``CONFIO_KMS_MAX_FEE`` microalgos (default 50,000).
 """
@@ -23,23 +30,47 @@ from .config import DEFAULT_MAX_FEE
 from .exceptions import ConfigurationError, PolicyViolationError
 from .keys import KeyInfo
 
-PUBLIC_GENESIS = {hash_: name for name, hash_ in networks.GENESIS_HASH.items()}
+PUBLIC_GENESIS = networks.PUBLIC_GENESIS
+
+
+@dataclass(frozen=True)
+class Allow:
+    """What one signing call allows beyond the policy's defaults."""
+
+    rekey: bool = False
+    close: bool = False
+    nonparticipation: bool = False
+    destroy: bool = False
+
+
+NOTHING_EXTRA = Allow()
 
 
 @dataclass(frozen=True)
 class SigningPolicy:
     max_fee: int = DEFAULT_MAX_FEE
     trusted_genesis: frozenset[str] = field(default_factory=frozenset)
-    """Genesis hashes of private or local networks that any key may sign for."""
+    """Genesis hashes (base64) of private or local networks that any key may sign for."""
     allow_delegation: bool = False
     """Whether logic signatures may be delegated to the key (off: it is open-ended)."""
+    _trusted: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        public = sorted(self.trusted_genesis & PUBLIC_GENESIS.keys())
+        decoded = {h: networks.genesis_bytes(h) for h in self.trusted_genesis}
+        bad = sorted(h for h, raw in decoded.items() if not raw)
+        if bad:
+            raise ConfigurationError(
+                f"CONFIO_KMS_TRUSTED_GENESIS lists {len(bad)} value(s) that are not base64 "
+                "genesis hashes of 32 bytes.",
+                fix="List each private network's genesis hash as algod reports it (base64).",
+            )
+        # Bytes: one hash has several base64 spellings.
+        object.__setattr__(self, "_trusted", frozenset(decoded.values()))
+        public = sorted({PUBLIC_GENESIS[raw] for raw in decoded.values() if raw in PUBLIC_GENESIS})
         if public:
             raise ConfigurationError(
                 f"CONFIO_KMS_TRUSTED_GENESIS lists a public network's genesis hash "
-                f"({', '.join(PUBLIC_GENESIS[h] for h in public)}).",
+                f"({', '.join(public)}).",
                 fix="List only private or local networks' genesis hashes. Public networks "
                 "are matched to keys by their AlgorandNetwork tag or alias name; tag a key "
                 "whose alias names none with `manage.py kms_setup --adopt NAME --network NET`.",
@@ -52,7 +83,7 @@ class SigningPolicy:
             try:
                 from .sandbox import LocalLedger
 
-                trusted.add(str(LocalLedger.suggested_params().gh))
+                trusted.add(_text(LocalLedger.suggested_params().gh))
             except ImportError:
                 raise ConfigurationError(
                     "CONFIO_SANDBOX is on but the sandbox is not installed.",
@@ -68,13 +99,11 @@ class SigningPolicy:
         self,
         info: KeyInfo,
         txns: Sequence[transaction.Transaction],
-        *,
-        allow_rekey: bool = False,
-        allow_close: bool = False,
+        allow: Allow = NOTHING_EXTRA,
     ) -> None:
         """Raise ``PolicyViolationError`` for the first transaction the key must refuse."""
         for index, txn in enumerate(txns):
-            reason, fix = self._violation(info, txn, allow_rekey, allow_close)
+            reason, fix = self._violation(info, txn, allow)
             if reason:
                 raise PolicyViolationError(
                     f"alias/{info.name} refused transaction {index} ({txn.get_txid()}): "
@@ -83,11 +112,11 @@ class SigningPolicy:
                 )
 
     def _violation(
-        self, info: KeyInfo, txn: transaction.Transaction, allow_rekey: bool, allow_close: bool
+        self, info: KeyInfo, txn: transaction.Transaction, allow: Allow
     ) -> tuple[str, str]:
-        genesis = str(txn.genesis_hash)
-        expected = networks.GENESIS_HASH.get(info.network)
-        if genesis not in self.trusted_genesis and genesis != expected:
+        genesis = networks.genesis_bytes(txn.genesis_hash)
+        expected = networks.genesis_bytes(networks.GENESIS_HASH.get(info.network, ""))
+        if not genesis or (genesis not in self._trusted and genesis != expected):
             return _network_violation(info, genesis)
         if txn.fee > self.max_fee:
             return (
@@ -96,21 +125,47 @@ class SigningPolicy:
             )
         # Every transaction this key authorizes: its own account, an account rekeyed to
         # it, a multisig it is a member of.
-        if txn.rekey_to and not allow_rekey:
+        if txn.rekey_to and not allow.rekey:
             return (
                 f"it rekeys {txn.sender} to {txn.rekey_to}",
                 "Rotate keys with kms_rotate; other rekeys must pass allow_rekey=True.",
             )
         closes = getattr(txn, "close_remainder_to", None) or getattr(txn, "close_assets_to", None)
-        if closes and not allow_close:
+        if closes and not allow.close:
             return (
                 f"it closes {txn.sender} out to {closes}",
                 "Pass allow_close=True to sign a close-out deliberately.",
             )
+        return _irreversible(txn, allow)
+
+
+def _irreversible(txn: transaction.Transaction, allow: Allow) -> tuple[str, str]:
+    """An irreversible action the call did not allow, with its fix; ("", "") if none."""
+    if isinstance(txn, transaction.KeyregTxn) and txn.nonpart and not allow.nonparticipation:
+        return (
+            f"it marks {txn.sender} non-participating, which can never be undone",
+            "Pass allow_nonparticipation=True to sign it deliberately.",
+        )
+    if allow.destroy:
         return "", ""
+    if isinstance(txn, transaction.AssetConfigTxn) and txn.index and "apar" not in txn.dictify():
+        return (
+            f"it destroys asset {txn.index} (an asset config with no parameters: a destroy, "
+            "or every role cleared, which is the same on chain)",
+            "Pass allow_destroy=True to sign it deliberately.",
+        )
+    if (
+        isinstance(txn, transaction.ApplicationCallTxn)
+        and txn.on_complete == transaction.OnComplete.DeleteApplicationOC
+    ):
+        return (
+            f"it deletes application {txn.index}",
+            "Pass allow_destroy=True to sign it deliberately.",
+        )
+    return "", ""
 
 
-def _network_violation(info: KeyInfo, genesis: str) -> tuple[str, str]:
+def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
     """Why a key may not sign for ``genesis`` (not its network's, not trusted), and the fix."""
     on = PUBLIC_GENESIS.get(genesis, "")
     if info.network in networks.GENESIS_HASH or (on and info.network != networks.UNKNOWN):
@@ -133,9 +188,14 @@ def _network_violation(info: KeyInfo, genesis: str) -> tuple[str, str]:
     )
 
 
+def _text(value: object) -> str:
+    # py-algorand-sdk and algojig pass genesis hashes as base64 str or bytes alike.
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
+
+
 def _hashes(value: object) -> list[str]:
     if isinstance(value, str):
         return [h.strip() for h in value.split(",") if h.strip()]
     if isinstance(value, list | tuple | set | frozenset):
-        return [str(h) for h in value]
+        return [_text(h) for h in value]
     raise ValueError(f"{value!r} is not a list of base64 genesis hashes")

@@ -32,7 +32,7 @@ from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
 from .keys import KeyInfo
-from .policy import SigningPolicy
+from .policy import Allow, SigningPolicy
 from .signing import KeyHandle, sign_group
 from .validation import RESERVED_SUFFIX, staging_name
 
@@ -138,7 +138,7 @@ def rotate(
         KeyHandle(aws, prefix, name),
         policy,
         [rekey],
-        allow_rekey=True,
+        allow=Allow(rekey=True),
         info=current,
         detail="rotation rekey",
     )
@@ -189,7 +189,7 @@ def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.Suggested
     probe = transaction.PaymentTxn(
         info.address, sp, info.address, 0, note=NOTE, rekey_to=info.signer_address
     )
-    policy.check(info, [probe], allow_rekey=True)
+    policy.check(info, [probe], Allow(rekey=True))
 
 
 def _pending(aws: AWSClients, name: str) -> KeyInfo | None:

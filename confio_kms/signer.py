@@ -14,7 +14,7 @@ from . import audit, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .keys import KeyInfo
-from .policy import SigningPolicy
+from .policy import Allow, SigningPolicy
 from .signing import KeyHandle, delegation_message, select, sign_group
 from .validation import DEFAULT_SSM_PREFIX, alias_name
 
@@ -136,11 +136,14 @@ class KMSSigner(TransactionSigner):
         transactions: Sequence[transaction.Transaction] | None = None,
         allow_rekey: bool = False,
         allow_close: bool = False,
+        allow_nonparticipation: bool = False,
+        allow_destroy: bool = False,
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
 
-        The signing policy is checked first (network, fee cap, and no rekey or
-        close-out of the key's own account unless allowed here). A transaction whose
+        The signing policy is checked first (network, fee cap, and no rekey,
+        close-out, non-participation, asset destroy or application delete unless
+        allowed here). A transaction whose
         sender is not this key's address (an account rekeyed to it) gets the
         authorizing address set. Either every transaction is signed or the call
         raises; either way one audit record is emitted. ``transactions=`` is the old
@@ -150,8 +153,7 @@ class KMSSigner(TransactionSigner):
             self._handle,
             self.policy,
             select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
-            allow_rekey=allow_rekey,
-            allow_close=allow_close,
+            allow=Allow(allow_rekey, allow_close, allow_nonparticipation, allow_destroy),
         )
 
     def sign_logicsig(

@@ -20,7 +20,8 @@ from . import audit, cache, kinds
 from . import exceptions as exc
 from .aws import AWSClients
 from .keys import KeyInfo
-from .policy import SigningPolicy
+from .policy import NOTHING_EXTRA, Allow, SigningPolicy
+from .validation import same_address
 
 
 def signing_bytes(txn: transaction.Transaction) -> bytes:
@@ -77,7 +78,7 @@ def attach(
     info: KeyInfo, txn: transaction.Transaction, signature: bytes
 ) -> transaction.SignedTransaction:
     """A SignedTransaction; it names the authorizer when the sender is another account."""
-    auth = None if txn.sender == info.signer_address else info.signer_address
+    auth = None if same_address(txn.sender, info.signer_address) else info.signer_address
     return transaction.SignedTransaction(txn, base64.b64encode(signature).decode(), auth)
 
 
@@ -183,8 +184,7 @@ def sign_group(
     policy: SigningPolicy,
     chosen: list[transaction.Transaction],
     *,
-    allow_rekey: bool = False,
-    allow_close: bool = False,
+    allow: Allow = NOTHING_EXTRA,
     info: KeyInfo | None = None,
     detail: str = "",
 ) -> list[transaction.SignedTransaction]:
@@ -196,7 +196,7 @@ def sign_group(
         return []
 
     def check(key: KeyInfo) -> None:
-        policy.check(key, chosen, allow_rekey=allow_rekey, allow_close=allow_close)
+        policy.check(key, chosen, allow)
 
     used: KeyInfo | None = info
     try:

@@ -192,7 +192,7 @@ def _check_user_txns(
                 fix="Pass unsigned algosdk transactions.",
             )
         problem = None
-        if txn.sender == sponsor:
+        if validation.same_address(txn.sender, sponsor):
             problem = "is sent from the sponsor account"
         elif txn.fee != 0:
             problem = f"carries a fee of {txn.fee}; sponsored transactions carry zero fee"

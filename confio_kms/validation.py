@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from algosdk import encoding as algosdk_encoding
 from algosdk import mnemonic as algosdk_mnemonic
 
 from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkError
@@ -41,6 +42,17 @@ def alias_name(key_alias: object) -> str:
             "(optionally prefixed with 'alias/'), for example 'confio-testnet-sponsor'.",
         )
     return name
+
+
+def same_address(a: object, b: object) -> bool:
+    """Whether two Algorand addresses name one account: compares the public keys they
+    encode, since one key has several base32 spellings that all pass the checksum."""
+    try:
+        return bytes(algosdk_encoding.decode_address(a)) == bytes(
+            algosdk_encoding.decode_address(b)
+        )
+    except Exception:  # py-algorand-sdk raises several unrelated types for bad input
+        return False
 
 
 def staging_name(name: str) -> str:
