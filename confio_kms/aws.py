@@ -3,11 +3,24 @@
 One ``AWSClients`` per manager or signer: the boto3 session and its KMS and
 SSM clients are built once and reused (boto3 clients are thread-safe; sessions
 are not, so nothing builds clients after construction).
+
+Time limits: each request waits at most ``CONFIO_KMS_CONNECT_TIMEOUT`` to connect and
+``CONFIO_KMS_READ_TIMEOUT`` for an answer, and is tried at most
+``CONFIO_KMS_MAX_ATTEMPTS`` times (botocore's standard retries). A signing call has a
+deadline, ``CONFIO_KMS_CALL_DEADLINE`` from its start (``AWSClients.bounded``): its lookups,
+requests and retries share it, and once it has passed (or a retry's backoff would
+reach it) nothing new is sent and the call fails with ``DeadlineExceededError``.
+Any other request gets the same deadline on its own. A request already in flight
+is not interrupted: it ends within its own timeouts. All four settings are read when
+the clients are built (botocore fixes timeouts and attempts per client).
 """
 
 from __future__ import annotations
 
+import copy
+import time
 from collections.abc import Iterator, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import boto3
@@ -23,19 +36,77 @@ from botocore.exceptions import (
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.retries import standard
 
 from . import config
 from . import exceptions as exc
 from .redaction import install_redaction
 
-CLIENT_CONFIG = Config(  # type: ignore[call-arg]  # stubs lag botocore: user_agent_appid
-    retries={"mode": "standard", "total_max_attempts": 4},
-    connect_timeout=5,
-    read_timeout=10,
-    # Native keys sign a group with concurrent requests (one per transaction).
-    max_pool_connections=32,
-    user_agent_appid="confio-kms",
-)
+
+def client_config(attempts: int) -> Config:
+    """botocore's configuration for new clients, from the settings (read now)."""
+    return Config(  # type: ignore[call-arg]  # stubs lag botocore: user_agent_appid
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        connect_timeout=config.connect_timeout(),
+        read_timeout=config.read_timeout(),
+        # Native keys sign a group with concurrent requests (one per transaction).
+        max_pool_connections=32,
+        user_agent_appid="confio-kms",
+    )
+
+
+class DeadlineExceededError(exc.AWSConnectionError, TimeoutError):
+    """A signing call's deadline (``CONFIO_KMS_CALL_DEADLINE``) passed before AWS answered.
+
+    Also an ``AWSConnectionError`` and a ``TimeoutError``.
+    """
+
+
+class _Budget:
+    """The deadline of the AWS request running in this thread, and whether it cut a retry."""
+
+    __slots__ = ("cut", "deadline")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.cut = False
+
+
+# Set by AWSClients._call around each botocore call, read by its retry handler (which
+# botocore runs in the calling thread).
+_budget: ContextVar[_Budget | None] = ContextVar("confio_kms_budget", default=None)
+
+
+class _DeadlineRetries:
+    """botocore's standard retry handler, except that no retry starts at or after the
+    deadline: when the backoff would reach it, the request fails now."""
+
+    def __init__(self, inner: standard.RetryHandler) -> None:
+        self._inner = inner
+
+    def needs_retry(self, **kwargs: Any) -> float | bool | None:
+        delay: float | bool | None = self._inner.needs_retry(**kwargs)
+        budget = _budget.get()
+        if budget is None or delay is None or delay is False:
+            return delay
+        if time.monotonic() + float(delay) >= budget.deadline:
+            budget.cut = True
+            return False  # not None: later handlers must not retry either
+        return delay
+
+
+def _bound_retries(client: Any, attempts: int) -> None:
+    """Replace the client's standard retry handler by one that honours deadlines."""
+    name = client.meta.service_model.service_id.hyphenize()
+    unique_id = f"retry-config-{name}"
+    # Registering under the id botocore already used only builds the handler ...
+    inner = standard.register_retry_handler(client, max_attempts=attempts)
+    # ... which then takes the place of botocore's own, wrapped.
+    client.meta.events.unregister(f"needs-retry.{name}", unique_id=unique_id)
+    client.meta.events.register(
+        f"needs-retry.{name}", _DeadlineRetries(inner).needs_retry, unique_id=unique_id
+    )
+
 
 _DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
 _KEY_STATE = {"DisabledException", "KMSInvalidStateException", "KeyUnavailableException"}
@@ -50,8 +121,13 @@ class AWSClients:
     ``region_name`` falls back to ``KMS_REGION`` (settings, environment, .env), then
     the session's region (``AWS_DEFAULT_REGION``, the profile), then the guide's
     ``eu-central-2``; ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3
-    reads it.
+    reads it. Timeouts, attempts and the call deadline are read from the settings
+    here, once.
     """
+
+    # The monotonic time after which no request starts (``bounded``); None: each
+    # request gets ``call_deadline`` seconds on its own.
+    deadline: float | None = None
 
     def __init__(
         self,
@@ -64,14 +140,28 @@ class AWSClients:
         self.session = session or boto3.Session()
         self.region = config.region(region_name, self.session.region_name)
         self.endpoint_url = endpoint_url
+        attempts = config.max_attempts()
+        settings = client_config(attempts)
+        self.call_deadline = config.call_deadline()
         self.kms = self.session.client(
-            "kms", region_name=self.region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            "kms", region_name=self.region, endpoint_url=endpoint_url, config=settings
         )
         self.ssm = self.session.client(
-            "ssm", region_name=self.region, endpoint_url=endpoint_url, config=CLIENT_CONFIG
+            "ssm", region_name=self.region, endpoint_url=endpoint_url, config=settings
         )
+        for client in (self.kms, self.ssm):
+            _bound_retries(client, attempts)
         # Loggers created while building the clients get the filter too.
         install_redaction()
+
+    def bounded(self, seconds: float | None = None) -> AWSClients:
+        """These clients, for one call: every request through the copy shares one
+        deadline, ``seconds`` (default ``CONFIO_KMS_CALL_DEADLINE``) from now."""
+        view = copy.copy(self)
+        if seconds is not None:
+            view.call_deadline = seconds
+        view.deadline = time.monotonic() + view.call_deadline
+        return view
 
     @property
     def scope(self) -> str:
@@ -113,9 +203,21 @@ class AWSClients:
         self, service: str, operation: str, resource: str, params: dict[str, Any]
     ) -> dict[str, Any]:
         client = self.kms if service == "kms" else self.ssm
+        seconds = self.call_deadline
+        if self.deadline is None:
+            budget = _Budget(time.monotonic() + seconds)
+        else:
+            budget = _Budget(self.deadline)
+            if time.monotonic() >= budget.deadline:
+                raise self._deadline_error(seconds, service, operation, resource, "")
+        token = _budget.set(budget)
         try:
             response: dict[str, Any] = getattr(client, xform_name(operation))(**params)
         except ClientError as error:
+            if budget.cut:
+                raise self._deadline_error(
+                    seconds, service, operation, resource, error_cause(error)
+                ) from error
             raise translate_client_error(error, service, operation, resource) from error
         except (NoCredentialsError, PartialCredentialsError) as error:
             raise exc.CredentialsError(
@@ -124,6 +226,10 @@ class AWSClients:
                 "or an instance/task role).",
             ) from error
         except (BotoConnectionError, HTTPClientError) as error:
+            if budget.cut:
+                raise self._deadline_error(
+                    seconds, service, operation, resource, type(error).__name__
+                ) from error
             # Connection refused, reset or timed out, after botocore's retries.
             raise exc.AWSConnectionError(
                 f"Could not reach AWS {service} at {client.meta.endpoint_url} "
@@ -136,7 +242,35 @@ class AWSClients:
                 f"AWS {service}:{operation} on {resource} failed.",
                 cause=type(error).__name__,
             ) from error
+        finally:
+            _budget.reset(token)
         return response
+
+    def _deadline_error(
+        self, seconds: float, service: str, operation: str, resource: str, cause: str
+    ) -> DeadlineExceededError:
+        client = self.kms if service == "kms" else self.ssm
+        deadline = (
+            f"the deadline of {'the signing call' if self.deadline is not None else 'the request'}"
+            f" (CONFIO_KMS_CALL_DEADLINE = {seconds:g} s)"
+        )
+        if cause:
+            message = (
+                f"AWS {service}:{operation} on {resource} at {client.meta.endpoint_url} "
+                f"failed and {deadline} left no time to retry it."
+            )
+        else:
+            message = (
+                f"{deadline[0].upper()}{deadline[1:]} had passed before AWS "
+                f"{service}:{operation} on {resource}: it was not sent."
+            )
+        return DeadlineExceededError(
+            message,
+            fix="Check the network, KMS_REGION and KMS_ENDPOINT_URL / AWS_ENDPOINT_URL, "
+            "and AWS's health; if AWS is merely slow, raise CONFIO_KMS_CALL_DEADLINE "
+            "(CONFIO_KMS_READ_TIMEOUT and CONFIO_KMS_MAX_ATTEMPTS bound each request).",
+            cause=cause or None,
+        )
 
 
 # AWS error code -> (error class, message, fix); {r} is the resource, {op} the operation.
@@ -178,13 +312,19 @@ _BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
 }
 
 
+def error_cause(error: ClientError) -> str:
+    """AWS's code and message of ``error``, as errors quote them."""
+    err: Mapping[str, Any] = error.response.get("Error", {})
+    return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
+
+
 def translate_client_error(
     error: ClientError, service: str, operation: str, resource: str
 ) -> exc.ConfioKMSError:
     """Map an AWS error onto the narrowest confio_kms error, naming cause and fix."""
     err: Mapping[str, Any] = error.response.get("Error", {})
     code = str(err.get("Code", ""))
-    cause = f"{code}: {err.get('Message', '')}".strip(": ")
+    cause = error_cause(error)
     action = f"{service}:{operation}"
     if code in _DENIED:
         fix = f"Grant the IAM action {action} on {resource} to the credentials in use"

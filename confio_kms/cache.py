@@ -9,6 +9,14 @@ paths outside the alias's own, and re-resolves on a mismatch. Entries expire aft
 ``CONFIO_KMS_CACHE_TIMEOUT`` seconds (default 300), so a rotation made by another
 process is picked up; a rotation also drops the shared entry at once.
 A failing Django cache is logged and bypassed: signing never depends on it.
+
+A lookup that was in flight while the alias changed must not cache what it read
+before the change: ``forget`` (a rotation, a creation) starts a new generation of the
+entry, in this process (a counter) and in Django's cache (a random token under its own
+key). A lookup notes the generation before it asks AWS and writes its result only if
+the generation is still the same; a shared entry carries the generation it was
+written in, and a reader ignores an entry of another generation, so a write that
+slips in after ``forget`` is never read.
 """
 
 from __future__ import annotations
@@ -16,10 +24,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import secrets
 import threading
 import time
 from dataclasses import asdict
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import config, kinds
 from .aws import AWSClients
@@ -29,17 +38,33 @@ from .keys import KeyInfo
 logger = logging.getLogger("confio_kms.cache")
 
 _local: dict[str, tuple[float, KeyInfo]] = {}  # key -> (expires at, info)
+# key -> generation in this process; bumped by forget, never reset (an entry that a
+# lookup started under an older generation would otherwise come back).
+_generations: dict[str, int] = {}
 _lock = threading.Lock()
 DEFAULT_TIMEOUT = config.DEFAULT_CACHE_TIMEOUT
+_GENERATION = "generation"  # the shared entry's field naming its generation
+
+
+class Generation(NamedTuple):
+    """An entry's generation: in this process, and in Django's cache ("" before any
+    ``forget``, None when the cache could not be read)."""
+
+    local: int
+    shared: str | None
 
 
 def _key(scope: str, name: str) -> str:
     # Memcached keys must be short and free of spaces; the scope holds a URL.
     digest = hashlib.sha256(f"{scope}|{name}".encode()).hexdigest()[:24]
-    return f"confio_kms:key:v2:{digest}"
+    return f"confio_kms:key:v3:{digest}"
 
 
-def _shared(operation: str, key: str, *args: Any) -> Any:
+def _generation_key(key: str) -> str:
+    return key.replace(":key:", ":generation:", 1)
+
+
+def _shared(operation: str, key: Any, *args: Any) -> Any:
     """Run ``operation`` on Django's cache if one is configured; None otherwise."""
     from django.conf import settings
 
@@ -55,21 +80,56 @@ def _shared(operation: str, key: str, *args: Any) -> Any:
         return None
 
 
-def get(scope: str, name: str) -> KeyInfo | None:
+def _shared_generation(raw: object) -> str:
+    return raw if isinstance(raw, str) else ""
+
+
+def _decode(raw: object, generation: str) -> KeyInfo | None:
+    """The KeyInfo of a shared entry of ``generation``; None for any other entry."""
+    if not isinstance(raw, dict) or raw.get(_GENERATION) != generation:
+        return None
+    fields = {name: value for name, value in raw.items() if name != _GENERATION}
+    try:
+        return KeyInfo(**fields)
+    except TypeError:  # an entry written by another version
+        return None
+
+
+def _read(scope: str, name: str) -> tuple[KeyInfo | None, Generation]:
+    """The cached info (None on a miss) and the generation it was read in."""
     key = _key(scope, name)
     with _lock:
         entry = _local.get(key)
+        local = _generations.get(key, 0)
     if entry is not None and time.monotonic() < entry[0]:
-        return entry[1]
-    raw = _shared("get", key)
-    try:
-        info = KeyInfo(**raw) if isinstance(raw, dict) else None
-    except TypeError:  # an entry written by another version
-        info = None
+        return entry[1], Generation(local, None)
+    generation_key = _generation_key(key)
+    found = _shared("get_many", [key, generation_key])
+    if not isinstance(found, dict):
+        return None, Generation(local, None)
+    shared = _shared_generation(found.get(generation_key))
+    info = _decode(found.get(key), shared)
     if info is not None:
         with _lock:
-            _local[key] = (time.monotonic() + timeout(), info)
-    return info
+            if _generations.get(key, 0) == local:
+                _local[key] = (time.monotonic() + timeout(), info)
+    return info, Generation(local, shared)
+
+
+def get(scope: str, name: str) -> KeyInfo | None:
+    return _read(scope, name)[0]
+
+
+def generation(scope: str, name: str) -> Generation:
+    """The entry's generation now: note it before asking AWS, pass it to ``put``."""
+    key = _key(scope, name)
+    with _lock:
+        local = _generations.get(key, 0)
+    generation_key = _generation_key(key)
+    found = _shared("get_many", [generation_key])
+    if not isinstance(found, dict):
+        return Generation(local, None)
+    return Generation(local, _shared_generation(found.get(generation_key)))
 
 
 def timeout() -> float:
@@ -81,28 +141,45 @@ def timeout() -> float:
         return DEFAULT_TIMEOUT
 
 
-def put(scope: str, name: str, info: KeyInfo) -> None:
+def put(scope: str, name: str, info: KeyInfo, since: Generation | None = None) -> None:
+    """Cache ``info``, unless the entry was forgotten since ``since`` (the generation
+    noted before the lookup that produced ``info``; None: the current one)."""
     key = _key(scope, name)
+    now = generation(scope, name)
+    if since is not None and (
+        now.local != since.local or (since.shared is not None and now.shared != since.shared)
+    ):
+        logger.debug("alias %s changed during its lookup: the result is not cached", name)
+        return
     seconds = timeout()
     with _lock:
+        if _generations.get(key, 0) != now.local:
+            return  # forgotten between the check and now
         _local[key] = (time.monotonic() + seconds, info)
-    _shared("set", key, asdict(info), None if seconds == math.inf else int(seconds))
+    if now.shared is None:  # Django's cache is unavailable: nothing to write there
+        return
+    entry = {**asdict(info), _GENERATION: now.shared}
+    _shared("set", key, entry, None if seconds == math.inf else int(seconds))
 
 
 def forget(scope: str, name: str) -> None:
+    """Drop the entry, and make lookups in flight unable to write theirs back."""
     key = _key(scope, name)
     with _lock:
         _local.pop(key, None)
+        _generations[key] = _generations.get(key, 0) + 1
+    # A new generation first: a write racing with this one is then of the old one.
+    _shared("set", _generation_key(key), secrets.token_hex(8), None)
     _shared("delete", key)
 
 
 def lookup(aws: AWSClients, name: str) -> tuple[KeyInfo, bool]:
     """Return (key info, whether it came from a cache), asking AWS only on a miss."""
-    info = get(aws.scope, name)
+    info, since = _read(aws.scope, name)
     if info is not None:
         return info, True
     info = kinds.resolve(aws, name)
-    put(aws.scope, name, info)
+    put(aws.scope, name, info, since)
     return info, False
 
 

@@ -243,3 +243,48 @@ def cache_timeout() -> float:
 def audit_db() -> bool:
     """``CONFIO_KMS_AUDIT_DB``: also store audit records as database rows."""
     return setting("CONFIO_KMS_AUDIT_DB", False, as_bool)
+
+
+# AWS request limits, for a web request: a request that gets no answer is abandoned
+# after the read timeout, and a signing call (its lookups, requests and retries
+# together) starts nothing new once its deadline has passed.
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 5.0
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_CALL_DEADLINE = 10.0
+
+
+def _positive_seconds(value: object) -> float:
+    if value is None or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a number of seconds")
+    seconds = float(str(value)) if not isinstance(value, int | float) else float(value)
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ValueError(f"{value!r} is not a number of seconds above 0")
+    return seconds
+
+
+def _attempts(value: object) -> int:
+    attempts = as_int(value)
+    if not 1 <= attempts <= 10:
+        raise ValueError(f"{value!r} is not a number of attempts from 1 to 10")
+    return attempts
+
+
+def connect_timeout() -> float:
+    """``CONFIO_KMS_CONNECT_TIMEOUT``: seconds to wait for a connection to AWS."""
+    return setting("CONFIO_KMS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, _positive_seconds)
+
+
+def read_timeout() -> float:
+    """``CONFIO_KMS_READ_TIMEOUT``: seconds to wait for AWS's answer to one request."""
+    return setting("CONFIO_KMS_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, _positive_seconds)
+
+
+def max_attempts() -> int:
+    """``CONFIO_KMS_MAX_ATTEMPTS``: attempts per AWS request, the first one included."""
+    return setting("CONFIO_KMS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, _attempts)
+
+
+def call_deadline() -> float:
+    """``CONFIO_KMS_CALL_DEADLINE``: seconds one signing call may spend on AWS."""
+    return setting("CONFIO_KMS_CALL_DEADLINE", DEFAULT_CALL_DEADLINE, _positive_seconds)

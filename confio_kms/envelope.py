@@ -38,7 +38,9 @@ from .keys import (
     Rollback,
     create_alias,
     create_key,
+    may_have_applied,
     provisioning,
+    written_with,
 )
 from .redaction import HiddenStr, holds_secrets
 from .validation import RESERVED_SUFFIX, parameter_path
@@ -203,9 +205,9 @@ def store(
 ) -> str:
     """Create the KMS key, alias ``name`` and the parameter at ``path``; return the key id.
 
-    ``address`` is the account the key signs for. Any failure undoes what was
-    created (alias removed, key scheduled for deletion) and raises
-    ``ProvisioningError`` saying so.
+    ``address`` is the account the key signs for. Any failure undoes what this call
+    made, as read back from AWS (parameter deleted, alias removed, key scheduled for
+    deletion; see ``keys.Rollback``), and raises ``ProvisioningError`` saying so.
     """
     tags = {
         TAG_ADDRESS: address,
@@ -229,18 +231,29 @@ def store(
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)
         step("PutParameter")
-        aws.call(
-            "ssm",
-            "PutParameter",
-            path,
-            Name=path,
-            Description=f"Algorand private key of {address} (confio-kms)",
-            Value=private_key,
-            Type="SecureString",
-            KeyId=key_id,
-            Overwrite=False,
-            Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
-        )
+        try:
+            aws.call(
+                "ssm",
+                "PutParameter",
+                path,
+                Name=path,
+                Description=f"Algorand private key of {address} (confio-kms)",
+                Value=private_key,
+                Type="SecureString",
+                KeyId=key_id,
+                Overwrite=False,
+                Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+            )
+        except exc.ParameterExistsError:
+            # Encrypted with the key made just now: this call's own write, whose answer
+            # was lost and whose retry found it. Anything else is someone else's.
+            if not written_with(aws, path, key_id):
+                raise
+        except Exception as error:
+            if may_have_applied(error):
+                rollback.expect_parameter(aws, path)
+            raise
+        rollback.expect_parameter(aws, path)
         return key_id
 
     return provisioning(name, rollback, run)

@@ -9,6 +9,7 @@ locally against the account's public key before it is returned.
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -144,9 +145,14 @@ class NativeKey(AlgorandKey):
         extra_tags: dict[str, str] | None = None,
     ) -> Provisioned:
         """KMS generates the key, tagged with its address, then aliased: the alias
-        comes last, so it never points at a half-made key. No backup exists."""
+        comes last, so it never points at a half-made key. No backup exists.
+
+        Until its address is known, the key's address tag holds a placeholder unique to
+        this call: a key whose CreateKey answer was lost is found by it and rolled back.
+        """
         rollback = Rollback()
         address = ""
+        placeholder = f"pending-creation-{secrets.token_hex(8)}"
 
         def run(step: Callable[[str], None]) -> str:
             nonlocal address
@@ -156,7 +162,12 @@ class NativeKey(AlgorandKey):
                 name,
                 rollback,
                 description=description or "Algorand account (confio-kms, native Ed25519)",
-                tags={TAG_NETWORK: network, TAG_MANAGED_BY: MANAGED_BY, **(extra_tags or {})},
+                tags={
+                    TAG_NETWORK: network,
+                    TAG_MANAGED_BY: MANAGED_BY,
+                    **(extra_tags or {}),
+                    TAG_ADDRESS: placeholder,  # replaced by TagResource below
+                },
                 KeySpec=KEY_SPEC,
                 KeyUsage="SIGN_VERIFY",
             )

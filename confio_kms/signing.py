@@ -145,6 +145,11 @@ class KeyHandle:
     def alias(self) -> str:
         return f"alias/{self.name}"
 
+    def bounded(self) -> KeyHandle:
+        """This handle for one signing call: its AWS requests (lookups and retries
+        included) share one deadline, ``CONFIO_KMS_CALL_DEADLINE`` from now."""
+        return KeyHandle(self.aws.bounded(), self.prefix, self.name)
+
     def info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
         """Return (key info, whether it came from a cache)."""
         if refresh:
@@ -163,6 +168,8 @@ class KeyHandle:
         re-created since) is retried once with a fresh lookup, and only if AWS now
         reports a different key.
         """
+        if self.aws.deadline is None:  # not yet bounded by a caller (sign_group)
+            return self.bounded().sign(messages, check, resolved)
         info, from_cache = resolved or self.info()
         check(info)
         key = kinds.key_for(self.aws, info, self.prefix)
@@ -194,6 +201,7 @@ def sign_group(
     """
     if not chosen:
         return []
+    handle = handle.bounded()  # one deadline for the whole call
 
     def check(key: KeyInfo) -> None:
         policy.check(key, chosen, allow)
