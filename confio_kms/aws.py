@@ -55,13 +55,6 @@ def client_config(attempts: int) -> Config:
     )
 
 
-class DeadlineExceededError(exc.AWSConnectionError, TimeoutError):
-    """A signing call's deadline (``CONFIO_KMS_CALL_DEADLINE``) passed before AWS answered.
-
-    Also an ``AWSConnectionError`` and a ``TimeoutError``.
-    """
-
-
 class _Budget:
     """The deadline of the AWS request running in this thread, and whether it cut a retry."""
 
@@ -248,7 +241,7 @@ class AWSClients:
 
     def _deadline_error(
         self, seconds: float, service: str, operation: str, resource: str, cause: str
-    ) -> DeadlineExceededError:
+    ) -> exc.DeadlineExceededError:
         client = self.kms if service == "kms" else self.ssm
         deadline = (
             f"the deadline of {'the signing call' if self.deadline is not None else 'the request'}"
@@ -264,7 +257,7 @@ class AWSClients:
                 f"{deadline[0].upper()}{deadline[1:]} had passed before AWS "
                 f"{service}:{operation} on {resource}: it was not sent."
             )
-        return DeadlineExceededError(
+        return exc.DeadlineExceededError(
             message,
             fix="Check the network, KMS_REGION and KMS_ENDPOINT_URL / AWS_ENDPOINT_URL, "
             "and AWS's health; if AWS is merely slow, raise CONFIO_KMS_CALL_DEADLINE "

@@ -179,6 +179,14 @@ class AWSConnectionError(AWSError, ConnectionError):
     """The AWS endpoint could not be reached or did not answer in time."""
 
 
+class DeadlineExceededError(AWSConnectionError, TimeoutError):
+    """A signing call's deadline (``CONFIO_KMS_CALL_DEADLINE``) passed before AWS answered."""
+
+
+class CoalescingTimeoutError(AWSConnectionError, TimeoutError):
+    """A call waited longer than ``CONFIO_KMS_COALESCE_MAX_WAIT`` for a shared decrypt."""
+
+
 class AlgodError(ConfioKMSError, ConnectionError):
     """The algod node could not be reached, or rejected or did not confirm a transaction."""
 

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"envelope", "native"},
     {"kinds"},
     {"policy", "audit", "cache", "cost", "iam"},
+    {"coalescing"},
     {"signing"},
     {"signer", "rotation"},
     {"manager", "multisig"},

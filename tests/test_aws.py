@@ -30,7 +30,7 @@ def test_clients_are_built_once_and_configured(
     assert built == ["client", "client"]  # KMS and SSM, once each
     config = AWSClients(session=session).kms.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}
-    assert (config.connect_timeout, config.read_timeout) == (5, 10)
+    assert (config.connect_timeout, config.read_timeout) == (2, 5)  # web-request defaults
 
 
 def test_endpoint_from_environment_and_argument(aws_env: LocalAWS) -> None:

@@ -1,0 +1,116 @@
+"""Coalescing: concurrent calls that need the same secret share one fetch of it.
+
+An envelope key's signing call decrypts the key (one SSM GetParameter). When calls
+for the same key overlap in one process, the first one (the leader) fetches; a call
+that arrives while that fetch is in flight joins it, waits, and uses the same
+material. Once the fetch has finished the burst is closed: a later call starts a new
+fetch, so the material is never kept between bursts, and the last call of a burst
+drops the burst's reference to it. Each call still does its own checks and its own
+signing; only the fetch is shared.
+
+Bounds: a burst serves at most ``max_calls`` calls (a full burst makes newcomers
+start the next one), and a call waits for the leader at most ``max_wait`` seconds
+(then ``CoalescingTimeoutError``). A failed fetch fails exactly the calls of its
+burst, each with its own copy of the error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+from . import exceptions as exc
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class _Burst(Generic[T]):
+    """One fetch and the calls sharing it."""
+
+    __slots__ = ("calls", "done", "error", "open", "value")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.value: T | None = None
+        self.error: BaseException | None = None
+        self.calls = 1  # the leader
+        self.open = True  # newcomers may still join
+
+    def __repr__(self) -> str:  # the value is a secret: never shown
+        return f"<burst of {self.calls} call(s), {'done' if self.done.is_set() else 'open'}>"
+
+
+class Coalescer(Generic[T]):
+    """Shares one in-flight ``fetch`` per key among the calls that overlap it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[Hashable, _Burst[T]] = {}
+        self.fetches = 0  # how many fetches ran (for tests and benchmarks)
+
+    def run(
+        self,
+        key: Hashable,
+        fetch: Callable[[], T],
+        use: Callable[[T], R],
+        *,
+        max_calls: int,
+        max_wait: float,
+    ) -> R:
+        """``use(fetch())``, with ``fetch`` shared by the calls for ``key`` in flight."""
+        with self._lock:
+            burst = self._open.get(key)
+            leader = burst is None or not burst.open or burst.calls >= max_calls
+            if leader:
+                burst = _Burst()
+                self._open[key] = burst
+                self.fetches += 1
+            else:
+                assert burst is not None
+                burst.calls += 1
+        assert burst is not None
+        try:
+            if leader:
+                self._lead(key, burst, fetch)
+            elif not burst.done.wait(max_wait):
+                raise exc.CoalescingTimeoutError(
+                    f"Waited {max_wait:g} s for another call's decrypt of the same key; "
+                    "nothing was signed.",
+                    fix="AWS is slow or throttling: retry, or raise CONFIO_KMS_COALESCE_MAX_WAIT.",
+                )
+            if burst.error is not None:
+                raise burst.error if leader else _copy(burst.error)
+            return use(burst.value)  # type: ignore[arg-type]
+        finally:
+            self._leave(burst)
+
+    def _lead(self, key: Hashable, burst: _Burst[T], fetch: Callable[[], T]) -> None:
+        try:
+            burst.value = fetch()
+        except BaseException as error:
+            burst.error = error
+        finally:
+            with self._lock:
+                burst.open = False
+                if self._open.get(key) is burst:
+                    del self._open[key]
+            burst.done.set()
+
+    def _leave(self, burst: _Burst[T]) -> None:
+        with self._lock:
+            burst.calls -= 1
+            if burst.calls == 0 and not burst.open:
+                burst.value = None  # the last call of the burst drops the secret
+
+
+def _copy(error: BaseException) -> BaseException:
+    """A fresh exception per waiting call (one object must not be raised in several
+    threads at once), without the leader's traceback."""
+    if isinstance(error, exc.ConfioKMSError):
+        return type(error)(error.message, fix=error.fix, cause=error.cause)
+    return exc.AWSError(
+        f"The shared decrypt failed ({type(error).__name__}); nothing was signed.",
+        fix="Retry; if it persists, check the key and the AWS endpoint.",
+    )
