@@ -350,10 +350,17 @@ def targets(cells: list[Cell], rate: float) -> list[tuple[str, str, str]]:
     if coalescing:
         surfaced = sum(c.throttling_errors for c in coalescing)
         others = sum(sum(c.errors.values()) for c in coalescing)
+        where_surfaced = ", ".join(
+            f"{c.throttling_errors} at {c.threads} threads x {c.processes} "
+            f"process{'es' if c.processes != 1 else ''}"
+            for c in coalescing
+            if c.throttling_errors
+        )
         out.append(
             (
                 "zero throttling errors surfaced (KMSSigner with coalescing, every cell)",
                 f"{surfaced} throttling errors surfaced in {len(coalescing)} cells"
+                + (f" ({where_surfaced})" if where_surfaced else "")
                 + (f"; {others} other errors" if others else ""),
                 "met" if surfaced == 0 else "NOT met",
             )
@@ -398,6 +405,14 @@ def reading(cells: list[Cell], rate: float) -> str:
                 f"The machine's CPU was {top.cpu_busy:.0%} busy in that cell (workers, "
                 "proxy and moto share its cores), so part of the shortfall is this "
                 "machine, not the quota."
+            )
+        if top.p99_ms is not None and top.p99_ms >= TARGET_P99_MS and top.get_throttled:
+            parts.append(
+                f"Its p99 of {_num(top.p99_ms)} ms against a p50 of {_num(top.p50_ms)} ms "
+                f"is the calls whose decrypt was throttled and retried after a backoff: "
+                f"{top.get_throttled} throttled attempts in the window "
+                f"({_num(top.throttled_per_signature)} per signature). Shorter backoffs "
+                f"after a throttle, or pacing GetParameter to the quota, lower it."
             )
         plain_rps = plain.requests_per_signature if plain is not None else None
         if rps is not None and plain_rps and rps >= 0.9 * plain_rps:
