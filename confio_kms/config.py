@@ -288,3 +288,56 @@ def max_attempts() -> int:
 def call_deadline() -> float:
     """``CONFIO_KMS_CALL_DEADLINE``: seconds one signing call may spend on AWS."""
     return setting("CONFIO_KMS_CALL_DEADLINE", DEFAULT_CALL_DEADLINE, _positive_seconds)
+
+
+DEFAULT_THROTTLE_WAIT = 5.0
+DEFAULT_COALESCE_MAX_CALLS = 16
+DEFAULT_COALESCE_MAX_WAIT = 5.0
+
+
+def throttle_wait() -> float:
+    """``CONFIO_KMS_THROTTLE_WAIT``: seconds a request keeps retrying while AWS throttles
+    it (within the call's deadline) before the throttling error is raised."""
+    return setting("CONFIO_KMS_THROTTLE_WAIT", DEFAULT_THROTTLE_WAIT, _seconds)
+
+
+@dataclass(frozen=True)
+class Coalescing:
+    """How concurrent signing calls for one envelope key share its decrypt."""
+
+    enabled: bool
+    max_calls: int
+    max_wait: float
+
+
+def _calls(value: object) -> int:
+    calls = as_int(value)
+    if calls < 1:
+        raise ValueError(f"{value!r} is not 1 or more")
+    return calls
+
+
+def coalescing() -> Coalescing:
+    """``CONFIO_KMS_COALESCE`` (on by default), ``CONFIO_KMS_COALESCE_MAX_CALLS`` (calls
+    one decrypt may serve) and ``CONFIO_KMS_COALESCE_MAX_WAIT`` (seconds a call may wait
+    for another call's decrypt)."""
+    return Coalescing(
+        enabled=setting("CONFIO_KMS_COALESCE", True, as_bool),
+        max_calls=setting("CONFIO_KMS_COALESCE_MAX_CALLS", DEFAULT_COALESCE_MAX_CALLS, _calls),
+        max_wait=setting(
+            "CONFIO_KMS_COALESCE_MAX_WAIT", DEFAULT_COALESCE_MAX_WAIT, _positive_seconds
+        ),
+    )
+
+
+def _concurrency(value: object) -> int:
+    threads = as_int(value)
+    if not 1 <= threads <= 64:
+        raise ValueError(f"{value!r} is not a number of requests from 1 to 64")
+    return threads
+
+
+def native_concurrency() -> int:
+    """``CONFIO_KMS_NATIVE_CONCURRENCY``: native keys' Sign requests in flight at once in
+    this process (read when the first native signature is made)."""
+    return setting("CONFIO_KMS_NATIVE_CONCURRENCY", 16, _concurrency)

@@ -17,6 +17,7 @@ import base64
 import binascii
 import functools
 import secrets
+import time
 from collections.abc import Callable, Sequence
 
 from algosdk import account, encoding, mnemonic
@@ -24,6 +25,7 @@ from nacl.signing import SigningKey
 
 from . import exceptions as exc
 from .aws import AWSClients
+from .coalescing import Coalescer
 from .keys import (
     ENVELOPE,
     MANAGED_BY,
@@ -45,6 +47,9 @@ from .keys import (
 from .redaction import HiddenStr, holds_secrets
 from .validation import RESERVED_SUFFIX, parameter_path
 
+# Decrypts in flight in this process, shared by the signing calls that overlap them.
+_decrypts: Coalescer[_PrivateKey] = Coalescer()
+
 
 @functools.lru_cache(maxsize=256)
 def _public_key(address: str) -> bytes:
@@ -58,13 +63,15 @@ def _public_key(address: str) -> bytes:
 
 
 class _PrivateKey:
-    """A decrypted private key; its repr never shows the key."""
+    """A decrypted private key; its repr never shows the key. ``request_id`` is the AWS
+    request that decrypted it (shared by the calls of a coalesced burst)."""
 
-    __slots__ = ("_signing_key", "public_key")
+    __slots__ = ("_signing_key", "public_key", "request_id")
 
-    def __init__(self, signing_key: SigningKey) -> None:
+    def __init__(self, signing_key: SigningKey, request_id: str) -> None:
         self._signing_key = signing_key
         self.public_key = bytes(signing_key.verify_key)
+        self.request_id = request_id
 
     @property
     def address(self) -> str:
@@ -121,7 +128,24 @@ class EnvelopeKey(AlgorandKey):
 
     @holds_secrets
     def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
-        key = self._decrypt()
+        shared = self.aws.coalescing
+        if not shared.enabled:
+            return self._sign_with(self._decrypt(), messages)
+        # Calls for this key in flight now share one decrypt; each checks and signs
+        # on its own. Keyed by the SSM client too: its credentials are the caller's.
+        wait = shared.max_wait
+        if self.aws.deadline is not None:
+            wait = max(0.0, min(wait, self.aws.deadline - time.monotonic()))
+        return _decrypts.run(
+            (id(self.aws.ssm), self.path),
+            self._decrypt,
+            lambda key: self._sign_with(key, messages),
+            max_calls=shared.max_calls,
+            max_wait=wait,
+        )
+
+    def _sign_with(self, key: _PrivateKey, messages: Sequence[bytes]) -> list[bytes]:
+        self.request_ids.append(key.request_id)
         if key.public_key != _public_key(self.info.signer_address):
             raise exc.AddressMismatchError(
                 f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
@@ -135,7 +159,7 @@ class EnvelopeKey(AlgorandKey):
         response = self.aws.call(
             "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
         )
-        self.note_request(response)
+        request_id = str(response.get("ResponseMetadata", {}).get("RequestId", ""))
         key, problem = _signing_key(response.get("Parameter", {}).get("Value"))
         response.clear()  # the decrypted value must not outlive this line in any frame
         if key is None:
@@ -144,7 +168,7 @@ class EnvelopeKey(AlgorandKey):
                 fix="Restore the key from the backup mnemonic with "
                 "`manage.py kms_setup --import-existing` under a new alias.",
             )
-        return _PrivateKey(key)
+        return _PrivateKey(key, request_id)
 
     @classmethod
     @holds_secrets

@@ -17,6 +17,7 @@ from typing import Any
 
 from algosdk import encoding
 
+from . import config
 from . import exceptions as exc
 from .aws import AWSClients
 from .keys import (
@@ -38,7 +39,7 @@ from .networks import MAX_GROUP_SIZE
 KEY_SPEC = "ECC_NIST_EDWARDS25519"
 SIGNING_ALGORITHM = "ED25519_SHA_512"
 MAX_MESSAGE_BYTES = 4096  # KMS Sign's limit for RAW messages
-MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE  # one request per transaction of a group
+MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE  # default: one request per transaction of a group
 # SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
@@ -52,7 +53,9 @@ def _executor() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(MAX_CONCURRENT_REQUESTS, thread_name_prefix="confio-kms")
+            # Every native key's Sign requests in this process share these threads:
+            # CONFIO_KMS_NATIVE_CONCURRENCY bounds them (KMS's asymmetric quota is low).
+            _pool = ThreadPoolExecutor(config.native_concurrency(), thread_name_prefix="confio-kms")
         return _pool
 
 
@@ -117,7 +120,12 @@ class NativeKey(AlgorandKey):
 
     @classmethod
     def reset(cls) -> None:
+        global _pool
         _checked.clear()
+        with _pool_lock:  # a new pool on next use, sized from the settings then
+            if _pool is not None:
+                _pool.shutdown(wait=False)
+            _pool = None
 
     def _sign_one(self, message: bytes) -> bytes:
         response = self.aws.call(

@@ -15,12 +15,11 @@ PACKAGE = Path(__file__).resolve().parent.parent / "confio_kms"
 LAYERS: list[set[str]] = [
     {"exceptions", "networks", "redaction", "reporting", "models"},
     {"validation", "config", "chain", "sandbox"},
-    {"aws"},
+    {"aws", "coalescing"},
     {"keys"},
     {"envelope", "native"},
     {"kinds"},
     {"policy", "audit", "cache", "cost", "iam"},
-    {"coalescing"},
     {"signing"},
     {"signer", "rotation"},
     {"manager", "multisig"},

@@ -331,3 +331,30 @@ def test_requests_of_one_call_overlap_within_a_bounded_pool(
 
     assert [s.transaction.amt for s in signed] == list(range(20))
     assert 8 <= peak[0] <= MAX_CONCURRENT_REQUESTS
+
+
+def test_the_native_concurrency_setting_bounds_requests_in_flight(
+    created,
+    session: boto3.Session,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+    import time
+
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def slow_send(**kwargs: object) -> None:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.05)
+        with lock:
+            in_flight[0] -= 1
+
+    session.events.register("before-send.kms.Sign", slow_send)
+    conf.reset()  # the pool is sized when first used
+    sp = LocalLedger.suggested_params()
+    txns = [transaction.PaymentTxn(created.address, sp, created.address, i) for i in range(9)]
+    with override_settings(CONFIO_KMS_NATIVE_CONCURRENCY=3):
+        signed = KMSSigner(ALIAS, session=session).sign_transactions(txns)
+    assert len(signed) == 9 and peak[0] == 3
+    conf.reset()

@@ -1,0 +1,51 @@
+"""Throttling is absorbed up to CONFIO_KMS_THROTTLE_WAIT, then named with its quota."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from algosdk import transaction
+from django.test import override_settings
+
+from confio_kms import KMSSigner, exceptions
+from confio_kms.sandbox import LocalLedger
+
+from .helpers import RequestCounter, inject_error
+
+THROTTLES = 4
+
+
+def signer_after_throttles(session: boto3.Session, **settings: object) -> KMSSigner:
+    for call in range(1, THROTTLES + 1):
+        inject_error(session, "ssm", "GetParameter", "ThrottlingException", "Rate exceeded",
+                     only_call=call)  # fmt: skip
+    # One attempt per botocore call: what is retried here is the library's own doing.
+    with override_settings(CONFIO_KMS_MAX_ATTEMPTS=1, **settings):
+        return KMSSigner("k", session=session)
+
+
+def payment(address: str) -> transaction.Transaction:
+    return transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+
+
+def test_a_burst_over_the_quota_waits_instead_of_failing(
+    envelope_key: object, session: boto3.Session, counter: RequestCounter
+) -> None:
+    _, address = envelope_key("k", "localnet")  # type: ignore[operator]
+    signer = signer_after_throttles(session)
+    counter.reset()
+    signer.sign_transaction(payment(address))
+    assert counter.by_operation()["ssm.GetParameter"] == THROTTLES + 1
+
+
+def test_past_the_wait_the_error_names_the_quota(
+    envelope_key: object, session: boto3.Session, counter: RequestCounter
+) -> None:
+    _, address = envelope_key("k", "localnet")  # type: ignore[operator]
+    signer = signer_after_throttles(session, CONFIO_KMS_THROTTLE_WAIT=0)
+    counter.reset()
+    with pytest.raises(exceptions.AWSError) as raised:
+        signer.sign_transaction(payment(address))
+    assert "Parameter Store's throughput" in str(raised.value)
+    assert "CONFIO_KMS_THROTTLE_WAIT" in str(raised.value)
+    assert counter.by_operation()["ssm.GetParameter"] == 1
