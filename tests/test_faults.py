@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ import pytest
 from algosdk import encoding, transaction
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
+from django.test import override_settings
 from nacl.signing import VerifyKey
 
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
@@ -108,6 +109,14 @@ def write_summary(write: Callable[[str], None]) -> None:
     write(f"{'fault':40} {'mode':9} {'txns':>4} {'outcome':28} {'attempts':>8}")
     for name, mode, size, outcome, attempts in SUMMARY:
         write(f"{name:40} {mode:9} {size:>4} {outcome:28} {attempts:>8}")
+
+
+@pytest.fixture(autouse=True)
+def botocore_retries_only() -> Iterator[None]:
+    # The matrix counts botocore's attempts exactly; the library's own waiting out of
+    # throttling (CONFIO_KMS_THROTTLE_WAIT) is tested in test_throttling.py.
+    with override_settings(CONFIO_KMS_THROTTLE_WAIT=0):
+        yield
 
 
 @pytest.mark.parametrize("fault, mode, size, transient", CASES)

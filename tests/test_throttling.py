@@ -49,3 +49,20 @@ def test_past_the_wait_the_error_names_the_quota(
     assert "Parameter Store's throughput" in str(raised.value)
     assert "CONFIO_KMS_THROTTLE_WAIT" in str(raised.value)
     assert counter.by_operation()["ssm.GetParameter"] == 1
+
+
+def test_botocore_retries_of_a_throttle_wait_the_short_backoff(
+    envelope_key: object, session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # botocore's standard backoff waits up to 1 s before its first retry, 2 s before
+    # the second: a throttled decrypt would hold every coalesced call that long.
+    import botocore.endpoint
+
+    _, address = envelope_key("k", "localnet")  # type: ignore[operator]
+    for call in (1, 2, 3):
+        inject_error(session, "ssm", "GetParameter", "ThrottlingException", only_call=call)
+    slept: list[float] = []
+    monkeypatch.setattr(botocore.endpoint.time, "sleep", slept.append)
+    KMSSigner("k", session=session).sign_transaction(payment(address))
+    assert len(slept) == 3  # botocore's three retries, each after a short wait
+    assert all(wait <= bound for wait, bound in zip(slept, (0.05, 0.1, 0.2), strict=True))
