@@ -24,6 +24,7 @@ from algosdk import account, encoding, mnemonic
 from nacl.signing import SigningKey
 
 from . import exceptions as exc
+from . import iam
 from .aws import AWSClients
 from .coalescing import Coalescer
 from .keys import (
@@ -251,6 +252,7 @@ def store(
             tags=tags,
             KeySpec="SYMMETRIC_DEFAULT",
             KeyUsage="ENCRYPT_DECRYPT",
+            **iam.creation_params(),
         )
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)

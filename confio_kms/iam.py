@@ -21,10 +21,12 @@ can be scheduled for deletion only by the break-glass role, with MFA.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from typing import Any
 
+from . import config
 from .exceptions import ConfigurationError
 from .keys import MANAGED_BY, TAG_MANAGED_BY
 from .validation import staging_name
@@ -232,6 +234,26 @@ def key_policy(account: str, break_glass_role: str = BREAK_GLASS_ROLE) -> dict[s
         ),
     ]
     return {"Version": VERSION, "Id": "confio-kms", "Statement": statements}
+
+
+def key_policy_account() -> str:
+    """``CONFIO_KMS_KEY_POLICY_ACCOUNT``: when set (a 12-digit account id), every key
+    confio-kms creates gets ``key_policy`` for that account at creation; "" when not."""
+    return config.setting("CONFIO_KMS_KEY_POLICY_ACCOUNT", "", _account_setting)
+
+
+def _account_setting(value: object) -> str:
+    text = str(value or "").strip()
+    if text and not _ACCOUNT_ID.fullmatch(text):
+        raise ValueError(f"{value!r} is not a 12-digit AWS account id")
+    return text
+
+
+def creation_params() -> dict[str, str]:
+    """Extra CreateKey parameters: the key policy, when ``CONFIO_KMS_KEY_POLICY_ACCOUNT``
+    asks for it, so deletion needs MFA from the key's first moment."""
+    account = key_policy_account()
+    return {"Policy": json.dumps(key_policy(account))} if account else {}
 
 
 def actions(document: dict[str, Any]) -> set[str]:

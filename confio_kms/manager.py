@@ -16,7 +16,7 @@ import boto3
 from algosdk import account
 from algosdk.transaction import SignedTransaction, Transaction
 
-from . import cache, config, envelope, keys, kinds, rotation, validation
+from . import cache, config, envelope, iam, keys, kinds, rotation, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
@@ -329,6 +329,7 @@ class AlgorandKMSManager:
     ) -> tuple[str, str]:
         """Validate the inputs and refuse an alias or parameter that already exists."""
         name = validation.alias_name(key_alias)
+        iam.key_policy_account()  # a malformed CONFIO_KMS_KEY_POLICY_ACCOUNT fails here
         named = config.network_of_alias(name)
         network = validation.network_name(network or named or "testnet")
         if named and named != network:

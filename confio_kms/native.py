@@ -17,7 +17,7 @@ from typing import Any
 
 from algosdk import encoding
 
-from . import config
+from . import config, iam
 from . import exceptions as exc
 from .aws import AWSClients
 from .keys import (
@@ -178,6 +178,7 @@ class NativeKey(AlgorandKey):
                 },
                 KeySpec=KEY_SPEC,
                 KeyUsage="SIGN_VERIFY",
+                **iam.creation_params(),
             )
             step("GetPublicKey")
             address = fetch_address(aws, key_id, key_id)

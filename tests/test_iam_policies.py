@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 from botocore.exceptions import ClientError
 from django.core.management import call_command
@@ -534,3 +535,38 @@ def test_the_commands_page_shows_what_the_command_prints() -> None:
         out = io.StringIO()
         call_command("kms_policy", *args, stdout=out)
         assert json.loads(block) == json.loads(out.getvalue())
+
+
+def test_keys_get_the_key_policy_at_creation_when_asked(tmp_path: Path) -> None:
+    from django.test import override_settings
+
+    from confio_kms import AlgorandKMSManager, exceptions
+
+    kms = boto3.client("kms")
+    manager = AlgorandKMSManager()
+    default = manager.create_algorand_key("plain").key_id
+    assert json.loads(kms.get_key_policy(KeyId=default, PolicyName="default")["Policy"]) != (
+        iam.key_policy(ACCOUNT)
+    )
+    with override_settings(CONFIO_KMS_KEY_POLICY_ACCOUNT=ACCOUNT):
+        out = io.StringIO()
+        call_command(
+            "kms_setup", "--create-new", "--alias", "guarded", f"--mnemonic-out={tmp_path}/m",
+            stdout=out,
+        )  # fmt: skip
+        assert "deletion and disabling need MFA" in out.getvalue()
+        native = manager.create_algorand_key("guarded-native", kind="native").key_id
+        envelope = kms.describe_key(KeyId="alias/guarded")["KeyMetadata"]["KeyId"]
+        for key in (envelope, native):
+            policy = kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]
+            assert json.loads(policy) == iam.key_policy(ACCOUNT)
+    out = io.StringIO()
+    call_command(
+        "kms_setup", "--create-new", "--alias", "open", f"--mnemonic-out={tmp_path}/o", stdout=out
+    )
+    assert "deletion needs no MFA" in out.getvalue()
+    with (
+        override_settings(CONFIO_KMS_KEY_POLICY_ACCOUNT="12345"),
+        pytest.raises(exceptions.ConfigurationError, match="CONFIO_KMS_KEY_POLICY_ACCOUNT"),
+    ):
+        manager.create_algorand_key("bad-account")

@@ -7,7 +7,7 @@ from typing import IO, Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, config, networks, validation
+from ... import conf, config, iam, networks, validation
 from ..base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
@@ -139,6 +139,16 @@ class Command(KMSCommand):
         else:
             self.stdout.write("mode:    envelope")
             self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
+        if iam.key_policy_account():
+            self.stdout.write(
+                "policy:  deletion and disabling need MFA (CONFIO_KMS_KEY_POLICY_ACCOUNT)"
+            )
+        else:
+            self.stdout.write(
+                "policy:  KMS's default: deletion needs no MFA. To require it, set "
+                "CONFIO_KMS_KEY_POLICY_ACCOUNT for new keys, or apply `manage.py kms_policy "
+                "--key-policy` (docs/install.md, step 5)."
+            )
 
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
