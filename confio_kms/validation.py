@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from algosdk import encoding as algosdk_encoding
@@ -47,12 +48,19 @@ def alias_name(key_alias: object) -> str:
 def same_address(a: object, b: object) -> bool:
     """Whether two Algorand addresses name one account: compares the public keys they
     encode, since one key has several base32 spellings that all pass the checksum."""
+    if a == b:
+        return isinstance(a, str) and bool(public_key(a))
+    return isinstance(a, str) and isinstance(b, str) and public_key(a) == public_key(b) != b""
+
+
+@functools.lru_cache(maxsize=1024)
+def public_key(address: str) -> bytes:
+    """The public key an address encodes, or b"" when it is malformed (cached: decoding
+    costs a base32 decode and a SHA-512/256 checksum, on the signing path)."""
     try:
-        return bytes(algosdk_encoding.decode_address(a)) == bytes(
-            algosdk_encoding.decode_address(b)
-        )
+        return bytes(algosdk_encoding.decode_address(address))
     except Exception:  # py-algorand-sdk raises several unrelated types for bad input
-        return False
+        return b""
 
 
 def staging_name(name: str) -> str:
