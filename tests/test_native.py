@@ -307,22 +307,9 @@ def test_requests_of_one_call_overlap_within_a_bounded_pool(
     session: boto3.Session,  # type: ignore[no-untyped-def]
 ) -> None:
     """Counted, not timed: how many Sign requests are in flight at once."""
-    import threading
-    import time
-
     from confio_kms.native import MAX_CONCURRENT_REQUESTS
 
-    lock, in_flight, peak = threading.Lock(), [0], [0]
-
-    def slow_send(**kwargs: object) -> None:
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.05)  # a network round trip, during which the others proceed
-        with lock:
-            in_flight[0] -= 1
-
-    session.events.register("before-send.kms.Sign", slow_send)
+    peak = count_signs_in_flight(session)
     signer = KMSSigner(ALIAS, session=session)
     sp = LocalLedger.suggested_params()
     txns = [transaction.PaymentTxn(created.address, sp, created.address, i) for i in range(20)]
@@ -337,6 +324,19 @@ def test_the_native_concurrency_setting_bounds_requests_in_flight(
     created,
     session: boto3.Session,  # type: ignore[no-untyped-def]
 ) -> None:
+    peak = count_signs_in_flight(session)
+    conf.reset()  # the pool is sized when first used
+    sp = LocalLedger.suggested_params()
+    txns = [transaction.PaymentTxn(created.address, sp, created.address, i) for i in range(9)]
+    with override_settings(CONFIO_KMS_NATIVE_CONCURRENCY=3):
+        signed = KMSSigner(ALIAS, session=session).sign_transactions(txns)
+    assert len(signed) == 9 and peak[0] == 3
+    conf.reset()
+
+
+def count_signs_in_flight(session: boto3.Session) -> list[int]:
+    """Make each Sign request take a 50 ms round trip; the list's one item becomes the
+    most requests that were in flight at once."""
     import threading
     import time
 
@@ -346,15 +346,9 @@ def test_the_native_concurrency_setting_bounds_requests_in_flight(
         with lock:
             in_flight[0] += 1
             peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.05)
+        time.sleep(0.05)  # a network round trip, during which the others proceed
         with lock:
             in_flight[0] -= 1
 
     session.events.register("before-send.kms.Sign", slow_send)
-    conf.reset()  # the pool is sized when first used
-    sp = LocalLedger.suggested_params()
-    txns = [transaction.PaymentTxn(created.address, sp, created.address, i) for i in range(9)]
-    with override_settings(CONFIO_KMS_NATIVE_CONCURRENCY=3):
-        signed = KMSSigner(ALIAS, session=session).sign_transactions(txns)
-    assert len(signed) == 9 and peak[0] == 3
-    conf.reset()
+    return peak
