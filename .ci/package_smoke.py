@@ -47,13 +47,20 @@ call_command("makemigrations", "confio_kms", "--check", "--dry-run", stdout=io.S
 out = io.StringIO()
 call_command("kms_cost", "--transactions-per-month", "10000", "--group-size", "16", stdout=out)
 assert "625 requests" in out.getvalue(), out.getvalue()
+import os
 from confio_kms.exceptions import ConfigurationError
+os.environ.pop("AWS_DEFAULT_REGION", None)
+os.environ.pop("AWS_REGION", None)
+os.environ["AWS_CONFIG_FILE"] = os.devnull
+signer = confio_kms.KMSSigner("smoke", endpoint_url="http://127.0.0.1:9")
+assert signer.region_name == "eu-central-2", signer.region_name  # the guide's default
+os.environ["KMS_REGION"] = "Zurich"
 try:
     confio_kms.KMSSigner("smoke", endpoint_url="http://127.0.0.1:9")
 except ConfigurationError as error:
-    assert "region" in str(error)
+    assert "KMS_REGION" in str(error), str(error)
 else:
-    raise AssertionError("a signer without a region was accepted")
+    raise AssertionError("an invalid KMS_REGION was accepted")
 print(f"smoke: {{len(modules)}} modules imported, checks, migrations, kms_cost: ok")
 """
 
