@@ -88,7 +88,12 @@ def _txid(txn: transaction.Transaction) -> str:
 
 
 def _store(fields: dict[str, Any]) -> None:
-    if not config.audit_db():
+    try:
+        enabled = config.audit_db()
+    except Exception as error:  # a bad setting must not undo a signing call
+        logger.error("could not read CONFIO_KMS_AUDIT_DB, audit row not stored: %s", error)
+        return
+    if not enabled:
         return
     from django.db import transaction as db_transaction
 

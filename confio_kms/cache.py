@@ -90,9 +90,12 @@ def _decode(raw: object, generation: str) -> KeyInfo | None:
         return None
     fields = {name: value for name, value in raw.items() if name != _GENERATION}
     try:
-        return KeyInfo(**fields)
+        info = KeyInfo(**fields)
     except TypeError:  # an entry written by another version
         return None
+    # A kind this version does not know (another version's, or a tampered entry) is a
+    # miss: AWS is asked again.
+    return info if info.mode in kinds.KINDS else None
 
 
 def _read(scope: str, name: str) -> tuple[KeyInfo | None, Generation]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -58,6 +59,13 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         name
         for name in dir(settings)
         if SECRET_SETTING.search(name) and not hidden.search(name) and getattr(settings, name)
+    ]
+    # The environment too: the debug page lists request.META, which under runserver is a
+    # copy of it, hiding the same names as the settings.
+    exposed += [
+        f"{name} (environment)"
+        for name in sorted(os.environ)
+        if "MNEMONIC" in name.upper() and os.environ[name] and not hidden.search(name)
     ]
     if not exposed:
         return []

@@ -137,13 +137,23 @@ class EnvelopeKey(AlgorandKey):
         wait = shared.max_wait
         if self.aws.deadline is not None:
             wait = max(0.0, min(wait, self.aws.deadline - time.monotonic()))
-        return _decrypts.run(
-            (id(self.aws.ssm), self.path),
-            self._decrypt,
-            lambda key: self._sign_with(key, messages),
-            max_calls=shared.max_calls,
-            max_wait=wait,
-        )
+        try:
+            return _decrypts.run(
+                (id(self.aws.ssm), self.path),
+                self._decrypt,
+                lambda key: self._sign_with(key, messages),
+                max_calls=shared.max_calls,
+                max_wait=wait,
+            )
+        except exc.CoalescingTimeoutError:
+            if wait >= shared.max_wait:
+                raise
+            raise exc.DeadlineExceededError(  # the call's deadline, not the wait, ran out
+                f"The signing call's deadline (CONFIO_KMS_CALL_DEADLINE = "
+                f"{self.aws.call_deadline:g} s) passed while it waited for another call's "
+                f"decrypt of {self.path}; nothing was signed.",
+                fix="AWS is slow or throttling: retry, or raise CONFIO_KMS_CALL_DEADLINE.",
+            ) from None
 
     def _sign_with(self, key: _PrivateKey, messages: Sequence[bytes]) -> list[bytes]:
         self.request_ids.append(key.request_id)

@@ -16,7 +16,7 @@ import boto3
 from algosdk import account
 from algosdk.transaction import SignedTransaction, Transaction
 
-from . import cache, config, envelope, iam, keys, kinds, rotation, validation
+from . import audit, cache, config, envelope, iam, keys, kinds, rotation, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
@@ -192,6 +192,7 @@ class AlgorandKMSManager:
         info = kinds.key_info(name, metadata, tags)
         key = kinds.key_for(self._aws, info, self._prefix)
         key.sign([ADOPT_PROBE + info.key_id.encode()])  # raises unless it is the account's
+        audit.record(info, f"alias/{name}", [], "signed", key.request_ids, "adopt probe")
         if keys.tagged_network(tags) != network:
             self._aws.call(
                 "kms",

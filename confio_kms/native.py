@@ -43,19 +43,24 @@ MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE  # default: one request per transaction
 # SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
-_pool: ThreadPoolExecutor | None = None
+_pool: tuple[ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
 _pool_lock = threading.Lock()
-# Key ids whose KMS public key this process has checked against the address tag.
-_checked: set[str] = set()
+# (key id, address) pairs whose KMS public key this process has checked.
+_checked: set[tuple[str, str]] = set()
 
 
-def _executor() -> ThreadPoolExecutor:
+def _executor() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
+    """The threads that send groups' Sign requests, and the slots that bound every Sign
+    request in flight in this process (CONFIO_KMS_NATIVE_CONCURRENCY, read on first use;
+    KMS's asymmetric quota is low)."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            # Every native key's Sign requests in this process share these threads:
-            # CONFIO_KMS_NATIVE_CONCURRENCY bounds them (KMS's asymmetric quota is low).
-            _pool = ThreadPoolExecutor(config.native_concurrency(), thread_name_prefix="confio-kms")
+            size = config.native_concurrency()
+            _pool = (
+                ThreadPoolExecutor(size, thread_name_prefix="confio-kms"),
+                threading.BoundedSemaphore(size),
+            )
         return _pool
 
 
@@ -96,9 +101,10 @@ class NativeKey(AlgorandKey):
         for index, message in enumerate(messages):
             check_size(message, index)
         self._check_public_key()
+        pool, slots = _executor()  # once per call: a reset elsewhere cannot split a group
         if len(messages) == 1:
-            return [self._sign_one(messages[0])]
-        jobs = [_executor().submit(self._sign_one, m) for m in messages]
+            return [self._sign_one(slots, messages[0])]
+        jobs = [pool.submit(self._sign_one, slots, m) for m in messages]
         # Wait for every request, so none is still in flight when the call returns; then
         # result() re-raises the first failure: the whole call fails, never a partial group.
         wait(jobs)
@@ -106,7 +112,7 @@ class NativeKey(AlgorandKey):
 
     def _check_public_key(self) -> None:
         """Once per process and key: the key in KMS must be the tagged account's."""
-        if self.info.key_id in _checked:
+        if (self.info.key_id, self.info.signer_address) in _checked:
             return
         actual = fetch_address(self.aws, self.info.key_id, f"alias/{self.info.name}")
         if actual != self.info.signer_address:
@@ -116,18 +122,20 @@ class NativeKey(AlgorandKey):
                 fix=f"Correct the {TAG_ADDRESS} tag to the key's own address after checking "
                 "which account this key should sign for.",
             )
-        _checked.add(self.info.key_id)
+        _checked.add((self.info.key_id, self.info.signer_address))
 
     @classmethod
     def reset(cls) -> None:
         global _pool
         _checked.clear()
-        with _pool_lock:  # a new pool on next use, sized from the settings then
-            if _pool is not None:
-                _pool.shutdown(wait=False)
-            _pool = None
+        with _pool_lock:  # a new pool on next use, sized from the settings then; calls
+            _pool = None  # holding the old one finish on it (never shut down under them)
 
-    def _sign_one(self, message: bytes) -> bytes:
+    def _sign_one(self, slots: threading.BoundedSemaphore, message: bytes) -> bytes:
+        with slots:
+            return self._send_sign(message)
+
+    def _send_sign(self, message: bytes) -> bytes:
         response = self.aws.call(
             "kms",
             "Sign",
@@ -192,5 +200,5 @@ class NativeKey(AlgorandKey):
             return key_id
 
         key_id = provisioning(name, rollback, run)
-        _checked.add(key_id)
+        _checked.add((key_id, address))  # its own public key, just read from KMS
         return Provisioned(key_id, address)

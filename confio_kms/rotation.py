@@ -129,7 +129,7 @@ def rotate(
     )
     new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
     if backup and on_backup is not None:
-        on_backup(str(backup), new_address)
+        on_backup(backup, new_address)  # a HiddenStr: its repr hides it in any frame
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
@@ -281,6 +281,13 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> st
     """Abandon a pending rotation whose rekey can no longer land; return its key id."""
     tags = _tags(aws, pending.key_id)
     last_valid = tags.get(TAG_REKEY_LAST_VALID)
+    if last_valid and not last_valid.isdigit():
+        raise exc.RotationError(
+            f"The staging key of alias/{name} has a malformed {TAG_REKEY_LAST_VALID} tag; "
+            "nothing was changed.",
+            fix=f"Set the tag to the rekey's last valid round (check {TAG_REKEY_TXID} on "
+            "chain), or remove the staging alias by hand if the rekey never left.",
+        )
     if last_valid and chain.current_round() <= int(last_valid):
         raise exc.RotationError(
             f"A rotation of alias/{name} is pending: rekey {tags.get(TAG_REKEY_TXID)} to "

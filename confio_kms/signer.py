@@ -219,5 +219,8 @@ T = TypeVar("T")
 def _one(value: T | None, old: T | None, name: str, old_name: str) -> T:
     """The argument passed either by its name or by the old scripts' keyword."""
     if (value is None) == (old is None):
-        raise TypeError(f"pass exactly one of {name} and {old_name}= (the same argument)")
+        raise exc.NotATransactionError(
+            f"Pass exactly one of {name} and {old_name}= (they are the same argument).",
+            fix=f"Call with the transaction(s) positionally, or as {old_name}=, not both.",
+        )
     return value if value is not None else old  # type: ignore[return-value]

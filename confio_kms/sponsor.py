@@ -55,7 +55,7 @@ class AlgorandSponsorService:
                     f"ALGORAND_ADMIN_MNEMONIC in {conf.places('ALGORAND_ADMIN_MNEMONIC')}.",
                 )
             private_key = validation.private_key_from_mnemonic(phrase)
-            self.signer = AccountTransactionSigner(private_key)
+            self.signer = _MnemonicSigner(private_key)
             # A rekeyed account: the mnemonic is its authorizing key's, the address its own.
             self._address = conf.configured_sponsor_address() or str(
                 account.address_from_private_key(private_key)
@@ -120,6 +120,20 @@ class AlgorandSponsorService:
                 txn.group = None
             raise
         return [signed, *users]
+
+
+class _MnemonicSigner(AccountTransactionSigner):
+    """The legacy mnemonic's signer: py-algorand-sdk's, whose signing frames hold the
+    private key, so failures leave them out of tracebacks (``holds_secrets``)."""
+
+    @holds_secrets
+    def sign_transactions(
+        self, txn_group: list[transaction.Transaction], indexes: list[int]
+    ) -> list[transaction.GenericSignedTransaction]:
+        return list(super().sign_transactions(txn_group, indexes))
+
+    def __repr__(self) -> str:
+        return "<legacy mnemonic signer: key hidden>"
 
 
 def decode_user_transactions(encoded: object) -> list[transaction.Transaction]:

@@ -92,3 +92,13 @@ def test_records_are_stored_when_enabled_and_read_only_in_the_admin(
     assert not admin.has_add_permission(request)
     assert not admin.has_change_permission(request, row)
     assert not admin.has_delete_permission(request, row)
+
+
+def test_a_bad_audit_db_setting_does_not_undo_a_signature(
+    manager: AlgorandKMSManager, caplog: pytest.LogCaptureFixture
+) -> None:
+    address = manager.create_algorand_key("k", network="localnet").address
+    txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+    with override_settings(CONFIO_KMS_AUDIT_DB="sometimes"):
+        assert KMSSigner("k").sign_transaction(txn).transaction is txn
+    assert "CONFIO_KMS_AUDIT_DB" in caplog.text

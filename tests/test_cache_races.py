@@ -162,3 +162,15 @@ def test_a_forget_in_another_process_beats_a_lookup_in_flight(
         assert cached_address(lookup.scope) is None
         cache.clear_process_cache()
         assert cached_address(lookup.scope) is None
+
+
+def test_a_shared_entry_of_an_unknown_kind_is_a_miss() -> None:
+    import dataclasses
+
+    from confio_kms.cache import _GENERATION, _decode
+    from confio_kms.keys import KeyInfo
+
+    info = KeyInfo("n", "id", "A" * 58, "testnet", "hsm-of-the-future")
+    raw = {**dataclasses.asdict(info), _GENERATION: "g"}
+    assert _decode(raw, "g") is None
+    assert _decode({**raw, "mode": "envelope"}, "g") is not None

@@ -157,3 +157,13 @@ def test_the_legacy_mnemonic_setting_is_hidden_and_checked() -> None:
             found = [m.id for m in django_checks.run_checks(tags=["confio_kms"])]
             assert "confio_kms.W003" not in found
     assert "confio_kms.W003" not in [m.id for m in django_checks.run_checks(tags=["confio_kms"])]
+
+
+def test_a_mnemonic_in_the_environment_is_checked_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ALGORAND_ADMIN_MNEMONIC", SENTINEL_MNEMONIC)
+    found = [m for m in django_checks.run_checks(tags=["confio_kms"]) if m.id == "confio_kms.W003"]
+    assert found and "(environment)" in found[0].msg and SENTINEL_MNEMONIC not in found[0].msg
+    with override_settings(DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER):
+        assert "confio_kms.W003" not in [
+            m.id for m in django_checks.run_checks(tags=["confio_kms"])
+        ]

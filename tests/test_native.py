@@ -352,3 +352,25 @@ def count_signs_in_flight(session: boto3.Session) -> list[int]:
 
     session.events.register("before-send.kms.Sign", slow_send)
     return peak
+
+
+def test_single_signatures_count_against_the_native_concurrency_too(
+    created,
+    session: boto3.Session,  # type: ignore[no-untyped-def]
+) -> None:
+    import threading
+
+    peak = count_signs_in_flight(session)
+    conf.reset()
+    sp = LocalLedger.suggested_params()
+    with override_settings(CONFIO_KMS_NATIVE_CONCURRENCY=2):
+        signer = KMSSigner(ALIAS, session=session)
+        assert signer.address
+        txns = [transaction.PaymentTxn(created.address, sp, created.address, i) for i in range(6)]
+        threads = [threading.Thread(target=signer.sign_transaction, args=(t,)) for t in txns]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert peak[0] == 2  # six one-transaction calls at once, two Sign requests at a time
+    conf.reset()

@@ -188,3 +188,9 @@ def test_import_refuses_flags_that_do_not_apply(flag: str, tmp_path: Path) -> No
         f"Fix: drop {name}."
     )
     assert key_count() == 0 and not (tmp_path / "never-written").exists()
+
+
+def test_a_network_without_an_alias_setting_needs_an_alias() -> None:
+    with pytest.raises(CommandError, match="pass --alias NAME for the localnet key"):
+        call_command("kms_setup", "--create-new", "--network", "localnet", "--no-input")
+    assert key_count() == 0

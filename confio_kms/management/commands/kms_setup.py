@@ -68,6 +68,11 @@ class Command(KMSCommand):
         # An alias that names its network (confio-mainnet-*) decides it; else CONFIO_ENV.
         named = config.network_of_alias(options["alias"] or "")
         network = options["network"] or named or settings.confio_env
+        if not options["alias"] and network not in networks.DEPLOYMENT_NETWORKS:
+            raise CommandError(
+                f"There is no configured alias for {network}; nothing was created. "
+                f"Fix: pass --alias NAME for the {network} key."
+            )
         alias = validation.alias_name(options["alias"] or settings.alias_for(network))
         if options["import_existing"]:
             self._import(alias, network, options)
