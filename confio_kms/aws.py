@@ -11,8 +11,9 @@ deadline, ``CONFIO_KMS_CALL_DEADLINE`` from its start (``AWSClients.bounded``): 
 requests and retries share it, and once it has passed (or a retry's backoff would
 reach it) nothing new is sent and the call fails with ``DeadlineExceededError``.
 Any other request gets the same deadline on its own. A request already in flight
-is not interrupted: it ends within its own timeouts. All four settings are read when
-the clients are built (botocore fixes timeouts and attempts per client).
+is not interrupted: it ends within its own timeouts. These settings, and
+``CONFIO_KMS_THROTTLE_WAIT`` and the coalescing settings, are read when the clients are
+built (botocore fixes timeouts and attempts per client).
 """
 
 from __future__ import annotations

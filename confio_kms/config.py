@@ -5,7 +5,9 @@ Each setting is read from Django settings first, then from the environment or a
 ``settings.BASE_DIR``, else the working directory). A missing or invalid value
 raises ``ConfigurationError`` (an ``ImproperlyConfigured``) naming every place
 that was looked in. Every module reads its settings here, when it uses them (so
-``override_settings`` is honoured); nothing here imports the rest of the package.
+``override_settings`` is honoured), except the AWS client settings, read when a
+signer or manager builds its clients, and the native pool's size, read on first use.
+Nothing here imports the rest of the package.
 """
 
 from __future__ import annotations

@@ -4,11 +4,13 @@ This is the layout existing deployments have: a symmetric KMS key per account
 (alias ``alias/<name>``, address in its tags) encrypting the private key stored at
 ``<prefix>/<name>/private-key`` as py-algorand-sdk's base64 private key string.
 Signing decrypts it with one SSM GetParameter request per call, signs every
-message of the call, and drops it.
+message of the call, and drops it; calls for the same key that overlap in a process
+share one decrypt (``confio_kms.coalescing``), and the last of them drops it.
 
-Python cannot wipe memory: the decrypted key lives only in locals of one call
-and in an object whose repr is redacted, so it does not show in tracebacks that
-print locals (Django's debug page, Sentry).
+Python cannot wipe memory: the decrypted key lives only in locals of the calls that
+use it and in objects whose repr is redacted, and the functions that hold it re-raise
+failures without their frames (``redaction.holds_secrets``), so it does not show in
+tracebacks that print locals (Django's debug page, Sentry).
 """
 
 from __future__ import annotations

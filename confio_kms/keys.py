@@ -6,7 +6,7 @@ A key kind (``envelope``, ``native``; registered in ``confio_kms.kinds``) subcla
 every signature against the account before it is returned, whatever the kind.
 Everything above the kinds (the signing core, the manager, rotation) works with
 ``KeyInfo``, the public metadata an alias resolves to, read from the KMS key's
-metadata and tags by ``key_info``, the one decoder of keys.
+metadata and tags by ``kinds.key_info``, the one decoder of keys.
 """
 
 from __future__ import annotations
