@@ -41,10 +41,14 @@ class Endpoint:
 
 
 @contextlib.contextmanager
-def local_aws() -> Iterator[Endpoint]:
-    """Start moto's server in a child process; yield its URL and process id."""
+def local_aws(*, ed25519: bool = True) -> Iterator[Endpoint]:
+    """Start moto's server in a child process; yield its URL and process id.
+
+    ``ed25519``: with the test tree's KMS Ed25519 stand-in (moto lacks the key spec);
+    without it, nothing from tests/ is imported (enough for envelope keys).
+    """
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "serve"],
+        [sys.executable, str(Path(__file__).resolve()), "serve" if ed25519 else "serve-plain"],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -52,11 +56,18 @@ def local_aws() -> Iterator[Endpoint]:
     )
     try:
         assert child.stdout is not None
-        yield Endpoint(child.stdout.readline().strip(), child.pid)
+        url = child.stdout.readline().strip()
+        if not url.startswith("http://"):
+            raise RuntimeError("moto's server did not start")
+        yield Endpoint(url, child.pid)
     finally:
         assert child.stdin is not None
         child.stdin.close()
-        child.wait(timeout=30)
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
 
 
 def free_port() -> int:
@@ -103,16 +114,18 @@ def cache_server(kind: str) -> Iterator[dict[str, str] | None]:
         server.wait(timeout=10)
 
 
-def _serve() -> None:
+def _serve(ed25519: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from confio_kms.sandbox import LocalAWS
-    from tests import moto_ed25519
 
-    moto_ed25519.install()
+    if ed25519:
+        from tests import moto_ed25519
+
+        moto_ed25519.install()
     with LocalAWS() as aws:
         print(aws.url, flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin
 
 
 if __name__ == "__main__":
-    _serve()
+    _serve(ed25519=sys.argv[1:] != ["serve-plain"])

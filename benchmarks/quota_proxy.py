@@ -18,8 +18,7 @@ Counts of forwarded and throttled requests per operation are read with
 ``QuotaProxy.stats()`` in the process, or ``GET /__stats`` (JSON). The proxy is a
 context manager: leaving it stops the server and closes every open connection.
 
-``local_moto()`` starts moto's server (KMS and SSM, enough for envelope keys) in a
-child process, as benchmarks/endpoint.py does, without the test tree.
+moto's server itself is started by ``benchmarks.endpoint.local_aws(ed25519=False)``.
 """
 
 from __future__ import annotations
@@ -28,12 +27,11 @@ import contextlib
 import http.client
 import json
 import socket
-import subprocess
 import sys
 import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,7 +40,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.endpoint import Endpoint  # noqa: E402
 
 DEFAULT_RATE = 40.0
 DEFAULT_BURST = 40
@@ -359,42 +356,3 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         "throttled": minus("throttled"),
         "upstream_errors": after["upstream_errors"] - before["upstream_errors"],
     }
-
-
-@contextlib.contextmanager
-def local_moto() -> Iterator[Endpoint]:
-    """moto's server (KMS and SSM) in a child process on loopback; yields its URL and
-    process id (``Endpoint.cpu_reader`` reads its CPU time)."""
-    child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "serve-moto"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        url = child.stdout.readline().strip()
-        if not url.startswith("http://"):
-            raise RuntimeError("moto's server did not start")
-        yield Endpoint(url, child.pid)
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
-
-
-def _serve_moto() -> None:
-    from confio_kms.sandbox import LocalAWS
-
-    with LocalAWS() as aws:
-        print(aws.url, flush=True)
-        sys.stdin.read()  # until the parent closes our stdin
-
-
-if __name__ == "__main__" and sys.argv[1:] == ["serve-moto"]:
-    _serve_moto()

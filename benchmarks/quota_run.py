@@ -59,7 +59,7 @@ django.setup()
 
 from algosdk import account, mnemonic  # noqa: E402
 
-from benchmarks import quota_proxy  # noqa: E402
+from benchmarks import endpoint, quota_proxy  # noqa: E402
 from confio_kms import AlgorandKMSManager  # noqa: E402
 from confio_kms.sandbox import DUMMY_CREDENTIALS, SANDBOX_REGION  # noqa: E402
 
@@ -646,7 +646,7 @@ def main() -> None:
     library_at_start = library_version()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with quota_proxy.local_moto() as moto:
+        with endpoint.local_aws(ed25519=False) as moto:
             session = boto3.Session(
                 aws_access_key_id=CREDENTIALS["aws_access_key_id"],
                 aws_secret_access_key=CREDENTIALS["aws_secret_access_key"],
