@@ -10,7 +10,7 @@ from django.core import checks
 from django.utils.module_loading import import_string
 from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
-from . import conf
+from . import conf, config
 from .exceptions import ConfigurationError, ConfioKMSError
 from .reporting import SECRET_SETTING
 
@@ -18,7 +18,7 @@ from .reporting import SECRET_SETTING
 @checks.register("confio_kms")
 def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     try:
-        kms = conf.kms_settings()
+        kms = config.kms_settings()
     except ConfigurationError as error:
         return [checks.Error(error.message, hint=error.fix, id="confio_kms.E001")]
     found: list[checks.CheckMessage] = []
@@ -34,7 +34,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
         return found
-    if conf.setting("ALGORAND_ADMIN_MNEMONIC", "", str):
+    if config.setting("ALGORAND_ADMIN_MNEMONIC", "", str):
         found.append(
             checks.Warning(
                 "ALGORAND_ADMIN_MNEMONIC is still configured although USE_KMS_SIGNING is on; "
@@ -86,7 +86,7 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.C
 def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """With KMS signing on: the key exists, is enabled, and matches the configured address."""
     try:
-        kms = conf.kms_settings()
+        kms = config.kms_settings()
     except ConfigurationError:
         return []  # reported by check_settings
     if not kms.use_kms_signing:
@@ -104,7 +104,7 @@ def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
                 id="confio_kms.E011",
             )
         )
-    configured = conf.configured_sponsor_address()
+    configured = config.configured_sponsor_address()
     if configured and configured != record.address:
         found.append(
             checks.Error(

@@ -342,4 +342,4 @@ def _concurrency(value: object) -> int:
 def native_concurrency() -> int:
     """``CONFIO_KMS_NATIVE_CONCURRENCY``: native keys' Sign requests in flight at once in
     this process (read when the first native signature is made)."""
-    return setting("CONFIO_KMS_NATIVE_CONCURRENCY", 16, _concurrency)
+    return setting("CONFIO_KMS_NATIVE_CONCURRENCY", networks.MAX_GROUP_SIZE, _concurrency)

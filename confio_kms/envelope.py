@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
 import secrets
 import time
 from collections.abc import Callable, Sequence
@@ -48,21 +47,10 @@ from .keys import (
     written_with,
 )
 from .redaction import HiddenStr, holds_secrets
-from .validation import RESERVED_SUFFIX, parameter_path
+from .validation import RESERVED_SUFFIX, parameter_path, public_key
 
 # Decrypts in flight in this process, shared by the signing calls that overlap them.
 _decrypts: Coalescer[_PrivateKey] = Coalescer()
-
-
-@functools.lru_cache(maxsize=256)
-def _public_key(address: str) -> bytes:
-    """The public key an address encodes, or b"" for a malformed address (cached:
-    decoding costs a hash per call). A malformed address, say from a tampered shared
-    cache, then fails the comparison like any other wrong address."""
-    try:
-        return bytes(encoding.decode_address(address))
-    except Exception:  # py-algorand-sdk raises several unrelated types
-        return b""
 
 
 class _PrivateKey:
@@ -159,7 +147,8 @@ class EnvelopeKey(AlgorandKey):
 
     def _sign_with(self, key: _PrivateKey, messages: Sequence[bytes]) -> list[bytes]:
         self.request_ids.append(key.request_id)
-        if key.public_key != _public_key(self.info.signer_address):
+        # A malformed address (say, a tampered shared cache) is b"": a mismatch too.
+        if key.public_key != public_key(self.info.signer_address):
             raise exc.AddressMismatchError(
                 f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
                 f"is tagged {self.info.signer_address}; nothing was signed.",

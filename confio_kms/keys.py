@@ -19,11 +19,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-from algosdk import encoding
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from . import config
+from . import config, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .networks import NETWORKS, UNKNOWN
@@ -83,8 +82,8 @@ class Provisioned:
 
 @functools.lru_cache(maxsize=256)
 def _verify_key(address: str) -> VerifyKey:
-    """The verify key of an address (cached: decoding costs a checksum per call)."""
-    return VerifyKey(encoding.decode_address(address))
+    """The verify key of an address (cached: built once per address)."""
+    return VerifyKey(validation.public_key(address))
 
 
 class AlgorandKey(ABC):
@@ -284,16 +283,11 @@ class Rollback:
         self._forget()
 
     def _forget(self) -> None:
-        self._steps: list[tuple[str, Callable[[], object]]] = []
         self._aws: AWSClients | None = None
         self._key_ids: list[str] = []
         self._searches: list[_KeySearch] = []
         self._aliases: list[str] = []
         self._parameters: list[str] = []
-
-    def add(self, description: str, undo: Callable[[], object]) -> None:
-        """An extra undo step of a kind's own (run first, newest first)."""
-        self._steps.append((description, undo))
 
     def key_created(self, aws: AWSClients, key_id: str) -> None:
         self._aws = aws
@@ -320,12 +314,6 @@ class Rollback:
         done: list[str] = []
         failed: list[str] = []
         self.kept = []
-        for description, undo in reversed(self._steps):
-            try:
-                undo()
-                done.append(description)
-            except Exception as error:
-                failed.append(f"{description} FAILED ({error})")
         aws = self._aws
         if aws is not None:
             ours = list(self._key_ids)

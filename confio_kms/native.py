@@ -39,7 +39,8 @@ from .networks import MAX_GROUP_SIZE
 KEY_SPEC = "ECC_NIST_EDWARDS25519"
 SIGNING_ALGORITHM = "ED25519_SHA_512"
 MAX_MESSAGE_BYTES = 4096  # KMS Sign's limit for RAW messages
-MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE  # default: one request per transaction of a group
+# The default of CONFIO_KMS_NATIVE_CONCURRENCY: one request per transaction of a group.
+MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE
 # SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 

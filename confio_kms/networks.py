@@ -44,4 +44,5 @@ def genesis_bytes(genesis_hash: object) -> bytes:
     return raw if len(raw) == 32 else b""
 
 
-PUBLIC_GENESIS = {genesis_bytes(hash_): name for name, hash_ in GENESIS_HASH.items()}
+GENESIS_BYTES = {name: genesis_bytes(hash_) for name, hash_ in GENESIS_HASH.items()}
+PUBLIC_GENESIS = {raw: name for name, raw in GENESIS_BYTES.items()}

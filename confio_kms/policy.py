@@ -115,7 +115,7 @@ class SigningPolicy:
         self, info: KeyInfo, txn: transaction.Transaction, allow: Allow
     ) -> tuple[str, str]:
         genesis = networks.genesis_bytes(txn.genesis_hash)
-        expected = networks.genesis_bytes(networks.GENESIS_HASH.get(info.network, ""))
+        expected = networks.GENESIS_BYTES.get(info.network, b"")
         if not genesis or (genesis not in self._trusted and genesis != expected):
             return _network_violation(info, genesis)
         if txn.fee > self.max_fee:

@@ -34,9 +34,8 @@ from .chain import Chain
 from .keys import KeyInfo
 from .policy import Allow, SigningPolicy
 from .signing import KeyHandle, sign_group
-from .validation import RESERVED_SUFFIX, staging_name
+from .validation import staging_name
 
-PENDING_SUFFIX = RESERVED_SUFFIX
 TAG_STATE = "RotationState"
 TAG_PREVIOUS = "PreviousKeyId"
 TAG_HISTORY = "RotationHistory"

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from algosdk import account, constants, encoding, transaction
 from algosdk.atomic_transaction_composer import AccountTransactionSigner, TransactionSigner
 
-from . import conf, exceptions, validation
+from . import conf, config, exceptions, validation
 from .networks import MAX_GROUP_SIZE
 from .redaction import holds_secrets
 from .signer import KMSSigner
@@ -36,7 +36,9 @@ class AlgorandSponsorService:
 
     @holds_secrets  # the legacy path holds the mnemonic and its private key
     def __init__(self, signer: TransactionSigner | None = None, address: str | None = None) -> None:
-        self.fee_cap: int = conf.setting("ALGORAND_SPONSOR_FEE_CAP", DEFAULT_FEE_CAP, conf.as_int)
+        self.fee_cap: int = config.setting(
+            "ALGORAND_SPONSOR_FEE_CAP", DEFAULT_FEE_CAP, config.as_int
+        )
         if signer is not None:
             if address is None and not isinstance(signer, KMSSigner):
                 raise exceptions.ConfigurationError(
@@ -44,20 +46,20 @@ class AlgorandSponsorService:
                     fix="Pass address=... along with signer=....",
                 )
             self.signer, self._address = signer, address
-        elif conf.kms_settings().use_kms_signing:
+        elif config.kms_settings().use_kms_signing:
             self.signer, self._address = conf.kms_signer(), None
         else:
-            phrase = conf.setting("ALGORAND_ADMIN_MNEMONIC", "", str)
+            phrase = config.setting("ALGORAND_ADMIN_MNEMONIC", "", str)
             if not phrase:
                 raise exceptions.ConfigurationError(
                     "USE_KMS_SIGNING is off and ALGORAND_ADMIN_MNEMONIC is not set.",
                     fix="Turn USE_KMS_SIGNING on (see `manage.py kms_setup`), or set "
-                    f"ALGORAND_ADMIN_MNEMONIC in {conf.places('ALGORAND_ADMIN_MNEMONIC')}.",
+                    f"ALGORAND_ADMIN_MNEMONIC in {config.places('ALGORAND_ADMIN_MNEMONIC')}.",
                 )
             private_key = validation.private_key_from_mnemonic(phrase)
             self.signer = _MnemonicSigner(private_key)
             # A rekeyed account: the mnemonic is its authorizing key's, the address its own.
-            self._address = conf.configured_sponsor_address() or str(
+            self._address = config.configured_sponsor_address() or str(
                 account.address_from_private_key(private_key)
             )
 
