@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "confio_kms"
 
 # Bottom to top. A module may import only modules of its own layer or below.
 LAYERS: list[set[str]] = [
-    {"exceptions", "networks", "redaction", "reporting", "models"},
+    {"exceptions", "networks", "redaction", "reporting", "models", "progress"},
     {"validation", "config", "chain", "sandbox"},
     {"aws", "coalescing"},
     {"keys"},

@@ -1,34 +1,101 @@
-"""What the confio_kms commands share: error handling and key tables."""
+"""What the confio_kms commands share: errors, --json, progress, confirmations, key tables."""
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import IO, Any
 
-from django.core.management.base import BaseCommand, CommandError, OutputWrapper
+from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
+from .. import progress
 from ..exceptions import ConfioKMSError
 from ..manager import KeyRecord
 from ..redaction import holds_secrets
 
 
 class KMSCommand(BaseCommand):
-    """Expected failures (any ConfioKMSError) end as one line on stderr and exit 1.
+    """What every confio_kms command does the same way.
 
-    ``--traceback`` shows the full chain, as for any Django command. Django's system
-    checks are not run first: the commands validate what they use themselves, and
-    an operator fixing one key should not be blocked by another app's check.
+    - Expected failures (any ConfioKMSError) end as one line on stderr and exit 1;
+      ``--traceback`` shows the full chain, as for any Django command.
+    - ``--json`` prints the result as one JSON document on stdout (real booleans,
+      numbers and nulls); errors and progress stay on stderr.
+    - Slow steps print one line each on stderr; ``-v 0`` silences them.
+    - Commands with ``confirms = True`` get ``--yes`` and call :meth:`confirm`
+      before anything destructive or costly on mainnet.
+
+    Django's system checks are not run first: the commands validate what they use
+    themselves, and an operator fixing one key should not be blocked by another app's.
     """
 
     requires_system_checks: list[str] = []  # noqa: RUF012 (Django's own attribute)
+    confirms = False
+    as_json = False
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        parser = super().create_parser(prog_name, subcommand, **kwargs)
+        parser.add_argument(
+            "--json", action="store_true", help="Print the result as JSON (for scripts)."
+        )
+        if self.confirms:
+            parser.add_argument(
+                "--yes",
+                action="store_true",
+                help="Do not ask for confirmation (scripts that confirmed another way).",
+            )
+        return parser
 
     def execute(self, *args: Any, **options: Any) -> str | None:
+        self.as_json = bool(options.get("json"))
+        quiet = options.get("verbosity", 1) == 0
         try:
-            return super().execute(*args, **options)
+            with progress.reported_to(None if quiet else self.progress):
+                return super().execute(*args, **options)
         except ConfioKMSError as error:
             raise CommandError(" ".join(str(error).split())) from error
+
+    def progress(self, message: str) -> None:
+        # Not styled as an error: it is news, and stdout stays for the result.
+        self.stderr.write(f"... {message}", style_func=lambda text: text)
+
+    def emit(self, data: Any, lines: Iterable[str]) -> None:
+        """The result: ``data`` as JSON with --json, else ``lines`` for people."""
+        if self.as_json:
+            self.stdout.write(json.dumps(data, indent=2, default=_json_value))
+            return
+        for line in lines:
+            self.stdout.write(line)
+
+    def confirm(self, options: dict[str, Any], name: str, action: str) -> None:
+        """Have the operator type ``name`` at a terminal, or have passed --yes.
+
+        ``action`` says what would happen, e.g. "Create a key on mainnet".
+        """
+        if options.get("yes"):
+            return
+        if options.get("interactive", True) and is_terminal(options.get("stdin") or sys.stdin):
+            self.stderr.write(f"{action}.", style_func=lambda text: text)
+            try:
+                answer = input(f"Type the alias ({name}) to go on: ")
+            except EOFError:
+                answer = ""
+            if answer.strip().removeprefix("alias/") != name:
+                raise CommandError(f"Not confirmed (expected {name}); nothing was done.")
+            return
+        raise CommandError(
+            f"{action} needs confirmation; nothing was done. Fix: run at a terminal and "
+            "type the alias when asked, or pass --yes."
+        )
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 CONFIRMATION = "saved"
@@ -94,21 +161,28 @@ class BackupDestination:
 COLUMNS = ("name", "address", "authorized_by", "network", "mode", "key_state", "created")
 
 
-def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, str]]:
+def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, Any]]:
+    """One JSON object per key; ``authorized_by`` and ``created`` are null when unknown."""
     return [
         {
             "name": r.name,
             "address": r.address,
-            "authorized_by": r.auth_address or "self",
+            "authorized_by": r.auth_address or None,
             "network": r.network,
             "mode": r.mode,
             "key_state": r.key_state,
-            "created": r.creation_date.isoformat() if r.creation_date else "",
+            "created": r.creation_date.isoformat() if r.creation_date else None,
             "key_id": r.key_id,
-            "managed_by_confio_kms": str(r.managed).lower(),
+            "managed_by_confio_kms": r.managed,
         }
         for r in records
     ]
+
+
+def _cell(column: str, value: Any) -> str:
+    if column == "authorized_by":
+        return str(value or "self")
+    return "" if value is None else str(value)
 
 
 def write_keys(out: OutputWrapper, records: Sequence[KeyRecord], as_json: bool) -> None:
@@ -119,9 +193,10 @@ def write_keys(out: OutputWrapper, records: Sequence[KeyRecord], as_json: bool) 
     if not rows:
         out.write("No Algorand keys found in this account and region.")
         return
-    widths = {c: max(len(c), *(len(row[c]) for row in rows)) for c in COLUMNS}
+    cells = [{c: _cell(c, row[c]) for c in COLUMNS} for row in rows]
+    widths = {c: max(len(c), *(len(row[c]) for row in cells)) for c in COLUMNS}
     out.write("  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip())
-    for row in rows:
+    for row in cells:
         out.write("  ".join(row[c].ljust(widths[c]) for c in COLUMNS).rstrip())
 
 

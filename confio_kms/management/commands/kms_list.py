@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from argparse import ArgumentParser
 from typing import Any
 
 from ... import conf
@@ -9,9 +8,6 @@ from ..base import KMSCommand, write_keys
 
 class Command(KMSCommand):
     help = "List the Algorand keys in KMS: name, address, network, mode, key state, creation date."
-
-    def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--json", action="store_true", help="Print JSON for scripts.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         write_keys(self.stdout, conf.kms_manager().list_keys(), options["json"])

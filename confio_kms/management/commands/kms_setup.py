@@ -55,7 +55,6 @@ class Command(KMSCommand):
             dest="interactive",
             help="Ask nothing (scripts).",
         )
-        parser.add_argument("--json", action="store_true", help="With --list: print JSON.")
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
