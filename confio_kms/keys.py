@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from . import config, validation
+from . import config, progress, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .networks import NETWORKS, UNKNOWN
@@ -551,6 +551,16 @@ def create_alias(aws: AWSClients, name: str, key_id: str, rollback: Rollback) ->
     rollback.expect_alias(aws, alias)
 
 
+# What each creation step does, for the operator watching it (progress lines).
+STEPS = {
+    "CreateKey": "creating the KMS key",
+    "GetPublicKey": "reading the new key's public key",
+    "TagResource": "tagging the key with its address",
+    "CreateAlias": "pointing the alias at the key",
+    "PutParameter": "storing the encrypted private key in SSM",
+}
+
+
 def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], None]], str]) -> str:
     """Run the creation steps in ``run``; on a failure roll back and say what was undone.
 
@@ -558,8 +568,13 @@ def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], N
     The report is what ``rollback`` read back from AWS, not what the requests answered.
     """
     step = ["start"]
+
+    def starting(operation: str) -> None:
+        step.append(operation)
+        progress.step(f"alias/{name}: {STEPS.get(operation, operation)} ({operation})")
+
     try:
-        key_id = run(step.append)
+        key_id = run(starting)
     except Exception as error:  # whatever failed, nothing half-made may stay behind
         undone, failed = rollback.run()
         # "nothing had been created" only when nothing was found or left unchecked.

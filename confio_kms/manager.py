@@ -7,6 +7,7 @@ before any change, and a creation that fails half-way is rolled back.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +17,7 @@ import boto3
 from algosdk import account
 from algosdk.transaction import SignedTransaction, Transaction
 
-from . import audit, cache, config, envelope, iam, keys, kinds, rotation, validation
+from . import audit, cache, config, envelope, iam, keys, kinds, progress, rotation, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
@@ -30,6 +31,8 @@ from .validation import DEFAULT_SSM_PREFIX
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
 # Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
 # signature authorizes nothing on chain.
+logger = logging.getLogger(__name__)
+
 ADOPT_PROBE = b"confio-kms adopt probe: "
 
 MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
@@ -76,6 +79,29 @@ class CreatedKey:
         )
 
     __str__ = __repr__
+
+
+class ImportedKey(tuple[str, str]):
+    """The result of ``import_existing_key``: unpacks as ``(key_id, address)``.
+
+    ``also_under`` names the aliases that already held this account before the
+    import (two aliases, one account: usually a mistake, so it is reported).
+    """
+
+    also_under: tuple[str, ...]
+
+    def __new__(cls, key_id: str, address: str, also_under: tuple[str, ...] = ()) -> ImportedKey:
+        imported = super().__new__(cls, (key_id, address))
+        imported.also_under = also_under
+        return imported
+
+    @property
+    def key_id(self) -> str:
+        return self[0]
+
+    @property
+    def address(self) -> str:
+        return self[1]
 
 
 @dataclass(frozen=True)
@@ -151,17 +177,28 @@ class AlgorandKMSManager:
         description: str = "",
         *,
         network: str | None = None,
-    ) -> tuple[str, str]:
+    ) -> ImportedKey:
         """Store the account of ``mnemonic_phrase`` under ``key_alias``; return (key_id, address).
 
         The mnemonic is validated before any AWS request; ``network`` is as for
-        ``create_algorand_key``.
+        ``create_algorand_key``. Aliases that already hold the account are logged as a
+        warning and named in ``also_under`` (the import goes ahead: both sign).
         """
         private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
         del mnemonic_phrase  # not needed further; @holds_secrets keeps frames out of reports
         address = str(account.address_from_private_key(private_key))
         name, network = self._check_new(key_alias, network)
-        return self._store(name, private_key, address, network, description), address
+        progress.step(f"alias/{name}: looking for other aliases of {address}")
+        also = tuple(other for other, _, _ in self._tagged(TAG_ADDRESS, address))
+        if also:
+            logger.warning(
+                "Importing %s as alias/%s: the account is already stored under %s.",
+                address,
+                name,
+                ", ".join(f"alias/{other}" for other in also),
+            )
+        key_id = self._store(name, private_key, address, network, description)
+        return ImportedKey(key_id, address, also)
 
     def get_address(self, key_alias: str) -> str:
         """The address tagged on the key (cached; no request once cached)."""
@@ -240,6 +277,15 @@ class AlgorandKMSManager:
         IAM policy) are not Algorand keys of ours and are skipped.
         """
         records = []
+        for name, key_id, tags in self._tagged(TAG_ADDRESS):
+            metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
+            records.append(self._record(name, metadata, tags))
+        return sorted(records, key=lambda record: record.name)
+
+    def _tagged(
+        self, tag: str, value: str | None = None
+    ) -> Iterator[tuple[str, str, dict[str, str]]]:
+        """(alias name, key id, tags) of every aliased key with ``tag`` (equal to ``value``)."""
         for alias in self._aws.paginate("kms", "ListAliases", "aliases", "Aliases"):
             name = alias["AliasName"].removeprefix("alias/")
             key_id = alias.get("TargetKeyId")
@@ -250,11 +296,8 @@ class AlgorandKMSManager:
             except exc.AccessDeniedError:
                 # Another application's key, which least privilege keeps us from reading.
                 continue
-            if TAG_ADDRESS not in tags:
-                continue
-            metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
-            records.append(self._record(name, metadata, tags))
-        return sorted(records, key=lambda record: record.name)
+            if tag in tags and (value is None or tags[tag] == value):
+                yield name, key_id, tags
 
     def delete_key(self, key_alias: str, pending_window_days: int = 30) -> datetime | None:
         """Schedule the key's deletion; return the date it will be deleted.
@@ -298,17 +341,27 @@ class AlgorandKMSManager:
         *,
         kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
-        dry_run: bool = False,
+        sign_only: bool = False,
         on_backup: Callable[[str, str], None] | None = None,
+        dry_run: bool | None = None,
     ) -> RotationResult:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
         See ``confio_kms.rotation`` for the steps and how interruptions resolve.
         ``kind`` is the new key's (``native=True`` is shorthand for ``kind="native"``).
-        ``dry_run`` stops after signing the rekey (``result.signed_rekey``). A new
-        envelope key's backup mnemonic goes to ``on_backup(mnemonic, key_address)``
-        as soon as the key exists, and is also in ``result.backup_mnemonic``.
+        ``sign_only`` creates the new key and stops after signing the rekey
+        (``result.signed_rekey``, for an external submitter). A new envelope key's
+        backup mnemonic goes to ``on_backup(mnemonic, key_address)`` as soon as the key
+        exists, and is also in ``result.backup_mnemonic``. To see what would happen
+        without changing anything, use :meth:`plan_rotation`.
         """
+        if dry_run is not None:
+            # The old name created a key, which a dry run must not: refuse, don't guess.
+            raise exc.ConfigurationError(
+                "rotate_key(dry_run=...) is gone: it created a key, which a dry run must not.",
+                fix="Use plan_rotation() to change nothing, or rotate_key(sign_only=True) to "
+                "create the key and sign the rekey without submitting it.",
+            )
         name = validation.alias_name(key_alias)
         return rotation.rotate(
             self._aws,
@@ -316,8 +369,25 @@ class AlgorandKMSManager:
             name,
             chain,
             kind=keys.NATIVE if native else kind,
-            dry_run=dry_run,
+            sign_only=sign_only,
             on_backup=on_backup,
+        )
+
+    def plan_rotation(
+        self,
+        key_alias: str,
+        chain: Chain,
+        *,
+        kind: str = kinds.DEFAULT_KIND,
+        native: bool = False,
+    ) -> rotation.RotationPlan:
+        """What ``rotate_key`` would do now; reads only (no key, alias, tag or signature)."""
+        return rotation.plan(
+            self._aws,
+            self._prefix,
+            validation.alias_name(key_alias),
+            chain,
+            kind=keys.NATIVE if native else kind,
         )
 
     def __repr__(self) -> str:
@@ -341,6 +411,7 @@ class AlgorandKMSManager:
                 f"does not name {named}.",
             )
         alias = f"alias/{name}"
+        progress.step(f"{alias}: checking the alias and its SSM parameter are free")
         try:
             keys.describe_key(self._aws, name)
         except exc.AliasNotFoundError:

@@ -25,6 +25,8 @@ NETWORKS = ("testnet", "mainnet", "betanet", "localnet")
 # The networks a deployment switches between with CONFIO_ENV, each with its own alias.
 DEPLOYMENT_NETWORKS = ("testnet", "mainnet")
 UNKNOWN = "unknown"
+# Where real money is: costly or destructive commands ask for confirmation here.
+MAINNET = "mainnet"
 # Transactions in one atomic group.
 MAX_GROUP_SIZE = 16
 

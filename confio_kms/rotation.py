@@ -8,8 +8,11 @@ Steps, each safe to interrupt:
 2. A 0-ALGO self-payment from the account with ``rekey_to`` = the new key's address
    is signed by the current key. Its id and last valid round are tagged on the new key
    before the signed transaction leaves this process.
-3. It is submitted and confirmed (or printed, for a dry run).
+3. It is submitted and confirmed (or printed, with ``sign_only``).
 4. Only after confirmation is ``alias/<name>`` switched to the new key.
+
+:func:`plan` decides the same way from the same reads and changes nothing: it is
+what a dry run shows.
 
 Until step 4 the alias signs with the old key. Once the rekey is confirmed and until
 the switch, the alias points at a key that can no longer sign for the account: an
@@ -24,10 +27,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from algosdk import encoding, transaction
 
-from . import cache, keys, kinds
+from . import cache, keys, kinds, progress, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .chain import Chain
@@ -47,7 +51,7 @@ NOTE = b"confio-kms rotation"
 
 @dataclass(frozen=True)
 class RotationResult:
-    """What a rotation did. ``state`` is ``completed`` or ``pending`` (a dry run)."""
+    """What a rotation did. ``state`` is ``completed`` or ``pending`` (``sign_only``)."""
 
     name: str
     account: str
@@ -58,7 +62,7 @@ class RotationResult:
     state: str
     rekey_txid: str
     signed_rekey: str = ""
-    """Base64 msgpack of the signed rekey transaction (for a dry run's external submitter)."""
+    """Base64 msgpack of the signed rekey transaction (``sign_only``: for an external submitter)."""
     confirmed_round: int | None = None
     resumed: bool = False
     rolled_back_key_id: str = ""
@@ -73,7 +77,7 @@ def rotate(
     chain: Chain,
     *,
     kind: str = kinds.DEFAULT_KIND,
-    dry_run: bool = False,
+    sign_only: bool = False,
     on_backup: Callable[[str, str], None] | None = None,
 ) -> RotationResult:
     """Rotate ``alias/<name>`` to a new key by rekeying its account (see the module doc).
@@ -85,29 +89,14 @@ def rotate(
     new_kind = kinds.named(kind)
     policy = SigningPolicy.from_settings()
     sp = chain.suggested_params()
-    pending = _pending(aws, name)
-    try:
-        current = kinds.resolve(aws, name)
-    except exc.AliasNotFoundError:
-        # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
-        if pending is None:
-            raise
-        _check_chain(policy, pending, sp)
-        if chain.auth_address(pending.address) != pending.signer_address:
-            raise
+    decision = _decide(aws, name, chain, policy, sp)
+    current, pending = decision.current, decision.pending
+    if decision.action == FINISH and pending is not None:
         return _finish(aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending))
-    # Whatever is decided from the chain below, it must be the key's own network.
-    _check_chain(policy, current, sp)
-    rolled_back = ""
-    if pending is not None:
-        _check_pending(aws, name, current, pending)
-        if pending.key_id == current.key_id:  # switched; only the cleanup was interrupted
-            return _finish(
-                aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending)
-            )
-        if chain.auth_address(current.address) == pending.signer_address:
-            return _switch(aws, name, current, pending, resumed=True)
-        rolled_back = _roll_back(aws, name, pending, chain)
+    assert current is not None  # only FINISH has no current key
+    if decision.action == SWITCH and pending is not None:
+        return _switch(aws, name, current, pending, resumed=True)
+    rolled_back = _roll_back(aws, name, pending) if pending is not None else ""
 
     history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
     # Space-separated: SSM tag values (copied from these) do not allow ";".
@@ -117,6 +106,7 @@ def rotate(
         TAG_PREVIOUS: current.key_id,
         TAG_HISTORY: history,
     }
+    progress.step(f"alias/{name}: creating the new {new_kind.kind} key")
     created = new_kind.provision(
         aws,
         name=staging_name(name),
@@ -132,6 +122,7 @@ def rotate(
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
+    progress.step(f"alias/{name}: signing the rekey with the current key")
     # Rotation is the one caller that may rekey the account; the rest of the policy holds.
     (signed,) = sign_group(
         KeyHandle(aws, prefix, name),
@@ -153,7 +144,7 @@ def rotate(
     )
     new = kinds.resolve(aws, staging_name(name))
     encoded = str(encoding.msgpack_encode(signed))
-    if dry_run:
+    if sign_only:
         return RotationResult(
             name=name,
             account=current.address,
@@ -167,6 +158,7 @@ def rotate(
             rolled_back_key_id=rolled_back,
             backup_mnemonic=backup,
         )
+    progress.step(f"alias/{name}: submitting the rekey {txid} and waiting for its confirmation")
     try:
         confirmed = chain.submit(signed)
     except exc.ConfioKMSError as error:
@@ -180,6 +172,137 @@ def rotate(
     result = _switch(aws, name, current, new, resumed=False)
     return replace(
         result, confirmed_round=confirmed, rolled_back_key_id=rolled_back, backup_mnemonic=backup
+    )
+
+
+FINISH, SWITCH, ROTATE = "finish", "switch", "rotate"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    """What a run does, decided from reads only. ROTATE with a ``pending`` key rolls
+    that expired rotation back first; FINISH may have no ``current`` (alias gone)."""
+
+    action: str
+    current: KeyInfo | None
+    pending: KeyInfo | None
+
+
+def _decide(
+    aws: AWSClients,
+    name: str,
+    chain: Chain,
+    policy: SigningPolicy,
+    sp: transaction.SuggestedParams,
+) -> _Decision:
+    pending = _pending(aws, name)
+    try:
+        current = kinds.resolve(aws, name)
+    except exc.AliasNotFoundError:
+        # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
+        if pending is None:
+            raise
+        _check_chain(policy, pending, sp)
+        if chain.auth_address(pending.address) != pending.signer_address:
+            raise
+        return _Decision(FINISH, None, pending)
+    # Whatever is decided from the chain below, it must be the key's own network.
+    _check_chain(policy, current, sp)
+    if pending is None:
+        return _Decision(ROTATE, current, None)
+    _check_pending(aws, name, current, pending)
+    if pending.key_id == current.key_id:  # switched; only the cleanup was interrupted
+        return _Decision(FINISH, current, pending)
+    if chain.auth_address(current.address) == pending.signer_address:
+        return _Decision(SWITCH, current, pending)
+    _check_abandoned(aws, name, pending, chain)
+    return _Decision(ROTATE, current, pending)
+
+
+@dataclass(frozen=True)
+class RotationPlan:
+    """What ``rotate`` would do now, read from KMS and the chain; nothing was changed.
+
+    ``action`` is ``rotate`` (a new key and a rekey), ``switch`` (a confirmed rekey's
+    alias switch, resumed) or ``finish`` (an interrupted switch's cleanup). ``rekey``
+    holds the fields of the transaction a rotation would sign (empty otherwise); its
+    ``rekey_to`` is the new key's address, known only once the key exists.
+    """
+
+    name: str
+    account: str
+    network: str
+    action: str
+    current_key_id: str
+    current_mode: str
+    new_mode: str
+    steps: tuple[str, ...]
+    rekey: dict[str, Any] = field(default_factory=dict)
+
+
+def plan(
+    aws: AWSClients, prefix: str, name: str, chain: Chain, *, kind: str = kinds.DEFAULT_KIND
+) -> RotationPlan:
+    """The dry run of :func:`rotate`: the same decision from the same reads, no writes."""
+    new_kind = kinds.named(kind)
+    sp = chain.suggested_params()
+    decision = _decide(aws, name, chain, SigningPolicy.from_settings(), sp)
+    current, pending = decision.current, decision.pending
+    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    known = current or pending
+    assert known is not None  # _decide raises when there is neither
+    common: dict[str, Any] = {
+        "name": name,
+        "account": known.address,
+        "network": known.network,
+        "current_key_id": current.key_id if current else "",
+        "current_mode": current.mode if current else "",
+    }
+    if decision.action != ROTATE and pending is not None:
+        done = "was switched" if decision.action == FINISH else "is confirmed on chain"
+        resume = (
+            f"the rekey to {pending.signer_address} {done}: point {alias} at key "
+            f"{pending.key_id}, tag the old key RotationState=retired, remove {staging}",
+        )
+        return RotationPlan(**common, action=decision.action, new_mode=pending.mode, steps=resume)
+    assert current is not None
+    steps: list[str] = []
+    if pending is not None:
+        steps.append(
+            f"roll back the expired pending rotation: remove {staging} and schedule key "
+            f"{pending.key_id} for deletion in {keys.ROLLBACK_PENDING_DAYS} days"
+        )
+    path = validation.parameter_path(prefix, staging_name(name))
+    where = (
+        f", its private key encrypted in SSM at {path} and its backup mnemonic shown once"
+        if new_kind.uses_parameter
+        else ", generated inside KMS (no backup exists)"
+    )
+    steps += [
+        f"create a {new_kind.kind} KMS key (billed monthly) under {staging}{where}",
+        f"sign the rekey below with {alias}'s current {current.mode} key",
+        "submit it and wait for its confirmation",
+        f"point {alias} at the new key, tag key {current.key_id} RotationState=retired, "
+        f"remove {staging}",
+    ]
+    txn = transaction.PaymentTxn(
+        current.address, sp, current.address, 0, note=NOTE, rekey_to=current.address
+    )
+    rekey = {
+        "type": "pay",
+        "sender": current.address,
+        "receiver": current.address,
+        "amount": 0,
+        "fee": txn.fee,
+        "first_valid": txn.first_valid_round,
+        "last_valid": txn.last_valid_round,
+        "genesis_id": txn.genesis_id,
+        "note": NOTE.decode(),
+        "rekey_to": None,
+        "signed_by": current.signer_address,
+    }
+    return RotationPlan(
+        **common, action=ROTATE, new_mode=new_kind.kind, steps=tuple(steps), rekey=rekey
     )
 
 
@@ -231,6 +354,7 @@ def _switch(
 ) -> RotationResult:
     """Point ``alias/<name>`` at the new key: only after the rekey is confirmed."""
     alias = f"alias/{name}"
+    progress.step(f"{alias}: switching the alias to the new key")
     _tag_state(aws, new.key_id, "active")
     # Tagged while the alias still names it (a runtime policy may match keys by alias).
     _tag_state(aws, current.key_id, "retired")
@@ -276,8 +400,24 @@ def _finish(
     )
 
 
-def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> str:
-    """Abandon a pending rotation whose rekey can no longer land; return its key id."""
+def _roll_back(aws: AWSClients, name: str, pending: KeyInfo) -> str:
+    """Abandon a pending rotation whose rekey can no longer land (``_decide`` checked
+    it); return its key id."""
+    staging = f"alias/{staging_name(name)}"
+    progress.step(f"{staging}: rolling back an expired pending rotation")
+    aws.call("kms", "DeleteAlias", staging, AliasName=staging)
+    aws.call(
+        "kms",
+        "ScheduleKeyDeletion",
+        pending.key_id,
+        KeyId=pending.key_id,
+        PendingWindowInDays=keys.ROLLBACK_PENDING_DAYS,
+    )
+    return pending.key_id
+
+
+def _check_abandoned(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> None:
+    """Refuse unless the pending rotation's signed rekey can no longer land."""
     tags = _tags(aws, pending.key_id)
     last_valid = tags.get(TAG_REKEY_LAST_VALID)
     if last_valid and not last_valid.isdigit():
@@ -302,16 +442,6 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> st
             "was rolled back.",
             fix="Run the rotation again: it finishes the switch.",
         )
-    staging = f"alias/{staging_name(name)}"
-    aws.call("kms", "DeleteAlias", staging, AliasName=staging)
-    aws.call(
-        "kms",
-        "ScheduleKeyDeletion",
-        pending.key_id,
-        KeyId=pending.key_id,
-        PendingWindowInDays=keys.ROLLBACK_PENDING_DAYS,
-    )
-    return pending.key_id
 
 
 def decode_signed(encoded: str) -> transaction.SignedTransaction:
@@ -323,6 +453,6 @@ def decode_signed(encoded: str) -> transaction.SignedTransaction:
     if not isinstance(signed, transaction.SignedTransaction):
         raise exc.UntrustedInputError(
             "Not a signed transaction in base64 msgpack.",
-            fix="Pass the last line kms_rotate --dry-run printed.",
+            fix="Pass the last line kms_rotate --sign-only printed.",
         )
     return signed

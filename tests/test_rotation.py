@@ -15,7 +15,7 @@ from algosdk.atomic_transaction_composer import (
 from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, rotation
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
-from .helpers import EnvelopeKey, inject_error, kms_tags
+from .helpers import EnvelopeKey, RequestCounter, inject_error, kms_tags
 
 ALIAS = "acct"
 
@@ -109,10 +109,10 @@ def test_envelope_to_native_then_a_second_rotation(
         ledger.evaluate([pay(first_key, ledger, 3)])
 
 
-def test_dry_run_keeps_the_old_key_until_the_rekey_lands_then_resumes(
+def test_sign_only_keeps_the_old_key_until_the_rekey_lands_then_resumes(
     manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
 ) -> None:
-    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+    pending = manager.rotate_key(ALIAS, chain, sign_only=True)
 
     assert pending.account == account[1] and pending.state == "pending" and pending.signed_rekey
     signer = KMSSigner(ALIAS)
@@ -134,7 +134,7 @@ def test_dry_run_keeps_the_old_key_until_the_rekey_lands_then_resumes(
 def test_unconfirmed_rekey_blocks_until_it_expires_then_rolls_back(
     manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
 ) -> None:
-    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+    pending = manager.rotate_key(ALIAS, chain, sign_only=True)
 
     with pytest.raises(exceptions.RotationError, match="can still be confirmed until round 1000"):
         manager.rotate_key(ALIAS, chain)
@@ -269,7 +269,7 @@ def test_a_chain_of_another_network_decides_nothing(
 ) -> None:
     from confio_kms import networks
 
-    pending = manager.rotate_key(ALIAS, chain, dry_run=True)
+    pending = manager.rotate_key(ALIAS, chain, sign_only=True)
 
     class MainnetChain(LedgerChain):
         def suggested_params(self) -> transaction.SuggestedParams:
@@ -313,3 +313,68 @@ def test_failed_rotation_keeps_the_new_mnemonic_out_of_traceback_frames(
         manager.rotate_key(ALIAS, FailingChain(ledger), on_backup=lambda m, a: delivered.append(m))
     recorded = frame_locals(raised.value)
     assert len(recorded) > 200 and delivered and delivered[0] not in recorded
+
+
+# --- the dry run: plan_rotation ------------------------------------------------------------
+
+READS = {"kms.DescribeKey", "kms.ListResourceTags"}
+
+
+def test_plan_reads_only_and_describes_what_the_rotation_signs(
+    manager: AlgorandKMSManager,
+    account: tuple[str, str],
+    chain: LedgerChain,
+    counter: RequestCounter,
+) -> None:
+    counter.reset()
+
+    plan = manager.plan_rotation(ALIAS, chain, native=True)
+
+    assert set(counter.calls) <= READS, counter.by_operation()  # no Decrypt, Sign or write
+    assert (plan.action, plan.account, plan.new_mode) == ("rotate", account[1], "native")
+    assert len(boto3.client("kms").list_keys()["Keys"]) == 1
+    pending = manager.rotate_key(ALIAS, chain, native=True, sign_only=True)
+    signed = rotation.decode_signed(pending.signed_rekey).transaction
+    # The plan's transaction is the one signed, except the new key's address.
+    assert plan.rekey == {
+        "type": "pay",
+        "sender": signed.sender,
+        "receiver": signed.receiver,
+        "amount": signed.amt,
+        "fee": signed.fee,
+        "first_valid": signed.first_valid_round,
+        "last_valid": signed.last_valid_round,
+        "genesis_id": signed.genesis_id,
+        "note": signed.note.decode(),
+        "rekey_to": None,
+        "signed_by": account[1],
+    }
+
+
+def test_plan_follows_a_pending_rotation_as_the_run_would(
+    manager: AlgorandKMSManager, account: tuple[str, str], chain: LedgerChain
+) -> None:
+    pending = manager.rotate_key(ALIAS, chain, sign_only=True)
+    # While the signed rekey can land: refused, as the rotation itself is.
+    with pytest.raises(exceptions.RotationError, match="can still be confirmed"):
+        manager.plan_rotation(ALIAS, chain)
+
+    chain.round = 1001
+    expired = manager.plan_rotation(ALIAS, chain)
+    assert expired.action == "rotate" and f"key {pending.key_id} for deletion" in expired.steps[0]
+
+    chain.round = 1
+    chain.submit(rotation.decode_signed(pending.signed_rekey))
+    confirmed = manager.plan_rotation(ALIAS, chain)
+    assert confirmed.action == "switch" and confirmed.rekey == {}
+    assert boto3.client("kms").describe_key(KeyId=f"alias/{ALIAS}")["KeyMetadata"]["KeyId"] != (
+        pending.key_id
+    )  # planning switched nothing
+
+
+def test_old_dry_run_keyword_is_refused_not_reinterpreted(
+    manager: AlgorandKMSManager, account: tuple[str, str], chain: LedgerChain
+) -> None:
+    with pytest.raises(exceptions.ConfigurationError, match=r"plan_rotation.*sign_only=True"):
+        manager.rotate_key(ALIAS, chain, dry_run=True)
+    assert len(boto3.client("kms").list_keys()["Keys"]) == 1

@@ -130,7 +130,7 @@ def test_no_path_leaks_the_sentinel(
 
     # Rotation (library and command) and the sponsor service in both modes.
     ledger.fund(SENTINEL_ADDRESS, 1_000_000)
-    run(texts, lambda: manager.rotate_key("sentinel", LedgerChain(ledger), dry_run=True))
+    run(texts, lambda: manager.rotate_key("sentinel", LedgerChain(ledger), sign_only=True))
     command(texts, "kms_rotate", "--alias", "piped", "--submit", f"--mnemonic-out={tmp_path}/r")
     with override_settings(USE_KMS_SIGNING=False, ALGORAND_ADMIN_MNEMONIC=SENTINEL_MNEMONIC):
         service = run(texts, AlgorandSponsorService)

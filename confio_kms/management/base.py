@@ -108,8 +108,13 @@ class BackupDestination:
     there must be a terminal). Leaving the block with an error removes the unused file.
     """
 
-    def __init__(self, command: BaseCommand, path: str | None, interactive: bool) -> None:
+    def __init__(self, command: KMSCommand, path: str | None, interactive: bool) -> None:
         self.command, self.path, self.interactive = command, path, interactive
+        if not path and command.as_json:
+            raise CommandError(
+                "With --json, standard output is for the JSON result, not the backup "
+                "mnemonic; nothing was created. Fix: pass --mnemonic-out FILE."
+            )
         self.file = new_private_file(path) if path else None
         if self.file is None and not is_terminal(command.stdout):
             raise CommandError(
@@ -133,7 +138,8 @@ class BackupDestination:
         if self.file is not None:
             with self.file:
                 self.file.write(f"{phrase}\n")
-            out.write(
+            # With --json the notice is news, like progress: stdout keeps the JSON alone.
+            (self.command.stderr if self.command.as_json else out).write(
                 f"Backup mnemonic written to {self.path} (mode 0600). "
                 "Move it offline and delete the file."
             )

@@ -56,7 +56,7 @@ def test_create_writes_the_mnemonic_to_a_new_private_file(tmp_path: Path) -> Non
     out = io.StringIO()
 
     call_command(
-        "kms_setup", "--create-new", "--no-input", "--network", "mainnet",
+        "kms_setup", "--create-new", "--no-input", "--network", "mainnet", "--yes",
         "--mnemonic-out", str(backup), stdout=out,
     )  # fmt: skip
 
@@ -146,6 +146,8 @@ def test_list_as_table_and_json(command: list[str]) -> None:
     (parsed,) = json.loads(as_json.getvalue())
     assert parsed["address"] == created.address and parsed["key_id"] == created.key_id
     assert parsed["mode"] == "envelope" and parsed["created"].startswith("20")
+    # Real JSON types: a boolean, and null for "signs for itself".
+    assert parsed["managed_by_confio_kms"] is True and parsed["authorized_by"] is None
 
 
 def test_empty_list() -> None:
@@ -194,3 +196,128 @@ def test_a_network_without_an_alias_setting_needs_an_alias() -> None:
     with pytest.raises(CommandError, match="pass --alias NAME for the localnet key"):
         call_command("kms_setup", "--create-new", "--network", "localnet", "--no-input")
     assert key_count() == 0
+
+
+# --- mainnet confirmation --------------------------------------------------------------
+
+
+def test_mainnet_create_without_a_terminal_needs_yes(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.txt"
+    with pytest.raises(CommandError, match=r"needs confirmation; nothing was done.*--yes"):
+        call_command(
+            "kms_setup", "--create-new", "--no-input", "--network", "mainnet",
+            "--mnemonic-out", str(backup), stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
+    assert key_count() == 0 and not backup.exists()
+
+
+@pytest.mark.parametrize(("typed", "created"), [("confio-mainnet-sponsor", 1), ("yes", 0)])
+def test_mainnet_create_at_a_terminal_needs_the_alias_typed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str, created: int
+) -> None:
+    prompts: list[str] = []
+    monkeypatch.setattr("builtins.input", lambda p: prompts.append(p) or typed)
+    monkeypatch.setattr("sys.stdin", Terminal())
+    err = io.StringIO()
+    run = lambda: call_command(  # noqa: E731
+        "kms_setup", "--create-new", "--network", "mainnet",
+        "--mnemonic-out", str(tmp_path / "backup.txt"), stdout=io.StringIO(), stderr=err,
+    )  # fmt: skip
+
+    if created:
+        run()
+    else:
+        with pytest.raises(CommandError, match="Not confirmed"):
+            run()
+
+    assert prompts == ["Type the alias (confio-mainnet-sponsor) to go on: "]
+    assert "on mainnet" in err.getvalue() and "billed monthly" in err.getvalue()
+    assert key_count() == created
+
+
+def test_testnet_create_asks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("builtins.input", lambda p: pytest.fail("asked: " + p))
+    call_command(
+        "kms_setup", "--create-new", "--mnemonic-out", str(tmp_path / "b"), stdout=io.StringIO()
+    )
+    assert key_count() == 1
+
+
+# --- --json, progress ----------------------------------------------------------------------
+
+
+def test_create_json_has_real_types_and_no_mnemonic(tmp_path: Path) -> None:
+    backup = tmp_path / "backup.txt"
+    out, err = io.StringIO(), io.StringIO()
+
+    call_command(
+        "kms_setup", "--create-new", "--json", "--mnemonic-out", str(backup),
+        stdout=out, stderr=err,
+    )  # fmt: skip
+
+    result = json.loads(out.getvalue())  # stdout is the JSON document alone
+    phrase = backup.read_text().strip()
+    assert result["address"] == account.address_from_private_key(mnemonic.to_private_key(phrase))
+    assert result["mode"] == "envelope" and result["deletion_needs_mfa"] is False
+    assert result["ssm_parameter"] == f"/confio/algorand/{ALIAS}/private-key"
+    assert phrase not in out.getvalue() + err.getvalue()
+    assert "Backup mnemonic written to" in err.getvalue()
+
+
+def test_create_json_needs_a_backup_file_first() -> None:
+    with pytest.raises(CommandError, match=r"With --json.*--mnemonic-out FILE"):
+        call_command("kms_setup", "--create-new", "--json", stdout=Terminal())
+    assert key_count() == 0
+
+
+def test_native_create_json_has_null_parameter() -> None:
+    out = io.StringIO()
+    call_command("kms_setup", "--create-new", "--native", "--alias", "nat", "--json", stdout=out)
+    result = json.loads(out.getvalue())
+    assert result["mode"] == "native" and result["ssm_parameter"] is None
+
+
+def test_slow_steps_print_progress_on_stderr_unless_verbosity_0(tmp_path: Path) -> None:
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "kms_setup", "--create-new", "--mnemonic-out", str(tmp_path / "a"),
+        stdout=out, stderr=err,
+    )  # fmt: skip
+    steps = err.getvalue().splitlines()
+    assert [line.split("(")[-1] for line in steps[1:]] == [
+        "CreateKey)", "CreateAlias)", "PutParameter)",
+    ]  # fmt: skip
+    assert steps[0].startswith(f"... alias/{ALIAS}: checking")
+    assert not any(line.startswith("...") for line in out.getvalue().splitlines())
+
+    quiet = io.StringIO()
+    call_command(
+        "kms_setup", "--create-new", "--alias", "b", "--mnemonic-out", str(tmp_path / "b"),
+        "-v", "0", stdout=io.StringIO(), stderr=quiet,
+    )  # fmt: skip
+    assert quiet.getvalue() == ""
+
+
+# --- import of an account already stored ------------------------------------------------
+
+
+def test_import_of_an_account_under_another_alias_warns() -> None:
+    phrase = mnemonic.from_private_key(new_account()[0])
+    out, err = io.StringIO(), io.StringIO()
+    call_command(
+        "kms_setup", "--import-existing", "--alias", "first",
+        stdin=io.StringIO(phrase), stdout=io.StringIO(), stderr=err,
+    )  # fmt: skip
+    assert "warning" not in err.getvalue()
+
+    call_command(
+        "kms_setup", "--import-existing", "--alias", "second", "--json",
+        stdin=io.StringIO(phrase), stdout=out, stderr=err,
+    )  # fmt: skip
+
+    address = account.address_from_private_key(mnemonic.to_private_key(phrase))
+    (warning,) = [line for line in err.getvalue().splitlines() if line.startswith("warning")]
+    assert address in warning and "alias/first" in warning and "kms_delete" in warning
+    assert json.loads(out.getvalue())["also_under"] == ["alias/first"]
+    assert phrase not in out.getvalue() + err.getvalue()
+    assert sorted(r.name for r in AlgorandKMSManager().list_keys()) == ["first", "second"]

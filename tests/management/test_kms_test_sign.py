@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import boto3
 import pytest
@@ -72,3 +73,36 @@ def test_native_key_through_the_same_command() -> None:
     out = io.StringIO()
     call_command("kms_test_sign", "--submit", stdout=out)
     assert "accepted by Algorand's ledger evaluator" in out.getvalue()
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_says_when_the_app_is_still_on_the_mnemonic(on: bool) -> None:
+    AlgorandKMSManager().create_algorand_key(ALIAS)
+    out = io.StringIO()
+    with override_settings(USE_KMS_SIGNING=on):
+        call_command("kms_test_sign", stdout=out)
+        call_command("kms_test_sign", "--json", stdout=(as_json := io.StringIO()))
+    assert ("USE_KMS_SIGNING is off" in out.getvalue()) is not on
+    result = json.loads(as_json.getvalue())
+    assert result["use_kms_signing"] is on and result["verified"] is True
+    assert result["submitted"] is False and result["confirmed_round"] is None
+
+
+@override_settings(CONFIO_SANDBOX=True)
+def test_submit_json_on_the_sandbox() -> None:
+    AlgorandKMSManager().create_algorand_key(ALIAS)
+    out = io.StringIO()
+    call_command("kms_test_sign", "--submit", "--json", stdout=out, stderr=io.StringIO())
+    result = json.loads(out.getvalue())
+    assert result["submitted"] is True and result["ledger"] == "sandbox"
+
+
+def test_mainnet_submit_needs_confirmation_before_signing() -> None:
+    AlgorandKMSManager().create_algorand_key("confio-mainnet-sponsor")
+    out = io.StringIO()
+    with pytest.raises(CommandError, match=r"on mainnet .*needs confirmation.*--yes"):
+        call_command("kms_test_sign", "--alias", "confio-mainnet-sponsor", "--submit", stdout=out)
+    assert out.getvalue() == ""  # nothing signed, nothing sent
+    # Without --submit nothing is sent, so nothing is asked.
+    call_command("kms_test_sign", "--alias", "confio-mainnet-sponsor", stdout=out)
+    assert "signature verified locally" in out.getvalue()

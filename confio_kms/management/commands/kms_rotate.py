@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 from argparse import ArgumentParser
+from dataclasses import asdict, fields
 from typing import Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, validation
+from ... import conf, networks, validation
+from ...rotation import RotationPlan, RotationResult
 from ..base import BackupDestination, KMSCommand
 
 
@@ -13,8 +15,9 @@ class Command(KMSCommand):
     help = (
         "Rotate a key without changing the account address: create a new key, rekey the "
         "account to it, and switch the alias once the rekey is confirmed. Running it again "
-        "finishes or rolls back an interrupted rotation."
+        "finishes or rolls back an interrupted rotation. --dry-run changes nothing."
     )
+    confirms = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
@@ -23,6 +26,19 @@ class Command(KMSCommand):
         )
         how = parser.add_mutually_exclusive_group(required=True)
         how.add_argument("--submit", action="store_true", help="Submit the rekey and wait for it.")
+        how.add_argument(
+            "--dry-run",
+            action="store_true",
+            help="Show what a rotation would do now and the transaction it would sign; "
+            "creates, tags and signs nothing.",
+        )
+        how.add_argument(
+            "--sign-only",
+            action="store_true",
+            help="Create the new key (billed) and print the signed rekey (base64 msgpack) "
+            "for another submitter; the alias keeps the old key until a later run finds "
+            "the rekey confirmed.",
+        )
         parser.add_argument(
             "--mnemonic-out",
             metavar="FILE",
@@ -31,12 +47,6 @@ class Command(KMSCommand):
         )
         parser.add_argument(
             "--no-input", action="store_false", dest="interactive", help="Ask nothing."
-        )
-        how.add_argument(
-            "--dry-run",
-            action="store_true",
-            help="Create the new key and print the signed rekey (base64 msgpack); the alias "
-            "keeps the old key until a later run finds the rekey confirmed.",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -47,32 +57,66 @@ class Command(KMSCommand):
                 "Fix: drop --mnemonic-out."
             )
         manager = conf.kms_manager()
-        address = manager.get_key(name).address
-        chain = conf.algorand_chain(fund=address)
+        current = manager.get_key(name)
+        chain = conf.algorand_chain(fund=current.address)
+        if options["dry_run"]:
+            self._show_plan(manager.plan_rotation(name, chain, native=options["native"]))
+            return
+        if current.network == networks.MAINNET:
+            what = "Submit a rekey of" if options["submit"] else "Create a key to rekey"
+            self.confirm(
+                options,
+                name,
+                f"{what} mainnet account {current.address} (alias/{name})",
+            )
+        sign_only = options["sign_only"]
         if options["native"]:
-            result = manager.rotate_key(name, chain, native=True, dry_run=options["dry_run"])
+            result = manager.rotate_key(name, chain, native=True, sign_only=sign_only)
         else:
             # A new envelope key has a backup: it needs somewhere to go before anything
             # is created, and goes there as soon as the key exists.
             with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
                 result = manager.rotate_key(
-                    name, chain, dry_run=options["dry_run"], on_backup=backup.deliver
+                    name, chain, sign_only=sign_only, on_backup=backup.deliver
                 )
+        self._show_result(name, result)
+
+    def _show_plan(self, plan: RotationPlan) -> None:
+        lines = [
+            f"dry run: nothing was created, tagged or signed (alias/{plan.name})",
+            f"account: {plan.account} ({plan.network})",
+            f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_mode})",
+            f"would:   {plan.action}, to a {plan.new_mode} key",
+            *(f"  {number}. {step}" for number, step in enumerate(plan.steps, 1)),
+        ]
+        if plan.rekey:
+            lines.append("rekey to be signed:")
+            lines += [f"  {field}: {value}" for field, value in plan.rekey.items()]
+        self.emit({"dry_run": True, **asdict(plan), "steps": list(plan.steps)}, lines)
+
+    def _show_result(self, name: str, result: RotationResult) -> None:
+        # Field by field, not asdict(): that would deep-copy the backup mnemonic.
+        data = {f.name: getattr(result, f.name) for f in fields(result)}
+        del data["backup_mnemonic"]
+        lines = []
         if result.rolled_back_key_id:
-            self.stdout.write(
+            lines.append(
                 f"rolled back: an expired pending rotation (key {result.rolled_back_key_id} "
                 "scheduled for deletion)"
             )
-        self.stdout.write(f"account: {result.account} (unchanged)")
-        self.stdout.write(f"new key: {result.key_id} ({result.mode})")
-        self.stdout.write(f"signer:  {result.auth_address}")
-        self.stdout.write(f"rekey:   {result.rekey_txid}")
+        lines += [
+            f"account: {result.account} (unchanged)",
+            f"new key: {result.key_id} ({result.mode})",
+            f"signer:  {result.auth_address}",
+            f"rekey:   {result.rekey_txid}",
+        ]
         if result.state == "pending":
-            self.stdout.write(
+            lines += [
                 f"pending: alias/{name} still signs with {result.previous_key_id}; submit the "
-                "rekey below, then run kms_rotate again to switch."
-            )
-            self.stdout.write(result.signed_rekey)
-            return
-        how = "resumed: the rekey was already confirmed" if result.resumed else "confirmed"
-        self.stdout.write(f"{how}; alias/{name} now signs for {result.account} with the new key")
+                "rekey below, then run kms_rotate again to switch.",
+                result.signed_rekey,
+            ]
+        else:
+            how = "resumed: the rekey was already confirmed" if result.resumed else "confirmed"
+            lines.append(f"{how}; alias/{name} now signs for {result.account} with the new key")
+        self.emit(data, lines)

@@ -17,6 +17,7 @@ class Command(KMSCommand):
         "or list the keys."
     )
     stealth_options = ("stdin",)
+    confirms = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         mode = parser.add_mutually_exclusive_group(required=True)
@@ -58,7 +59,7 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
-            write_keys(self.stdout, conf.kms_manager().list_keys(), options["json"])
+            write_keys(self.stdout, conf.kms_manager().list_keys(), self.as_json)
             return
         if options["adopt"]:
             self._adopt(options)
@@ -73,6 +74,13 @@ class Command(KMSCommand):
                 f"Fix: pass --alias NAME for the {network} key."
             )
         alias = validation.alias_name(options["alias"] or settings.alias_for(network))
+        if network == networks.MAINNET:
+            what = "Import the account into" if options["import_existing"] else "Create"
+            self.confirm(
+                options,
+                alias,
+                f"{what} a KMS key (billed monthly) for alias/{alias} on mainnet",
+            )
         if options["import_existing"]:
             self._import(alias, network, options)
         else:
@@ -85,9 +93,19 @@ class Command(KMSCommand):
                 "account is on, e.g. --network mainnet."
             )
         record = conf.kms_manager().adopt_key(options["adopt"], options["network"])
-        self.stdout.write(f"alias:   alias/{record.name}")
-        self.stdout.write(f"address: {record.address} (key material verified)")
-        self.stdout.write(f"network: {record.network} (AlgorandNetwork tag)")
+        self.emit(
+            {
+                "alias": f"alias/{record.name}",
+                "address": record.address,
+                "network": record.network,
+                "key_material_verified": True,
+            },
+            [
+                f"alias:   alias/{record.name}",
+                f"address: {record.address} (key material verified)",
+                f"network: {record.network} (AlgorandNetwork tag)",
+            ],
+        )
 
     def _create(self, alias: str, network: str, options: dict[str, Any]) -> None:
         if options["native"]:
@@ -109,11 +127,15 @@ class Command(KMSCommand):
         created = conf.kms_manager().create_algorand_key(
             alias, options["description"], network=network, native=True
         )
-        self._report(alias, network, created.key_id, created.address, native=True)
-        self.stdout.write(
-            "No backup mnemonic: the private key was generated inside KMS and never leaves it. "
-            "Recovery options (a multi-region replica key, or an offline account this key is "
-            "rekeyed from): docs/native.md."
+        self._report(
+            alias,
+            network,
+            created.key_id,
+            created.address,
+            native=True,
+            note="No backup mnemonic: the private key was generated inside KMS and never "
+            "leaves it. Recovery options (a multi-region replica key, or an offline account "
+            "this key is rekeyed from): docs/native.md.",
         )
 
     def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
@@ -125,34 +147,64 @@ class Command(KMSCommand):
                     f"imported. Fix: drop --{flag.replace('_', '-')}."
                 )
         # The phrase is never bound to a name here: error reporters record frame locals.
-        key_id, address = conf.kms_manager().import_existing_key(
+        imported = conf.kms_manager().import_existing_key(
             alias, _read_mnemonic(options), options["description"], network=network
         )
-        self._report(alias, network, key_id, address)
+        also = ", ".join(f"alias/{other}" for other in imported.also_under)
+        if also:
+            self.stderr.write(
+                f"warning: {imported.address} was already stored under {also}; two aliases "
+                "now sign for one account. Fix: keep one (manage.py kms_delete NAME) unless "
+                "both are intended."
+            )
+        self._report(
+            alias,
+            network,
+            imported.key_id,
+            imported.address,
+            also_under=[f"alias/{other}" for other in imported.also_under],
+        )
 
     def _report(
-        self, alias: str, network: str, key_id: str, address: str, *, native: bool = False
+        self,
+        alias: str,
+        network: str,
+        key_id: str,
+        address: str,
+        *,
+        native: bool = False,
+        note: str = "",
+        also_under: list[str] | None = None,
     ) -> None:
         name = validation.alias_name(alias)
-        self.stdout.write(f"alias:   alias/{name}")
-        self.stdout.write(f"key id:  {key_id}")
-        self.stdout.write(f"address: {address}")
-        self.stdout.write(f"network: {network}")
-        if native:
-            self.stdout.write("mode:    native (Ed25519 inside KMS)")
-        else:
-            self.stdout.write("mode:    envelope")
-            self.stdout.write(f"SSM:     {conf.kms_manager().parameter_path(name)}")
-        if iam.key_policy_account():
-            self.stdout.write(
-                "policy:  deletion and disabling need MFA (CONFIO_KMS_KEY_POLICY_ACCOUNT)"
-            )
-        else:
-            self.stdout.write(
-                "policy:  KMS's default: deletion needs no MFA. To require it, set "
-                "CONFIO_KMS_KEY_POLICY_ACCOUNT for new keys, or apply `manage.py kms_policy "
-                "--key-policy` (docs/install.md, step 5)."
-            )
+        parameter = None if native else conf.kms_manager().parameter_path(name)
+        mfa = bool(iam.key_policy_account())
+        data: dict[str, Any] = {
+            "alias": f"alias/{name}",
+            "key_id": key_id,
+            "address": address,
+            "network": network,
+            "mode": "native" if native else "envelope",
+            "ssm_parameter": parameter,
+            "deletion_needs_mfa": mfa,
+        }
+        if also_under is not None:
+            data["also_under"] = also_under
+        lines = [
+            f"alias:   alias/{name}",
+            f"key id:  {key_id}",
+            f"address: {address}",
+            f"network: {network}",
+            "mode:    native (Ed25519 inside KMS)" if native else "mode:    envelope",
+            *([f"SSM:     {parameter}"] if parameter else []),
+            "policy:  deletion and disabling need MFA (CONFIO_KMS_KEY_POLICY_ACCOUNT)"
+            if mfa
+            else "policy:  KMS's default: deletion needs no MFA. To require it, set "
+            "CONFIO_KMS_KEY_POLICY_ACCOUNT for new keys, or apply `manage.py kms_policy "
+            "--key-policy` (docs/install.md, step 5).",
+            *([note] if note else []),
+        ]
+        self.emit(data, lines)
 
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
