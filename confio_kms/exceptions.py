@@ -9,7 +9,11 @@ from names, paths, ARNs and AWS error codes only.
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ImproperlyConfigured
+
+_TRAILING = re.compile(r"[\s.]+\Z")
 
 
 class ConfioKMSError(Exception):
@@ -28,12 +32,26 @@ class ConfioKMSError(Exception):
         self.cause = cause
 
     def __str__(self) -> str:
-        text = self.message
+        """``message. (AWS said: cause) Fix: fix.``: each part ends once, however the
+        parts were written (a trailing period or none, an ellipsis, stray spaces)."""
+        text = _sentence(self.message)
         if self.cause:
-            text += f" ({self.said}: {self.cause})"
+            text += f" ({self.said}: {_sentence(self.cause, period=False)})"
         if self.fix:
-            text += f" Fix: {self.fix}"
+            text += f" Fix: {_sentence(self.fix)}"
         return text
+
+
+def _sentence(text: str, *, period: bool = True) -> str:
+    """``text`` ending in exactly one period (an ellipsis, "?" and "!" stay as they
+    are); with ``period=False`` a period is only reduced to one, never added."""
+    text = text.strip()
+    body = _TRAILING.sub("", text)
+    if text.endswith(("?", "!")) or not body:
+        return text
+    if text.endswith("..."):
+        return body + "..."
+    return body + "." if period or body != text else body
 
 
 # --- configuration ---------------------------------------------------------------

@@ -61,10 +61,12 @@ def account_id(value: object, *, wildcard: bool = False) -> str:
     if wildcard and value == "*":
         return "*"
     if not isinstance(value, str) or not _ACCOUNT_ID.fullmatch(value):
+        allowed = "12 digits, or * for any account" if wildcard else "12 digits"
         raise ConfigurationError(
-            f"{value!r} is not an AWS account id.",
+            f"{value!r} is not an AWS account id ({allowed}).",
             fix="Pass the 12 digits of the account that owns the keys, for example "
-            "--account-id 123456789012 (`aws sts get-caller-identity` prints it).",
+            "--account-id 123456789012 (`aws sts get-caller-identity --query Account "
+            "--output text` prints them).",
         )
     return value
 

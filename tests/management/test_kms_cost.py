@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,77 @@ def test_the_docs_examples_are_the_commands_output() -> None:
     assert run("--transactions-per-month", "10000", "--group-size", "4", "--cache", "shared") in (
         cost_page
     )
+
+
+# --- --json -------------------------------------------------------------------------
+
+
+def test_json_is_one_object_with_integers_and_exact_dollar_strings() -> None:
+    args = ("--transactions-per-month", "100000", "--group-size", "4", "--cache", "shared")
+    data = json.loads(run(*args, "--json"))
+    assert data == {
+        "mode": "envelope",
+        "transactions": 100000,
+        "group_size": 4,
+        "calls": 25000,
+        "processes": 1,
+        "shared_cache": True,
+        "cache_timeout_seconds": 300,
+        "signing_requests": 25000,
+        "lookup_requests": 17280,
+        "public_key_requests": 0,
+        "requests": 42280,
+        "asymmetric_requests": 0,
+        "price_per_10k_requests_usd": "0.03",
+        "price_per_10k_asymmetric_usd": "0.03",
+        "key_usd": "1",
+        "requests_usd": "0.12684",
+        "total_usd": "1.12684",
+    }
+    # the text rounds the same figures to cents
+    text = run(*args)
+    assert field(text, "total") == f"${Decimal(data['total_usd']):.2f} a month"
+    assert field(text, "requests").startswith(f"{data['requests']:,} a month")
+
+
+def test_json_dollars_are_exact_and_never_exponents() -> None:
+    data = json.loads(
+        run(
+            "--transactions-per-month", "20000", "--native", "--cache-timeout", "never",
+            "--price-per-10k-asymmetric", "0.15", "--price-per-key-month", "1E-9", "--json",
+        )
+    )  # fmt: skip
+    assert data["cache_timeout_seconds"] is None
+    assert data["asymmetric_requests"] == 20001 and data["public_key_requests"] == 1
+    assert data["key_usd"] == "0.000000001"
+    assert Decimal(data["requests_usd"]) == (2 * Decimal("0.03") + 20001 * Decimal("0.15")) / 10000
+    assert Decimal(data["total_usd"]) == Decimal(data["requests_usd"]) + Decimal("1E-9")
+    for name, value in data.items():
+        if name.endswith("_usd"):
+            assert isinstance(value, str) and "E" not in value.upper(), (name, value)
+        elif name.endswith(("requests", "transactions", "calls")):
+            assert type(value) is int, name
+    fractional = json.loads(
+        run("--transactions-per-month", "5", "--cache-timeout", "2.5", "--json")
+    )
+    assert fractional["cache_timeout_seconds"] == 2.5
+
+
+def test_json_compare_is_one_object_of_every_row() -> None:
+    data = json.loads(run("--compare", "--group-size", "16", *DOCS_COMPARE, "--json"))
+    assert list(data) == ["estimates"]
+    rows = data["estimates"]
+    assert [(r["transactions"], r["mode"]) for r in rows] == [
+        (v, m) for v in (1_000, 10_000, 100_000) for m in ("baseline", "envelope", "native")
+    ]
+    table = run("--compare", "--group-size", "16", *DOCS_COMPARE).splitlines()[2:]
+    for row, line in zip(rows, table, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        assert cells[3] == f"{row['requests']:,}"
+        assert cells[6] == f"${Decimal(row['total_usd']):,.2f}"
+
+
+def test_json_errors_stay_on_stderr(manage_py) -> None:  # type: ignore[no-untyped-def]
+    result = manage_py("kms_cost", "--json")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "--transactions-per-month N" in result.stderr

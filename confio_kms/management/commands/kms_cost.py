@@ -49,10 +49,47 @@ def _configured_cache_is_shared() -> bool:
     return backend not in PER_PROCESS_BACKENDS
 
 
+def _exact(value: Decimal) -> str:
+    """Dollars for --json: the exact decimal, unrounded, never in exponent notation."""
+    return f"{value:f}"
+
+
+def estimate_data(
+    c: cost.MonthlyCost, timeout: float | None, shared: bool, processes: int
+) -> dict[str, Any]:
+    """One estimate as --json prints it: counts as integers, US dollars as exact
+    decimal strings (``"0.12684"``), the cache timeout in seconds (null: never)."""
+    seconds: float | None = timeout
+    if timeout is not None and float(timeout).is_integer():
+        seconds = int(timeout)
+    return {
+        "mode": c.mode,
+        "transactions": c.transactions,
+        "group_size": c.group_size,
+        "calls": c.calls,
+        "processes": processes,
+        "shared_cache": shared,
+        "cache_timeout_seconds": seconds,
+        "signing_requests": c.signing_requests,
+        "lookup_requests": c.lookup_requests,
+        "public_key_requests": c.public_key_requests,
+        "requests": c.requests,
+        "asymmetric_requests": c.asymmetric_requests,
+        "price_per_10k_requests_usd": _exact(c.request_price),
+        "price_per_10k_asymmetric_usd": _exact(c.asymmetric_request_price),
+        "key_usd": _exact(c.key_price),
+        "requests_usd": _exact(c.request_dollars),
+        "total_usd": _exact(c.total_dollars),
+    }
+
+
 class Command(KMSCommand):
     help = (
         "Estimate the monthly AWS requests and dollars of signing with one key "
-        "(default prices: $1 per key-month, $0.03 per 10,000 requests)."
+        "(default prices: $1 per key-month, $0.03 per 10,000 requests). With --json: "
+        "one object, request counts as integers and US dollars as exact decimal strings "
+        '(fields ending in _usd, e.g. "0.12684": unrounded, unlike the text\'s cents); '
+        'with --compare, {"estimates": [...]} of such objects.'
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -124,6 +161,14 @@ class Command(KMSCommand):
                     "--compare tabulates fixed volumes (1k, 10k, 100k a month).",
                     fix="Drop --transactions-per-month, or drop --compare.",
                 )
+            if self.as_json:
+                rows = [
+                    estimate_data(estimate(v, m), timeout, shared, options["processes"])
+                    for v in COMPARED_VOLUMES
+                    for m in (cost.BASELINE, cost.ENVELOPE, cost.NATIVE)
+                ]
+                self.emit({"estimates": rows}, [])
+                return
             self._compare(estimate, options["group_size"])
             return
         if volume is None:
@@ -133,7 +178,11 @@ class Command(KMSCommand):
         mode = cost.NATIVE if options["native"] else cost.ENVELOPE
         if options["baseline"]:
             mode = cost.BASELINE
-        self._render(estimate(volume, mode), timeout, shared)
+        result = estimate(volume, mode)
+        if self.as_json:
+            self.emit(estimate_data(result, timeout, shared, options["processes"]), [])
+            return
+        self._render(result, timeout, shared)
 
     def _render(self, c: cost.MonthlyCost, timeout: float | None, shared: bool) -> None:
         per_call = {
