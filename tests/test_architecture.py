@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "confio_kms"
 # Bottom to top. A module may import only modules of its own layer or below.
 LAYERS: list[set[str]] = [
     {"exceptions", "networks", "redaction", "reporting", "models", "progress"},
-    {"validation", "config", "chain", "sandbox"},
+    {"validation", "config", "chain", "sandbox", "sandbox_ed25519"},
     {"aws", "coalescing"},
     {"keys"},
     {"iam"},
@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"signer", "rotation"},
     {"manager", "multisig"},
     {"conf"},
-    {"sponsor", "checks", "compat", "admin", "apps", "management.base"},
+    {"sponsor", "checks", "compat", "admin", "apps", "doctor", "management.base"},
     {"management.commands.*"},
 ]
 

@@ -1,4 +1,5 @@
-"""The test endpoint's Ed25519 stand-in follows AWS's documented contract."""
+"""The sandbox endpoint's Ed25519 stand-in (confio_kms.sandbox_ed25519) follows AWS's
+documented contract."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from nacl.signing import VerifyKey
 
-from .moto_ed25519 import ed25519ph_sign
+from confio_kms.sandbox_ed25519 import ed25519ph_sign, ed25519ph_verify
 
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
@@ -95,3 +96,47 @@ def test_other_keys_still_sign_as_moto_does() -> None:
     kms = boto3.client("kms")
     ecc = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
     assert sign(ecc, b"abc", "ECDSA_SHA_256", "RAW")
+
+
+def test_ed25519ph_verify_accepts_the_rfc_vector_and_nothing_else() -> None:
+    seed = bytes.fromhex("833fe62409237b9d62ec77587520911e9a759cec1d19755b7da901b96dca3d42")
+    public = bytes.fromhex("ec172b93ad5e563bf4932c70e1245034c35467ef2efd4d64ebf819683467e2bf")
+    digest = hashlib.sha512(b"abc").digest()
+    signature = ed25519ph_sign(seed, digest)
+    assert ed25519ph_verify(public, digest, signature)
+    tampered = bytes([signature[0] ^ 1]) + signature[1:]
+    assert not ed25519ph_verify(public, digest, tampered)
+    assert not ed25519ph_verify(public, hashlib.sha512(b"abd").digest(), signature)
+    assert not ed25519ph_verify(
+        public, digest, signature[:32] + (2**255 - 1).to_bytes(32, "little")
+    )
+
+
+@pytest.mark.parametrize(
+    "message, algorithm, message_type",
+    [(b"TX payload", "ED25519_SHA_512", "RAW"), (b"d" * 64, "ED25519_PH_SHA_512", "DIGEST")],
+)
+def test_verify_follows_the_contract(
+    key_id: str, message: bytes, algorithm: str, message_type: str
+) -> None:
+    kms = boto3.client("kms")
+    signature = sign(key_id, message, algorithm, message_type)
+    options = {"KeyId": key_id, "Message": message, "SigningAlgorithm": algorithm}
+    valid = kms.verify(**options, MessageType=message_type, Signature=signature)
+    assert valid["SignatureValid"] is True
+    tampered = bytes([signature[0] ^ 1]) + signature[1:]
+    with pytest.raises(ClientError) as raised:
+        kms.verify(**options, MessageType=message_type, Signature=tampered)
+    assert raised.value.response["Error"]["Code"] == "KMSInvalidSignatureException"
+    wrong_type = {"RAW": "DIGEST", "DIGEST": "RAW"}[message_type]
+    with pytest.raises(ClientError) as raised:
+        kms.verify(**options, MessageType=wrong_type, Signature=signature)
+    assert raised.value.response["Error"]["Code"] == "ValidationException"
+
+
+def test_public_key_of_a_disabled_key_is_refused(key_id: str) -> None:
+    kms = boto3.client("kms")
+    kms.disable_key(KeyId=key_id)
+    with pytest.raises(ClientError) as raised:
+        kms.get_public_key(KeyId=key_id)
+    assert raised.value.response["Error"]["Code"] == "DisabledException"

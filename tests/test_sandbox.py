@@ -2,21 +2,133 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import boto3
 import pytest
-from algosdk import account, transaction
+from algosdk import account, encoding, transaction
 from algosdk.atomic_transaction_composer import (
     AccountTransactionSigner,
     sign_transaction_with_signer,
 )
+from botocore.exceptions import ClientError
+from nacl.signing import VerifyKey
 
+from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.exceptions import AlgodError
-from confio_kms.sandbox import LedgerChain, LocalLedger
+from confio_kms.sandbox import SANDBOX_REGION, LedgerChain, LocalLedger
+from confio_kms.signing import signing_bytes
+
+from .helpers import new_account
 
 ROOT = Path(__file__).resolve().parents[1]
+SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # Ed25519 SubjectPublicKeyInfo
+
+
+@contextlib.contextmanager
+def fresh_local_aws(*, ed25519: bool = True) -> Iterator[tuple[str, boto3.Session]]:
+    """``LocalAWS(ed25519=...)`` started in a new process, as run_sandbox.py starts it:
+    nothing this test process patched (its own endpoint) is involved. Yields the
+    server's URL and a session with dummy credentials."""
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys\n"
+            "from confio_kms.sandbox import LocalAWS\n"
+            f"with LocalAWS(ed25519={ed25519}) as aws:\n"
+            "    print(aws.url, flush=True)\n"
+            "    sys.stdin.read()\n",
+        ],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        url = child.stdout.readline().strip()
+        assert url.startswith("http://127.0.0.1:")
+        session = boto3.Session(
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox",
+            region_name=SANDBOX_REGION,
+        )
+        yield url, session
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait(timeout=10)
+
+
+def test_native_key_on_a_fresh_sandbox_endpoint_is_real_ed25519_and_the_ledger_agrees() -> None:
+    with fresh_local_aws() as (url, session):
+        kms = session.client("kms", endpoint_url=url)
+        manager = AlgorandKMSManager(SANDBOX_REGION, endpoint_url=url, session=session)
+        created = manager.create_algorand_key("confio-testnet-native", native=True)
+        assert (created.mode, created.backup_mnemonic) == ("native", None)
+        metadata = kms.describe_key(KeyId="alias/confio-testnet-native")["KeyMetadata"]
+        assert (metadata["KeySpec"], metadata["KeyUsage"]) == (
+            "ECC_NIST_EDWARDS25519",
+            "SIGN_VERIFY",
+        )
+        spki = kms.get_public_key(KeyId=created.key_id)["PublicKey"]
+        assert len(spki) == 44 and spki.startswith(SPKI_PREFIX)
+        public = spki[len(SPKI_PREFIX) :]
+        assert encoding.encode_address(public) == created.address
+        assert boto3.client("kms").list_keys()["Keys"] == []  # not the suite's endpoint
+
+        ledger = LocalLedger()
+        _, receiver = new_account()
+        for address in (created.address, receiver):
+            ledger.fund(address, 1_000_000)
+        txn = transaction.PaymentTxn(
+            created.address, ledger.suggested_params(), receiver, 250_000, note=b"sandbox"
+        )
+        signer = KMSSigner(
+            "confio-testnet-native", SANDBOX_REGION, endpoint_url=url, session=session
+        )
+        signed = signer.sign_transaction(txn)
+        signature = base64.b64decode(signed.signature)
+        # Checked by PyNaCl with the key GetPublicKey gave, and by the endpoint's Verify.
+        VerifyKey(public).verify(signing_bytes(txn), signature)
+        assert kms.verify(
+            KeyId=created.key_id,
+            Message=signing_bytes(txn),
+            MessageType="RAW",
+            Signature=signature,
+            SigningAlgorithm="ED25519_SHA_512",
+        )["SignatureValid"]
+        # Ed25519 is deterministic: the same key and transaction, the same bytes.
+        assert signer.sign_transaction(txn).signature == signed.signature
+
+    tampered = transaction.SignedTransaction(
+        txn, base64.b64encode(bytes([signature[0] ^ 1]) + signature[1:]).decode()
+    )
+    with pytest.raises(Exception, match="signature didn't pass verification"):
+        ledger.evaluate([tampered])
+    assert ledger.balance(receiver) == 1_000_000
+    ledger.evaluate([signed])
+    assert ledger.balance(receiver) == 1_250_000
+
+
+def test_without_the_stand_in_moto_has_no_ed25519_keys() -> None:
+    # What the benchmark's quota run serves (LocalAWS(ed25519=False)): moto as it
+    # ships, which is why LocalAWS installs the stand-in by default.
+    with fresh_local_aws(ed25519=False) as (url, session):
+        kms = session.client("kms", endpoint_url=url)
+        with pytest.raises(ClientError) as raised:
+            kms.create_key(KeySpec="ECC_NIST_EDWARDS25519", KeyUsage="SIGN_VERIFY")
+        assert raised.value.response["Error"]["Code"] == "ValidationException"
 
 
 def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
@@ -30,13 +142,54 @@ def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
     )
     assert out.returncode == 0, out.stderr
     text = out.stdout
-    steps = [line for line in text.splitlines() if line.startswith("$ manage.py")]
-    assert [s.split()[2] for s in steps] == ["kms_setup", "kms_list", "kms_test_sign", "check"]
-    address = text.split("address: ")[1].split()[0]
-    assert text.count(address) >= 3  # created, listed, signed for the same account
-    assert "accepted by Algorand's ledger evaluator" in text
-    assert "System check identified no issues" in text
     assert "BACKUP MNEMONIC" not in text  # it went to the 0600 file
+    # Each step's command line and its output.
+    steps = [part.split("\n", 1) for part in text.split("$ manage.py ")[1:]]
+    assert [command.split()[0] for command, _ in steps] == [
+        "kms_setup",
+        "kms_list",
+        "kms_test_sign",
+        "kms_setup",
+        "kms_test_sign",
+        "kms_rotate",
+        "kms_list",
+        "check",
+    ]
+    outputs = [output for _, output in steps]
+    accepted = "ledger:  accepted by Algorand's ledger evaluator (sandbox)"
+
+    # The envelope account: created, listed, signed for and accepted.
+    address = outputs[0].split("address: ")[1].split()[0]
+    assert "mode:    envelope" in outputs[0]
+    assert address in outputs[1] and address in outputs[2] and accepted in outputs[2]
+
+    # The native key: created in the endpoint's KMS, no mnemonic, accepted by the ledger.
+    assert steps[3][0].split() == [
+        "kms_setup",
+        "--create-new",
+        "--native",
+        "--alias",
+        "confio-testnet-native",
+        "--no-input",
+    ]
+    native = outputs[3].split("address: ")[1].split()[0]
+    assert native != address
+    assert "mode:    native (Ed25519 inside KMS)" in outputs[3]
+    assert "No backup mnemonic" in outputs[3]
+    assert "alias:   alias/confio-testnet-native" in outputs[4]
+    assert f"address: {native}" in outputs[4] and accepted in outputs[4]
+
+    # The envelope account rotated to a new native key: same address, rekey confirmed.
+    signer = outputs[5].split("signer:  ")[1].split()[0]
+    assert signer not in (address, native)
+    assert f"account: {address} (unchanged)" in outputs[5]
+    assert "(native)" in outputs[5].split("new key: ")[1].splitlines()[0]
+    assert f"confirmed; alias/confio-testnet-sponsor now signs for {address}" in outputs[5]
+    rows = {line.split()[0]: line.split() for line in outputs[6].splitlines()[1:]}
+    assert rows["confio-testnet-sponsor"][1:5] == [address, signer, "testnet", "native"]
+    assert rows["confio-testnet-native"][1:5] == [native, "self", "testnet", "native"]
+
+    assert "System check identified no issues" in outputs[7]
 
 
 def test_ledger_rejects_what_it_should() -> None:
