@@ -113,8 +113,8 @@ def _alias_of(
     if not names:
         raise exc.AliasNotFoundError(
             f"KMS key {reference} has no alias; confio_kms signs through aliases.",
-            fix=f"Give it one: aws kms create-alias --alias-name alias/NAME "
-            f"--target-key-id {reference}",
+            fix=f"Give it one: `aws kms create-alias --alias-name alias/NAME "
+            f"--target-key-id {reference}`.",
         )
     return sorted(names)[0], aws.region
 

@@ -279,7 +279,7 @@ def plan(
         else ", generated inside KMS (no backup exists)"
     )
     steps += [
-        f"create a {new_kind.kind} KMS key (billed monthly) under {staging}{where}",
+        f"create {_a(new_kind.kind)} KMS key (billed monthly) under {staging}{where}",
         f"sign the rekey below with {alias}'s current {current.mode} key",
         "submit it and wait for its confirmation",
         f"point {alias} at the new key, tag key {current.key_id} RotationState=retired, "
@@ -304,6 +304,10 @@ def plan(
     return RotationPlan(
         **common, action=ROTATE, new_mode=new_kind.kind, steps=tuple(steps), rekey=rekey
     )
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 
 def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.SuggestedParams) -> None:

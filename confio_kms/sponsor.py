@@ -43,7 +43,7 @@ class AlgorandSponsorService:
             if address is None and not isinstance(signer, KMSSigner):
                 raise exceptions.ConfigurationError(
                     "A custom signer needs the sponsor address.",
-                    fix="Pass address=... along with signer=....",
+                    fix="Pass address=ADDRESS along with signer=SIGNER.",
                 )
             self.signer, self._address = signer, address
         elif config.kms_settings().use_kms_signing:
@@ -75,7 +75,7 @@ class AlgorandSponsorService:
             return self.signer.address
         raise exceptions.ConfigurationError(  # __init__ makes this unreachable
             "The sponsor service has no address for its signer.",
-            fix="Pass address=... along with signer=....",
+            fix="Pass address=ADDRESS along with signer=SIGNER.",
         )
 
     def sign_transaction(

@@ -89,7 +89,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(native: bool) -> None:
     assert _state() == before  # no key, alias or tag
     text = out.getvalue()
     assert text.startswith(f"dry run: nothing was created, tagged or signed (alias/{ALIAS})")
-    assert f"would:   rotate, to a {'native' if native else 'envelope'} key" in text
+    assert f"would:   rotate, to {'a native' if native else 'an envelope'} key" in text
     assert f"sender: {created.address}" in text and "rekey_to: None" in text
     assert ("backup mnemonic shown once" in text) is not native
 

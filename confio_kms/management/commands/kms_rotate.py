@@ -86,7 +86,8 @@ class Command(KMSCommand):
             f"dry run: nothing was created, tagged or signed (alias/{plan.name})",
             f"account: {plan.account} ({plan.network})",
             f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_mode})",
-            f"would:   {plan.action}, to a {plan.new_mode} key",
+            f"would:   {plan.action}, to {'an' if plan.new_mode[:1] in 'aeiou' else 'a'} "
+            f"{plan.new_mode} key",
             *(f"  {number}. {step}" for number, step in enumerate(plan.steps, 1)),
         ]
         if plan.rekey:
