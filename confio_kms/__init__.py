@@ -1,7 +1,7 @@
 """confio_kms: sign Algorand transactions from Django with keys held in AWS KMS."""
 
 from .exceptions import ConfioKMSError
-from .manager import AlgorandKMSManager, CreatedKey, KeyRecord
+from .manager import AlgorandKMSManager, CreatedKey, ImportedKey, KeyRecord
 from .multisig import KMSMultisigSigner
 from .signer import KMSSigner
 
@@ -9,6 +9,7 @@ __all__ = [
     "AlgorandKMSManager",
     "ConfioKMSError",
     "CreatedKey",
+    "ImportedKey",
     "KMSMultisigSigner",
     "KMSSigner",
     "KeyRecord",
