@@ -7,8 +7,11 @@ process, and an address lookup from a second process sharing Redis or memcached.
 Against the local endpoint always, and against real AWS too when credentials and a
 region are configured (it creates two keys there and schedules them for deletion).
 
-Run: python benchmarks/run.py [--repeats N] [--no-aws] [--quick]
-Writes docs/benchmarks.md and docs/img/benchmarks.png, and prints the tables.
+Run: python benchmarks/run.py [--repeats N] [--no-aws] [--quick] [--out DIR] [--json FILE]
+Prints the tables and writes benchmarks.md and img/benchmarks.png to the report
+directory: docs/ for a full run (the tracked page and chart); a new temporary
+directory for a --quick smoke run, so it never rewrites tracked files; --out DIR
+names the directory for either (--quick --out docs would write smoke figures there).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import secrets
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import warnings
@@ -540,6 +544,16 @@ def quiet() -> Iterator[None]:
         yield
 
 
+def report_dir(out: Path | None, *, quick: bool) -> Path:
+    """Where the report goes: ``out`` if given; else docs/ for a full run, and a new
+    temporary directory for a quick one (smoke figures never overwrite the tracked page)."""
+    if out is not None:
+        return out
+    if quick:
+        return Path(tempfile.mkdtemp(prefix="confio-bench-"))
+    return ROOT / "docs"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per row")
@@ -547,11 +561,17 @@ def main() -> None:
     parser.add_argument("--cold-runs", type=int, default=10, help="fresh processes per kind")
     parser.add_argument("--no-aws", action="store_true", help="skip real AWS even if configured")
     parser.add_argument("--quick", action="store_true", help="a smoke run: tiny counts")
-    parser.add_argument("--out", type=Path, default=ROOT / "docs", help="where the report goes")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="report directory (default: docs/ for a full run, a new temp dir for --quick)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     if args.quick:
         args.repeats, args.seconds, args.cold_runs = 5, 0.1, 2
+    out = report_dir(args.out, quick=args.quick)
+    print(f"report directory: {out}")
     targets = []
     aws = None if args.no_aws else real_aws()
     with quiet():
@@ -579,7 +599,8 @@ def main() -> None:
             except Exception as error:  # keep the local figures; say what failed
                 aws_note = f"The real AWS run failed: {type(error).__name__}: {error}"
         print(aws_note or "real AWS: measured")
-    report.write(targets, machine(), args, args.out, aws_note)
+    report.write(targets, machine(), args, out, aws_note)
+    print(f"report written: {out / 'benchmarks.md'} and {out / 'img' / 'benchmarks.png'}")
     if args.json:
         args.json.write_text(json.dumps([dataclasses.asdict(t) for t in targets], indent=1))
 

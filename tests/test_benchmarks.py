@@ -11,28 +11,37 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# What a full run regenerates; a quick run must leave them alone.
+TRACKED = (ROOT / "docs" / "benchmarks.md", ROOT / "docs" / "img" / "benchmarks.png")
+
+
+def snapshot() -> list[tuple[int, bytes]]:
+    return [(path.stat().st_mtime_ns, path.read_bytes()) for path in TRACKED]
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
-    out = tmp_path_factory.mktemp("bench")
+def results(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[dict[str, Any], Path]]:
+    """One quick run, as the README gives it (no --out): the report goes to a new
+    temporary directory, which the run names, and the tracked page is untouched."""
+    figures = tmp_path_factory.mktemp("bench") / "results.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    subprocess.run(
+    before = snapshot()
+    run = subprocess.run(
         [
             sys.executable,
             str(ROOT / "benchmarks" / "run.py"),
             "--quick",
             "--no-aws",
-            "--out",
-            str(out),
             "--json",
-            str(out / "results.json"),
+            str(figures),
         ],
         check=True,
         capture_output=True,
@@ -40,8 +49,37 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], P
         env=env,
         timeout=600,
     )
-    [local] = json.loads((out / "results.json").read_text())
-    return local, out
+    [line] = [x for x in run.stdout.splitlines() if x.startswith("report directory: ")]
+    out = Path(line.removeprefix("report directory: "))
+    try:
+        assert snapshot() == before, "benchmarks/run.py --quick rewrote a tracked file"
+        assert out.parent == Path(tempfile.gettempdir()) and out.name.startswith("confio-bench-")
+        [local] = json.loads(figures.read_text())
+        yield local, out
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def test_report_directory_is_chosen_by_mode_and_out() -> None:
+    """Full run: docs/ (the tracked page); --quick: a new temporary directory; --out
+    wins for either. run.py configures Django on import, hence its own process."""
+    code = (
+        "import json, sys; from pathlib import Path; "
+        "from benchmarks.run import report_dir; "
+        "print(json.dumps([str(report_dir(None, quick=False)), str(report_dir(None, quick=True)), "
+        "str(report_dir(Path('x'), quick=True)), str(report_dir(Path('y'), quick=False))]))"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, check=True, capture_output=True, text=True
+    )
+    full, quick, quick_out, full_out = json.loads(run.stdout.splitlines()[-1])
+    try:
+        assert Path(full) == ROOT / "docs"
+        assert Path(quick).parent == Path(tempfile.gettempdir()) and Path(quick).is_dir()
+        assert not any(Path(quick).iterdir())  # new and empty
+        assert (quick_out, full_out) == ("x", "y")
+    finally:
+        shutil.rmtree(quick, ignore_errors=True)
 
 
 def requests(local: dict[str, Any], approach: str, group: int) -> float:
