@@ -71,6 +71,12 @@ class KMSSigner(TransactionSigner):
         return self._info().address
 
     @property
+    def signer(self) -> KMSSigner:
+        """This signer. With ``address``, it makes a KMSSigner an algokit-utils account
+        (``TransactionSignerAccountProtocol``), usable wherever algokit takes one."""
+        return self
+
+    @property
     def signer_address(self) -> str:
         """The key's own address: ``address`` unless the account was rekeyed to this key."""
         return self._info().signer_address

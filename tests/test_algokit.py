@@ -212,3 +212,30 @@ def test_rekeyed_account_through_algokits_rekeyed_with_the_wrapper(
     assert [s.authorizing_address for s in signed] == [kms_address]
     ledger.evaluate(signed)
     assert ledger.balance(to[0]) == 150_000
+
+
+def test_kms_signer_is_itself_an_algokit_account(
+    envelope_key: EnvelopeKey, session: boto3.Session, ledger: LocalLedger
+) -> None:
+    """``.address`` and ``.signer``: algokit takes the KMSSigner where it takes an account,
+    including for an account rekeyed to the key."""
+    _, kms_address = envelope_key(ALIAS, imported=True)
+    _, rekeyed = new_account()
+    ledger.fund(rekeyed, 10_000_000)
+    ledger.jig.set_auth_addr(rekeyed, kms_address)
+    signer = KMSSigner(ALIAS, session=session)
+    algorand = offline_client(ledger)
+
+    algorand.account.rekeyed(sender=rekeyed, account=signer)
+    assert algorand.account.get_signer(rekeyed) is signer
+    by_account = offline_client(ledger).set_signer_from_account(signer)
+    assert by_account.account.get_signer(kms_address) is signer
+    to = receivers(1)
+    composer = algorand.new_group()
+    for params in payments(rekeyed, to, 175_000):
+        composer.add_payment(params)
+    signed = composer.build().atc.gather_signatures()
+
+    assert [s.authorizing_address for s in signed] == [kms_address]
+    ledger.evaluate(signed)
+    assert ledger.balance(to[0]) == 175_000

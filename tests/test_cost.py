@@ -4,12 +4,17 @@ the local endpoint), and its arithmetic, prices and input checks."""
 from __future__ import annotations
 
 import math
-from decimal import Decimal
+import re
+import shlex
+from decimal import ROUND_HALF_UP, Decimal
+from io import StringIO
+from pathlib import Path
 
 import boto3
 import pytest
 from algosdk import mnemonic, transaction
 from django.core.cache import cache as django_cache
+from django.core.management import call_command
 
 from benchmarks.baseline import ScriptSigner
 from confio_kms import AlgorandKMSManager, KMSSigner, conf, cost
@@ -130,3 +135,67 @@ def test_bad_input_is_a_typed_error_naming_the_fix(kwargs: dict[str, object], ne
     assert needle in str(caught.value)
     assert "Fix:" in str(caught.value)
     assert isinstance(caught.value, ValueError)
+
+
+# --- the cost page's figures are the model's ----------------------------------------------
+
+COST_PAGE = Path(__file__).resolve().parent.parent / "docs" / "cost.md"
+FREE_TIER = 20_000  # KMS requests a month, per account
+
+
+def _money(value: Decimal, places: str) -> str:
+    return f"${value.quantize(Decimal(places), rounding=ROUND_HALF_UP)}"
+
+
+def test_the_cost_pages_command_outputs_are_the_commands() -> None:
+    """Each `$ manage.py kms_cost ...` block of docs/cost.md is the command's output."""
+    page = COST_PAGE.read_text()
+    blocks = re.findall(r"```console\n\$ manage\.py (kms_cost[^\n]*)\n(.*?)```", page, re.S)
+    assert len(blocks) >= 3
+    for command, shown in blocks:
+        name, *args = shlex.split(command)
+        out = StringIO()
+        call_command(name, *args, stdout=out)
+        assert out.getvalue() == shown, command
+
+
+def test_the_cost_pages_compare_tables_are_the_commands() -> None:
+    page = COST_PAGE.read_text()
+    commands = re.findall(r"\(`manage\.py (kms_cost --compare[^`]*)`\)", page)
+    assert len(commands) == 2
+    for command in commands:
+        name, *args = shlex.split(command)
+        out = StringIO()
+        call_command(name, *args, stdout=out)
+        assert out.getvalue().strip() in page, command
+
+
+def test_the_cost_pages_keys_and_free_tier_table() -> None:
+    """Rows: keys, transactions, then the figures monthly_cost and the free tier give."""
+    page = COST_PAGE.read_text()
+    section = page.split("## Keys and the free tier", 1)[1].split("\n## ", 1)[0]
+    rows = [r for r in section.splitlines() if re.match(r"\| \d+ \| [\d,]+ \|", r)]
+    assert [r.split(" | ")[0:2] for r in rows] == [
+        [f"| {k}", v] for v in ("10,000", "100,000") for k in (1, 2, 5)
+    ]
+    for row in rows:
+        keys, transactions = (int(c.replace(",", "")) for c in row.strip("| ").split(" | ")[:2])
+        c = cost.monthly_cost(transactions, 1, cost.ENVELOPE)
+        free = max(0, c.requests - FREE_TIER) * c.request_price / 10_000
+        key_dollars = keys * c.key_price
+        expected = [
+            str(keys),
+            f"{transactions:,}",
+            f"{c.requests:,}",
+            _money(c.request_dollars, "0.0001"),
+            _money(free, "0.0001"),
+            _money(key_dollars, "0.01"),
+            _money(c.request_dollars + key_dollars, "0.01"),
+            _money(free + key_dollars, "0.01"),
+        ]
+        assert row.strip("| ").split(" | ") == expected, row
+    never = {
+        t: cost.monthly_cost(t, 1, cost.ENVELOPE, cache_timeout=None) for t in (10_000, 100_000)
+    }
+    assert never[10_000].requests == 10_002 and never[100_000].requests == 100_002
+    assert "10,002 requests ($0.0300" in section and "100,002\n($0.3000; $0.2400" in section
