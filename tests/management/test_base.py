@@ -1,0 +1,51 @@
+"""What every confio_kms command shares (management/base.py)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+from django.core.management import CommandError, call_command, load_command_class
+
+from confio_kms.management.base import KMSCommand
+
+from .conftest import Terminal
+
+COMMANDS = sorted(
+    path.stem
+    for path in (Path(__file__).resolve().parents[2] / "confio_kms/management/commands").glob(
+        "kms_*.py"
+    )
+)
+
+
+def test_there_are_commands() -> None:
+    assert {"kms_setup", "kms_list", "kms_delete", "kms_rotate"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_takes_json_and_verbosity(name: str) -> None:
+    command = load_command_class("confio_kms", name)
+    assert isinstance(command, KMSCommand)
+    options = {a.dest for a in command.create_parser("manage.py", name)._actions}
+    assert {"json", "verbosity"} <= options
+    # Those that can spend money or destroy a key have --yes.
+    assert ("yes" in options) is (
+        name in {"kms_setup", "kms_test_sign", "kms_rotate", "kms_delete"}
+    )
+
+
+def test_closed_input_at_the_prompt_is_not_a_confirmation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def closed(prompt: str) -> str:
+        raise EOFError
+
+    monkeypatch.setattr("builtins.input", closed)
+    monkeypatch.setattr("sys.stdin", Terminal())
+    with pytest.raises(CommandError, match="Not confirmed"):
+        call_command(
+            "kms_setup", "--create-new", "--native", "--network", "mainnet",
+            stdout=io.StringIO(), stderr=io.StringIO(),
+        )  # fmt: skip
