@@ -2,7 +2,9 @@
 
 One ``AWSClients`` per manager or signer: the boto3 session and its KMS and
 SSM clients are built once and reused (boto3 clients are thread-safe; sessions
-are not, so nothing builds clients after construction).
+are not, so nothing builds clients after construction). A caller that needs more
+services (``kms_doctor``: STS, IAM, CloudTrail) names them at construction; they get
+the same region, endpoint, timeouts, retries and error translation.
 
 Time limits: each request waits at most ``CONFIO_KMS_CONNECT_TIMEOUT`` to connect and
 ``CONFIO_KMS_READ_TIMEOUT`` for an answer, and is tried at most
@@ -20,9 +22,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import random
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -35,10 +38,12 @@ from botocore.exceptions import (
     HTTPClientError,
     NoCredentialsError,
     PartialCredentialsError,
+    ProfileNotFound,
 )
 from botocore.exceptions import (
     ConnectionError as BotoConnectionError,
 )
+from botocore.parsers import ResponseParserError
 from botocore.retries import standard
 
 from . import config
@@ -136,6 +141,12 @@ THROTTLE_BACKOFF = 0.05
 _THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 
 
+# What every AWSClients builds; ``services`` adds to it.
+SERVICES = ("kms", "ssm")
+# Where the endpoint is configured, for the fixes of connection errors.
+ENDPOINT_SETTINGS = "KMS_REGION and KMS_ENDPOINT_URL / AWS_ENDPOINT_URL (unset against AWS)"
+
+
 class AWSClients:
     """The boto3 session and the KMS and SSM clients of one manager or signer.
 
@@ -143,7 +154,11 @@ class AWSClients:
     the session's region (``AWS_DEFAULT_REGION``, the profile), then the guide's
     ``eu-central-2``; ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3
     reads it. Timeouts, attempts and the call deadline are read from the settings
-    here, once.
+    here, once. ``services`` names further services to build clients for (``sts``,
+    ``iam``, ``cloudtrail``): same region and endpoint (IAM is global, but a configured
+    endpoint serves it too), reached through ``call`` like KMS and SSM.
+
+    An ``AWS_PROFILE`` that names no profile raises ``ConfigurationError``.
     """
 
     # The monotonic time after which no request starts (``bounded``); None: each
@@ -156,24 +171,32 @@ class AWSClients:
         *,
         endpoint_url: str | None = None,
         session: boto3.Session | None = None,
+        services: Iterable[str] = (),
     ) -> None:
         install_redaction()
-        self.session = session or boto3.Session()
-        self.region = config.region(region_name, self.session.region_name)
-        self.endpoint_url = endpoint_url
         attempts = config.max_attempts()
         settings = client_config(attempts)
         self.call_deadline = config.call_deadline()
         self.throttle_wait = config.throttle_wait()
         # Read here with the other client settings; used by envelope keys.
         self.coalescing = config.coalescing()
-        self.kms = self.session.client(
-            "kms", region_name=self.region, endpoint_url=endpoint_url, config=settings
-        )
-        self.ssm = self.session.client(
-            "ssm", region_name=self.region, endpoint_url=endpoint_url, config=settings
-        )
-        for client in (self.kms, self.ssm):
+        self.endpoint_url = endpoint_url
+        try:
+            self.session = session or boto3.Session()
+            self.region = config.region(region_name, self.session.region_name)
+            # Any: boto3's stubs type client() per literal service name.
+            build: Any = self.session.client
+            self.clients: dict[str, Any] = {
+                name: build(
+                    name, region_name=self.region, endpoint_url=endpoint_url, config=settings
+                )
+                for name in dict.fromkeys((*SERVICES, *services))
+            }
+        except ProfileNotFound as error:
+            raise _missing_profile(str(error.kwargs.get("profile", ""))) from None
+        self.kms = self.clients["kms"]
+        self.ssm = self.clients["ssm"]
+        for client in self.clients.values():
             _bound_retries(client, attempts)
         # Loggers created while building the clients get the filter too.
         install_redaction()
@@ -226,7 +249,7 @@ class AWSClients:
     def _call(
         self, service: str, operation: str, resource: str, params: dict[str, Any]
     ) -> dict[str, Any]:
-        client = self.kms if service == "kms" else self.ssm
+        client = self.clients[service]
         seconds = self.call_deadline
         if self.deadline is None:
             budget = _Budget(time.monotonic() + seconds)
@@ -258,7 +281,7 @@ class AWSClients:
             raise exc.AWSConnectionError(
                 f"Could not reach AWS {service} at {client.meta.endpoint_url} "
                 f"for {operation} on {resource}.",
-                fix="Check the network, the region and AWS_ENDPOINT_URL / endpoint_url.",
+                fix=f"Check the network, {ENDPOINT_SETTINGS}.",
                 cause=type(error).__name__,
             ) from error
         except BotoCoreError as error:
@@ -266,6 +289,16 @@ class AWSClients:
                 f"AWS {service}:{operation} on {resource} failed.",
                 cause=type(error).__name__,
             ) from error
+        except ResponseParserError as error:
+            # Not a BotoCoreError: an answer that is no AWS response (an HTML error page
+            # from a proxy, or an endpoint that does not implement the operation). Its
+            # text quotes the body, so only its type is kept.
+            raise exc.AWSError(
+                f"AWS {service}:{operation} on {resource} at {client.meta.endpoint_url} "
+                "answered with something that is not an AWS response.",
+                fix=f"Check {ENDPOINT_SETTINGS}: a proxy or a stand-in may be answering.",
+                cause=type(error).__name__,
+            ) from None
         finally:
             _budget.reset(token)
         return response
@@ -293,7 +326,7 @@ class AWSClients:
     def _deadline_error(
         self, seconds: float, service: str, operation: str, resource: str, cause: str
     ) -> exc.DeadlineExceededError:
-        client = self.kms if service == "kms" else self.ssm
+        client = self.clients[service]
         deadline = (
             f"the deadline of {'the signing call' if self.deadline is not None else 'the request'}"
             f" (CONFIO_KMS_CALL_DEADLINE = {seconds:g} s)"
@@ -310,11 +343,38 @@ class AWSClients:
             )
         return exc.DeadlineExceededError(
             message,
-            fix="Check the network, KMS_REGION and KMS_ENDPOINT_URL / AWS_ENDPOINT_URL, "
-            "and AWS's health; if AWS is merely slow, raise CONFIO_KMS_CALL_DEADLINE "
+            fix=f"Check the network, {ENDPOINT_SETTINGS}, and AWS's health; if AWS is "
+            "merely slow, raise CONFIO_KMS_CALL_DEADLINE "
             "(CONFIO_KMS_READ_TIMEOUT and CONFIO_KMS_MAX_ATTEMPTS bound each request).",
             cause=cause or None,
         )
+
+
+def _missing_profile(profile: str) -> exc.ConfigurationError:
+    """botocore's ProfileNotFound, as a configuration error naming the profile and where
+    it was looked for."""
+    named_by = next(
+        (
+            name
+            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+            if os.environ.get(name) == profile
+        ),
+        "the boto3 session",
+    )
+    files = " or ".join(
+        os.environ.get(variable) or default
+        for variable, default in (
+            ("AWS_CONFIG_FILE", "~/.aws/config"),
+            ("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"),
+        )
+    )
+    unset = f"unset {named_by}" if named_by.startswith("AWS_") else "pass another profile"
+    return exc.ConfigurationError(
+        f"The AWS profile {profile!r} ({named_by}) is not defined in {files}.",
+        fix=f"Create it (`aws configure --profile {profile}`, or `aws configure sso "
+        f"--profile {profile}`), or {unset} to use other credentials (AWS_ACCESS_KEY_ID/"
+        "AWS_SECRET_ACCESS_KEY, or an instance/task role).",
+    )
 
 
 # AWS error code -> (error class, message, fix); {r} is the resource, {op} the operation.

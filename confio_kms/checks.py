@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from django.conf import settings
@@ -13,6 +14,35 @@ from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 from . import conf, config
 from .exceptions import ConfigurationError, ConfioKMSError
 from .reporting import SECRET_SETTING
+
+# The legacy setting that held the sponsor's 25-word mnemonic before KMS signing.
+LEGACY_MNEMONIC = "ALGORAND_ADMIN_MNEMONIC"
+
+
+def legacy_mnemonic_configured() -> bool:
+    """Whether ``ALGORAND_ADMIN_MNEMONIC`` is set in settings, the environment or .env."""
+    return bool(config.setting(LEGACY_MNEMONIC, "", str))
+
+
+def secret_names(hidden: re.Pattern[str] | None = None) -> list[str]:
+    """The names of non-empty settings named like a secret (``SECRET_SETTING``), then
+    of non-empty environment variables named like a mnemonic (as "NAME (environment)"),
+    leaving out the names ``hidden`` matches. Names only: never a value."""
+    names = [
+        name
+        for name in dir(settings)
+        if SECRET_SETTING.search(name)
+        and not (hidden is not None and hidden.search(name))
+        and getattr(settings, name)
+    ]
+    names += [
+        f"{name} (environment)"
+        for name in sorted(os.environ)
+        if "MNEMONIC" in name.upper()
+        and os.environ[name]
+        and not (hidden is not None and hidden.search(name))
+    ]
+    return names
 
 
 @checks.register("confio_kms")
@@ -34,7 +64,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
         return found
-    if config.setting("ALGORAND_ADMIN_MNEMONIC", "", str):
+    if legacy_mnemonic_configured():
         found.append(
             checks.Warning(
                 "ALGORAND_ADMIN_MNEMONIC is still configured although USE_KMS_SIGNING is on; "
@@ -55,18 +85,9 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         hidden = reporter.hidden_settings
     except (ImportError, AttributeError):
         hidden = DjangoFilter.hidden_settings
-    exposed = [
-        name
-        for name in dir(settings)
-        if SECRET_SETTING.search(name) and not hidden.search(name) and getattr(settings, name)
-    ]
     # The environment too: the debug page lists request.META, which under runserver is a
     # copy of it, hiding the same names as the settings.
-    exposed += [
-        f"{name} (environment)"
-        for name in sorted(os.environ)
-        if "MNEMONIC" in name.upper() and os.environ[name] and not hidden.search(name)
-    ]
+    exposed = secret_names(hidden)
     if not exposed:
         return []
     return [

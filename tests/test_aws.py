@@ -94,3 +94,52 @@ def test_unreachable_endpoint_is_a_connection_error() -> None:
 
     assert isinstance(raised.value, ConnectionError)
     assert len(counted) == 4  # botocore's standard retries: 4 attempts in all
+    assert "KMS_ENDPOINT_URL" in str(raised.value.fix)  # the project's own setting
+
+
+def test_a_missing_profile_is_a_configuration_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "credentials"))
+    monkeypatch.setenv("AWS_PROFILE", "nonexistent")
+
+    with pytest.raises(exceptions.ConfigurationError) as raised:
+        KMSSigner("k")
+
+    error = raised.value
+    assert f"The AWS profile 'nonexistent' (AWS_PROFILE) is not defined in {tmp_path}" in str(error)
+    assert error.fix and "aws configure --profile nonexistent" in error.fix
+    assert "unset AWS_PROFILE" in error.fix
+    assert error.__cause__ is None and error.__suppress_context__  # botocore's kept out
+
+
+def test_more_services_share_the_endpoint_retries_and_error_translation(
+    aws_env: LocalAWS,
+) -> None:
+    clients = AWSClients(services=("sts", "iam", "cloudtrail"))
+
+    assert sorted(clients.clients) == ["cloudtrail", "iam", "kms", "ssm", "sts"]
+    for client in clients.clients.values():
+        assert client.meta.endpoint_url == aws_env.url
+        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 4}
+    assert clients.call("sts", "GetCallerIdentity", "me")["Account"] == "123456789012"
+    with pytest.raises(exceptions.AWSError) as raised:
+        clients.call("iam", "GetUser", "nobody", UserName="nobody")
+    assert str(raised.value.cause).startswith("NoSuchEntity")
+
+
+def test_an_answer_that_is_not_an_aws_response_is_an_aws_error() -> None:
+    """moto answers SimulatePrincipalPolicy with an HTML error page: botocore's parser
+    error is not a BotoCoreError, and used to escape untranslated."""
+    clients = AWSClients(services=("iam",))
+    with pytest.raises(exceptions.AWSError) as raised:
+        clients.call(
+            "iam",
+            "SimulatePrincipalPolicy",
+            "user/x",
+            PolicySourceArn="arn:aws:iam::123456789012:user/x",
+            ActionNames=["kms:Sign"],
+        )
+    assert raised.value.cause == "ResponseParserError"
+    assert "not an AWS response" in str(raised.value) and "<html" not in str(raised.value)

@@ -1,0 +1,1522 @@
+"""``kms_doctor``: the migration checklist and the security practices, checked against
+the live account.
+
+``run()`` returns a ``Report`` of ``Finding``s, each with a status:
+
+- ``pass``: checked in the account and as it should be;
+- ``warn``: works, but falls short of a practice (the fix says how to close the gap);
+- ``fail``: broken or unsafe (the command exits non-zero);
+- ``unknown``: could not be checked (AWS refused or failed a request, or the answer
+  depends on something the doctor cannot see); never a pass;
+- ``reminder``: needs a person (offline backups, a rehearsed break-glass procedure).
+
+Every check runs on its own: a failing AWS request makes its own check ``unknown`` (or
+``fail`` where the failure is the answer, such as a missing alias), never the whole run.
+No check prints a secret: findings are built from names, ARNs, addresses and AWS error
+codes. Nothing is changed in AWS and nothing is submitted to a network.
+
+The permissions check asks IAM's policy simulator (``SimulatePrincipalPolicy``) first.
+When that is refused or not implemented (moto does not implement it), it reads the
+identity's own policies (attached, inline and, for a user, its groups') and evaluates
+them here: Allow/Deny, ``Action``/``NotAction`` and ``Resource``/``NotResource`` with
+wildcards, and conditions only on the keys this module knows for the request (the key's
+aliases, key spec, tags and the ``kms:ViaService`` of a request through SSM); any other
+condition makes the answer "cannot tell". That reading sees no SCPs, permission
+boundaries, session policies, key policies or grants, and says so in its findings.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import boto3
+from algosdk import transaction
+
+from . import conf, config, iam, keys, kinds, networks, progress, validation
+from . import exceptions as exc
+from .aws import AWSClients
+from .checks import LEGACY_MNEMONIC, legacy_mnemonic_configured, secret_names
+from .policy import SigningPolicy
+from .signer import KMSSigner
+
+SERVICES = ("sts", "iam", "cloudtrail")
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    WARN = "warn"
+    FAIL = "fail"
+    UNKNOWN = "unknown"
+    REMINDER = "reminder"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One checked item: ``check`` is a stable id (``key.state``), ``subject`` what it
+    is about (an alias, the identity, the region), ``fix`` what to do ("" on a pass)."""
+
+    check: str
+    status: Status
+    message: str
+    fix: str = ""
+    subject: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "check": self.check,
+            "subject": self.subject or None,
+            "status": self.status.value,
+            "message": self.message,
+            "fix": self.fix or None,
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """Every finding of one run, in the order checked."""
+
+    findings: tuple[Finding, ...]
+    region: str = ""
+
+    @property
+    def failed(self) -> list[Finding]:
+        return [f for f in self.findings if f.status is Status.FAIL]
+
+    def counts(self) -> dict[str, int]:
+        return {status.value: sum(f.status is status for f in self.findings) for status in Status}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "region": self.region or None,
+            "findings": [f.as_dict() for f in self.findings],
+            "counts": self.counts(),
+            "failed": [f.check for f in self.failed],
+        }
+
+
+def run(*, session: boto3.Session | None = None, principal: str | None = None) -> Report:
+    """Check the configured deployment against the live account.
+
+    ``session``: the boto3 session for every request (the test signature's too); by
+    default the one ``conf.kms_signer`` builds. ``principal``: the ARN of an IAM user or
+    role whose permissions to check instead of the caller's (for an operator checking
+    the app's role). Raises ``ConfigurationError`` only when no AWS client can be built
+    (a missing ``AWS_PROFILE``) or ``principal`` is not an IAM user or role ARN.
+    """
+    target = _principal_arn(principal) if principal else None
+    try:
+        settings = config.kms_settings()
+    except exc.ConfigurationError as error:
+        return Report((Finding("settings.valid", Status.FAIL, error.message, error.fix or ""),))
+    aws = AWSClients(
+        settings.region, endpoint_url=settings.endpoint_url, session=session, services=SERVICES
+    )
+    doctor = _Doctor(settings, aws, session)
+    findings = [
+        *doctor.settings(),
+        *doctor.keys(),
+        *doctor.permissions(target),
+        *doctor.cloudtrail(),
+        *doctor.signature(),
+        *doctor.reminders(),
+    ]
+    return Report(tuple(findings), aws.region)
+
+
+# --- what is checked --------------------------------------------------------------
+
+
+@dataclass
+class _Target:
+    """A configured alias: the settings that name it, its network, the addresses the
+    settings expect it to sign for, and whether it must exist."""
+
+    name: str
+    settings: list[str]
+    network: str
+    expected: list[tuple[str, str]] = field(default_factory=list)
+    required: bool = True
+
+
+@dataclass
+class _Key:
+    target: _Target
+    metadata: dict[str, Any]
+    tags: dict[str, str] | None = None
+    info: keys.KeyInfo | None = None
+
+    @property
+    def arn(self) -> str:
+        return str(self.metadata.get("Arn", ""))
+
+    @property
+    def key_id(self) -> str:
+        return str(self.metadata["KeyId"])
+
+
+# Settings named like a legacy secret: a mnemonic, a seed or a private key.
+_MNEMONIC_LIKE = re.compile("MNEMONIC|SEED|PHRASE|PRIVATE", re.IGNORECASE)
+_CAVEAT_READ = (
+    "not a full simulation: no SCPs, permission boundaries, session or key policies, grants, "
+    "or conditions on other keys"
+)
+_CAVEAT_SIMULATED = "by IAM's policy simulator (identity policies; no key policies or grants)"
+
+
+class _Doctor:
+    def __init__(
+        self, settings: config.KMSSettings, aws: AWSClients, session: boto3.Session | None
+    ) -> None:
+        self.conf = settings
+        self.aws = aws
+        self.session = session
+        self.account = ""
+        self.found: dict[str, _Key] = {}
+        self.targets = _targets(settings)
+        self.regional: dict[str, AWSClients] = {}
+
+    # -- settings ----------------------------------------------------------------
+
+    def settings(self) -> list[Finding]:
+        progress.step("reading the settings")
+        found = []
+        if self.conf.use_kms_signing:
+            found.append(Finding("settings.kms_signing", Status.PASS, "USE_KMS_SIGNING is on."))
+        else:
+            found.append(
+                Finding(
+                    "settings.kms_signing",
+                    Status.FAIL,
+                    "USE_KMS_SIGNING is off: the app does not sign with the KMS key.",
+                    "Set USE_KMS_SIGNING=true where the app reads its settings (settings, "
+                    "the environment or .env) and restart every app process "
+                    "(docs/migration.md, Switch).",
+                )
+            )
+        names = [name for name in secret_names() if _MNEMONIC_LIKE.search(name)]
+        if legacy_mnemonic_configured() and not any(n.startswith(LEGACY_MNEMONIC) for n in names):
+            names.append(f"{LEGACY_MNEMONIC} (.env or settings.ini)")
+        if names:
+            found.append(
+                Finding(
+                    "settings.mnemonic",
+                    Status.FAIL,
+                    f"A mnemonic or private key is still configured: {', '.join(names)}.",
+                    "Remove it from settings, the environment, .env files, secret stores and "
+                    "CI variables, keep only the offline backup, and restart the app.",
+                )
+            )
+        else:
+            found.append(
+                Finding(
+                    "settings.mnemonic",
+                    Status.PASS,
+                    "No mnemonic, seed or private key in the settings or the environment.",
+                )
+            )
+        return found
+
+    # -- keys ---------------------------------------------------------------------
+
+    def keys(self) -> list[Finding]:
+        found: list[Finding] = []
+        for target in self.targets:
+            progress.step(f"checking alias/{target.name}")
+            found += self._key(target)
+        return found
+
+    def _key(self, target: _Target) -> list[Finding]:
+        alias = f"alias/{target.name}"
+        named = " and ".join(target.settings)
+        try:
+            metadata = keys.describe_key(self.aws, target.name)
+        except exc.AliasNotFoundError as error:
+            if not target.required:
+                return []  # the other network's default alias, never configured
+            return [
+                Finding(
+                    "key.exists",
+                    Status.FAIL,
+                    f"{named} names {alias}: {error.message}",
+                    error.fix or "",
+                    alias,
+                )
+            ]
+        except exc.ConfioKMSError as error:
+            return [_unknown("key.exists", alias, error)]
+        key = _Key(target, metadata)
+        self.found[target.name] = key
+        self.account = self.account or _arn_account(key.arn)
+        found = [
+            Finding(
+                "key.exists",
+                Status.PASS,
+                f"{alias} ({named}) points at KMS key {key.key_id} ({_kind(metadata)}).",
+                subject=alias,
+            ),
+            _state(alias, metadata),
+        ]
+        try:
+            key.tags = keys.read_tags(self.aws, key.key_id, alias)
+        except exc.ConfioKMSError as error:
+            found += [_unknown("key.network", alias, error), _unknown("key.address", alias, error)]
+        else:
+            found.append(_network(target, alias, key.tags))
+            found.append(self._address(key, alias))
+        found.append(self._key_policy(key, alias))
+        return found
+
+    def _address(self, key: _Key, alias: str) -> Finding:
+        assert key.tags is not None
+        try:
+            key.info = kinds.key_info(key.target.name, key.metadata, key.tags)
+        except exc.NotAnAlgorandKeyError as error:
+            return Finding("key.address", Status.FAIL, error.message, error.fix or "", alias)
+        address = key.info.address
+        wrong = [(name, value) for name, value in key.target.expected if value != address]
+        if wrong:
+            name, value = wrong[0]
+            return Finding(
+                "key.address",
+                Status.FAIL,
+                f"{name} is {value} but {alias} signs for {address}.",
+                f"Remove {name} (the address comes from KMS) or point "
+                f"{' / '.join(key.target.settings)} at the key of {value} (`manage.py kms_list`).",
+                alias,
+            )
+        if key.target.expected:
+            said = " and ".join(name for name, _ in key.target.expected)
+            return Finding(
+                "key.address",
+                Status.PASS,
+                f"{alias} signs for {address}, as {said} says.",
+                subject=alias,
+            )
+        return Finding(
+            "key.address",
+            Status.PASS,
+            f"{alias} signs for {address} (no address setting to compare: it comes from KMS).",
+            subject=alias,
+        )
+
+    def _key_policy(self, key: _Key, alias: str) -> Finding:
+        try:
+            answer = self.aws.call(
+                "kms", "GetKeyPolicy", alias, KeyId=key.key_id, PolicyName="default"
+            )
+            policy = json.loads(answer["Policy"])
+        except exc.ConfioKMSError as error:
+            return _unknown("key.mfa", alias, error)
+        except (ValueError, KeyError, TypeError):
+            return Finding(
+                "key.mfa",
+                Status.UNKNOWN,
+                f"The key policy of {alias} is not readable JSON.",
+                subject=alias,
+            )
+        return _mfa(policy, alias, key)
+
+    # -- permissions --------------------------------------------------------------
+
+    def permissions(self, principal: str | None) -> list[Finding]:
+        progress.step("identifying the AWS credentials (sts:GetCallerIdentity)")
+        subject = "identity"
+        try:
+            caller = self.aws.call("sts", "GetCallerIdentity", "the credentials in use")
+        except exc.ConfioKMSError as error:
+            reason = "the credentials could not be identified (sts:GetCallerIdentity failed)"
+            return [
+                _unknown("iam.identity", subject, error),
+                *_cannot_tell(principal or subject, reason),
+            ]
+        arn = str(caller.get("Arn", ""))
+        self.account = str(caller.get("Account", "")) or self.account
+        checked = principal or arn
+        who = _principal(checked)
+        found = [
+            Finding(
+                "iam.identity",
+                Status.PASS,
+                f"The AWS credentials in use are {arn} (account {self.account})"
+                + (f"; checking the permissions of {principal}." if principal else "."),
+                subject=checked,
+            )
+        ]
+        if who.kind == "root":
+            return [
+                Finding(
+                    "iam.identity",
+                    Status.FAIL,
+                    f"{checked} is the account's root user: no IAM policy limits it.",
+                    "Delete the root user's access keys; run the app with a role that has "
+                    "only the runtime policy (`manage.py kms_policy`).",
+                    checked,
+                )
+            ]
+        probes = self._probes()
+        if not who.kind:
+            reason = f"{checked} is not an IAM user or role ARN"
+            return [*found, *_cannot_tell(checked, reason)]
+        progress.step(f"checking the permissions of {checked}")
+        try:
+            decisions, method = self._decide(who, probes)
+        except _CannotTell as why:
+            return [*found, *_cannot_tell(checked, str(why))]
+        return [*found, *_permission_findings(checked, probes, decisions, method)]
+
+    def _probes(self) -> _Probes:
+        """The requests to evaluate: what signing with the active alias needs, and what a
+        runtime identity should not be able to do."""
+        active = self.found.get(self.conf.active_alias)
+        region, account = self.aws.region, self.account or "*"
+        probes = _Probes()
+        other_key = f"arn:aws:kms:{region}:{account}:key/00000000-0000-0000-0000-000000000000"
+        foreign = {
+            "kms:ResourceAliases": (),
+            "kms:ViaService": (),
+            "kms:KeySpec": (iam.ENVELOPE_KEY_SPEC,),
+        }
+        mfa = {"aws:MultiFactorAuthPresent": ("true",)}
+        if active is not None:
+            alias = f"alias/{active.target.name}"
+            info = active.info
+            mode = info.mode if info else kinds.for_spec(active.metadata.get("KeySpec", ""))
+            path = (info.parameter if info else "") or validation.parameter_path(
+                self.conf.ssm_prefix, active.target.name
+            )
+            parameter = f"arn:aws:ssm:{region}:{account}:parameter{path}"
+            context: dict[str, tuple[str, ...]] = {
+                "kms:ResourceAliases": (alias,),
+                "kms:KeySpec": (str(active.metadata.get("KeySpec", "SYMMETRIC_DEFAULT")),),
+                "kms:ViaService": (),
+                **{f"aws:ResourceTag/{k}": (v,) for k, v in (active.tags or {}).items()},
+            }
+            tagged = ("aws:resourcetag/",) if active.tags is not None else ()
+            on_key = f"the key of {alias}"
+            for action in ("kms:DescribeKey", "kms:ListResourceTags"):
+                probes.needed.append(_Probe(action, active.arn, on_key, context, tagged))
+            if mode == keys.NATIVE:
+                for action in ("kms:Sign", "kms:GetPublicKey"):
+                    probes.needed.append(_Probe(action, active.arn, on_key, context, tagged))
+            else:
+                probes.needed.append(_Probe("ssm:GetParameter", parameter, path, {}, ()))
+                via = {**context, "kms:ViaService": (f"ssm.{region}.amazonaws.com",)}
+                probes.needed.append(
+                    _Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged)
+                )
+            for action in ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy"):
+                probes.excess.append(_Probe(action, active.arn, on_key, {**context, **mfa}, tagged))
+            writes = {"ssm:Overwrite": (), **mfa}
+            for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
+                probes.excess.append(_Probe(action, parameter, path, writes, ()))
+        else:
+            probes.missing = f"alias/{self.conf.active_alias} was not found, so its key is unknown"
+        created = {
+            "aws:RequestTag/ManagedBy": (keys.MANAGED_BY,),
+            "aws:TagKeys": (keys.TAG_MANAGED_BY,),
+            **mfa,
+        }
+        probes.excess.append(_Probe("kms:CreateKey", "*", "", created, ()))
+        probes.excess.append(
+            _Probe(
+                "kms:Decrypt",
+                other_key,
+                "another application's key",
+                {**foreign, **mfa},
+                ("aws:resourcetag/",),
+            )
+        )
+        return probes
+
+    def _decide(self, who: _Who, probes: _Probes) -> tuple[list[_Decision], str]:
+        everything = [*probes.needed, *probes.excess]
+        source = who.arn
+        if who.kind == "role":
+            try:  # the role's ARN (with its path), which the simulator needs
+                role = self._iam("GetRole", who.arn, RoleName=who.name)["Role"]
+            except _CannotTell:
+                role = {"Arn": f"arn:aws:iam::{self.account}:role/{who.name}"}
+            source = str(role.get("Arn", who.arn))
+            who = _Who("role", who.name, source, role.get("PermissionsBoundary"))
+        try:
+            return _simulate(self.aws, source, everything), _CAVEAT_SIMULATED
+        except exc.ConfioKMSError as error:
+            why = error.cause or type(error).__name__
+        documents, notes = self._read_policies(who)
+        method = f"read from its IAM policies, as IAM's simulator was unavailable ({why}); "
+        method += _CAVEAT_READ
+        if notes:
+            method += "; " + "; ".join(notes)
+        return [_evaluate(documents, probe) for probe in everything], method
+
+    def _iam(self, operation: str, resource: str, **params: Any) -> dict[str, Any]:
+        """An IAM read; a refusal or a missing entity is a reason the doctor cannot tell."""
+        try:
+            return self.aws.call("iam", operation, resource, **params)
+        except exc.AccessDeniedError as error:
+            raise _CannotTell(
+                f"the credentials may not read IAM (iam:{operation} denied)"
+            ) from error
+        except exc.ConfioKMSError as error:
+            raise _CannotTell(f"iam:{operation} on {resource} failed ({_why(error)})") from error
+
+    def _iam_items(self, operation: str, resource: str, items: str, **params: Any) -> list[Any]:
+        found: list[Any] = []
+        marker: str | None = None
+        while True:
+            page = self._iam(
+                operation, resource, **params, **({"Marker": marker} if marker else {})
+            )
+            found += page.get(items, [])
+            marker = page.get("Marker")
+            if not page.get("IsTruncated") or not marker:
+                return found
+
+    def _read_policies(self, who: _Who) -> tuple[list[tuple[str, Any]], list[str]]:
+        """The identity's policy documents (label, document) and notes on what was not read."""
+        notes: list[str] = []
+        documents: list[tuple[str, Any]] = []
+        if who.kind == "user":
+            user = self._iam("GetUser", who.arn, UserName=who.name)["User"]
+            boundary = user.get("PermissionsBoundary")
+            holders = [("User", {"UserName": who.name}, who.name)]
+            for group in self._iam_items("ListGroupsForUser", who.arn, "Groups", UserName=who.name):
+                name = group["GroupName"]
+                holders.append(("Group", {"GroupName": name}, f"group {name}"))
+        else:
+            boundary = who.boundary
+            holders = [("Role", {"RoleName": who.name}, who.name)]
+        if boundary:
+            notes.append(
+                f"a permissions boundary ({boundary.get('PermissionsBoundaryArn', '?')}) is "
+                "attached and not evaluated: it can only narrow what is shown"
+            )
+        for kind, ident, label in holders:
+            for attached in self._iam_items(
+                f"ListAttached{kind}Policies", label, "AttachedPolicies", **ident
+            ):
+                arn = attached["PolicyArn"]
+                policy = self._iam("GetPolicy", arn, PolicyArn=arn)["Policy"]
+                version = self._iam(
+                    "GetPolicyVersion", arn, PolicyArn=arn, VersionId=policy["DefaultVersionId"]
+                )["PolicyVersion"]
+                documents.append((attached.get("PolicyName", arn), version["Document"]))
+            for name in self._iam_items(f"List{kind}Policies", label, "PolicyNames", **ident):
+                inline = self._iam(f"Get{kind}Policy", label, **ident, PolicyName=name)
+                documents.append((f"{label}/{name}", inline["PolicyDocument"]))
+        return [(label, _document(doc)) for label, doc in documents], notes
+
+    # -- CloudTrail ---------------------------------------------------------------
+
+    def cloudtrail(self) -> list[Finding]:
+        region = self.aws.region
+        progress.step(f"checking CloudTrail in {region}")
+        try:
+            trails = self.aws.call(
+                "cloudtrail", "DescribeTrails", region, includeShadowTrails=True
+            ).get("trailList", [])
+        except exc.ConfioKMSError as error:
+            return [_unknown("cloudtrail", region, error)]
+        create = (
+            "Create a multi-region trail that logs all management events: `aws cloudtrail "
+            "create-trail --name confio-audit --s3-bucket-name BUCKET --is-multi-region-trail` "
+            "and `aws cloudtrail start-logging --name confio-audit`."
+        )
+        if not trails:
+            return [
+                Finding(
+                    "cloudtrail",
+                    Status.FAIL,
+                    f"No CloudTrail trail covers {region}: KMS requests are kept only in the "
+                    "90-day event history.",
+                    create,
+                    region,
+                )
+            ]
+        covered: dict[str, bool | None] = {event: False for event, _ in _KMS_EVENTS}
+        notes: list[str] = []
+        logging = False
+        for trail in trails:
+            name, arn = trail.get("Name", "?"), trail.get("TrailARN") or trail.get("Name", "")
+            try:
+                # A multi-region trail from another region is asked in its home region.
+                home = self._in_region(str(trail.get("HomeRegion") or region))
+                status = home.call("cloudtrail", "GetTrailStatus", arn, Name=arn)
+                if not status.get("IsLogging"):
+                    notes.append(f"{name} is not logging")
+                    continue
+                selectors = home.call("cloudtrail", "GetEventSelectors", arn, TrailName=arn)
+            except exc.ConfioKMSError as error:
+                notes.append(f"{name}: cannot tell ({_why(error)})")
+                for event in covered:
+                    covered[event] = _either(covered[event], None)
+                continue
+            logging = True
+            if status.get("LatestDeliveryError"):
+                notes.append(f"{name}'s last delivery failed ({status['LatestDeliveryError']})")
+            for event, read_only in _KMS_EVENTS:
+                covered[event] = _either(covered[event], _captures(selectors, event, read_only))
+            notes.append(f"{name} is logging{_selector_summary(selectors)}")
+        logged = [e for e, v in covered.items() if v is True]
+        missing = [e for e, v in covered.items() if v is False]
+        unclear = [e for e, v in covered.items() if v is None]
+        summary = "; ".join(notes)
+        if not missing and not unclear:
+            return [
+                Finding(
+                    "cloudtrail",
+                    Status.PASS,
+                    f"CloudTrail records KMS's read and write management events in {region} "
+                    f"({', '.join(logged)}): {summary}.",
+                    subject=region,
+                )
+            ]
+        fix = (
+            "Log all management events (ReadWriteType All) without excluding "
+            "kms.amazonaws.com on a logging trail: `aws cloudtrail put-event-selectors "
+            '--trail-name NAME --event-selectors \'[{"ReadWriteType": "All", '
+            '"IncludeManagementEvents": true}]\'`, and `aws cloudtrail start-logging`.'
+        )
+        if not logged:
+            return [
+                Finding(
+                    "cloudtrail",
+                    Status.FAIL if not unclear else Status.UNKNOWN,
+                    f"No logging trail records KMS events in {region}: {summary}.",
+                    fix if logging else create,
+                    region,
+                )
+            ]
+        gaps = []
+        if missing:
+            gaps.append(f"not recorded: {', '.join(missing)}")
+        if unclear:
+            gaps.append(f"cannot tell for {', '.join(unclear)}")
+        return [
+            Finding(
+                "cloudtrail",
+                Status.WARN,
+                f"CloudTrail records {', '.join(logged)} in {region} but {'; '.join(gaps)} "
+                f"({summary}). KMS Sign and Decrypt are read-only management events.",
+                fix,
+                region,
+            )
+        ]
+
+    def _in_region(self, region: str) -> AWSClients:
+        """Clients like ``self.aws`` in another region (the session, endpoint and settings
+        are the same); built once per region, in this thread."""
+        if region == self.aws.region:
+            return self.aws
+        if region not in self.regional:
+            self.regional[region] = AWSClients(
+                region,
+                endpoint_url=self.conf.endpoint_url,
+                session=self.aws.session,
+                services=("cloudtrail",),
+            )
+        return self.regional[region]
+
+    # -- a test signature -----------------------------------------------------------
+
+    def signature(self) -> list[Finding]:
+        name = self.conf.active_alias
+        alias = f"alias/{name}"
+        if name not in self.found:
+            return [
+                Finding(
+                    "signature",
+                    Status.UNKNOWN,
+                    f"Not tried: {alias} could not be looked up (see key.exists).",
+                    subject=alias,
+                )
+            ]
+        progress.step(f"signing a test transaction with {alias} (nothing is submitted)")
+        try:
+            signer = self._signer(name)
+            params = _offline_params(signer.network)
+            txn = transaction.PaymentTxn(
+                signer.address, params, signer.address, 0, note=b"confio-kms doctor"
+            )
+            # The library verifies every signature against the account before returning it.
+            signed = signer.sign_transaction(txn)
+        except exc.ConfioKMSError as error:
+            return [Finding("signature", Status.FAIL, _one_line(error), error.fix or "", alias)]
+        return [
+            Finding(
+                "signature",
+                Status.PASS,
+                f"{alias} signed a 0-ALGO self-payment ({signed.get_txid()}) offline; its "
+                f"signature verifies against {signer.signer_address}. Nothing was submitted.",
+                subject=alias,
+            )
+        ]
+
+    def _signer(self, name: str) -> KMSSigner:
+        if self.session is None:
+            return conf.kms_signer(name)
+        # As conf.kms_signer builds it, with the session given to run().
+        return KMSSigner(
+            name,
+            self.conf.region,
+            endpoint_url=self.conf.endpoint_url,
+            session=self.session,
+            ssm_prefix=self.conf.ssm_prefix,
+            policy=SigningPolicy.from_settings(),
+        )
+
+    # -- what needs a person --------------------------------------------------------
+
+    def reminders(self) -> list[Finding]:
+        envelope = [
+            f"alias/{k.target.name}"
+            for k in self.found.values()
+            if k.metadata.get("KeySpec", "SYMMETRIC_DEFAULT") == iam.ENVELOPE_KEY_SPEC
+        ]
+        native = [
+            f"alias/{k.target.name}"
+            for k in self.found.values()
+            if k.metadata.get("KeySpec", "SYMMETRIC_DEFAULT") != iam.ENVELOPE_KEY_SPEC
+        ]
+        found = []
+        if envelope:
+            found.append(
+                _reminder(
+                    "reminder.backups",
+                    f"An offline copy of the backup mnemonic of {', '.join(envelope)} exists "
+                    "(paper or an offline vault) and was read back once; nothing can show it "
+                    "again.",
+                )
+            )
+        if native:
+            found.append(
+                _reminder(
+                    "reminder.recovery",
+                    f"{', '.join(native)} has no backup: a recovery plan (a multi-region replica "
+                    "key, or an offline account to rekey from) exists and was tried "
+                    "(docs/native.md).",
+                )
+            )
+        found += [
+            _reminder(
+                "reminder.old_copies",
+                "Old copies of the mnemonic are gone: .env backups, laptops, CI logs, secret "
+                "stores. An imported key signs for whoever kept one, until it is rotated.",
+            ),
+            _reminder(
+                "reminder.break_glass",
+                f"The break-glass procedure (role {iam.BREAK_GLASS_ROLE}, with MFA) is written "
+                "down, its MFA devices are held by more than one person, and it was rehearsed.",
+            ),
+            _reminder(
+                "reminder.alerts",
+                "Someone is alerted on ScheduleKeyDeletion, DisableKey and PutKeyPolicy of the "
+                "confio keys (an EventBridge rule or a CloudWatch alarm on the trail).",
+            ),
+            _reminder(
+                "reminder.team",
+                "The team knows the runbooks: rotation and the recovery drill "
+                "(docs/rotation.md), and what to do after a suspected compromise (rotate).",
+            ),
+        ]
+        return found
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def _targets(settings: config.KMSSettings) -> list[_Target]:
+    """The configured aliases: the active network's (it must exist), the other network's
+    (when configured or present), and the old scripts' KMS_KEY_ALIAS and
+    KMS_ADMIN_KEY_ALIAS (when set), with the address settings each must match."""
+    sponsor = config.configured_sponsor_address()
+    expected_sponsor = [("ALGORAND_SPONSOR_ADDRESS", sponsor)] if sponsor else []
+    active = settings.confio_env
+    targets = [
+        _Target(settings.active_alias, [settings.active_alias_setting], active, expected_sponsor)
+    ]
+    legacy = config.setting("KMS_KEY_ALIAS", "", str)
+    admin = config.setting("KMS_ADMIN_KEY_ALIAS", "", str)
+    admin_address = config.setting("ALGORAND_ADMIN_ADDRESS", "", str)
+    extra: list[tuple[str, str, list[tuple[str, str]]]] = []
+    if legacy:
+        extra.append((legacy, "KMS_KEY_ALIAS", expected_sponsor))
+    if admin:
+        expected = (
+            [("ALGORAND_ADMIN_ADDRESS", admin_address)] if admin_address else expected_sponsor
+        )
+        extra.append((admin, "KMS_ADMIN_KEY_ALIAS", expected))
+    for raw, setting_name, expected in extra:
+        try:
+            name = validation.alias_name(raw)
+        except exc.InvalidAliasError:
+            continue  # the compat layer reports it when it is used
+        _merge(targets, _Target(name, [setting_name], active, list(expected)))
+    for network in networks.DEPLOYMENT_NETWORKS:
+        if network == active:
+            continue
+        setting_name = config.ALIAS_SETTING[network]
+        explicit = config.setting(setting_name, None, str) is not None
+        _merge(
+            targets,
+            _Target(settings.alias_for(network), [setting_name], network, required=explicit),
+        )
+    return targets
+
+
+def _merge(targets: list[_Target], new: _Target) -> None:
+    for target in targets:
+        if target.name == new.name:
+            target.settings += [s for s in new.settings if s not in target.settings]
+            target.expected += [e for e in new.expected if e not in target.expected]
+            target.required = target.required or new.required
+            return
+    targets.append(new)
+
+
+def _state(alias: str, metadata: Mapping[str, Any]) -> Finding:
+    key_id, state = metadata["KeyId"], str(metadata.get("KeyState", "?"))
+    if state == "Enabled":
+        return Finding("key.state", Status.PASS, f"The key of {alias} is Enabled.", subject=alias)
+    if state == keys.PENDING_DELETION:
+        when = metadata.get("DeletionDate")
+        on = f" (deleted on {when:%Y-%m-%d})" if isinstance(when, datetime) else ""
+        return Finding(
+            "key.state",
+            Status.FAIL,
+            f"The key of {alias} ({key_id}) is pending deletion{on}: signing fails.",
+            f"Cancel the deletion: `aws kms cancel-key-deletion --key-id {key_id}`, then "
+            f"`aws kms enable-key --key-id {key_id}`.",
+            alias,
+        )
+    return Finding(
+        "key.state",
+        Status.FAIL,
+        f"The key of {alias} ({key_id}) is {state}, not Enabled: signing fails.",
+        f"Enable it: `aws kms enable-key --key-id {key_id}`."
+        if state == "Disabled"
+        else "Wait for the key to become Enabled, or point the alias at an Enabled key.",
+        alias,
+    )
+
+
+def _network(target: _Target, alias: str, tags: Mapping[str, str]) -> Finding:
+    raw = tags.get(keys.TAG_NETWORK, "")
+    tagged = keys.tagged_network(dict(tags))
+    settings = " / ".join(target.settings)
+    tag_it = (
+        f"Tag the key: `aws kms tag-resource --key-id KEY_ID --tags "
+        f"TagKey={keys.TAG_NETWORK},TagValue={target.network}`."
+    )
+    if raw and not tagged:
+        return Finding(
+            "key.network",
+            Status.FAIL,
+            f"The key of {alias} is tagged {keys.TAG_NETWORK}={raw!r}, which is not a network.",
+            f"Correct the tag to {target.network} if the key is a {target.network} key.",
+            alias,
+        )
+    if tagged == target.network:
+        return Finding(
+            "key.network",
+            Status.PASS,
+            f"The key of {alias} is tagged {keys.TAG_NETWORK}={tagged}, as {settings} expects.",
+            subject=alias,
+        )
+    if tagged:
+        return Finding(
+            "key.network",
+            Status.FAIL,
+            f"The key of {alias} is tagged {keys.TAG_NETWORK}={tagged}, but {settings} names it "
+            f"for {target.network}: the signing policy refuses {target.network} transactions.",
+            f"Point {settings} at a {target.network} key (`manage.py kms_list`); correct the "
+            "tag only if it is wrong.",
+            alias,
+        )
+    derived = config.network_of_alias(target.name) or networks.UNKNOWN
+    if derived == target.network:
+        return Finding(
+            "key.network",
+            Status.WARN,
+            f"The key of {alias} has no {keys.TAG_NETWORK} tag; its network ({derived}) comes "
+            "from the alias name only.",
+            tag_it,
+            alias,
+        )
+    return Finding(
+        "key.network",
+        Status.FAIL,
+        f"The key of {alias} has no {keys.TAG_NETWORK} tag and its alias stands for "
+        f"{derived}, not {target.network}.",
+        tag_it,
+        alias,
+    )
+
+
+# The MFA cases a Deny can cover: a request with aws:MultiFactorAuthPresent false (a
+# session without MFA) and one without the key (long-term access keys).
+_WITHOUT_MFA = frozenset({"false", "absent"})
+
+
+def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
+    """Whether the key policy denies deletion and disabling (and key-policy changes)
+    without MFA to everyone, as ``iam.key_policy`` does."""
+    covered = {action: _denied_without_mfa(policy, action, key.arn) for action in _MFA_CHECKED}
+    generate = (
+        f"Apply confio's key policy: `manage.py kms_policy --key-policy --account-id "
+        f"{_arn_account(key.arn) or 'ACCOUNT'}`, then `aws kms put-key-policy --key-id "
+        f"{key.key_id} --policy-name default --policy file://key-policy.json` from an MFA "
+        "session (docs/install.md, step 5)."
+    )
+    deletion = covered["kms:ScheduleKeyDeletion"]
+    if not deletion:
+        return Finding(
+            "key.mfa",
+            Status.FAIL,
+            f"The key policy of {alias} does not require MFA to schedule its deletion.",
+            generate,
+            alias,
+        )
+    gaps = []
+    for action, cases in covered.items():
+        if cases == _WITHOUT_MFA:
+            continue
+        if not cases:
+            gaps.append(f"{action} is not denied without MFA")
+        elif "absent" not in cases:
+            gaps.append(
+                f"{action} is denied with Bool, so requests signed with long-term access keys "
+                "(no aws:MultiFactorAuthPresent) escape it (use BoolIfExists)"
+            )
+        else:
+            gaps.append(f"{action} is denied only to requests without the MFA key")
+    if not gaps:
+        return Finding(
+            "key.mfa",
+            Status.PASS,
+            f"The key policy of {alias} denies {', '.join(_MFA_CHECKED)} without MFA, to everyone.",
+            subject=alias,
+        )
+    return Finding(
+        "key.mfa",
+        Status.WARN,
+        f"The key policy of {alias} requires MFA only in part: {'; '.join(gaps)}.",
+        generate,
+        alias,
+    )
+
+
+_MFA_CHECKED = (*iam.MFA_ACTIONS, "kms:PutKeyPolicy")
+
+
+def _denied_without_mfa(policy: Mapping[str, Any], action: str, key_arn: str) -> frozenset[str]:
+    cases: set[str] = set()
+    for statement in _statements(policy):
+        if statement.get("Effect") != "Deny" or not _everyone(statement.get("Principal")):
+            continue
+        if _matches_action(statement, action) is not True:
+            continue
+        if _matches_resource(statement, key_arn) is not True:
+            continue
+        condition = statement.get("Condition") or {}
+        if not condition:
+            cases |= _WITHOUT_MFA  # denied to everyone, MFA or not
+            continue
+        if len(condition) != 1 or len(next(iter(condition.values()))) != 1:
+            continue  # narrowed by other conditions
+        operator, entries = next(iter(condition.items()))
+        key, value = next(iter(entries.items()))
+        if key.lower() != "aws:multifactorauthpresent":
+            continue
+        values = {str(v).lower() for v in _listed(value)}
+        if operator == "BoolIfExists" and values == {"false"}:
+            cases |= _WITHOUT_MFA
+        elif operator == "Bool" and values == {"false"}:
+            cases.add("false")
+        elif operator == "Null" and values == {"true"}:
+            cases.add("absent")
+    return frozenset(cases)
+
+
+def _everyone(principal: Any) -> bool:
+    if principal == "*":
+        return True
+    return isinstance(principal, Mapping) and "*" in _listed(principal.get("AWS", []))
+
+
+# --- permissions --------------------------------------------------------------------
+
+
+class _CannotTell(Exception):
+    """The permissions cannot be determined; the message says why."""
+
+
+@dataclass(frozen=True)
+class _Who:
+    kind: str  # "user", "role", "root", or "" (not an IAM user or role)
+    name: str
+    arn: str
+    boundary: Mapping[str, Any] | None = None
+
+
+_PRINCIPAL = re.compile(r"arn:aws[\w-]*:iam::(\d{12}):(user|role)/(.+)")
+
+
+def _principal_arn(value: str) -> str:
+    if not _PRINCIPAL.fullmatch(value):
+        raise exc.ConfigurationError(
+            f"{value!r} is not the ARN of an IAM user or role.",
+            fix="Pass e.g. arn:aws:iam::123456789012:role/confio-web.",
+        )
+    return value
+
+
+def _principal(arn: str) -> _Who:
+    """Who an ARN from sts:GetCallerIdentity (or --principal) names in IAM."""
+    parts = arn.split(":", 5)
+    if len(parts) != 6:
+        return _Who("", "", arn)
+    resource = parts[5]
+    if resource == "root":
+        return _Who("root", "root", arn)
+    kind, _, rest = resource.partition("/")
+    if kind == "user" and rest:
+        return _Who("user", rest.rsplit("/", 1)[-1], arn)
+    if kind == "role" and rest:
+        return _Who("role", rest.rsplit("/", 1)[-1], arn)
+    if kind == "assumed-role" and "/" in rest:
+        return _Who("role", rest.split("/", 1)[0], arn)
+    return _Who("", "", arn)
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """One request to authorize: ``context`` holds the condition keys known for it
+    (an empty tuple: known to be absent); keys starting with one of ``absent`` and not
+    in ``context`` are known to be absent too; any other key is unknown."""
+
+    action: str
+    resource: str
+    on: str
+    context: Mapping[str, tuple[str, ...]]
+    absent: tuple[str, ...] = ()
+
+    @property
+    def operation(self) -> str:
+        """The IAM action (``action`` may carry a note: "kms:Decrypt (through SSM)")."""
+        return self.action.split(" ", 1)[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.action} on {self.on}" if self.on else self.action
+
+    def value(self, key: str) -> tuple[str, ...] | None:
+        """The values of ``key`` (lower case), () if absent, None if unknown."""
+        for name, values in self.context.items():
+            if name.lower() == key:
+                return values
+        return () if self.absent and key.startswith(self.absent) else None
+
+
+@dataclass
+class _Probes:
+    needed: list[_Probe] = field(default_factory=list)
+    excess: list[_Probe] = field(default_factory=list)
+    missing: str = ""
+
+
+ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
+
+
+@dataclass(frozen=True)
+class _Decision:
+    result: str
+    reason: str = ""
+
+
+def _permission_findings(
+    subject: str, probes: _Probes, decisions: Sequence[_Decision], method: str
+) -> list[Finding]:
+    needed = list(zip(probes.needed, decisions[: len(probes.needed)], strict=True))
+    excess = list(zip(probes.excess, decisions[len(probes.needed) :], strict=True))
+    runtime = (
+        f"Attach the runtime policy from `manage.py kms_policy` to {subject} (docs/install.md, "
+        "step 5)."
+    )
+    found = []
+    if probes.missing:
+        found.append(
+            Finding(
+                "iam.signing",
+                Status.UNKNOWN,
+                f"Cannot tell what signing needs: {probes.missing}.",
+                subject=subject,
+            )
+        )
+    else:
+        denied = [f"{p.label} ({d.reason})" for p, d in needed if d.result == DENIED]
+        unclear = [f"{p.label} ({d.reason})" for p, d in needed if d.result == UNDETERMINED]
+        if denied:
+            found.append(
+                Finding(
+                    "iam.signing",
+                    Status.FAIL,
+                    f"{subject} may not make requests signing needs: {'; '.join(denied)} "
+                    f"({method}).",
+                    runtime,
+                    subject,
+                )
+            )
+        elif unclear:
+            found.append(
+                Finding(
+                    "iam.signing",
+                    Status.UNKNOWN,
+                    f"Cannot tell whether {subject} may make every request signing needs: "
+                    f"{'; '.join(unclear)} ({method}).",
+                    "Check those conditions by hand, or run IAM's policy simulator.",
+                    subject,
+                )
+            )
+        else:
+            granted = sorted({d.reason.removeprefix("allowed by ") for _, d in needed} - {""})
+            by = f", allowed by {', '.join(granted)}" if granted else ""
+            found.append(
+                Finding(
+                    "iam.signing",
+                    Status.PASS,
+                    f"{subject} may make every request signing needs: "
+                    f"{_grouped(p for p, _ in needed)}{by} ({method}).",
+                    subject=subject,
+                )
+            )
+    allowed = [f"{p.label} ({d.reason})" for p, d in excess if d.result == ALLOWED]
+    unclear = [f"{p.label} ({d.reason})" for p, d in excess if d.result == UNDETERMINED]
+    narrow = (
+        f"Give {subject} only the runtime policy from `manage.py kms_policy`; administration "
+        "(deletion, key policies, creating keys and parameters) belongs to an operator role."
+    )
+    if allowed:
+        found.append(
+            Finding(
+                "iam.least_privilege",
+                Status.FAIL,
+                f"{subject} may do what a runtime identity should not: {'; '.join(allowed)} "
+                f"({method}).",
+                narrow,
+                subject,
+            )
+        )
+    elif unclear:
+        found.append(
+            Finding(
+                "iam.least_privilege",
+                Status.WARN,
+                f"{subject} may be able to do what a runtime identity should not, depending on "
+                f"conditions: {'; '.join(unclear)} ({method}).",
+                narrow,
+                subject,
+            )
+        )
+    else:
+        found.append(
+            Finding(
+                "iam.least_privilege",
+                Status.PASS,
+                f"{subject} may not: {_grouped(probes.excess)} ({method}).",
+                subject=subject,
+            )
+        )
+    return found
+
+
+def _grouped(probes: Iterable[_Probe]) -> str:
+    """ "A, B on X; C on Y": the probes' actions grouped by what they are on."""
+    groups: dict[str, list[str]] = {}
+    for probe in probes:
+        groups.setdefault(probe.on, []).append(probe.action)
+    return "; ".join(
+        f"{', '.join(actions)} on {on}" if on else ", ".join(actions)
+        for on, actions in groups.items()
+    )
+
+
+def _cannot_tell(subject: str, reason: str) -> list[Finding]:
+    fix = (
+        "Grant the identity iam:SimulatePrincipalPolicy on its own ARN, or run "
+        "`manage.py kms_doctor --principal ARN` with an operator's credentials."
+    )
+    return [
+        Finding("iam.signing", Status.UNKNOWN, f"Cannot tell: {reason}.", fix, subject),
+        Finding("iam.least_privilege", Status.UNKNOWN, f"Cannot tell: {reason}.", fix, subject),
+    ]
+
+
+# SimulatePrincipalPolicy's context key types for the keys the probes carry.
+_LIST_KEYS = {"kms:resourcealiases", "aws:tagkeys"}
+_BOOL_KEYS = {"aws:multifactorauthpresent"}
+
+
+def _simulate(aws: AWSClients, source: str, probes: Sequence[_Probe]) -> list[_Decision]:
+    """IAM's policy simulator, one request per resource and context (pages followed)."""
+    groups: dict[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], list[int]] = {}
+    for index, probe in enumerate(probes):
+        key = (probe.resource, tuple(sorted(probe.context.items())))
+        groups.setdefault(key, []).append(index)
+    decisions: list[_Decision] = [_Decision(UNDETERMINED, "not simulated")] * len(probes)
+    for (resource, context), indexes in groups.items():
+        entries = [
+            {
+                "ContextKeyName": name,
+                "ContextKeyValues": list(values),
+                "ContextKeyType": "stringList"
+                if name.lower() in _LIST_KEYS
+                else "boolean"
+                if name.lower() in _BOOL_KEYS
+                else "string",
+            }
+            for name, values in context
+            if values
+        ]
+        actions = list(dict.fromkeys(probes[i].operation for i in indexes))
+        results: dict[str, dict[str, Any]] = {}
+        marker: str | None = None
+        while True:
+            page = aws.call(
+                "iam",
+                "SimulatePrincipalPolicy",
+                source,
+                PolicySourceArn=source,
+                ActionNames=actions,
+                ResourceArns=[resource],
+                **({"ContextEntries": entries} if entries else {}),
+                **({"Marker": marker} if marker else {}),
+            )
+            for result in page.get("EvaluationResults", []):
+                results[str(result.get("EvalActionName", "")).lower()] = result
+            marker = page.get("Marker")
+            if not page.get("IsTruncated") or not marker:
+                break
+        for i in indexes:
+            decisions[i] = _simulated(probes[i], results.get(probes[i].operation.lower()))
+    return decisions
+
+
+def _simulated(probe: _Probe, result: Mapping[str, Any] | None) -> _Decision:
+    if result is None:
+        return _Decision(UNDETERMINED, "the simulator gave no answer")
+    decision = str(result.get("EvalDecision", ""))
+    missing = [
+        key
+        for key in result.get("MissingContextValues", [])
+        if probe.value(str(key).lower()) != ()  # known to be absent: not missing
+    ]
+    statements = [s.get("SourcePolicyId", "") for s in result.get("MatchedStatements", []) if s]
+    by = f" by {', '.join(filter(None, statements))}" if any(statements) else ""
+    if decision == "explicitDeny":
+        return _Decision(DENIED, f"explicitly denied{by}")
+    if missing:
+        return _Decision(UNDETERMINED, f"{decision}, but depends on {', '.join(missing)}")
+    if decision == "allowed":
+        return _Decision(ALLOWED, f"allowed{by}")
+    return _Decision(DENIED, "no policy allows it")
+
+
+def _evaluate(documents: Sequence[tuple[str, Any]], probe: _Probe) -> _Decision:
+    """The identity policies' answer for ``probe``: an explicit Deny wins, no Allow is a
+    denial, and an Allow or Deny whose conditions cannot be decided leaves it open."""
+    sure: list[str] = []
+    maybe_allow: list[str] = []
+    maybe_deny: list[str] = []
+    for label, document in documents:
+        for statement in _statements(document):
+            hit = _applies(statement, probe)
+            if hit is False:
+                continue
+            sid = f"{label}/{statement['Sid']}" if statement.get("Sid") else label
+            if statement.get("Effect") == "Deny":
+                if hit:
+                    return _Decision(DENIED, f"explicitly denied by {sid}")
+                maybe_deny.append(sid)
+            elif statement.get("Effect") == "Allow":
+                (sure if hit else maybe_allow).append(sid)
+    if sure and not maybe_deny:
+        return _Decision(ALLOWED, f"allowed by {sure[0]}")
+    if sure or maybe_allow:
+        allowing = (sure or maybe_allow)[0]
+        if maybe_deny:
+            return _Decision(
+                UNDETERMINED, f"allowed by {allowing} unless the condition of {maybe_deny[0]} holds"
+            )
+        return _Decision(UNDETERMINED, f"allowed by {allowing} if its condition holds")
+    return _Decision(DENIED, "no statement allows it")
+
+
+def _statements(policy: Any) -> list[Mapping[str, Any]]:
+    statements = policy.get("Statement", []) if isinstance(policy, Mapping) else []
+    return [statements] if isinstance(statements, Mapping) else list(statements)
+
+
+def _document(document: Any) -> Any:
+    """A policy document as IAM returns it (botocore decodes it; a string otherwise)."""
+    if isinstance(document, str):
+        from urllib.parse import unquote
+
+        try:
+            return json.loads(unquote(document))
+        except ValueError:
+            return {}
+    return document
+
+
+def _applies(statement: Mapping[str, Any], probe: _Probe) -> bool | None:
+    if _matches_action(statement, probe.operation) is not True:
+        return False
+    if _matches_resource(statement, probe.resource) is not True:
+        return False
+    return _condition(statement.get("Condition") or {}, probe)
+
+
+def _matches_action(statement: Mapping[str, Any], action: str) -> bool:
+    if "NotAction" in statement:
+        return not any(_glob(p, action, True) for p in _listed(statement["NotAction"]))
+    return any(_glob(p, action, True) for p in _listed(statement.get("Action", [])))
+
+
+def _matches_resource(statement: Mapping[str, Any], resource: str) -> bool:
+    if "NotResource" in statement:
+        return not any(_glob(p, resource) for p in _listed(statement["NotResource"]))
+    return any(_glob(p, resource) for p in _listed(statement.get("Resource", "*")))
+
+
+def _condition(block: Mapping[str, Any], probe: _Probe) -> bool | None:
+    """True, False, or None when a key or operator is one this module cannot decide."""
+    result: bool | None = True
+    for operator, entries in block.items():
+        if not isinstance(entries, Mapping):
+            return None
+        for key, wanted in entries.items():
+            outcome = _operator(str(operator), str(key).lower(), _listed(wanted), probe)
+            if outcome is False:
+                return False
+            if outcome is None:
+                result = None
+    return result
+
+
+_STRING = {
+    "StringEquals": (False, False, False),  # negated, ignore case, wildcards
+    "StringNotEquals": (True, False, False),
+    "StringEqualsIgnoreCase": (False, True, False),
+    "StringNotEqualsIgnoreCase": (True, True, False),
+    "StringLike": (False, False, True),
+    "StringNotLike": (True, False, True),
+    "ArnEquals": (False, False, True),
+    "ArnLike": (False, False, True),
+    "ArnNotEquals": (True, False, True),
+    "ArnNotLike": (True, False, True),
+    "Bool": (False, True, False),
+}
+
+
+def _operator(operator: str, key: str, wanted: list[Any], probe: _Probe) -> bool | None:
+    qualifier, _, base = operator.rpartition(":")
+    present = probe.value(key)
+    if present is None or qualifier not in ("", "ForAnyValue", "ForAllValues"):
+        return None
+    texts = [str(w).lower() if isinstance(w, bool) else str(w) for w in wanted]
+    if any("${" in t for t in texts):
+        return None  # policy variables
+    if base == "Null":
+        # Null true: the key is absent; Null false: it is present.
+        return (not present) == (texts[0].lower() == "true") if len(texts) == 1 else None
+    if_exists = base.endswith("IfExists")
+    base = base.removesuffix("IfExists")
+    if base not in _STRING:
+        return None  # numeric, date and IP operators: not decided here
+    negated, ignore_case, wildcards = _STRING[base]
+    if not present:
+        if if_exists or qualifier == "ForAllValues":
+            return True
+        return False if qualifier == "ForAnyValue" else negated
+
+    def one(value: str) -> bool:
+        hit = any(
+            _glob(t, value, ignore_case)
+            if wildcards
+            else (t.lower() == value.lower() if ignore_case else t == value)
+            for t in texts
+        )
+        return not hit if negated else hit
+
+    if qualifier == "ForAllValues":
+        return all(one(v) for v in present)
+    return any(one(v) for v in present)
+
+
+def _glob(pattern: str, value: str, ignore_case: bool = False) -> bool:
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
+
+
+def _listed(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+# --- CloudTrail ---------------------------------------------------------------------
+
+# KMS's events the trail must record: Sign (native keys) and Decrypt (envelope keys,
+# through SSM) are read-only management events (CloudTrail logs them with
+# "readOnly": true and "managementEvent": true, see
+# https://docs.aws.amazon.com/kms/latest/developerguide/ct-decrypt.html and
+# https://docs.amazonaws.cn/en_us/kms/latest/developerguide/ct-sign.html), so a trail
+# that logs only write events misses every signature. Deleting, disabling and changing
+# the key policy are write events. Excluding the event source kms.amazonaws.com
+# (ExcludeManagementEventSources, or an advanced selector's eventSource NotEquals)
+# drops them all; by default it is empty and KMS events are logged
+# (https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_EventSelector.html).
+# A trail with no custom selectors logs all management events, read and write
+# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-management-events-with-cloudtrail.html).
+_KMS_EVENTS = (
+    ("Sign", True),
+    ("Decrypt", True),
+    ("ScheduleKeyDeletion", False),
+    ("DisableKey", False),
+    ("PutKeyPolicy", False),
+)
+_KMS_SOURCE = "kms.amazonaws.com"
+
+
+def _either(a: bool | None, b: bool | None) -> bool | None:
+    """Recorded by one trail or another: True if either does, None if either may."""
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
+
+
+def _captures(selectors: Mapping[str, Any], event: str, read_only: bool) -> bool | None:
+    basic = selectors.get("EventSelectors") or []
+    advanced = selectors.get("AdvancedEventSelectors") or []
+    if not basic and not advanced:
+        return True  # CloudTrail's default: all management events
+    if advanced:
+        outcomes = [_advanced(s, event, read_only) for s in advanced]
+        return True if True in outcomes else (None if None in outcomes else False)
+    return any(_basic(s, read_only) for s in basic)
+
+
+def _basic(selector: Mapping[str, Any], read_only: bool) -> bool:
+    if not selector.get("IncludeManagementEvents", True):
+        return False
+    kind = selector.get("ReadWriteType", "All")
+    if (kind == "ReadOnly" and not read_only) or (kind == "WriteOnly" and read_only):
+        return False
+    return _KMS_SOURCE not in (selector.get("ExcludeManagementEventSources") or [])
+
+
+_FIELD_TESTS: dict[str, Callable[[str, list[str]], bool]] = {
+    "Equals": lambda value, vs: value in vs,
+    "NotEquals": lambda value, vs: value not in vs,
+    "StartsWith": lambda value, vs: any(value.startswith(v) for v in vs),
+    "NotStartsWith": lambda value, vs: not any(value.startswith(v) for v in vs),
+    "EndsWith": lambda value, vs: any(value.endswith(v) for v in vs),
+    "NotEndsWith": lambda value, vs: not any(value.endswith(v) for v in vs),
+}
+
+
+def _advanced(selector: Mapping[str, Any], event: str, read_only: bool) -> bool | None:
+    """Whether an advanced selector (its field selectors all hold) records the event;
+    None when it filters on a field this module does not know for the event."""
+    fields = {
+        "eventcategory": "Management",
+        "eventsource": _KMS_SOURCE,
+        "eventname": event,
+        "readonly": "true" if read_only else "false",
+    }
+    result: bool | None = True
+    for selector_field in selector.get("FieldSelectors", []):
+        value = fields.get(str(selector_field.get("Field", "")).lower())
+        if value is None:
+            result = None
+            continue
+        for operator, values in selector_field.items():
+            if operator in _FIELD_TESTS and not _FIELD_TESTS[operator](
+                value, [str(v) for v in values]
+            ):
+                return False
+    return result
+
+
+def _selector_summary(selectors: Mapping[str, Any]) -> str:
+    basic = selectors.get("EventSelectors") or []
+    advanced = selectors.get("AdvancedEventSelectors") or []
+    if advanced:
+        return " (advanced event selectors)"
+    if not basic:
+        return " (no custom event selectors: all management events)"
+    parts = []
+    for selector in basic:
+        if not selector.get("IncludeManagementEvents", True):
+            parts.append("no management events")
+            continue
+        text = f"{selector.get('ReadWriteType', 'All')} management events"
+        if _KMS_SOURCE in (selector.get("ExcludeManagementEventSources") or []):
+            text += f" excluding {_KMS_SOURCE}"
+        parts.append(text)
+    return f" ({', '.join(parts)})"
+
+
+# --- small helpers ------------------------------------------------------------------
+
+
+def _offline_params(network: str) -> transaction.SuggestedParams:
+    """Parameters good enough to sign a test transaction nobody submits (as
+    ``kms_test_sign`` without ``--submit``)."""
+    return transaction.SuggestedParams(
+        fee=1000,
+        first=1,
+        last=1000,
+        gh=networks.GENESIS_HASH.get(network, networks.GENESIS_HASH["testnet"]),
+        gen=networks.GENESIS_ID.get(network, networks.GENESIS_ID["testnet"]),
+        flat_fee=True,
+        min_fee=1000,
+    )
+
+
+def _kind(metadata: Mapping[str, Any]) -> str:
+    return kinds.for_spec(str(metadata.get("KeySpec", "SYMMETRIC_DEFAULT"))) or "unknown kind"
+
+
+def _arn_account(arn: str) -> str:
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 else ""
+
+
+def _why(error: exc.ConfioKMSError) -> str:
+    return error.cause or error.message
+
+
+def _one_line(error: exc.ConfioKMSError) -> str:
+    text = error.message + (f" ({error.said}: {error.cause})" if error.cause else "")
+    return " ".join(text.split())
+
+
+def _unknown(check: str, subject: str, error: exc.ConfioKMSError) -> Finding:
+    denied = isinstance(error, exc.AccessDeniedError)
+    return Finding(
+        check,
+        Status.UNKNOWN,
+        f"Cannot tell: {_one_line(error)}",
+        (error.fix or "") if not denied else f"{error.fix} (or run the doctor as an operator)",
+        subject,
+    )
+
+
+def _reminder(check: str, message: str) -> Finding:
+    return Finding(check, Status.REMINDER, message)
