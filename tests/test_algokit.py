@@ -187,55 +187,31 @@ def test_transactions_created_by_algokit_sign_with_kms_signer_directly(
     assert [ledger.balance(r) for r in to] == [200_000, 200_000]
 
 
-def test_rekeyed_account_through_algokits_rekeyed_with_the_wrapper(
-    envelope_key: EnvelopeKey, session: boto3.Session, ledger: LocalLedger
+@pytest.mark.parametrize("wrapped", [True, False], ids=["wrapper", "kms-signer-itself"])
+def test_rekeyed_account_through_algokits_rekeyed(
+    envelope_key: EnvelopeKey, session: boto3.Session, ledger: LocalLedger, wrapped: bool
 ) -> None:
-    """An account rekeyed to the KMS key: ``account.rekeyed`` takes the wrapped signer,
-    and the signature names the key's address as its authorizer."""
+    """An account rekeyed to the KMS key: ``account.rekeyed`` takes the signer wrapped in
+    ``TransactionSignerAccount``, or the KMSSigner itself (``.address`` and ``.signer``:
+    algokit's account protocol), and the signature names the key's address as authorizer."""
     _, kms_address = envelope_key(ALIAS, imported=True)
     _, rekeyed = new_account()
     ledger.fund(rekeyed, 10_000_000)
     ledger.jig.set_auth_addr(rekeyed, kms_address)
     signer = KMSSigner(ALIAS, session=session)
+    account = TransactionSignerAccount(address=signer.address, signer=signer) if wrapped else signer
     algorand = offline_client(ledger)
-    algorand.account.rekeyed(
-        sender=rekeyed, account=TransactionSignerAccount(address=signer.address, signer=signer)
-    )
+
+    algorand.account.rekeyed(sender=rekeyed, account=account)
     assert algorand.account.get_signer(rekeyed) is signer
+    by_account = offline_client(ledger).set_signer_from_account(account)
+    assert by_account.account.get_signer(kms_address) is signer
     to = receivers(1)
     composer = algorand.new_group()
     for params in payments(rekeyed, to, 150_000):
         composer.add_payment(params)
-
     signed = composer.build().atc.gather_signatures()
 
     assert [s.authorizing_address for s in signed] == [kms_address]
     ledger.evaluate(signed)
     assert ledger.balance(to[0]) == 150_000
-
-
-def test_kms_signer_is_itself_an_algokit_account(
-    envelope_key: EnvelopeKey, session: boto3.Session, ledger: LocalLedger
-) -> None:
-    """``.address`` and ``.signer``: algokit takes the KMSSigner where it takes an account,
-    including for an account rekeyed to the key."""
-    _, kms_address = envelope_key(ALIAS, imported=True)
-    _, rekeyed = new_account()
-    ledger.fund(rekeyed, 10_000_000)
-    ledger.jig.set_auth_addr(rekeyed, kms_address)
-    signer = KMSSigner(ALIAS, session=session)
-    algorand = offline_client(ledger)
-
-    algorand.account.rekeyed(sender=rekeyed, account=signer)
-    assert algorand.account.get_signer(rekeyed) is signer
-    by_account = offline_client(ledger).set_signer_from_account(signer)
-    assert by_account.account.get_signer(kms_address) is signer
-    to = receivers(1)
-    composer = algorand.new_group()
-    for params in payments(rekeyed, to, 175_000):
-        composer.add_payment(params)
-    signed = composer.build().atc.gather_signatures()
-
-    assert [s.authorizing_address for s in signed] == [kms_address]
-    ledger.evaluate(signed)
-    assert ledger.balance(to[0]) == 175_000

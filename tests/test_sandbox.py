@@ -19,6 +19,7 @@ from algosdk.atomic_transaction_composer import (
 from botocore.exceptions import ClientError
 from nacl.signing import VerifyKey
 
+from benchmarks.endpoint import local_aws
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.exceptions import AlgodError
 from confio_kms.sandbox import SANDBOX_REGION, LedgerChain, LocalLedger
@@ -32,42 +33,19 @@ SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")  # Ed25519 SubjectPublic
 
 @contextlib.contextmanager
 def fresh_local_aws(*, ed25519: bool = True) -> Iterator[tuple[str, boto3.Session]]:
-    """``LocalAWS(ed25519=...)`` started in a new process, as run_sandbox.py starts it:
-    nothing this test process patched (its own endpoint) is involved. Yields the
-    server's URL and a session with dummy credentials."""
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "import sys\n"
-            "from confio_kms.sandbox import LocalAWS\n"
-            f"with LocalAWS(ed25519={ed25519}) as aws:\n"
-            "    print(aws.url, flush=True)\n"
-            "    sys.stdin.read()\n",
-        ],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        url = child.stdout.readline().strip()
-        assert url.startswith("http://127.0.0.1:")
-        session = boto3.Session(
-            aws_access_key_id="sandbox",
-            aws_secret_access_key="sandbox",
-            region_name=SANDBOX_REGION,
+    """``LocalAWS(ed25519=...)`` started in a new process (the benchmarks' way): nothing
+    this test process patched (its own endpoint) is involved. Yields the server's URL
+    and a session with dummy credentials."""
+    with local_aws(ed25519=ed25519) as endpoint:
+        assert endpoint.url.startswith("http://127.0.0.1:")
+        yield (
+            endpoint.url,
+            boto3.Session(
+                aws_access_key_id="sandbox",
+                aws_secret_access_key="sandbox",
+                region_name=SANDBOX_REGION,
+            ),
         )
-        yield url, session
-    finally:
-        assert child.stdin is not None
-        child.stdin.close()
-        try:
-            child.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            child.kill()
-            child.wait(timeout=10)
 
 
 def test_native_key_on_a_fresh_sandbox_endpoint_is_real_ed25519_and_the_ledger_agrees() -> None:
