@@ -1,7 +1,8 @@
-"""The Algorand network, as rotation needs it: parameters, submission, auth addresses.
+"""The Algorand network, as the library needs it: parameters, submission, auth addresses.
 
 ``AlgodChain`` talks to an algod node; the sandbox provides a ledger-backed
-one (``confio_kms.sandbox.LedgerChain``) with the same three methods.
+one (``confio_kms.sandbox.LedgerChain``) with the same methods. ``offline_params``
+needs no node: parameters for a test transaction that is signed and never submitted.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from algosdk.error import (
 )
 from algosdk.v2client import algod
 
-from . import exceptions
+from . import exceptions, networks
 
 T = TypeVar("T")
 
@@ -84,3 +85,18 @@ class AlgodChain:
                 fix="Check ALGOD_ADDRESS, ALGOD_TOKEN and that the node is synced, then retry.",
                 cause=" ".join(str(error).split())[:300],
             ) from error
+
+
+def offline_params(network: str) -> transaction.SuggestedParams:
+    """Parameters good enough to sign a test transaction nobody submits (``kms_test_sign``
+    without ``--submit``, ``kms_doctor``'s test signature): ``network``'s genesis, or
+    testnet's for a network without a known one."""
+    return transaction.SuggestedParams(
+        fee=1000,
+        first=1,
+        last=1000,
+        gh=networks.GENESIS_HASH.get(network, networks.GENESIS_HASH["testnet"]),
+        gen=networks.GENESIS_ID.get(network, networks.GENESIS_ID["testnet"]),
+        flat_fee=True,
+        min_fee=1000,
+    )

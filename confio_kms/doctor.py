@@ -15,21 +15,18 @@ Every check runs on its own: a failing AWS request makes its own check ``unknown
 No check prints a secret: findings are built from names, ARNs, addresses and AWS error
 codes. Nothing is changed in AWS and nothing is submitted to a network.
 
-The permissions check asks IAM's policy simulator (``SimulatePrincipalPolicy``) first.
-When that is refused or not implemented (moto does not implement it), it reads the
-identity's own policies (attached, inline and, for a user, its groups') and evaluates
-them here: Allow/Deny, ``Action``/``NotAction`` and ``Resource``/``NotResource`` with
-wildcards, and conditions only on the keys this module knows for the request (the key's
-aliases, key spec, tags and the ``kms:ViaService`` of a request through SSM); any other
-condition makes the answer "cannot tell". That reading sees no SCPs, permission
-boundaries, session policies, key policies or grants, and says so in its findings.
+The report, the run and the checks of the settings, the keys and the test signature
+live here. What the identity may do is decided by ``confio_kms.permissions`` (IAM's
+policy simulator, else a reading of the identity's policies) on the requests
+``_Doctor._probes`` lists; whether a trail records KMS's events, by
+``confio_kms.cloudtrail``.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -38,10 +35,24 @@ from typing import Any
 import boto3
 from algosdk import transaction
 
-from . import conf, config, iam, keys, kinds, networks, progress, validation
+from . import chain, conf, config, iam, keys, kinds, networks, progress, validation
 from . import exceptions as exc
 from .aws import AWSClients
 from .checks import LEGACY_MNEMONIC, legacy_mnemonic_configured, secret_names
+from .cloudtrail import KMS_EVENTS, captures, either, selector_summary
+from .permissions import (
+    ALLOWED,
+    DENIED,
+    UNDETERMINED,
+    WITHOUT_MFA,
+    CannotTell,
+    Decision,
+    Probe,
+    Who,
+    decide,
+    denied_without_mfa,
+    principal_arn,
+)
 from .policy import SigningPolicy
 from .signer import KMSSigner
 
@@ -109,7 +120,7 @@ def run(*, session: boto3.Session | None = None, principal: str | None = None) -
     the app's role). Raises ``ConfigurationError`` only when no AWS client can be built
     (a missing ``AWS_PROFILE``) or ``principal`` is not an IAM user or role ARN.
     """
-    target = _principal_arn(principal) if principal else None
+    target = principal_arn(principal) if principal else None
     try:
         settings = config.kms_settings()
     except exc.ConfigurationError as error:
@@ -162,11 +173,6 @@ class _Key:
 
 # Settings named like a legacy secret: a mnemonic, a seed or a private key.
 _MNEMONIC_LIKE = re.compile("MNEMONIC|SEED|PHRASE|PRIVATE", re.IGNORECASE)
-_CAVEAT_READ = (
-    "not a full simulation: no SCPs, permission boundaries, session or key policies, grants, "
-    "or conditions on other keys"
-)
-_CAVEAT_SIMULATED = "by IAM's policy simulator (identity policies; no key policies or grants)"
 
 
 class _Doctor:
@@ -338,7 +344,7 @@ class _Doctor:
         arn = str(caller.get("Arn", ""))
         self.account = str(caller.get("Account", "")) or self.account
         checked = principal or arn
-        who = _principal(checked)
+        who = Who.from_arn(checked)
         found = [
             Finding(
                 "iam.identity",
@@ -365,8 +371,10 @@ class _Doctor:
             return [*found, *_cannot_tell(checked, reason)]
         progress.step(f"checking the permissions of {checked}")
         try:
-            decisions, method = self._decide(who, probes)
-        except _CannotTell as why:
+            decisions, method = decide(
+                self.aws, who, [*probes.needed, *probes.excess], self.account
+            )
+        except CannotTell as why:
             return [*found, *_cannot_tell(checked, str(why))]
         return [*found, *_permission_findings(checked, probes, decisions, method)]
 
@@ -400,21 +408,21 @@ class _Doctor:
             tagged = ("aws:resourcetag/",) if active.tags is not None else ()
             on_key = f"the key of {alias}"
             for action in ("kms:DescribeKey", "kms:ListResourceTags"):
-                probes.needed.append(_Probe(action, active.arn, on_key, context, tagged))
+                probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
             if mode == keys.NATIVE:
                 for action in ("kms:Sign", "kms:GetPublicKey"):
-                    probes.needed.append(_Probe(action, active.arn, on_key, context, tagged))
+                    probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
             else:
-                probes.needed.append(_Probe("ssm:GetParameter", parameter, path, {}, ()))
+                probes.needed.append(Probe("ssm:GetParameter", parameter, path, {}, ()))
                 via = {**context, "kms:ViaService": (f"ssm.{region}.amazonaws.com",)}
                 probes.needed.append(
-                    _Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged)
+                    Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged)
                 )
             for action in ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy"):
-                probes.excess.append(_Probe(action, active.arn, on_key, {**context, **mfa}, tagged))
+                probes.excess.append(Probe(action, active.arn, on_key, {**context, **mfa}, tagged))
             writes = {"ssm:Overwrite": (), **mfa}
             for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
-                probes.excess.append(_Probe(action, parameter, path, writes, ()))
+                probes.excess.append(Probe(action, parameter, path, writes, ()))
         else:
             probes.missing = f"alias/{self.conf.active_alias} was not found, so its key is unknown"
         created = {
@@ -422,9 +430,9 @@ class _Doctor:
             "aws:TagKeys": (keys.TAG_MANAGED_BY,),
             **mfa,
         }
-        probes.excess.append(_Probe("kms:CreateKey", "*", "", created, ()))
+        probes.excess.append(Probe("kms:CreateKey", "*", "", created, ()))
         probes.excess.append(
-            _Probe(
+            Probe(
                 "kms:Decrypt",
                 other_key,
                 "another application's key",
@@ -433,84 +441,6 @@ class _Doctor:
             )
         )
         return probes
-
-    def _decide(self, who: _Who, probes: _Probes) -> tuple[list[_Decision], str]:
-        everything = [*probes.needed, *probes.excess]
-        source = who.arn
-        if who.kind == "role":
-            try:  # the role's ARN (with its path), which the simulator needs
-                role = self._iam("GetRole", who.arn, RoleName=who.name)["Role"]
-            except _CannotTell:
-                role = {"Arn": f"arn:aws:iam::{self.account}:role/{who.name}"}
-            source = str(role.get("Arn", who.arn))
-            who = _Who("role", who.name, source, role.get("PermissionsBoundary"))
-        try:
-            return _simulate(self.aws, source, everything), _CAVEAT_SIMULATED
-        except exc.ConfioKMSError as error:
-            why = error.cause or type(error).__name__
-        documents, notes = self._read_policies(who)
-        method = f"read from its IAM policies, as IAM's simulator was unavailable ({why}); "
-        method += _CAVEAT_READ
-        if notes:
-            method += "; " + "; ".join(notes)
-        return [_evaluate(documents, probe) for probe in everything], method
-
-    def _iam(self, operation: str, resource: str, **params: Any) -> dict[str, Any]:
-        """An IAM read; a refusal or a missing entity is a reason the doctor cannot tell."""
-        try:
-            return self.aws.call("iam", operation, resource, **params)
-        except exc.AccessDeniedError as error:
-            raise _CannotTell(
-                f"the credentials may not read IAM (iam:{operation} denied)"
-            ) from error
-        except exc.ConfioKMSError as error:
-            raise _CannotTell(f"iam:{operation} on {resource} failed ({_why(error)})") from error
-
-    def _iam_items(self, operation: str, resource: str, items: str, **params: Any) -> list[Any]:
-        found: list[Any] = []
-        marker: str | None = None
-        while True:
-            page = self._iam(
-                operation, resource, **params, **({"Marker": marker} if marker else {})
-            )
-            found += page.get(items, [])
-            marker = page.get("Marker")
-            if not page.get("IsTruncated") or not marker:
-                return found
-
-    def _read_policies(self, who: _Who) -> tuple[list[tuple[str, Any]], list[str]]:
-        """The identity's policy documents (label, document) and notes on what was not read."""
-        notes: list[str] = []
-        documents: list[tuple[str, Any]] = []
-        if who.kind == "user":
-            user = self._iam("GetUser", who.arn, UserName=who.name)["User"]
-            boundary = user.get("PermissionsBoundary")
-            holders = [("User", {"UserName": who.name}, who.name)]
-            for group in self._iam_items("ListGroupsForUser", who.arn, "Groups", UserName=who.name):
-                name = group["GroupName"]
-                holders.append(("Group", {"GroupName": name}, f"group {name}"))
-        else:
-            boundary = who.boundary
-            holders = [("Role", {"RoleName": who.name}, who.name)]
-        if boundary:
-            notes.append(
-                f"a permissions boundary ({boundary.get('PermissionsBoundaryArn', '?')}) is "
-                "attached and not evaluated: it can only narrow what is shown"
-            )
-        for kind, ident, label in holders:
-            for attached in self._iam_items(
-                f"ListAttached{kind}Policies", label, "AttachedPolicies", **ident
-            ):
-                arn = attached["PolicyArn"]
-                policy = self._iam("GetPolicy", arn, PolicyArn=arn)["Policy"]
-                version = self._iam(
-                    "GetPolicyVersion", arn, PolicyArn=arn, VersionId=policy["DefaultVersionId"]
-                )["PolicyVersion"]
-                documents.append((attached.get("PolicyName", arn), version["Document"]))
-            for name in self._iam_items(f"List{kind}Policies", label, "PolicyNames", **ident):
-                inline = self._iam(f"Get{kind}Policy", label, **ident, PolicyName=name)
-                documents.append((f"{label}/{name}", inline["PolicyDocument"]))
-        return [(label, _document(doc)) for label, doc in documents], notes
 
     # -- CloudTrail ---------------------------------------------------------------
 
@@ -539,7 +469,7 @@ class _Doctor:
                     region,
                 )
             ]
-        covered: dict[str, bool | None] = {event: False for event, _ in _KMS_EVENTS}
+        covered: dict[str, bool | None] = {event: False for event, _ in KMS_EVENTS}
         notes: list[str] = []
         logging = False
         for trail in trails:
@@ -553,16 +483,16 @@ class _Doctor:
                     continue
                 selectors = home.call("cloudtrail", "GetEventSelectors", arn, TrailName=arn)
             except exc.ConfioKMSError as error:
-                notes.append(f"{name}: cannot tell ({_why(error)})")
+                notes.append(f"{name}: cannot tell ({error.cause or error.message})")
                 for event in covered:
-                    covered[event] = _either(covered[event], None)
+                    covered[event] = either(covered[event], None)
                 continue
             logging = True
             if status.get("LatestDeliveryError"):
                 notes.append(f"{name}'s last delivery failed ({status['LatestDeliveryError']})")
-            for event, read_only in _KMS_EVENTS:
-                covered[event] = _either(covered[event], _captures(selectors, event, read_only))
-            notes.append(f"{name} is logging{_selector_summary(selectors)}")
+            for event, read_only in KMS_EVENTS:
+                covered[event] = either(covered[event], captures(selectors, event, read_only))
+            notes.append(f"{name} is logging{selector_summary(selectors)}")
         logged = [e for e, v in covered.items() if v is True]
         missing = [e for e, v in covered.items() if v is False]
         unclear = [e for e, v in covered.items() if v is None]
@@ -640,7 +570,7 @@ class _Doctor:
         progress.step(f"signing a test transaction with {alias} (nothing is submitted)")
         try:
             signer = self._signer(name)
-            params = _offline_params(signer.network)
+            params = chain.offline_params(signer.network)
             txn = transaction.PaymentTxn(
                 signer.address, params, signer.address, 0, note=b"confio-kms doctor"
             )
@@ -859,15 +789,10 @@ def _network(target: _Target, alias: str, tags: Mapping[str, str]) -> Finding:
     )
 
 
-# The MFA cases a Deny can cover: a request with aws:MultiFactorAuthPresent false (a
-# session without MFA) and one without the key (long-term access keys).
-_WITHOUT_MFA = frozenset({"false", "absent"})
-
-
 def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
     """Whether the key policy denies deletion and disabling (and key-policy changes)
     without MFA to everyone, as ``iam.key_policy`` does."""
-    covered = {action: _denied_without_mfa(policy, action, key.arn) for action in _MFA_CHECKED}
+    covered = {action: denied_without_mfa(policy, action, key.arn) for action in _MFA_CHECKED}
     generate = (
         f"Apply confio's key policy: `manage.py kms_policy --key-policy --account-id "
         f"{_arn_account(key.arn) or 'ACCOUNT'}`, then `aws kms put-key-policy --key-id "
@@ -885,7 +810,7 @@ def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
         )
     gaps = []
     for action, cases in covered.items():
-        if cases == _WITHOUT_MFA:
+        if cases == WITHOUT_MFA:
             continue
         if not cases:
             gaps.append(f"{action} is not denied without MFA")
@@ -915,133 +840,21 @@ def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
 _MFA_CHECKED = (*iam.MFA_ACTIONS, "kms:PutKeyPolicy")
 
 
-def _denied_without_mfa(policy: Mapping[str, Any], action: str, key_arn: str) -> frozenset[str]:
-    cases: set[str] = set()
-    for statement in _statements(policy):
-        if statement.get("Effect") != "Deny" or not _everyone(statement.get("Principal")):
-            continue
-        if _matches_action(statement, action) is not True:
-            continue
-        if _matches_resource(statement, key_arn) is not True:
-            continue
-        condition = statement.get("Condition") or {}
-        if not condition:
-            cases |= _WITHOUT_MFA  # denied to everyone, MFA or not
-            continue
-        if len(condition) != 1 or len(next(iter(condition.values()))) != 1:
-            continue  # narrowed by other conditions
-        operator, entries = next(iter(condition.items()))
-        key, value = next(iter(entries.items()))
-        if key.lower() != "aws:multifactorauthpresent":
-            continue
-        values = {str(v).lower() for v in _listed(value)}
-        if operator == "BoolIfExists" and values == {"false"}:
-            cases |= _WITHOUT_MFA
-        elif operator == "Bool" and values == {"false"}:
-            cases.add("false")
-        elif operator == "Null" and values == {"true"}:
-            cases.add("absent")
-    return frozenset(cases)
-
-
-def _everyone(principal: Any) -> bool:
-    if principal == "*":
-        return True
-    return isinstance(principal, Mapping) and "*" in _listed(principal.get("AWS", []))
-
-
 # --- permissions --------------------------------------------------------------------
-
-
-class _CannotTell(Exception):
-    """The permissions cannot be determined; the message says why."""
-
-
-@dataclass(frozen=True)
-class _Who:
-    kind: str  # "user", "role", "root", or "" (not an IAM user or role)
-    name: str
-    arn: str
-    boundary: Mapping[str, Any] | None = None
-
-
-_PRINCIPAL = re.compile(r"arn:aws[\w-]*:iam::(\d{12}):(user|role)/(.+)")
-
-
-def _principal_arn(value: str) -> str:
-    if not _PRINCIPAL.fullmatch(value):
-        raise exc.ConfigurationError(
-            f"{value!r} is not the ARN of an IAM user or role.",
-            fix="Pass e.g. arn:aws:iam::123456789012:role/confio-web.",
-        )
-    return value
-
-
-def _principal(arn: str) -> _Who:
-    """Who an ARN from sts:GetCallerIdentity (or --principal) names in IAM."""
-    parts = arn.split(":", 5)
-    if len(parts) != 6:
-        return _Who("", "", arn)
-    resource = parts[5]
-    if resource == "root":
-        return _Who("root", "root", arn)
-    kind, _, rest = resource.partition("/")
-    if kind == "user" and rest:
-        return _Who("user", rest.rsplit("/", 1)[-1], arn)
-    if kind == "role" and rest:
-        return _Who("role", rest.rsplit("/", 1)[-1], arn)
-    if kind == "assumed-role" and "/" in rest:
-        return _Who("role", rest.split("/", 1)[0], arn)
-    return _Who("", "", arn)
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """One request to authorize: ``context`` holds the condition keys known for it
-    (an empty tuple: known to be absent); keys starting with one of ``absent`` and not
-    in ``context`` are known to be absent too; any other key is unknown."""
-
-    action: str
-    resource: str
-    on: str
-    context: Mapping[str, tuple[str, ...]]
-    absent: tuple[str, ...] = ()
-
-    @property
-    def operation(self) -> str:
-        """The IAM action (``action`` may carry a note: "kms:Decrypt (through SSM)")."""
-        return self.action.split(" ", 1)[0]
-
-    @property
-    def label(self) -> str:
-        return f"{self.action} on {self.on}" if self.on else self.action
-
-    def value(self, key: str) -> tuple[str, ...] | None:
-        """The values of ``key`` (lower case), () if absent, None if unknown."""
-        for name, values in self.context.items():
-            if name.lower() == key:
-                return values
-        return () if self.absent and key.startswith(self.absent) else None
 
 
 @dataclass
 class _Probes:
-    needed: list[_Probe] = field(default_factory=list)
-    excess: list[_Probe] = field(default_factory=list)
+    """What the permissions check asks: the requests signing needs, those a runtime
+    identity should not be able to make, and why ``needed`` is empty when it is."""
+
+    needed: list[Probe] = field(default_factory=list)
+    excess: list[Probe] = field(default_factory=list)
     missing: str = ""
 
 
-ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
-
-
-@dataclass(frozen=True)
-class _Decision:
-    result: str
-    reason: str = ""
-
-
 def _permission_findings(
-    subject: str, probes: _Probes, decisions: Sequence[_Decision], method: str
+    subject: str, probes: _Probes, decisions: Sequence[Decision], method: str
 ) -> list[Finding]:
     needed = list(zip(probes.needed, decisions[: len(probes.needed)], strict=True))
     excess = list(zip(probes.excess, decisions[len(probes.needed) :], strict=True))
@@ -1136,7 +949,7 @@ def _permission_findings(
     return found
 
 
-def _grouped(probes: Iterable[_Probe]) -> str:
+def _grouped(probes: Iterable[Probe]) -> str:
     """ "A, B on X; C on Y": the probes' actions grouped by what they are on."""
     groups: dict[str, list[str]] = {}
     for probe in probes:
@@ -1158,335 +971,7 @@ def _cannot_tell(subject: str, reason: str) -> list[Finding]:
     ]
 
 
-# SimulatePrincipalPolicy's context key types for the keys the probes carry.
-_LIST_KEYS = {"kms:resourcealiases", "aws:tagkeys"}
-_BOOL_KEYS = {"aws:multifactorauthpresent"}
-
-
-def _simulate(aws: AWSClients, source: str, probes: Sequence[_Probe]) -> list[_Decision]:
-    """IAM's policy simulator, one request per resource and context (pages followed)."""
-    groups: dict[tuple[str, tuple[tuple[str, tuple[str, ...]], ...]], list[int]] = {}
-    for index, probe in enumerate(probes):
-        key = (probe.resource, tuple(sorted(probe.context.items())))
-        groups.setdefault(key, []).append(index)
-    decisions: list[_Decision] = [_Decision(UNDETERMINED, "not simulated")] * len(probes)
-    for (resource, context), indexes in groups.items():
-        entries = [
-            {
-                "ContextKeyName": name,
-                "ContextKeyValues": list(values),
-                "ContextKeyType": "stringList"
-                if name.lower() in _LIST_KEYS
-                else "boolean"
-                if name.lower() in _BOOL_KEYS
-                else "string",
-            }
-            for name, values in context
-            if values
-        ]
-        actions = list(dict.fromkeys(probes[i].operation for i in indexes))
-        results: dict[str, dict[str, Any]] = {}
-        marker: str | None = None
-        while True:
-            page = aws.call(
-                "iam",
-                "SimulatePrincipalPolicy",
-                source,
-                PolicySourceArn=source,
-                ActionNames=actions,
-                ResourceArns=[resource],
-                **({"ContextEntries": entries} if entries else {}),
-                **({"Marker": marker} if marker else {}),
-            )
-            for result in page.get("EvaluationResults", []):
-                results[str(result.get("EvalActionName", "")).lower()] = result
-            marker = page.get("Marker")
-            if not page.get("IsTruncated") or not marker:
-                break
-        for i in indexes:
-            decisions[i] = _simulated(probes[i], results.get(probes[i].operation.lower()))
-    return decisions
-
-
-def _simulated(probe: _Probe, result: Mapping[str, Any] | None) -> _Decision:
-    if result is None:
-        return _Decision(UNDETERMINED, "the simulator gave no answer")
-    decision = str(result.get("EvalDecision", ""))
-    missing = [
-        key
-        for key in result.get("MissingContextValues", [])
-        if probe.value(str(key).lower()) != ()  # known to be absent: not missing
-    ]
-    statements = [s.get("SourcePolicyId", "") for s in result.get("MatchedStatements", []) if s]
-    by = f" by {', '.join(filter(None, statements))}" if any(statements) else ""
-    if decision == "explicitDeny":
-        return _Decision(DENIED, f"explicitly denied{by}")
-    if missing:
-        return _Decision(UNDETERMINED, f"{decision}, but depends on {', '.join(missing)}")
-    if decision == "allowed":
-        return _Decision(ALLOWED, f"allowed{by}")
-    return _Decision(DENIED, "no policy allows it")
-
-
-def _evaluate(documents: Sequence[tuple[str, Any]], probe: _Probe) -> _Decision:
-    """The identity policies' answer for ``probe``: an explicit Deny wins, no Allow is a
-    denial, and an Allow or Deny whose conditions cannot be decided leaves it open."""
-    sure: list[str] = []
-    maybe_allow: list[str] = []
-    maybe_deny: list[str] = []
-    for label, document in documents:
-        for statement in _statements(document):
-            hit = _applies(statement, probe)
-            if hit is False:
-                continue
-            sid = f"{label}/{statement['Sid']}" if statement.get("Sid") else label
-            if statement.get("Effect") == "Deny":
-                if hit:
-                    return _Decision(DENIED, f"explicitly denied by {sid}")
-                maybe_deny.append(sid)
-            elif statement.get("Effect") == "Allow":
-                (sure if hit else maybe_allow).append(sid)
-    if sure and not maybe_deny:
-        return _Decision(ALLOWED, f"allowed by {sure[0]}")
-    if sure or maybe_allow:
-        allowing = (sure or maybe_allow)[0]
-        if maybe_deny:
-            return _Decision(
-                UNDETERMINED, f"allowed by {allowing} unless the condition of {maybe_deny[0]} holds"
-            )
-        return _Decision(UNDETERMINED, f"allowed by {allowing} if its condition holds")
-    return _Decision(DENIED, "no statement allows it")
-
-
-def _statements(policy: Any) -> list[Mapping[str, Any]]:
-    statements = policy.get("Statement", []) if isinstance(policy, Mapping) else []
-    return [statements] if isinstance(statements, Mapping) else list(statements)
-
-
-def _document(document: Any) -> Any:
-    """A policy document as IAM returns it (botocore decodes it; a string otherwise)."""
-    if isinstance(document, str):
-        from urllib.parse import unquote
-
-        try:
-            return json.loads(unquote(document))
-        except ValueError:
-            return {}
-    return document
-
-
-def _applies(statement: Mapping[str, Any], probe: _Probe) -> bool | None:
-    if _matches_action(statement, probe.operation) is not True:
-        return False
-    if _matches_resource(statement, probe.resource) is not True:
-        return False
-    return _condition(statement.get("Condition") or {}, probe)
-
-
-def _matches_action(statement: Mapping[str, Any], action: str) -> bool:
-    if "NotAction" in statement:
-        return not any(_glob(p, action, True) for p in _listed(statement["NotAction"]))
-    return any(_glob(p, action, True) for p in _listed(statement.get("Action", [])))
-
-
-def _matches_resource(statement: Mapping[str, Any], resource: str) -> bool:
-    if "NotResource" in statement:
-        return not any(_glob(p, resource) for p in _listed(statement["NotResource"]))
-    return any(_glob(p, resource) for p in _listed(statement.get("Resource", "*")))
-
-
-def _condition(block: Mapping[str, Any], probe: _Probe) -> bool | None:
-    """True, False, or None when a key or operator is one this module cannot decide."""
-    result: bool | None = True
-    for operator, entries in block.items():
-        if not isinstance(entries, Mapping):
-            return None
-        for key, wanted in entries.items():
-            outcome = _operator(str(operator), str(key).lower(), _listed(wanted), probe)
-            if outcome is False:
-                return False
-            if outcome is None:
-                result = None
-    return result
-
-
-_STRING = {
-    "StringEquals": (False, False, False),  # negated, ignore case, wildcards
-    "StringNotEquals": (True, False, False),
-    "StringEqualsIgnoreCase": (False, True, False),
-    "StringNotEqualsIgnoreCase": (True, True, False),
-    "StringLike": (False, False, True),
-    "StringNotLike": (True, False, True),
-    "ArnEquals": (False, False, True),
-    "ArnLike": (False, False, True),
-    "ArnNotEquals": (True, False, True),
-    "ArnNotLike": (True, False, True),
-    "Bool": (False, True, False),
-}
-
-
-def _operator(operator: str, key: str, wanted: list[Any], probe: _Probe) -> bool | None:
-    qualifier, _, base = operator.rpartition(":")
-    present = probe.value(key)
-    if present is None or qualifier not in ("", "ForAnyValue", "ForAllValues"):
-        return None
-    texts = [str(w).lower() if isinstance(w, bool) else str(w) for w in wanted]
-    if any("${" in t for t in texts):
-        return None  # policy variables
-    if base == "Null":
-        # Null true: the key is absent; Null false: it is present.
-        return (not present) == (texts[0].lower() == "true") if len(texts) == 1 else None
-    if_exists = base.endswith("IfExists")
-    base = base.removesuffix("IfExists")
-    if base not in _STRING:
-        return None  # numeric, date and IP operators: not decided here
-    negated, ignore_case, wildcards = _STRING[base]
-    if not present:
-        if if_exists or qualifier == "ForAllValues":
-            return True
-        return False if qualifier == "ForAnyValue" else negated
-
-    def one(value: str) -> bool:
-        hit = any(
-            _glob(t, value, ignore_case)
-            if wildcards
-            else (t.lower() == value.lower() if ignore_case else t == value)
-            for t in texts
-        )
-        return not hit if negated else hit
-
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in present)
-    return any(one(v) for v in present)
-
-
-def _glob(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
-
-
-def _listed(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
-# --- CloudTrail ---------------------------------------------------------------------
-
-# KMS's events the trail must record: Sign (native keys) and Decrypt (envelope keys,
-# through SSM) are read-only management events (CloudTrail logs them with
-# "readOnly": true and "managementEvent": true, see
-# https://docs.aws.amazon.com/kms/latest/developerguide/ct-decrypt.html and
-# https://docs.amazonaws.cn/en_us/kms/latest/developerguide/ct-sign.html), so a trail
-# that logs only write events misses every signature. Deleting, disabling and changing
-# the key policy are write events. Excluding the event source kms.amazonaws.com
-# (ExcludeManagementEventSources, or an advanced selector's eventSource NotEquals)
-# drops them all; by default it is empty and KMS events are logged
-# (https://docs.aws.amazon.com/awscloudtrail/latest/APIReference/API_EventSelector.html).
-# A trail with no custom selectors logs all management events, read and write
-# (https://docs.aws.amazon.com/awscloudtrail/latest/userguide/logging-management-events-with-cloudtrail.html).
-_KMS_EVENTS = (
-    ("Sign", True),
-    ("Decrypt", True),
-    ("ScheduleKeyDeletion", False),
-    ("DisableKey", False),
-    ("PutKeyPolicy", False),
-)
-_KMS_SOURCE = "kms.amazonaws.com"
-
-
-def _either(a: bool | None, b: bool | None) -> bool | None:
-    """Recorded by one trail or another: True if either does, None if either may."""
-    if a is True or b is True:
-        return True
-    return None if a is None or b is None else False
-
-
-def _captures(selectors: Mapping[str, Any], event: str, read_only: bool) -> bool | None:
-    basic = selectors.get("EventSelectors") or []
-    advanced = selectors.get("AdvancedEventSelectors") or []
-    if not basic and not advanced:
-        return True  # CloudTrail's default: all management events
-    if advanced:
-        outcomes = [_advanced(s, event, read_only) for s in advanced]
-        return True if True in outcomes else (None if None in outcomes else False)
-    return any(_basic(s, read_only) for s in basic)
-
-
-def _basic(selector: Mapping[str, Any], read_only: bool) -> bool:
-    if not selector.get("IncludeManagementEvents", True):
-        return False
-    kind = selector.get("ReadWriteType", "All")
-    if (kind == "ReadOnly" and not read_only) or (kind == "WriteOnly" and read_only):
-        return False
-    return _KMS_SOURCE not in (selector.get("ExcludeManagementEventSources") or [])
-
-
-_FIELD_TESTS: dict[str, Callable[[str, list[str]], bool]] = {
-    "Equals": lambda value, vs: value in vs,
-    "NotEquals": lambda value, vs: value not in vs,
-    "StartsWith": lambda value, vs: any(value.startswith(v) for v in vs),
-    "NotStartsWith": lambda value, vs: not any(value.startswith(v) for v in vs),
-    "EndsWith": lambda value, vs: any(value.endswith(v) for v in vs),
-    "NotEndsWith": lambda value, vs: not any(value.endswith(v) for v in vs),
-}
-
-
-def _advanced(selector: Mapping[str, Any], event: str, read_only: bool) -> bool | None:
-    """Whether an advanced selector (its field selectors all hold) records the event;
-    None when it filters on a field this module does not know for the event."""
-    fields = {
-        "eventcategory": "Management",
-        "eventsource": _KMS_SOURCE,
-        "eventname": event,
-        "readonly": "true" if read_only else "false",
-    }
-    result: bool | None = True
-    for selector_field in selector.get("FieldSelectors", []):
-        value = fields.get(str(selector_field.get("Field", "")).lower())
-        if value is None:
-            result = None
-            continue
-        for operator, values in selector_field.items():
-            if operator in _FIELD_TESTS and not _FIELD_TESTS[operator](
-                value, [str(v) for v in values]
-            ):
-                return False
-    return result
-
-
-def _selector_summary(selectors: Mapping[str, Any]) -> str:
-    basic = selectors.get("EventSelectors") or []
-    advanced = selectors.get("AdvancedEventSelectors") or []
-    if advanced:
-        return " (advanced event selectors)"
-    if not basic:
-        return " (no custom event selectors: all management events)"
-    parts = []
-    for selector in basic:
-        if not selector.get("IncludeManagementEvents", True):
-            parts.append("no management events")
-            continue
-        text = f"{selector.get('ReadWriteType', 'All')} management events"
-        if _KMS_SOURCE in (selector.get("ExcludeManagementEventSources") or []):
-            text += f" excluding {_KMS_SOURCE}"
-        parts.append(text)
-    return f" ({', '.join(parts)})"
-
-
 # --- small helpers ------------------------------------------------------------------
-
-
-def _offline_params(network: str) -> transaction.SuggestedParams:
-    """Parameters good enough to sign a test transaction nobody submits (as
-    ``kms_test_sign`` without ``--submit``)."""
-    return transaction.SuggestedParams(
-        fee=1000,
-        first=1,
-        last=1000,
-        gh=networks.GENESIS_HASH.get(network, networks.GENESIS_HASH["testnet"]),
-        gen=networks.GENESIS_ID.get(network, networks.GENESIS_ID["testnet"]),
-        flat_fee=True,
-        min_fee=1000,
-    )
 
 
 def _kind(metadata: Mapping[str, Any]) -> str:
@@ -1496,10 +981,6 @@ def _kind(metadata: Mapping[str, Any]) -> str:
 def _arn_account(arn: str) -> str:
     parts = arn.split(":")
     return parts[4] if len(parts) > 5 else ""
-
-
-def _why(error: exc.ConfioKMSError) -> str:
-    return error.cause or error.message
 
 
 def _one_line(error: exc.ConfioKMSError) -> str:

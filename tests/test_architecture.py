@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"validation", "config", "chain", "sandbox", "sandbox_ed25519"},
     {"aws", "coalescing"},
     {"keys"},
-    {"iam"},
+    {"iam", "permissions", "cloudtrail"},
     {"envelope", "native"},
     {"kinds"},
     {"policy", "audit", "cache", "cost"},

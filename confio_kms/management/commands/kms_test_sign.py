@@ -9,6 +9,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
 from ... import conf, exceptions, networks, progress, validation
+from ...chain import offline_params
 from ...signing import signing_bytes
 from ..base import KMSCommand
 
@@ -45,7 +46,7 @@ class Command(KMSCommand):
             chain = conf.algorand_chain(fund=address)
             params = chain.suggested_params()
         else:
-            params = _offline_params(signer.network)
+            params = offline_params(signer.network)
         txn = transaction.PaymentTxn(address, params, address, 0, note=NOTE)
 
         signed = signer.sign_transaction(txn)
@@ -84,19 +85,6 @@ class Command(KMSCommand):
                 if link:
                     lines.append(link.format(txid=txid))
         self.emit(data, lines)
-
-
-def _offline_params(network: str) -> transaction.SuggestedParams:
-    """Parameters good enough to sign a test transaction nobody submits."""
-    return transaction.SuggestedParams(
-        fee=1000,
-        first=1,
-        last=1000,
-        gh=networks.GENESIS_HASH.get(network, networks.GENESIS_HASH["testnet"]),
-        gen=networks.GENESIS_ID.get(network, networks.GENESIS_ID["testnet"]),
-        flat_fee=True,
-        min_fee=1000,
-    )
 
 
 def _verify(
