@@ -355,7 +355,7 @@ class AlgorandKMSManager:
         exists, and is also in ``result.backup_mnemonic``. To see what would happen
         without changing anything, use :meth:`plan_rotation`.
         """
-        if dry_run is not None:
+        if dry_run:
             # The old name created a key, which a dry run must not: refuse, don't guess.
             raise exc.ConfigurationError(
                 "rotate_key(dry_run=...) is gone: it created a key, which a dry run must not.",

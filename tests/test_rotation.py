@@ -378,3 +378,5 @@ def test_old_dry_run_keyword_is_refused_not_reinterpreted(
     with pytest.raises(exceptions.ConfigurationError, match=r"plan_rotation.*sign_only=True"):
         manager.rotate_key(ALIAS, chain, dry_run=True)
     assert len(boto3.client("kms").list_keys()["Keys"]) == 1
+    # Passing the old default explicitly changes nothing.
+    assert manager.rotate_key(ALIAS, chain, dry_run=False, sign_only=True).state == "pending"

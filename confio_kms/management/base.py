@@ -77,12 +77,16 @@ class KMSCommand(BaseCommand):
         """
         if options.get("yes"):
             return
-        if options.get("interactive", True) and is_terminal(options.get("stdin") or sys.stdin):
+        stdin = options.get("stdin") or sys.stdin
+        if options.get("interactive", True) and is_terminal(stdin):
+            # The question goes to stderr, not input()'s stdout: stdout is the result's
+            # (--json, or redirected to a file the operator would never see ask).
             self.stderr.write(f"{action}.", style_func=lambda text: text)
-            try:
-                answer = input(f"Type the alias ({name}) to go on: ")
-            except EOFError:
-                answer = ""
+            self.stderr.write(
+                f"Type the alias ({name}) to go on: ", style_func=lambda text: text, ending=""
+            )
+            self.stderr.flush()
+            answer = stdin.readline()  # "" when input is closed: not a confirmation
             if answer.strip().removeprefix("alias/") != name:
                 raise CommandError(f"Not confirmed (expected {name}); nothing was done.")
             return

@@ -39,11 +39,7 @@ def test_every_command_takes_json_and_verbosity(name: str) -> None:
 def test_closed_input_at_the_prompt_is_not_a_confirmation(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    def closed(prompt: str) -> str:
-        raise EOFError
-
-    monkeypatch.setattr("builtins.input", closed)
-    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("sys.stdin", Terminal(""))  # a terminal whose input is closed
     with pytest.raises(CommandError, match="Not confirmed"):
         call_command(
             "kms_setup", "--create-new", "--native", "--network", "mainnet",

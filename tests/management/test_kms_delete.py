@@ -59,7 +59,11 @@ def test_delete_schedules_and_cancel_restores_signing(
 
 def test_delete_without_a_terminal_needs_yes(envelope_key: EnvelopeKey) -> None:
     envelope_key(ALIAS)
-    with pytest.raises(CommandError, match=r"Schedule the deletion of alias/.* needs confirmation"):
+    with pytest.raises(
+        CommandError,
+        match=r"Schedule the deletion of alias/.* \(a configured alias: the app stops signing "
+        r"with it\) needs confirmation",
+    ):
         delete(ALIAS, "--no-input")
     assert state() == "Enabled"
 
@@ -69,8 +73,7 @@ def test_delete_at_a_terminal_needs_the_alias_typed(
     envelope_key: EnvelopeKey, monkeypatch: pytest.MonkeyPatch, typed: str, expected: str
 ) -> None:
     envelope_key(ALIAS)
-    monkeypatch.setattr("builtins.input", lambda prompt: typed)
-    monkeypatch.setattr("sys.stdin", Terminal())
+    monkeypatch.setattr("sys.stdin", Terminal(f"{typed}\n"))
     if expected == "Enabled":
         with pytest.raises(CommandError, match="Not confirmed"):
             delete(ALIAS)
@@ -104,7 +107,7 @@ def test_json_has_the_date_and_real_types(envelope_key: EnvelopeKey) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--days", "3", "--yes"], "from 7 to 30"),
+        (["--days", "3"], "from 7 to 30"),  # checked before asking: no --yes needed
         (["--cancel"], "is not scheduled for deletion"),
     ],
 )

@@ -215,28 +215,48 @@ def test_mainnet_create_without_a_terminal_needs_yes(tmp_path: Path) -> None:
 def test_mainnet_create_at_a_terminal_needs_the_alias_typed(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, typed: str, created: int
 ) -> None:
-    prompts: list[str] = []
-    monkeypatch.setattr("builtins.input", lambda p: prompts.append(p) or typed)
-    monkeypatch.setattr("sys.stdin", Terminal())
-    err = io.StringIO()
+    monkeypatch.setattr("sys.stdin", Terminal(f"{typed}\n"))
+    out, err = io.StringIO(), io.StringIO()
     run = lambda: call_command(  # noqa: E731
-        "kms_setup", "--create-new", "--network", "mainnet",
-        "--mnemonic-out", str(tmp_path / "backup.txt"), stdout=io.StringIO(), stderr=err,
+        "kms_setup", "--create-new", "--network", "mainnet", "--json",
+        "--mnemonic-out", str(tmp_path / "backup.txt"), stdout=out, stderr=err,
     )  # fmt: skip
 
     if created:
         run()
+        assert json.loads(out.getvalue())["network"] == "mainnet"  # stdout holds JSON only
     else:
         with pytest.raises(CommandError, match="Not confirmed"):
             run()
 
-    assert prompts == ["Type the alias (confio-mainnet-sponsor) to go on: "]
+    # The question is asked on stderr: stdout is the result's.
+    assert "Type the alias (confio-mainnet-sponsor) to go on: " in err.getvalue()
     assert "on mainnet" in err.getvalue() and "billed monthly" in err.getvalue()
     assert key_count() == created
 
 
+def test_mainnet_create_checks_the_backup_file_before_asking(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    backup = tmp_path / "backup.txt"
+    backup.write_text("an older backup\n")
+    monkeypatch.setattr("sys.stdin", Terminal("confio-mainnet-sponsor\n"))
+    err = io.StringIO()
+    with pytest.raises(CommandError, match="already exists; nothing was created"):
+        call_command(
+            "kms_setup", "--create-new", "--network", "mainnet",
+            "--mnemonic-out", str(backup), stdout=io.StringIO(), stderr=err,
+        )  # fmt: skip
+    assert "Type the alias" not in err.getvalue() and key_count() == 0
+
+
+class Unread(Terminal):
+    def readline(self, *args: object) -> str:
+        raise AssertionError("the command read standard input")
+
+
 def test_testnet_create_asks_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("builtins.input", lambda p: pytest.fail("asked: " + p))
+    monkeypatch.setattr("sys.stdin", Unread())
     call_command(
         "kms_setup", "--create-new", "--mnemonic-out", str(tmp_path / "b"), stdout=io.StringIO()
     )

@@ -45,6 +45,12 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = validation.alias_name(options["name"])
+        days = options["days"]
+        if not options["cancel"] and not MIN_PENDING_DAYS <= days <= MAX_PENDING_DAYS:
+            raise CommandError(
+                f"--days must be from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS} (AWS's limits), "
+                f"not {days}; nothing was changed."
+            )
         manager = conf.kms_manager()
         record = manager.get_key(name)
         if options["cancel"]:
@@ -73,17 +79,21 @@ class Command(KMSCommand):
             raise CommandError(
                 f"alias/{name} is a native key: its private key exists only in KMS, so once "
                 f"deleted, {record.address} can never be signed for with it again; nothing "
-                "was changed. Fix: move the account to another key first (kms_rotate), "
-                "then pass --i-understand-there-is-no-backup."
+                "was changed. Fix: if the account holds anything, rotate it to another key "
+                f"instead (kms_rotate --alias {name}: the alias then signs with the new key "
+                "and the old one is retired); to delete this key anyway, pass "
+                "--i-understand-there-is-no-backup."
             )
+        active = name in (conf.kms_settings().alias_testnet, conf.kms_settings().alias_mainnet)
         self.confirm(
             options,
             name,
             f"Schedule the deletion of alias/{name} ({record.mode} key {record.key_id}, "
-            f"account {record.address}, {record.network}) in {options['days']} days",
+            f"account {record.address}, {record.network}) in {days} days"
+            + (" (a configured alias: the app stops signing with it)" if active else ""),
         )
-        date = manager.delete_key(name, pending_window_days=options["days"])
-        when = date.isoformat() if date else f"in {options['days']} days"
+        date = manager.delete_key(name, pending_window_days=days)
+        when = date.isoformat() if date else f"in {days} days"
         after = (
             "it is gone for good, with no backup."
             if native

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import CommandError
 
 from ... import conf, networks, validation
+from ...manager import KeyRecord
 from ...rotation import RotationPlan, RotationResult
 from ..base import BackupDestination, KMSCommand
 
@@ -62,24 +63,25 @@ class Command(KMSCommand):
         if options["dry_run"]:
             self._show_plan(manager.plan_rotation(name, chain, native=options["native"]))
             return
-        if current.network == networks.MAINNET:
-            what = "Submit a rekey of" if options["submit"] else "Create a key to rekey"
-            self.confirm(
-                options,
-                name,
-                f"{what} mainnet account {current.address} (alias/{name})",
-            )
         sign_only = options["sign_only"]
         if options["native"]:
+            self._confirm(name, current, options)
             result = manager.rotate_key(name, chain, native=True, sign_only=sign_only)
         else:
             # A new envelope key has a backup: it needs somewhere to go before anything
             # is created, and goes there as soon as the key exists.
             with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
+                self._confirm(name, current, options)
                 result = manager.rotate_key(
                     name, chain, sign_only=sign_only, on_backup=backup.deliver
                 )
         self._show_result(name, result)
+
+    def _confirm(self, name: str, current: KeyRecord, options: dict[str, Any]) -> None:
+        """On mainnet a rotation creates a billed key and moves real money's authority."""
+        if current.network == networks.MAINNET:
+            what = "Submit a rekey of" if options["submit"] else "Create a key to rekey"
+            self.confirm(options, name, f"{what} mainnet account {current.address} (alias/{name})")
 
     def _show_plan(self, plan: RotationPlan) -> None:
         lines = [

@@ -74,17 +74,18 @@ class Command(KMSCommand):
                 f"Fix: pass --alias NAME for the {network} key."
             )
         alias = validation.alias_name(options["alias"] or settings.alias_for(network))
-        if network == networks.MAINNET:
-            what = "Import the account into" if options["import_existing"] else "Create"
-            self.confirm(
-                options,
-                alias,
-                f"{what} a KMS key (billed monthly) for alias/{alias} on mainnet",
-            )
         if options["import_existing"]:
             self._import(alias, network, options)
         else:
             self._create(alias, network, options)
+
+    def _confirm(self, alias: str, network: str, options: dict[str, Any]) -> None:
+        """Mainnet keys are billed and hold real money: ask, once the inputs are checked."""
+        if network == networks.MAINNET:
+            what = "Import the account into" if options["import_existing"] else "Create"
+            self.confirm(
+                options, alias, f"{what} a KMS key (billed monthly) for alias/{alias} on mainnet"
+            )
 
     def _adopt(self, options: dict[str, Any]) -> None:
         if not options["network"]:
@@ -112,6 +113,7 @@ class Command(KMSCommand):
             self._create_native(alias, network, options)
             return
         with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
+            self._confirm(alias, network, options)
             created = conf.kms_manager().create_algorand_key(
                 alias, options["description"], network=network
             )
@@ -124,6 +126,7 @@ class Command(KMSCommand):
                 "A native key has no mnemonic to write; nothing was created. "
                 "Fix: drop --mnemonic-out, or drop --native for an envelope key with a backup."
             )
+        self._confirm(alias, network, options)
         created = conf.kms_manager().create_algorand_key(
             alias, options["description"], network=network, native=True
         )
@@ -146,6 +149,7 @@ class Command(KMSCommand):
                     "key is an envelope key, and its mnemonic is already yours); nothing was "
                     f"imported. Fix: drop --{flag.replace('_', '-')}."
                 )
+        self._confirm(alias, network, options)
         # The phrase is never bound to a name here: error reporters record frame locals.
         imported = conf.kms_manager().import_existing_key(
             alias, _read_mnemonic(options), options["description"], network=network
