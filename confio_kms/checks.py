@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 import re
 from typing import Any
 
+from algosdk import mnemonic
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
@@ -24,23 +27,58 @@ def legacy_mnemonic_configured() -> bool:
     return bool(config.setting(LEGACY_MNEMONIC, "", str))
 
 
-def secret_names(hidden: re.Pattern[str] | None = None) -> list[str]:
-    """The names of non-empty settings named like a secret (``SECRET_SETTING``), then
-    of non-empty environment variables named like a mnemonic (as "NAME (environment)"),
-    leaving out the names ``hidden`` matches. Names only: never a value."""
-    names = [
-        name
-        for name in dir(settings)
-        if SECRET_SETTING.search(name)
-        and not (hidden is not None and hidden.search(name))
-        and getattr(settings, name)
-    ]
+# Names that say mnemonic, seed, phrase or private key: a legacy signing secret.
+MNEMONIC_LIKE = re.compile("MNEMONIC|SEED|PHRASE|PRIVATE", re.IGNORECASE)
+
+
+def holds_algorand_secret(value: object) -> bool:
+    """Whether ``value`` is a string holding an Algorand account's secret: a valid
+    25-word mnemonic (its checksum word included) or the base64 of a 64-byte private
+    key, as py-algorand-sdk writes them. The value is never kept or shown."""
+    if not isinstance(value, str):
+        return False
+    words = value.split()
+    if len(words) == 25:
+        try:
+            mnemonic.to_private_key(" ".join(words))
+        except Exception:  # not a mnemonic (its message may quote the words: dropped)
+            return False
+        return True
+    if len(words) != 1 or len(words[0]) not in (86, 87, 88):
+        return False
+    text = words[0]
+    try:
+        return len(base64.b64decode(text + "=" * (-len(text) % 4), validate=True)) == 64
+    except (binascii.Error, ValueError):
+        return False
+
+
+def secret_names(
+    hidden: re.Pattern[str] | None = None, named: re.Pattern[str] = SECRET_SETTING
+) -> list[str]:
+    """The names of the non-empty settings named like a secret (``named``, by default
+    ``SECRET_SETTING``) or whose value holds an Algorand secret
+    (``holds_algorand_secret``), then of the non-empty environment variables named like
+    a mnemonic, seed, phrase or private key (``MNEMONIC_LIKE``) or whose value holds
+    one (as "NAME (environment)"), leaving out the names ``hidden`` matches. Names
+    only: never a value."""
+
+    def shown(name: str) -> bool:
+        return not (hidden is not None and hidden.search(name))
+
+    names = []
+    for name in dir(settings):
+        if not shown(name) or not (named.search(name) or name.isupper()):
+            continue
+        value = getattr(settings, name, None)
+        # Only plain strings are read for their value: a lazy setting (such as
+        # conf.sponsor_address) would ask AWS, or fail, when evaluated.
+        if (named.search(name) and value) or holds_algorand_secret(value):
+            names.append(name)
     names += [
         f"{name} (environment)"
-        for name in sorted(os.environ)
-        if "MNEMONIC" in name.upper()
-        and os.environ[name]
-        and not (hidden is not None and hidden.search(name))
+        for name, value in sorted(os.environ.items())
+        if value and shown(name) and (MNEMONIC_LIKE.search(name) or holds_algorand_secret(value))
     ]
     return names
 
@@ -94,10 +132,12 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         checks.Warning(
             f"{', '.join(exposed)} would be shown in full on Django's error pages and in its "
             "error emails (Django hides only settings named like API, TOKEN, KEY, SECRET, "
-            "PASS or SIGNATURE).",
+            "PASS or SIGNATURE), as would any setting or environment variable that holds "
+            "an Algorand mnemonic or private key, whatever its name.",
             hint='Set DEFAULT_EXCEPTION_REPORTER_FILTER = "confio_kms.reporting.'
-            'SafeExceptionReporterFilter"; better, move to KMS signing and remove the '
-            "mnemonic from settings.",
+            'SafeExceptionReporterFilter" (it hides names with MNEMONIC, SEED, PHRASE or '
+            "PRIVATE too); better, move to KMS signing and remove the mnemonic from "
+            "settings and the environment.",
             id="confio_kms.W003",
         )
     ]

@@ -17,15 +17,17 @@ codes. Nothing is changed in AWS and nothing is submitted to a network.
 
 The report, the run and the checks of the settings, the keys and the test signature
 live here. What the identity may do is decided by ``confio_kms.permissions`` (IAM's
-policy simulator, else a reading of the identity's policies) on the requests
-``_Doctor._probes`` lists; whether a trail records KMS's events, by
-``confio_kms.cloudtrail``.
+policy simulator, else a reading of the identity's policies, weighed with the key
+policy's statements that name the identity) on the requests ``_Doctor._probes`` lists;
+whether a trail records KMS's events, by ``confio_kms.cloudtrail``. An ``iam.signing``
+failure for the caller's own credentials that the test signature contradicts is
+``unknown``.
 """
 
 from __future__ import annotations
 
 import json
-import re
+import shlex
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -35,10 +37,10 @@ from typing import Any
 import boto3
 from algosdk import transaction
 
-from . import chain, conf, config, iam, keys, kinds, networks, progress, validation
+from . import chain, conf, config, iam, keys, kinds, native, networks, progress, validation
 from . import exceptions as exc
 from .aws import AWSClients
-from .checks import LEGACY_MNEMONIC, legacy_mnemonic_configured, secret_names
+from .checks import LEGACY_MNEMONIC, MNEMONIC_LIKE, legacy_mnemonic_configured, secret_names
 from .cloudtrail import KMS_EVENTS, captures, either, selector_summary
 from .permissions import (
     ALLOWED,
@@ -137,7 +139,35 @@ def run(*, session: boto3.Session | None = None, principal: str | None = None) -
         *doctor.signature(),
         *doctor.reminders(),
     ]
+    if target is None:
+        findings = _signed_anyway(findings)
     return Report(tuple(findings), aws.region)
+
+
+def _signed_anyway(findings: list[Finding]) -> list[Finding]:
+    """The findings, with an ``iam.signing`` failure made ``unknown`` when the test
+    signature, made with the very credentials whose permissions were checked, passed:
+    something the doctor does not see (a grant, a policy it cannot evaluate) allows
+    what the policies it read do not."""
+    signed = any(f.check == "signature" and f.status is Status.PASS for f in findings)
+    if not signed:
+        return findings
+    return [
+        Finding(
+            f.check,
+            Status.UNKNOWN,
+            "Contradicted by the test signature, which these credentials made: "
+            f"{f.message} Something the doctor does not see allows it (a grant, or a "
+            "policy it cannot evaluate).",
+            "Find what allows signing (`aws kms list-grants --key-id KEY_ID`, the key "
+            "policy, IAM's policy simulator) and grant it by the runtime policy from "
+            "`manage.py kms_policy` instead.",
+            f.subject,
+        )
+        if f.check == "iam.signing" and f.status is Status.FAIL
+        else f
+        for f in findings
+    ]
 
 
 # --- what is checked --------------------------------------------------------------
@@ -161,6 +191,7 @@ class _Key:
     metadata: dict[str, Any]
     tags: dict[str, str] | None = None
     info: keys.KeyInfo | None = None
+    policy: dict[str, Any] | None = None  # its key policy, when readable
 
     @property
     def arn(self) -> str:
@@ -169,10 +200,6 @@ class _Key:
     @property
     def key_id(self) -> str:
         return str(self.metadata["KeyId"])
-
-
-# Settings named like a legacy secret: a mnemonic, a seed or a private key.
-_MNEMONIC_LIKE = re.compile("MNEMONIC|SEED|PHRASE|PRIVATE", re.IGNORECASE)
 
 
 class _Doctor:
@@ -205,7 +232,9 @@ class _Doctor:
                     "(docs/migration.md, Switch).",
                 )
             )
-        names = [name for name in secret_names() if _MNEMONIC_LIKE.search(name)]
+        # Settings and environment variables named like a mnemonic, seed, phrase or
+        # private key, or whose value is an Algorand mnemonic or private key (names only).
+        names = secret_names(named=MNEMONIC_LIKE)
         if legacy_mnemonic_configured() and not any(n.startswith(LEGACY_MNEMONIC) for n in names):
             names.append(f"{LEGACY_MNEMONIC} (.env or settings.ini)")
         if names:
@@ -223,7 +252,10 @@ class _Doctor:
                 Finding(
                     "settings.mnemonic",
                     Status.PASS,
-                    "No mnemonic, seed or private key in the settings or the environment.",
+                    "No Django setting or environment variable of this process is named like "
+                    "a mnemonic, seed, phrase or private key or holds an Algorand mnemonic or "
+                    f"base64 private key, and {LEGACY_MNEMONIC} is not in .env or settings.ini "
+                    "(other hosts, secret stores and CI variables are not checked).",
                 )
             )
         return found
@@ -326,7 +358,9 @@ class _Doctor:
                 f"The key policy of {alias} is not readable JSON.",
                 subject=alias,
             )
-        return _mfa(policy, alias, key)
+        if isinstance(policy, dict):
+            key.policy = policy
+        return _mfa(policy, alias, key, self.aws.region)
 
     # -- permissions --------------------------------------------------------------
 
@@ -370,12 +404,19 @@ class _Doctor:
             reason = f"{checked} is not an IAM user or role ARN"
             return [*found, *_cannot_tell(checked, reason)]
         progress.step(f"checking the permissions of {checked}")
+        # The key policies read (key.mfa): their statements naming the identity count.
+        policies = {k.arn: k.policy for k in self.found.values() if k.policy is not None}
         try:
             decisions, method = decide(
-                self.aws, who, [*probes.needed, *probes.excess], self.account
+                self.aws, who, [*probes.needed, *probes.excess], self.account, policies
             )
         except CannotTell as why:
             return [*found, *_cannot_tell(checked, str(why))]
+        active = self.found.get(self.conf.active_alias)
+        if active is not None and active.policy is None:
+            method += f"; the key policy of alias/{active.target.name} could not be read"
+        if probes.note:
+            method += f"; {probes.note}"
         return [*found, *_permission_findings(checked, probes, decisions, method)]
 
     def _probes(self) -> _Probes:
@@ -400,7 +441,7 @@ class _Doctor:
             )
             parameter = f"arn:aws:ssm:{region}:{account}:parameter{path}"
             context: dict[str, tuple[str, ...]] = {
-                "kms:ResourceAliases": (alias,),
+                "kms:ResourceAliases": self._aliases(active, probes),
                 "kms:KeySpec": (str(active.metadata.get("KeySpec", "SYMMETRIC_DEFAULT")),),
                 "kms:ViaService": (),
                 **{f"aws:ResourceTag/{k}": (v,) for k, v in (active.tags or {}).items()},
@@ -418,7 +459,7 @@ class _Doctor:
                 probes.needed.append(
                     Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged)
                 )
-            for action in ("kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:PutKeyPolicy"):
+            for action in _EXCESS_ON_KEY:
                 probes.excess.append(Probe(action, active.arn, on_key, {**context, **mfa}, tagged))
             writes = {"ssm:Overwrite": (), **mfa}
             for action in ("ssm:PutParameter", "ssm:DeleteParameter"):
@@ -431,16 +472,46 @@ class _Doctor:
             **mfa,
         }
         probes.excess.append(Probe("kms:CreateKey", "*", "", created, ()))
+        elsewhere = ("aws:resourcetag/",)
+        for action, spec in (("kms:Decrypt", iam.ENVELOPE_KEY_SPEC), ("kms:Sign", native.KEY_SPEC)):
+            probes.excess.append(
+                Probe(
+                    action,
+                    other_key,
+                    "another application's key",
+                    {**foreign, "kms:KeySpec": (spec,), **mfa},
+                    elsewhere,
+                )
+            )
         probes.excess.append(
             Probe(
-                "kms:Decrypt",
-                other_key,
-                "another application's key",
-                {**foreign, **mfa},
-                ("aws:resourcetag/",),
+                "ssm:GetParameter",
+                f"arn:aws:ssm:{region}:{account}:parameter{_OTHER_PARAMETER}",
+                "another application's parameter",
+                mfa,
+                (),
             )
         )
         return probes
+
+    def _aliases(self, key: _Key, probes: _Probes) -> tuple[str, ...]:
+        """Every alias of ``key`` (``kms:ResourceAliases``): ListAliases, one request
+        (pages followed); the alias it was found by alone when that fails."""
+        alias = f"alias/{key.target.name}"
+        try:
+            listed = [
+                str(a["AliasName"])
+                for a in self.aws.paginate("kms", "ListAliases", alias, "Aliases", KeyId=key.key_id)
+                if a.get("AliasName")
+            ]
+        except exc.ConfioKMSError as error:
+            why = error.cause or error.message
+            probes.note = (
+                f"the other aliases of its key could not be listed ({why}): only {alias} "
+                "is counted in kms:ResourceAliases"
+            )
+            return (alias,)
+        return tuple(sorted({alias, *listed}))
 
     # -- CloudTrail ---------------------------------------------------------------
 
@@ -469,75 +540,23 @@ class _Doctor:
                     region,
                 )
             ]
-        covered: dict[str, bool | None] = {event: False for event, _ in KMS_EVENTS}
-        notes: list[str] = []
-        logging = False
+        observed: list[_Trail] = []
         for trail in trails:
-            name, arn = trail.get("Name", "?"), trail.get("TrailARN") or trail.get("Name", "")
+            arn = trail.get("TrailARN") or trail.get("Name", "")
             try:
                 # A multi-region trail from another region is asked in its home region.
                 home = self._in_region(str(trail.get("HomeRegion") or region))
                 status = home.call("cloudtrail", "GetTrailStatus", arn, Name=arn)
-                if not status.get("IsLogging"):
-                    notes.append(f"{name} is not logging")
-                    continue
-                selectors = home.call("cloudtrail", "GetEventSelectors", arn, TrailName=arn)
+                selectors = (
+                    home.call("cloudtrail", "GetEventSelectors", arn, TrailName=arn)
+                    if status.get("IsLogging")
+                    else None
+                )
             except exc.ConfioKMSError as error:
-                notes.append(f"{name}: cannot tell ({error.cause or error.message})")
-                for event in covered:
-                    covered[event] = either(covered[event], None)
+                observed.append(_Trail(trail, error=error.cause or error.message))
                 continue
-            logging = True
-            if status.get("LatestDeliveryError"):
-                notes.append(f"{name}'s last delivery failed ({status['LatestDeliveryError']})")
-            for event, read_only in KMS_EVENTS:
-                covered[event] = either(covered[event], captures(selectors, event, read_only))
-            notes.append(f"{name} is logging{selector_summary(selectors)}")
-        logged = [e for e, v in covered.items() if v is True]
-        missing = [e for e, v in covered.items() if v is False]
-        unclear = [e for e, v in covered.items() if v is None]
-        summary = "; ".join(notes)
-        if not missing and not unclear:
-            return [
-                Finding(
-                    "cloudtrail",
-                    Status.PASS,
-                    f"CloudTrail records KMS's read and write management events in {region} "
-                    f"({', '.join(logged)}): {summary}.",
-                    subject=region,
-                )
-            ]
-        fix = (
-            "Log all management events (ReadWriteType All) without excluding "
-            "kms.amazonaws.com on a logging trail: `aws cloudtrail put-event-selectors "
-            '--trail-name NAME --event-selectors \'[{"ReadWriteType": "All", '
-            '"IncludeManagementEvents": true}]\'`, and `aws cloudtrail start-logging`.'
-        )
-        if not logged:
-            return [
-                Finding(
-                    "cloudtrail",
-                    Status.FAIL if not unclear else Status.UNKNOWN,
-                    f"No logging trail records KMS events in {region}: {summary}.",
-                    fix if logging else create,
-                    region,
-                )
-            ]
-        gaps = []
-        if missing:
-            gaps.append(f"not recorded: {', '.join(missing)}")
-        if unclear:
-            gaps.append(f"cannot tell for {', '.join(unclear)}")
-        return [
-            Finding(
-                "cloudtrail",
-                Status.WARN,
-                f"CloudTrail records {', '.join(logged)} in {region} but {'; '.join(gaps)} "
-                f"({summary}). KMS Sign and Decrypt are read-only management events.",
-                fix,
-                region,
-            )
-        ]
+            observed.append(_Trail(trail, status, selectors))
+        return [_trails_finding(region, observed, create)]
 
     def _in_region(self, region: str) -> AWSClients:
         """Clients like ``self.aws`` in another region (the session, endpoint and settings
@@ -658,6 +677,126 @@ class _Doctor:
         return found
 
 
+# --- CloudTrail ---------------------------------------------------------------------
+
+
+@dataclass
+class _Trail:
+    """One trail as DescribeTrails lists it, with what GetTrailStatus and (when it is
+    logging) GetEventSelectors answered, or why they could not be asked."""
+
+    trail: Mapping[str, Any]
+    status: Mapping[str, Any] | None = None
+    selectors: Mapping[str, Any] | None = None
+    error: str = ""
+
+
+def _trails_finding(region: str, observed: Sequence[_Trail], create: str) -> Finding:
+    """The cloudtrail finding from the trails covering ``region``: whether a logging
+    trail records each of ``KMS_EVENTS``, and whether its logs reach their bucket."""
+    covered: dict[str, bool | None] = {event: False for event, _ in KMS_EVENTS}
+    notes: list[str] = []
+    undelivered: list[_Trail] = []
+    logging = False
+    for seen in observed:
+        name = seen.trail.get("Name", "?")
+        if seen.error or seen.status is None:
+            notes.append(f"{name}: cannot tell ({seen.error})")
+            for event in covered:
+                covered[event] = either(covered[event], None)
+            continue
+        if not seen.status.get("IsLogging") or seen.selectors is None:
+            notes.append(f"{name} is not logging")
+            continue
+        logging = True
+        if seen.status.get("LatestDeliveryError"):
+            undelivered.append(seen)
+            notes.append(
+                f"{name} reports a log delivery error ({seen.status['LatestDeliveryError']})"
+            )
+        for event, read_only in KMS_EVENTS:
+            covered[event] = either(covered[event], captures(seen.selectors, event, read_only))
+        notes.append(f"{name} is logging{selector_summary(seen.selectors)}")
+    logged = [e for e, v in covered.items() if v is True]
+    missing = [e for e, v in covered.items() if v is False]
+    unclear = [e for e, v in covered.items() if v is None]
+    summary = "; ".join(notes)
+    delivery = _delivery_fix(undelivered)
+    if not missing and not unclear:
+        if undelivered:
+            failing = ", ".join(str(t.trail.get("Name", "?")) for t in undelivered)
+            return Finding(
+                "cloudtrail",
+                Status.WARN,
+                f"CloudTrail records KMS's read and write management events in {region} "
+                f"({', '.join(logged)}), but CloudTrail reports that it could not deliver "
+                f"log files to the bucket of {failing}: {summary}.",
+                delivery,
+                region,
+            )
+        return Finding(
+            "cloudtrail",
+            Status.PASS,
+            f"CloudTrail records KMS's read and write management events in {region} "
+            f"({', '.join(logged)}): {summary}.",
+            subject=region,
+        )
+    fix = (
+        "Log all management events (ReadWriteType All) without excluding "
+        "kms.amazonaws.com on a logging trail: `aws cloudtrail put-event-selectors "
+        '--trail-name NAME --event-selectors \'[{"ReadWriteType": "All", '
+        '"IncludeManagementEvents": true}]\'`, and `aws cloudtrail start-logging`.'
+    )
+    if delivery:
+        fix += f" {delivery}"
+    if not logged:
+        return Finding(
+            "cloudtrail",
+            Status.FAIL if not unclear else Status.UNKNOWN,
+            f"No logging trail records KMS events in {region}: {summary}.",
+            fix if logging else create,
+            region,
+        )
+    gaps = []
+    if missing:
+        gaps.append(f"not recorded: {', '.join(missing)}")
+    if unclear:
+        gaps.append(f"cannot tell for {', '.join(unclear)}")
+    return Finding(
+        "cloudtrail",
+        Status.WARN,
+        f"CloudTrail records {', '.join(logged)} in {region} but {'; '.join(gaps)} "
+        f"({summary}). KMS Sign and Decrypt are read-only management events.",
+        fix,
+        region,
+    )
+
+
+def _delivery_fix(undelivered: Sequence[_Trail]) -> str:
+    """How to let CloudTrail deliver the logs of these trails ("" for none)."""
+    fixes = []
+    for seen in undelivered:
+        name = str(seen.trail.get("Name", "NAME"))
+        bucket = seen.trail.get("S3BucketName") or "BUCKET"
+        text = (
+            f"Let CloudTrail write {name}'s logs: the policy of bucket {bucket} must allow the "
+            "service principal cloudtrail.amazonaws.com s3:GetBucketAcl on the bucket and "
+            "s3:PutObject on its AWSLogs/ prefix"
+        )
+        if seen.trail.get("KmsKeyId"):
+            text += (
+                f", and the key policy of the trail's KMS key ({seen.trail['KmsKeyId']}) must "
+                "allow it kms:GenerateDataKey*"
+            )
+        text += (
+            f"; or point the trail at a bucket that does (`aws cloudtrail update-trail --name "
+            f"{name} --s3-bucket-name BUCKET`). `aws cloudtrail get-trail-status --name {name}` "
+            "shows the error."
+        )
+        fixes.append(text)
+    return " ".join(fixes)
+
+
 # --- keys ---------------------------------------------------------------------------
 
 
@@ -710,10 +849,18 @@ def _merge(targets: list[_Target], new: _Target) -> None:
     targets.append(new)
 
 
+# A multi-Region primary key scheduled for deletion while replica keys remain.
+PENDING_REPLICA_DELETION = "PendingReplicaDeletion"
+
+
 def _state(alias: str, metadata: Mapping[str, Any]) -> Finding:
     key_id, state = metadata["KeyId"], str(metadata.get("KeyState", "?"))
     if state == "Enabled":
         return Finding("key.state", Status.PASS, f"The key of {alias} is Enabled.", subject=alias)
+    cancel = (
+        f"Cancel the deletion: `aws kms cancel-key-deletion --key-id {key_id}` (the key is "
+        f"then Disabled), then `aws kms enable-key --key-id {key_id}`."
+    )
     if state == keys.PENDING_DELETION:
         when = metadata.get("DeletionDate")
         on = f" (deleted on {when:%Y-%m-%d})" if isinstance(when, datetime) else ""
@@ -721,8 +868,21 @@ def _state(alias: str, metadata: Mapping[str, Any]) -> Finding:
             "key.state",
             Status.FAIL,
             f"The key of {alias} ({key_id}) is pending deletion{on}: signing fails.",
-            f"Cancel the deletion: `aws kms cancel-key-deletion --key-id {key_id}`, then "
-            f"`aws kms enable-key --key-id {key_id}`.",
+            cancel,
+            alias,
+        )
+    if state == PENDING_REPLICA_DELETION:
+        # A multi-Region primary key scheduled for deletion: its waiting period starts
+        # once its replica keys are deleted; waiting never makes it Enabled again.
+        days = metadata.get("PendingDeletionWindowInDays")
+        period = f"its waiting period of {days} days" if days else "its waiting period"
+        return Finding(
+            "key.state",
+            Status.FAIL,
+            f"The key of {alias} ({key_id}) is a multi-Region primary key scheduled for "
+            f"deletion (PendingReplicaDeletion): {period} starts when its last replica key "
+            "is deleted, and it cannot sign until the deletion is cancelled: signing fails.",
+            cancel,
             alias,
         )
     return Finding(
@@ -789,15 +949,26 @@ def _network(target: _Target, alias: str, tags: Mapping[str, str]) -> Finding:
     )
 
 
-def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
+def _mfa(policy: Mapping[str, Any], alias: str, key: _Key, region: str) -> Finding:
     """Whether the key policy denies deletion and disabling (and key-policy changes)
     without MFA to everyone, as ``iam.key_policy`` does."""
     covered = {action: denied_without_mfa(policy, action, key.arn) for action in _MFA_CHECKED}
+    # As `kms_policy --key-policy` prints them, with the key id the doctor knows.
+    save = shlex.join(
+        [
+            "manage.py", "kms_policy", "--key-policy",
+            "--account-id", _arn_account(key.arn) or "ACCOUNT",
+        ]
+    )  # fmt: skip
+    put = shlex.join(
+        [
+            "aws", "kms", "put-key-policy", "--region", region, "--key-id", key.key_id,
+            "--policy-name", "default", "--policy", f"file://{KEY_POLICY_FILE}",
+        ]
+    )  # fmt: skip
     generate = (
-        f"Apply confio's key policy: `manage.py kms_policy --key-policy --account-id "
-        f"{_arn_account(key.arn) or 'ACCOUNT'}`, then `aws kms put-key-policy --key-id "
-        f"{key.key_id} --policy-name default --policy file://key-policy.json` from an MFA "
-        "session (docs/install.md, step 5)."
+        f"Save confio's key policy: `{save} > {KEY_POLICY_FILE}`, then apply it from an MFA "
+        f"session: `{put}` (docs/install.md, step 5)."
     )
     deletion = covered["kms:ScheduleKeyDeletion"]
     if not deletion:
@@ -838,9 +1009,24 @@ def _mfa(policy: Mapping[str, Any], alias: str, key: _Key) -> Finding:
 
 
 _MFA_CHECKED = (*iam.MFA_ACTIONS, "kms:PutKeyPolicy")
+# The file kms_policy's printed commands save the key policy to, and apply from.
+KEY_POLICY_FILE = "confio-kms-key-policy.json"
 
 
 # --- permissions --------------------------------------------------------------------
+
+# What a runtime identity should not do on the key (asked from an MFA session).
+_EXCESS_ON_KEY = (
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:DisableKey",
+    "kms:PutKeyPolicy",
+    "kms:CreateGrant",
+    "kms:UpdateAlias",
+    "kms:DeleteAlias",
+)
+# A parameter outside the configured prefix: another application's.
+_OTHER_PARAMETER = "/another-application/private-key"
 
 
 @dataclass
@@ -851,6 +1037,7 @@ class _Probes:
     needed: list[Probe] = field(default_factory=list)
     excess: list[Probe] = field(default_factory=list)
     missing: str = ""
+    note: str = ""  # what was not known when they were made
 
 
 def _permission_findings(

@@ -3,16 +3,23 @@
 ``decide`` answers each ``Probe`` (one request: an action on a resource, with the
 condition keys known for it) with a ``Decision``: allowed, denied or undetermined.
 It asks IAM's policy simulator (``SimulatePrincipalPolicy``) first, which evaluates the
-identity policies only (no key policies or grants). When that is refused or not
-implemented (moto does not implement it), it reads the identity's own policies
-(attached, inline and, for a user, its groups') and evaluates them here (``evaluate``):
-an explicit Deny wins, no Allow is a denial, ``Action``/``NotAction`` and
-``Resource``/``NotResource`` with wildcards, and the string, ARN, ``Bool`` and ``Null``
-condition operators on the keys the probe knows; any other condition key or operator
-(numeric, date, IP, policy variables) leaves the answer undetermined, never allowed.
+identity policies only. When that is refused or not implemented (moto does not
+implement it), it reads the identity's own policies (attached, inline and, for a user,
+its groups') and evaluates them here (``evaluate``): an explicit Deny wins, no Allow is
+a denial, ``Action``/``NotAction`` and ``Resource``/``NotResource`` with wildcards, and
+the string, ARN, ``Bool`` and ``Null`` condition operators on the keys the probe knows;
+any other condition key or operator (numeric, date, IP, policy variables) leaves the
+answer undetermined, never allowed. A simulator answer that depends on a condition key
+the request did not carry (``MissingContextValues``, at the top level or per resource)
+is undetermined too, an explicit Deny included.
 
-That reading is not a full simulation: it sees no SCPs, permission boundaries (it notes
-an attached one), session policies, key policies or grants, and says so in the method
+Either way, a probe on a key whose key policy ``decide`` is given is then weighed with
+that key policy's statements that name the identity (its ARN) or everyone (``"*"``),
+evaluated the same way: a Deny there wins, an Allow there allows. Statements for the
+account (``arn:aws:iam::ACCOUNT:root``) are not the identity's: they delegate to IAM.
+
+That is not a full simulation: it sees no SCPs, permission boundaries (the reading
+notes an attached one), session policies or grants, and says so in the method
 ``decide`` returns with its decisions.
 
 ``denied_without_mfa`` reads a key policy the same way: which requests without MFA its
@@ -23,8 +30,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
@@ -35,10 +42,13 @@ ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
 
 # How the decisions were reached, as decide() states it.
 _CAVEAT_READ = (
-    "not a full simulation: no SCPs, permission boundaries, session or key policies, grants, "
-    "or conditions on other keys"
+    "not a full simulation: no SCPs, permission boundaries, session policies, grants, or "
+    "conditions on other keys"
 )
-_CAVEAT_SIMULATED = "by IAM's policy simulator (identity policies; no key policies or grants)"
+_CAVEAT_SIMULATED = "by IAM's policy simulator (identity policies; no grants)"
+_WITH_KEY_POLICY = ", and the key policy's statements that name the identity or everyone"
+# The label of a key policy's statements in reasons ("allowed by key policy/Sid").
+KEY_POLICY = "key policy"
 
 
 class CannotTell(Exception):
@@ -121,17 +131,29 @@ class Probe:
 
 @dataclass(frozen=True)
 class Decision:
-    result: str  # ALLOWED, DENIED or UNDETERMINED
+    """``result``: ALLOWED, DENIED or UNDETERMINED. ``allows`` and ``denies``: whether a
+    statement surely (True), possibly (None) or never (False) allows or denies the
+    request, so that another policy's answer can be weighed with this one."""
+
+    result: str
     reason: str = ""
+    allows: bool | None = False
+    denies: bool | None = False
 
 
 def decide(
-    aws: AWSClients, who: Who, probes: Sequence[Probe], account: str
+    aws: AWSClients,
+    who: Who,
+    probes: Sequence[Probe],
+    account: str,
+    key_policies: Mapping[str, Any] | None = None,
 ) -> tuple[list[Decision], str]:
     """The decision on each of ``probes`` for ``who`` (a user or a role of ``account``)
-    and how it was reached. Raises ``CannotTell`` when the simulator is unavailable and
-    the identity's policies cannot be read."""
-    source = who.arn
+    and how it was reached. ``key_policies``: key policies by key ARN; a probe on one of
+    these keys is weighed with its statements that name ``who`` or everyone. Raises
+    ``CannotTell`` when the simulator is unavailable and the identity's policies cannot
+    be read."""
+    source = named = who.arn
     if who.kind == "role":
         try:  # the role's ARN (with its path), which the simulator needs
             role = _iam(aws, "GetRole", who.arn, RoleName=who.name)["Role"]
@@ -139,16 +161,30 @@ def decide(
             role = {"Arn": f"arn:aws:iam::{account}:role/{who.name}"}
         source = str(role.get("Arn", who.arn))
         who = Who("role", who.name, source, role.get("PermissionsBoundary"))
+    weighed = _WITH_KEY_POLICY if key_policies else ""
+    why = ""
     try:
-        return simulate(aws, source, probes), _CAVEAT_SIMULATED
+        decisions, method = simulate(aws, source, probes), _CAVEAT_SIMULATED + weighed
     except exc.ConfioKMSError as error:
         why = error.cause or type(error).__name__
-    documents, notes = _read_policies(aws, who)
-    method = f"read from its IAM policies, as IAM's simulator was unavailable ({why}); "
-    method += _CAVEAT_READ
-    if notes:
-        method += "; " + "; ".join(notes)
-    return [evaluate(documents, probe) for probe in probes], method
+    if why:
+        documents, notes = _read_policies(aws, who)
+        method = f"read from its IAM policies, as IAM's simulator was unavailable ({why})"
+        method += f"{weighed}; {_CAVEAT_READ}"
+        if notes:
+            method += "; " + "; ".join(notes)
+        decisions = [evaluate(documents, probe) for probe in probes]
+    if key_policies:
+        # The names a key policy may give the identity: the ARN it was named by (an
+        # assumed-role session's too) and its IAM ARN (a role's, with its path).
+        names = {named, source}
+        decisions = [
+            with_key_policy(decision, key_policies[probe.resource], probe, names, source)
+            if probe.resource in key_policies
+            else decision
+            for decision, probe in zip(decisions, probes, strict=True)
+        ]
+    return decisions, method
 
 
 # --- IAM's policy simulator -----------------------------------------------------------
@@ -205,21 +241,38 @@ def simulate(aws: AWSClients, source: str, probes: Sequence[Probe]) -> list[Deci
 
 def _simulated(probe: Probe, result: Mapping[str, Any] | None) -> Decision:
     if result is None:
-        return Decision(UNDETERMINED, "the simulator gave no answer")
+        return Decision(UNDETERMINED, "the simulator gave no answer", None, None)
     decision = str(result.get("EvalDecision", ""))
-    missing = [
-        key
-        for key in result.get("MissingContextValues", [])
-        if probe.value(str(key).lower()) != ()  # known to be absent: not missing
-    ]
-    statements = [s.get("SourcePolicyId", "") for s in result.get("MatchedStatements", []) if s]
-    by = f" by {', '.join(filter(None, statements))}" if any(statements) else ""
-    if decision == "explicitDeny":
-        return Decision(DENIED, f"explicitly denied{by}")
+    keys = list(result.get("MissingContextValues") or [])
+    statements = list(result.get("MatchedStatements") or [])
+    # With ResourceArns, AWS reports each resource's decision, matched statements and
+    # missing keys in ResourceSpecificResults (the top-level list is then often empty).
+    specific = [r for r in result.get("ResourceSpecificResults") or [] if r]
+    mine = [r for r in specific if r.get("EvalResourceName") == probe.resource] or specific
+    for entry in mine:
+        keys += entry.get("MissingContextValues") or []
+        statements += entry.get("MatchedStatements") or []
+    if len(mine) == 1 and mine[0].get("EvalResourceDecision"):
+        decision = str(mine[0]["EvalResourceDecision"])
+    missing = list(
+        dict.fromkeys(
+            str(key)
+            for key in keys
+            if probe.value(str(key).lower()) != ()  # known to be absent: not missing
+        )
+    )
+    names = list(dict.fromkeys(str(s.get("SourcePolicyId") or "") for s in statements if s))
+    by = f" by {', '.join(filter(None, names))}" if any(names) else ""
     if missing:
-        return Decision(UNDETERMINED, f"{decision}, but depends on {', '.join(missing)}")
+        # The simulator evaluated a condition on a key the request did not carry: its
+        # answer, an explicit Deny included, may not be what AWS decides.
+        return Decision(
+            UNDETERMINED, f"{decision}{by}, but depends on {', '.join(missing)}", None, None
+        )
+    if decision == "explicitDeny":
+        return Decision(DENIED, f"explicitly denied{by}", False, True)
     if decision == "allowed":
-        return Decision(ALLOWED, f"allowed{by}")
+        return Decision(ALLOWED, f"allowed{by}", True, False)
     return Decision(DENIED, "no policy allows it")
 
 
@@ -301,9 +354,42 @@ def _document(document: Any) -> Any:
 def evaluate(documents: Sequence[tuple[str, Any]], probe: Probe) -> Decision:
     """The identity policies' answer for ``probe``: an explicit Deny wins, no Allow is a
     denial, and an Allow or Deny whose conditions cannot be decided leaves it open."""
-    sure: list[str] = []
-    maybe_allow: list[str] = []
-    maybe_deny: list[str] = []
+    return _read(documents, probe).decision()
+
+
+@dataclass
+class _Reading:
+    """What the statements of some policies say of one request: the first that surely
+    denies it, and those that surely or possibly allow or deny it."""
+
+    deny: str = ""
+    allow: list[str] = field(default_factory=list)
+    maybe_allow: list[str] = field(default_factory=list)
+    maybe_deny: list[str] = field(default_factory=list)
+
+    @property
+    def silent(self) -> bool:
+        return not (self.deny or self.allow or self.maybe_allow or self.maybe_deny)
+
+    def decision(self) -> Decision:
+        if self.deny:
+            return Decision(DENIED, f"explicitly denied by {self.deny}", False, True)
+        denies = None if self.maybe_deny else False
+        if self.allow and not self.maybe_deny:
+            return Decision(ALLOWED, f"allowed by {self.allow[0]}", True, False)
+        if self.allow or self.maybe_allow:
+            allowing = (self.allow or self.maybe_allow)[0]
+            allows = True if self.allow else None
+            if self.maybe_deny:
+                reason = f"allowed by {allowing} unless the condition of {self.maybe_deny[0]} holds"
+            else:
+                reason = f"allowed by {allowing} if its condition holds"
+            return Decision(UNDETERMINED, reason, allows, denies)
+        return Decision(DENIED, "no statement allows it", False, denies)
+
+
+def _read(documents: Sequence[tuple[str, Any]], probe: Probe) -> _Reading:
+    reading = _Reading()
     for label, document in documents:
         for statement in _statements(document):
             hit = _applies(statement, probe)
@@ -312,20 +398,80 @@ def evaluate(documents: Sequence[tuple[str, Any]], probe: Probe) -> Decision:
             sid = f"{label}/{statement['Sid']}" if statement.get("Sid") else label
             if statement.get("Effect") == "Deny":
                 if hit:
-                    return Decision(DENIED, f"explicitly denied by {sid}")
-                maybe_deny.append(sid)
+                    reading.deny = sid
+                    return reading
+                reading.maybe_deny.append(sid)
             elif statement.get("Effect") == "Allow":
-                (sure if hit else maybe_allow).append(sid)
-    if sure and not maybe_deny:
-        return Decision(ALLOWED, f"allowed by {sure[0]}")
-    if sure or maybe_allow:
-        allowing = (sure or maybe_allow)[0]
-        if maybe_deny:
-            return Decision(
-                UNDETERMINED, f"allowed by {allowing} unless the condition of {maybe_deny[0]} holds"
-            )
-        return Decision(UNDETERMINED, f"allowed by {allowing} if its condition holds")
-    return Decision(DENIED, "no statement allows it")
+                (reading.allow if hit else reading.maybe_allow).append(sid)
+    return reading
+
+
+# --- key policies: the identity's own statements ----------------------------------------
+
+
+def with_key_policy(
+    decision: Decision,
+    policy: Any,
+    probe: Probe,
+    names: Collection[str],
+    principal_arn: str = "",
+) -> Decision:
+    """``decision`` (the identity policies' answer for ``probe``) weighed with the key
+    policy's statements that name one of ``names`` (the identity's ARNs) or everyone,
+    their conditions evaluated as ``evaluate`` does (``aws:PrincipalArn`` is
+    ``principal_arn``). An explicit Deny anywhere wins; an Allow in either allows."""
+    if principal_arn:
+        probe = replace(probe, context={**probe.context, "aws:PrincipalArn": (principal_arn,)})
+    statements = [s for s in _statements(policy) if _names_principal(s, names)]
+    reading = _read([(KEY_POLICY, {"Statement": statements})], probe)
+    if reading.silent or decision.denies is True:
+        return decision
+    key = reading.decision()
+    if key.denies is True:
+        return key
+    allows = _any(decision.allows, key.allows)
+    denies = None if None in (decision.denies, key.denies) else False
+    if allows is False:
+        return Decision(DENIED, decision.reason, False, denies)
+    if allows is True and denies is False:
+        return decision if decision.allows is True else key
+    parts = [decision.reason] if decision.allows is not False else []
+    if decision.allows is False and decision.denies is None:
+        parts.append("an identity policy denies it if its condition holds")
+    if reading.allow or reading.maybe_allow:
+        parts.append(
+            f"allowed by {reading.allow[0]}"
+            if reading.allow
+            else f"allowed by {reading.maybe_allow[0]} if its condition holds"
+        )
+    if reading.maybe_deny:
+        parts.append(f"denied by {reading.maybe_deny[0]} if its condition holds")
+    return Decision(UNDETERMINED, "; ".join(parts), allows, denies)
+
+
+def _any(a: bool | None, b: bool | None) -> bool | None:
+    """True if either is, None if either may be, else False."""
+    if a is True or b is True:
+        return True
+    return None if a is None or b is None else False
+
+
+def _names_principal(statement: Mapping[str, Any], names: Collection[str]) -> bool:
+    """Whether a key policy statement applies to the identity known by ``names``:
+    ``Principal`` is everyone or lists one of them (the account's root is not one:
+    a statement for it delegates to IAM); ``NotPrincipal`` lists none of them."""
+    if "Principal" in statement:
+        principal = statement["Principal"]
+        return _everyone(principal) or _lists(principal, names)
+    if "NotPrincipal" in statement:
+        return not _lists(statement["NotPrincipal"], names)
+    return False
+
+
+def _lists(principal: Any, names: Collection[str]) -> bool:
+    if not isinstance(principal, Mapping):
+        return False
+    return any(str(p) in names for p in _listed(principal.get("AWS", [])))
 
 
 def _statements(policy: Any) -> list[Mapping[str, Any]]:

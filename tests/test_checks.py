@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import boto3
 import pytest
+from algosdk import mnemonic
 from django.core.checks import Error, Warning
 from django.test import override_settings
 
 from confio_kms import AlgorandKMSManager, checks
 
+from .helpers import new_account
+
 ALIAS = "confio-testnet-sponsor"
+REPORTER_FILTER = "confio_kms.reporting.SafeExceptionReporterFilter"
 
 
 def ids(messages: list[Error | Warning]) -> list[str]:
@@ -80,3 +84,24 @@ def test_deploy_checks_are_registered_for_deploy_only() -> None:
     assert checks.check_kms_key in registry.get_checks(include_deployment_checks=True)
     assert checks.check_kms_key not in registry.get_checks(include_deployment_checks=False)
     assert checks.check_settings in registry.get_checks(include_deployment_checks=False)
+
+
+def test_error_report_check_names_seed_variables_and_secrets_by_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """W003 names what Django's error pages would show: an environment variable named
+    SEED (request.META under runserver), and a setting whose value is a mnemonic under
+    a name no filter hides; never a value. Names Django hides (KEY) are left out."""
+    private_key, _ = new_account()
+    words = mnemonic.from_private_key(private_key)
+    monkeypatch.setenv("SPONSOR_SEED", private_key)
+    with override_settings(SPONSOR_WORDS=words, ALGORAND_SPONSOR_KEY=words):
+        (warning,) = checks.check_error_reports()
+        assert warning.id == "confio_kms.W003"
+        assert warning.msg.startswith("SPONSOR_WORDS, SPONSOR_SEED (environment) would be shown")
+        assert "ALGORAND_SPONSOR_KEY" not in warning.msg
+        assert words not in warning.msg and private_key not in warning.msg
+        # confio_kms's filter hides SEED; no filter hides a name that says nothing.
+        with override_settings(DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER):
+            (warning,) = checks.check_error_reports()
+        assert warning.msg.startswith("SPONSOR_WORDS would be shown")

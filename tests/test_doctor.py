@@ -10,14 +10,20 @@ the simulator's answer is covered by one test that injects it (marked below).
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import boto3
 import pytest
+from algosdk import mnemonic
 from botocore.awsrequest import AWSResponse
+from django.core.management import call_command
 from django.test import override_settings
 
 from confio_kms import AlgorandKMSManager, doctor, exceptions, iam
@@ -196,12 +202,27 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
         "reminder.alerts",
         "reminder.team",
     ]
-    # Stated in docs/doctor.md: 24 requests for this deployment (one envelope key, a
+    # The PASS texts say what was checked.
+    assert "holds an Algorand mnemonic or base64 private key" in found["settings.mnemonic"].message
+    assert (
+        "may not: kms:ScheduleKeyDeletion, kms:CancelKeyDeletion, kms:DisableKey, "
+        "kms:PutKeyPolicy, kms:CreateGrant, kms:UpdateAlias, kms:DeleteAlias on the key of "
+        "alias/confio-testnet-sponsor; ssm:PutParameter, ssm:DeleteParameter on "
+        "/confio/algorand/confio-testnet-sponsor/private-key; kms:CreateKey; kms:Decrypt, "
+        "kms:Sign on another application's key; ssm:GetParameter on another application's "
+        "parameter (read from its IAM policies"
+    ) in found["iam.least_privilege"].message
+    assert (
+        ", and the key policy's statements that name the identity or everyone; not a full "
+        "simulation: no SCPs"
+    ) in found["iam.least_privilege"].message
+    # Stated in docs/doctor.md: 19 requests for this deployment (one envelope key, a
     # runtime user with one managed policy and no group, one trail).
     assert setup.counter.by_operation() == {
         "kms.DescribeKey": 3,  # active alias, the mainnet alias (not found), the signer
         "kms.ListResourceTags": 2,
         "kms.GetKeyPolicy": 1,
+        "kms.ListAliases": 1,  # the active key's aliases (kms:ResourceAliases)
         "sts.GetCallerIdentity": 1,
         "iam.SimulatePrincipalPolicy": 1,  # moto: HTTP 500, then the policies are read
         "iam.GetUser": 1,
@@ -215,7 +236,7 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
         "cloudtrail.GetEventSelectors": 1,
         "ssm.GetParameter": 1,
     }
-    assert setup.counter.total == 18
+    assert setup.counter.total == 19
 
 
 def test_the_report_is_plain_data_with_real_json_types(use_kms: None) -> None:
@@ -273,6 +294,25 @@ def test_a_mnemonic_in_the_environment_or_settings_fails_and_is_never_shown(
     assert "abandon" not in json.dumps(report.as_dict())
 
 
+def test_only_real_algorand_secrets_are_flagged_by_value(
+    use_kms: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """25 words with a wrong checksum word, and base64 of 32 bytes, are not secrets by
+    value; a real mnemonic or private key is, whatever the name."""
+    private_key, _ = new_account()
+    words = mnemonic.from_private_key(private_key).split()
+    wrong = " ".join([*words[:24], "abandon" if words[24] != "abandon" else "ability"])
+    monkeypatch.setenv("GREETING", wrong)
+    monkeypatch.setenv("TOKEN_32", base64.b64encode(bytes(32)).decode())
+    with override_settings(WELCOME_TEXT=wrong):
+        assert by_check(doctor.run())["settings.mnemonic"].status is Status.PASS
+    monkeypatch.setenv("GREETING", private_key)
+    with override_settings(WELCOME_TEXT=" ".join(words)):
+        finding = by_check(doctor.run())["settings.mnemonic"]
+    assert finding.status is Status.FAIL
+    assert finding.message.endswith("configured: WELCOME_TEXT, GREETING (environment).")
+
+
 def test_a_mnemonic_in_a_dotenv_file_is_found(
     use_kms: None, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -308,6 +348,29 @@ def test_a_key_pending_deletion_fails(use_kms: None) -> None:
     assert found["key.state"].status is Status.FAIL
     assert "pending deletion (deleted on " in found["key.state"].message
     assert f"aws kms cancel-key-deletion --key-id {setup.key_id}" in found["key.state"].fix
+
+
+def test_a_primary_key_pending_replica_deletion_fails_with_the_cancel_command() -> None:
+    """moto has no multi-Region deletion state: the decision on DescribeKey's metadata
+    as AWS returns it for a primary key scheduled for deletion with replicas left."""
+    metadata = {
+        "KeyId": "mrk-1234abcd12ab34cd56ef1234567890ab",
+        "KeyState": "PendingReplicaDeletion",
+        "MultiRegion": True,
+        "PendingDeletionWindowInDays": 7,
+        "CreationDate": datetime(2025, 1, 1),
+    }
+    finding = doctor._state("alias/confio-testnet-sponsor", metadata)
+    assert finding.status is Status.FAIL
+    assert "PendingReplicaDeletion" in finding.message
+    assert "waiting period of 7 days starts when its last replica key is deleted" in (
+        finding.message
+    )
+    assert "Wait" not in finding.fix
+    assert (
+        "aws kms cancel-key-deletion --key-id mrk-1234abcd12ab34cd56ef1234567890ab" in finding.fix
+    )
+    assert "aws kms enable-key --key-id mrk-1234abcd12ab34cd56ef1234567890ab" in finding.fix
 
 
 def test_a_disabled_key_fails(use_kms: None) -> None:
@@ -385,7 +448,20 @@ def test_the_key_policy_must_deny_deletion_without_mfa(use_kms: None) -> None:
     key_id, _, _ = AlgorandKMSManager().create_algorand_key(ALIAS)
     found = by_check(doctor.run())
     assert found["key.mfa"].status is Status.FAIL  # KMS's default key policy
-    assert "kms_policy --key-policy --account-id 123456789012" in found["key.mfa"].fix
+    # The fix is kms_policy's own save and apply commands, with the key's id.
+    err = io.StringIO()
+    call_command(
+        "kms_policy", "--key-policy", "--account-id", ACCOUNT, stdout=io.StringIO(), stderr=err
+    )
+    printed = [line.strip() for line in err.getvalue().splitlines()]
+    save = next(line for line in printed if line.startswith("manage.py kms_policy"))
+    put = next(line for line in printed if line.startswith("aws kms put-key-policy"))
+    put = re.sub(r'"\$\(aws kms describe-key [^)]*\)"', key_id, put)
+    assert save == (
+        "manage.py kms_policy --key-policy --account-id 123456789012 > confio-kms-key-policy.json"
+    )
+    assert f"--region {REGION} --key-id {key_id} " in put
+    assert f"`{save}`" in found["key.mfa"].fix and f"`{put}`" in found["key.mfa"].fix
 
     mfa_key_policy(key_id)
     assert by_check(doctor.run())["key.mfa"].status is Status.PASS
@@ -428,6 +504,157 @@ def test_a_runtime_identity_granted_kms_star_fails_least_privilege(use_kms: None
     assert "ssm:PutParameter" not in failure.message  # kms:* grants no SSM action
 
 
+def test_grants_alias_changes_other_parameters_and_other_keys_are_probed(use_kms: None) -> None:
+    deploy(runtime=False)
+    broad = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "TooMuch",
+                "Effect": "Allow",
+                "Action": [
+                    "kms:CreateGrant",
+                    "kms:UpdateAlias",
+                    "kms:DeleteAlias",
+                    "kms:CancelKeyDeletion",
+                    "kms:Sign",
+                    "ssm:GetParameter",
+                ],
+                "Resource": "*",
+            }
+        ],
+    }
+    failure = by_check(doctor.run(session=identity(inline=(runtime_policy(), broad))))[
+        "iam.least_privilege"
+    ]
+    assert failure.status is Status.FAIL
+    probed = ("kms:CreateGrant", "kms:UpdateAlias", "kms:DeleteAlias", "kms:CancelKeyDeletion")
+    for action in probed:
+        assert (
+            f"{action} on the key of alias/confio-testnet-sponsor (allowed by confio-web/inline-1/"
+            "TooMuch)" in failure.message
+        )
+    assert "kms:Sign on another application's key (allowed by" in failure.message
+    assert "ssm:GetParameter on another application's parameter (allowed by" in failure.message
+    assert "kms:ScheduleKeyDeletion" not in failure.message
+
+
+def test_every_alias_of_the_key_counts_in_its_conditions(use_kms: None) -> None:
+    """kms:ResourceAliases holds every alias of the key (ListAliases), such as an old
+    KMS_KEY_ALIAS that still points at it, not only the configured one."""
+    setup = deploy(runtime=False)
+    boto3.client("kms").create_alias(AliasName="alias/old-sponsor", TargetKeyId=setup.key_id)
+    by_old_alias = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "DeleteOldKeys",
+                "Effect": "Allow",
+                "Action": "kms:ScheduleKeyDeletion",
+                "Resource": "*",
+                "Condition": {
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": "alias/old-sponsor"}
+                },
+            }
+        ],
+    }
+    failure = by_check(doctor.run(session=identity(inline=(runtime_policy(), by_old_alias))))[
+        "iam.least_privilege"
+    ]
+    assert failure.status is Status.FAIL
+    assert "kms:ScheduleKeyDeletion on the key of alias/confio-testnet-sponsor (allowed by " in (
+        failure.message
+    )
+
+
+def test_a_key_policy_statement_for_the_runtime_user_counts(use_kms: None) -> None:
+    """A key policy that grants the identity itself is as good as an IAM policy: an
+    excess action there fails least privilege. The account's statement (root) is not the
+    identity's: confio's key policy (deploy) leaves the runtime user passing."""
+    setup = deploy()
+    user = f"arn:aws:iam::{ACCOUNT}:user/confio-web"
+    policy = iam.key_policy(ACCOUNT)
+    policy["Statement"].append(
+        {
+            "Sid": "RuntimeEverything",
+            "Effect": "Allow",
+            "Principal": {"AWS": [user]},
+            "Action": "kms:*",
+            "Resource": "*",
+        }
+    )
+    put_key_policy(setup.key_id, policy)
+    found = by_check(doctor.run(session=setup.session))
+    assert found["iam.signing"].status is Status.PASS
+    failure = found["iam.least_privilege"]
+    assert failure.status is Status.FAIL
+    for action in ("kms:ScheduleKeyDeletion", "kms:PutKeyPolicy", "kms:CreateGrant"):
+        assert (
+            f"{action} on the key of alias/confio-testnet-sponsor (allowed by "
+            "key policy/RuntimeEverything)" in failure.message
+        )
+    # Not on other keys or parameters: the key policy covers its own key only.
+    assert "another application's" not in failure.message
+
+
+def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None) -> None:
+    """A role whose IAM policies grant only the metadata and the parameter, and whose
+    kms:Decrypt comes from the key policy naming the role (with its path), may sign. A
+    Deny to everyone in the key policy wins over the IAM policies."""
+    setup = deploy(runtime=False)
+    client = boto3.client("iam")
+    client.create_role(RoleName="confio-web", Path="/apps/", AssumeRolePolicyDocument="{}")
+    runtime = runtime_policy()
+    runtime["Statement"] = [
+        s for s in runtime["Statement"] if s["Sid"] in ("KeyMetadata", "EnvelopeKeyParameters")
+    ]
+    client.put_role_policy(
+        RoleName="confio-web", PolicyName="runtime", PolicyDocument=json.dumps(runtime)
+    )
+    role = f"arn:aws:iam::{ACCOUNT}:role/apps/confio-web"
+    policy = iam.key_policy(ACCOUNT)
+    policy["Statement"].append(
+        {
+            "Sid": "AppDecryptsViaSSM",
+            "Effect": "Allow",
+            "Principal": {"AWS": role},
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+            "Condition": {"StringEquals": {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"}},
+        }
+    )
+    put_key_policy(setup.key_id, policy)
+    credentials = boto3.client("sts").assume_role(RoleArn=role, RoleSessionName="web-1")[
+        "Credentials"
+    ]
+    session = boto3.Session(
+        aws_access_key_id=credentials["AccessKeyId"],
+        aws_secret_access_key=credentials["SecretAccessKey"],
+        aws_session_token=credentials["SessionToken"],
+    )
+    found = by_check(doctor.run(session=session))
+    assert found["iam.signing"].status is Status.PASS
+    assert "key policy/AppDecryptsViaSSM" in found["iam.signing"].message
+    assert found["iam.least_privilege"].status is Status.PASS
+
+    policy["Statement"].append(
+        {
+            "Sid": "NoDecrypt",
+            "Effect": "Deny",
+            "Principal": "*",
+            "Action": "kms:Decrypt",
+            "Resource": "*",
+        }
+    )
+    put_key_policy(setup.key_id, policy)
+    failure = by_check(doctor.run(principal=role))["iam.signing"]
+    assert failure.status is Status.FAIL
+    assert "kms:Decrypt (through SSM) on the key of alias/confio-testnet-sponsor (explicitly " in (
+        failure.message
+    )
+    assert "denied by key policy/NoDecrypt)" in failure.message
+
+
 def test_the_administration_policy_on_the_runtime_identity_fails(use_kms: None) -> None:
     deploy(runtime=False)
     session = identity(managed=(runtime_policy(), administration_policy()))
@@ -458,7 +685,10 @@ def test_an_identity_missing_what_signing_needs_fails(use_kms: None) -> None:
             }
         ],
     }
-    found = by_check(doctor.run(session=identity(inline=(only_metadata,))))
+    session = identity(inline=(only_metadata,))
+    user = f"arn:aws:iam::{ACCOUNT}:user/confio-web"
+    # Checked by an operator (--principal): the test signature is not the user's.
+    found = by_check(doctor.run(principal=user))
     failure = found["iam.signing"]
     assert failure.status is Status.FAIL
     assert "ssm:GetParameter on /confio/algorand/confio-testnet-sponsor/private-key" in (
@@ -467,6 +697,16 @@ def test_an_identity_missing_what_signing_needs_fails(use_kms: None) -> None:
     assert "kms:DescribeKey" not in failure.message.split("needs:")[1].split("(read")[0]
     assert "Attach the runtime policy" in failure.fix
     assert found["iam.least_privilege"].status is Status.PASS
+
+    # Run as the user itself, the test signature it made contradicts the failure (moto
+    # enforces no policy; on AWS a grant could allow it): not a certain fail.
+    found = by_check(doctor.run(session=session))
+    assert found["signature"].status is Status.PASS
+    contradicted = found["iam.signing"]
+    assert contradicted.status is Status.UNKNOWN
+    assert contradicted.message.startswith("Contradicted by the test signature")
+    assert "ssm:GetParameter on /confio/algorand/" in contradicted.message
+    assert "aws kms list-grants" in contradicted.fix
 
 
 def test_an_explicit_deny_wins(use_kms: None) -> None:
@@ -477,7 +717,8 @@ def test_an_explicit_deny_wins(use_kms: None) -> None:
             {"Sid": "NoParameters", "Effect": "Deny", "Action": "ssm:*", "Resource": "*"}
         ],
     }
-    failure = by_check(doctor.run(session=identity(inline=(runtime_policy(), deny))))
+    identity(inline=(runtime_policy(), deny))
+    failure = by_check(doctor.run(principal=f"arn:aws:iam::{ACCOUNT}:user/confio-web"))
     assert failure["iam.signing"].status is Status.FAIL
     assert "explicitly denied by confio-web/inline-1/NoParameters" in failure["iam.signing"].message
 
@@ -579,8 +820,8 @@ def test_a_native_key_needs_sign_and_has_no_backup_reminder(use_kms: None) -> No
     assert "ssm:GetParameter" not in found["iam.signing"].message
     assert found["reminder.recovery"].status is Status.REMINDER
     assert "reminder.backups" not in found
-    # docs/doctor.md: the same 18 requests, kms:Sign in place of ssm:GetParameter.
-    assert setup.counter.total == 18
+    # docs/doctor.md: the same 19 requests, kms:Sign in place of ssm:GetParameter.
+    assert setup.counter.total == 19
     assert setup.counter.by_operation()["kms.Sign"] == 1
     assert "ssm.GetParameter" not in setup.counter.calls
 
@@ -607,19 +848,42 @@ def inject_query_error(session: boto3.Session, service: str, operation: str, cod
     )
 
 
-def simulator_answer(decisions: dict[str, str]) -> Any:
-    """IAM's XML answer to SimulatePrincipalPolicy: ``decisions`` by action, the rest
-    implicitDeny. Injected: moto does not implement the simulator."""
+def simulator_answer(
+    decisions: dict[str, str], per_resource: dict[str, tuple[str, list[str]]] | None = None
+) -> Any:
+    """IAM's XML answer to SimulatePrincipalPolicy: ``decisions`` by action, or by
+    "action resource-ARN" for one resource only; the rest implicitDeny.
+    ``per_resource``: by action, the resource's decision and the context keys it reports
+    missing, in ResourceSpecificResults as AWS answers when ResourceArns names a
+    resource (the top level then lists none). Injected: moto does not implement the
+    simulator."""
+    per_resource = per_resource or {}
 
     def respond(request: Any, **kwargs: Any) -> AWSResponse:
         from urllib.parse import parse_qs
 
         body = parse_qs(request.body.decode() if isinstance(request.body, bytes) else request.body)
         actions = [v[0] for k, v in sorted(body.items()) if k.startswith("ActionNames.member.")]
+        resource = body["ResourceArns.member.1"][0]
+
+        def specific(action: str) -> str:
+            if action not in per_resource:
+                return ""
+            decision, missing = per_resource[action]
+            keys = "".join(f"<member>{key}</member>" for key in missing)
+            return (
+                f"<ResourceSpecificResults><member><EvalResourceName>{resource}"
+                f"</EvalResourceName><EvalResourceDecision>{decision}</EvalResourceDecision>"
+                "<MatchedStatements/>"
+                f"<MissingContextValues>{keys}</MissingContextValues>"
+                "</member></ResourceSpecificResults>"
+            )
+
         members = "".join(
-            f"<member><EvalActionName>{a}</EvalActionName><EvalResourceName>*"
-            f"</EvalResourceName><EvalDecision>{decisions.get(a, 'implicitDeny')}"
-            "</EvalDecision></member>"
+            f"<member><EvalActionName>{a}</EvalActionName><EvalResourceName>{resource}"
+            f"</EvalResourceName><EvalDecision>"
+            f"{decisions.get(f'{a} {resource}', decisions.get(a, 'implicitDeny'))}"
+            f"</EvalDecision><MissingContextValues/>{specific(a)}</member>"
             for a in actions
         )
         xml = (
@@ -658,7 +922,53 @@ def test_the_simulators_answer_is_used_when_aws_gives_one(use_kms: None) -> None
     assert "kms:Decrypt on another application's key (allowed)" in failure.message
     # Simulated, so no policy was read: one request per resource and context.
     assert "iam.GetUser" not in setup.counter.calls
-    assert setup.counter.by_operation()["iam.SimulatePrincipalPolicy"] == 7
+    assert setup.counter.by_operation()["iam.SimulatePrincipalPolicy"] == 9
+
+
+def test_the_simulators_missing_keys_per_resource_leave_the_answer_open(
+    use_kms: None,
+) -> None:
+    """With ResourceArns, AWS lists missing condition keys per resource: a Deny or an
+    Allow that depends on a key the doctor did not send is not certain, either way.
+    Keys the request is known not to carry (kms:ViaService outside SSM, other tags) are
+    not missing. Injected answers (moto has no simulator)."""
+    setup = deploy()
+    setup.session.events.register(
+        "before-send.iam.SimulatePrincipalPolicy",
+        simulator_answer(
+            {
+                "kms:DescribeKey": "allowed",
+                "kms:ListResourceTags": "allowed",
+                f"ssm:GetParameter arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{PREFIX}/{ALIAS}"
+                "/private-key": "allowed",
+                "kms:Decrypt": "explicitDeny",
+            },
+            {
+                # Known to be absent from these requests: the answers stand.
+                "kms:DescribeKey": ("allowed", ["kms:ViaService", "aws:ResourceTag/Team"]),
+                "kms:ScheduleKeyDeletion": ("implicitDeny", ["kms:ViaService"]),
+                # Keys the doctor did not send.
+                "kms:Decrypt": ("explicitDeny", ["aws:SourceVpce"]),
+                "kms:DisableKey": ("implicitDeny", ["aws:SourceIp"]),
+            },
+        ),
+    )
+    found = by_check(doctor.run(session=setup.session))
+    signing = found["iam.signing"]
+    assert signing.status is Status.UNKNOWN
+    assert not signing.message.startswith("Contradicted")  # open, not failed
+    assert (
+        "kms:Decrypt (through SSM) on the key of alias/confio-testnet-sponsor (explicitDeny, "
+        "but depends on aws:SourceVpce)" in signing.message
+    )
+    assert "kms:DescribeKey" not in signing.message.split("needs:")[1].split("(by IAM")[0]
+    excess = found["iam.least_privilege"]
+    assert excess.status is Status.WARN
+    assert (
+        "kms:DisableKey on the key of alias/confio-testnet-sponsor (implicitDeny, but depends "
+        "on aws:SourceIp)" in excess.message
+    )
+    assert "kms:ScheduleKeyDeletion" not in excess.message
 
 
 def test_a_simulator_refused_falls_back_to_reading_the_policies(use_kms: None) -> None:
@@ -757,6 +1067,38 @@ def test_a_multi_region_trail_from_another_region_counts(use_kms: None) -> None:
 def test_a_single_region_trail_elsewhere_does_not_count(use_kms: None) -> None:
     finding = cloudtrail_after(region="us-east-1", multi_region=False)
     assert finding.status is Status.FAIL
+
+
+def test_a_trail_whose_logs_are_not_delivered_warns(use_kms: None) -> None:
+    """moto never reports a delivery error, so the decision is tested on its own, with
+    moto's real answers for a logging trail (DescribeTrails, GetTrailStatus,
+    GetEventSelectors) and the LatestDeliveryError AWS adds when S3 or KMS refuses the
+    delivery."""
+    trail()
+    cloudtrail = boto3.client("cloudtrail")
+    (described,) = cloudtrail.describe_trails()["trailList"]
+    status = cloudtrail.get_trail_status(Name="confio-audit")
+    selectors = cloudtrail.get_event_selectors(TrailName="confio-audit")
+    create = "create a trail"
+    healthy = doctor._trails_finding(REGION, [doctor._Trail(described, status, selectors)], create)
+    assert healthy.status is Status.PASS
+
+    status["LatestDeliveryError"] = "AccessDenied"
+    finding = doctor._trails_finding(REGION, [doctor._Trail(described, status, selectors)], create)
+    assert finding.status is Status.WARN
+    assert "could not deliver log files to the bucket of confio-audit" in finding.message
+    assert "confio-audit reports a log delivery error (AccessDenied)" in finding.message
+    assert "policy of bucket confio-audit-logs must allow" in finding.fix
+    assert "cloudtrail.amazonaws.com s3:GetBucketAcl" in finding.fix and "s3:PutObject" in (
+        finding.fix
+    )
+    assert "KMS key" not in finding.fix
+
+    encrypted = {**described, "KmsKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/trail-key"}
+    finding = doctor._trails_finding(REGION, [doctor._Trail(encrypted, status, selectors)], create)
+    assert finding.status is Status.WARN
+    assert f"the key policy of the trail's KMS key (arn:aws:kms:{REGION}:" in finding.fix
+    assert "kms:GenerateDataKey*" in finding.fix
 
 
 # --- the test signature -----------------------------------------------------------------

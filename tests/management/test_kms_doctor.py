@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import boto3
 import pytest
+from algosdk import mnemonic
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
+from ..helpers import new_account
 from ..test_doctor import HEALTHY, deploy
 
 STATUS_WORDS = {"PASS", "WARN", "FAIL", "UNKNOWN", "REMINDER"}
@@ -148,3 +151,47 @@ def test_a_missing_aws_profile_is_one_line(manage_py) -> None:  # type: ignore[n
     assert lines[0].startswith("CommandError: The AWS profile 'nonexistent' (AWS_PROFILE)")
     assert "aws configure --profile nonexistent" in lines[0] and "unset AWS_PROFILE" in lines[0]
     assert "Traceback" not in result.stderr + result.stdout
+
+
+@override_settings(USE_KMS_SIGNING=True)
+def test_secrets_found_by_name_or_value_are_named_and_never_shown(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 25-word mnemonic in a setting named like a key, and private keys in environment
+    variables named SEED or PRIVATE, or named like nothing at all: settings.mnemonic
+    fails naming each; no value reaches the text, the JSON or a log record."""
+    setup = deploy()
+    as_runtime_user(setup.session, monkeypatch)
+    words = mnemonic.from_private_key(new_account()[0])
+    seed, private, anonymous = (new_account()[0] for _ in range(3))
+    monkeypatch.setenv("SPONSOR_SEED", seed)
+    monkeypatch.setenv("ALGORAND_SPONSOR_PRIVATE_KEY", private)
+    monkeypatch.setenv("BACKUP_BLOB", anonymous)
+    secrets = [words, " ".join(words.split()[:3]), seed, private, anonymous]
+    caplog.set_level(logging.DEBUG)
+
+    outputs = []
+    with override_settings(ALGORAND_SPONSOR_KEY=words):
+        for args in (("-v", "2"), ("--json",)):
+            out, err = io.StringIO(), io.StringIO()
+            with pytest.raises(CommandError, match=r"settings\.mnemonic"):
+                call_command("kms_doctor", *args, stdout=out, stderr=err)
+            outputs += [out.getvalue(), err.getvalue()]
+
+    text, _, document, _ = outputs
+    (line,) = [line for line in text.splitlines() if line.split()[1] == "settings.mnemonic"]
+    assert line.startswith("FAIL ")
+    names = (
+        "ALGORAND_SPONSOR_KEY, ALGORAND_SPONSOR_PRIVATE_KEY (environment), "
+        "BACKUP_BLOB (environment), SPONSOR_SEED (environment)."
+    )
+    assert names in line
+    assert (
+        names
+        in {f["check"]: f for f in json.loads(document)["findings"]}["settings.mnemonic"]["message"]
+    )
+    assert caplog.records  # botocore's DEBUG records, among others
+    logged = "\n".join(f"{r.getMessage()} {r.args!r} {r.exc_text or ''}" for r in caplog.records)
+    for secret in secrets:
+        for output in (*outputs, logged):
+            assert secret not in output
