@@ -8,14 +8,13 @@ import os
 import re
 from typing import Any
 
-from algosdk import mnemonic
 from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
-from . import conf, config
-from .exceptions import ConfigurationError, ConfioKMSError
+from . import conf, config, validation
+from .exceptions import ConfigurationError, ConfioKMSError, InvalidMnemonicError
 from .reporting import SECRET_SETTING
 
 # The legacy setting that held the sponsor's 25-word mnemonic before KMS signing.
@@ -38,10 +37,10 @@ def holds_algorand_secret(value: object) -> bool:
     if not isinstance(value, str):
         return False
     words = value.split()
-    if len(words) == 25:
+    if len(words) == validation.MNEMONIC_WORDS:
         try:
-            mnemonic.to_private_key(" ".join(words))
-        except Exception:  # not a mnemonic (its message may quote the words: dropped)
+            validation.private_key_from_mnemonic(value)
+        except InvalidMnemonicError:  # its message never quotes a word
             return False
         return True
     if len(words) != 1 or len(words[0]) not in (86, 87, 88):

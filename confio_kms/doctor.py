@@ -960,15 +960,10 @@ def _mfa(policy: Mapping[str, Any], alias: str, key: _Key, region: str) -> Findi
             "--account-id", _arn_account(key.arn) or "ACCOUNT",
         ]
     )  # fmt: skip
-    put = shlex.join(
-        [
-            "aws", "kms", "put-key-policy", "--region", region, "--key-id", key.key_id,
-            "--policy-name", "default", "--policy", f"file://{KEY_POLICY_FILE}",
-        ]
-    )  # fmt: skip
+    put = iam.put_key_policy_command(region, key.key_id)
     generate = (
-        f"Save confio's key policy: `{save} > {KEY_POLICY_FILE}`, then apply it from an MFA "
-        f"session: `{put}` (docs/install.md, step 5)."
+        f"Save confio's key policy: `{save} > {iam.KEY_POLICY_FILE}`, then apply it from an "
+        f"MFA session: `{put}` (docs/install.md, step 5)."
     )
     deletion = covered["kms:ScheduleKeyDeletion"]
     if not deletion:
@@ -1009,8 +1004,6 @@ def _mfa(policy: Mapping[str, Any], alias: str, key: _Key, region: str) -> Findi
 
 
 _MFA_CHECKED = (*iam.MFA_ACTIONS, "kms:PutKeyPolicy")
-# The file kms_policy's printed commands save the key policy to, and apply from.
-KEY_POLICY_FILE = "confio-kms-key-policy.json"
 
 
 # --- permissions --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +54,8 @@ MFA_ACTIONS = ["kms:ScheduleKeyDeletion", "kms:DisableKey"]
 # Called by AWS on the caller's behalf, never by the library itself.
 SERVER_SIDE_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "ssm:AddTagsToResource"}
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
+# Where `kms_policy --key-policy`'s printed commands save the key policy, and apply it from.
+KEY_POLICY_FILE = "confio-kms-key-policy.json"
 _NO_MFA = {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}
 
 
@@ -284,3 +287,14 @@ def _statement(
     if condition:
         statement["Condition"] = condition
     return statement
+
+
+def put_key_policy_command(region: str, key_id: str) -> str:
+    """The AWS CLI command that puts the key policy saved in ``KEY_POLICY_FILE`` on
+    ``key_id`` (PutKeyPolicy takes a key id or ARN, not an alias)."""
+    return shlex.join(
+        [
+            "aws", "kms", "put-key-policy", "--region", region, "--key-id", key_id,
+            "--policy-name", "default", "--policy", f"file://{KEY_POLICY_FILE}",
+        ]
+    )  # fmt: skip

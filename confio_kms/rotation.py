@@ -279,7 +279,7 @@ def plan(
         else ", generated inside KMS (no backup exists)"
     )
     steps += [
-        f"create {_a(new_kind.kind)} KMS key (billed monthly) under {staging}{where}",
+        f"create {with_article(new_kind.kind)} KMS key (billed monthly) under {staging}{where}",
         f"sign the rekey below with {alias}'s current {current.mode} key",
         "submit it and wait for its confirmation",
         f"point {alias} at the new key, tag key {current.key_id} RotationState=retired, "
@@ -306,7 +306,8 @@ def plan(
     )
 
 
-def _a(word: str) -> str:
+def with_article(word: str) -> str:
+    """ "an envelope", "a native": for the texts that name a key kind."""
     return f"{'an' if word[:1] in 'aeiou' else 'a'} {word}"
 
 

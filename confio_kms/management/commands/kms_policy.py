@@ -27,7 +27,7 @@ POLICY_NAMES = {RUNTIME: "confio-kms-runtime", ADMINISTRATION: "confio-kms-admin
 FILES = {
     RUNTIME: "confio-kms-runtime.json",
     ADMINISTRATION: "confio-kms-administration.json",
-    KEY_POLICY: "confio-kms-key-policy.json",
+    KEY_POLICY: iam.KEY_POLICY_FILE,
 }
 # IAM's limit for a managed policy document, whitespace not counted.
 MANAGED_POLICY_LIMIT = 6144
@@ -184,14 +184,7 @@ def _steps(document: str, names: list[str], region: str, save_args: list[str]) -
                 "--query", "KeyMetadata.KeyId", "--output", "text",
             ]
         )  # fmt: skip
-        put = shlex.join(
-            [
-                "aws", "kms", "put-key-policy", "--region", region,
-                "--key-id", "KEY_ID",
-                "--policy-name", "default", "--policy", f"file://{file}",
-            ]
-        )  # fmt: skip
-        apply = put.replace("KEY_ID", f'"$({key_id})"')
+        apply = iam.put_key_policy_command(region, "KEY_ID").replace("KEY_ID", f'"$({key_id})"')
         steps.append(Step(document, file, save, apply, alias=name))
     return steps
 

@@ -8,7 +8,7 @@ from django.core.management.base import CommandError
 
 from ... import conf, networks, validation
 from ...manager import KeyRecord
-from ...rotation import RotationPlan, RotationResult
+from ...rotation import RotationPlan, RotationResult, with_article
 from ..base import BackupDestination, KMSCommand
 
 
@@ -88,8 +88,7 @@ class Command(KMSCommand):
             f"dry run: nothing was created, tagged or signed (alias/{plan.name})",
             f"account: {plan.account} ({plan.network})",
             f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_mode})",
-            f"would:   {plan.action}, to {'an' if plan.new_mode[:1] in 'aeiou' else 'a'} "
-            f"{plan.new_mode} key",
+            f"would:   {plan.action}, to {with_article(plan.new_mode)} key",
             *(f"  {number}. {step}" for number, step in enumerate(plan.steps, 1)),
         ]
         if plan.rekey:

@@ -1,16 +1,12 @@
 from __future__ import annotations
 
-import base64
 from argparse import ArgumentParser
 from typing import Any
 
-from algosdk import encoding, transaction
-from nacl.exceptions import BadSignatureError
-from nacl.signing import VerifyKey
+from algosdk import transaction
 
-from ... import conf, exceptions, networks, progress, validation
+from ... import conf, networks, progress, validation
 from ...chain import offline_params
-from ...signing import signing_bytes
 from ..base import KMSCommand
 
 NOTE = b"KMS signing test"
@@ -49,8 +45,8 @@ class Command(KMSCommand):
             params = offline_params(signer.network)
         txn = transaction.PaymentTxn(address, params, address, 0, note=NOTE)
 
+        # Verified before it is returned (AlgorandKey.sign): the "verified locally" below.
         signed = signer.sign_transaction(txn)
-        _verify(signed, txn, signer.signer_address)
         txid = signed.get_txid()
         data: dict[str, Any] = {
             "alias": signer.key_alias,
@@ -85,17 +81,3 @@ class Command(KMSCommand):
                 if link:
                     lines.append(link.format(txid=txid))
         self.emit(data, lines)
-
-
-def _verify(
-    signed: transaction.SignedTransaction, txn: transaction.Transaction, signer: str
-) -> None:
-    try:
-        VerifyKey(encoding.decode_address(signer)).verify(
-            signing_bytes(txn), base64.b64decode(signed.signature)
-        )
-    except (BadSignatureError, ValueError):
-        raise exceptions.AddressMismatchError(
-            f"KMS returned a signature that does not verify against {signer}.",
-            fix="Check the key's AlgorandAddress tag and stored key; do not use this key.",
-        ) from None
