@@ -158,6 +158,11 @@ class PolicyViolationError(ConfioKMSError, PermissionError):
     """The signing policy refused a transaction (network, fee cap, rekey, close-out)."""
 
 
+class MultisigSenderError(PolicyViolationError):
+    """A multisig member was asked to sign a transaction the multisig account does not
+    authorize (its sender is neither the multisig nor an account rekeyed to it)."""
+
+
 class SignatureVerificationError(ConfioKMSError):
     """A signature KMS returned does not verify against the account's public key."""
 

@@ -5,6 +5,11 @@ boto3 session, so possibly in other regions or accounts) or plain addresses of
 members who sign elsewhere. Each KMS member signs a call's transactions with its
 own path and checks; subsignatures can also be added to a partially signed
 multisig transaction made elsewhere.
+
+A subsignature covers the same bytes as a single signature (``b"TX" + txn``), so a
+member's subsignature on a transaction sent by the member's own account would be
+that account's valid single signature. Members therefore sign only transactions
+sent by the multisig account itself or by an account declared rekeyed to it.
 """
 
 from __future__ import annotations
@@ -15,16 +20,27 @@ from collections.abc import Sequence
 from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
+from . import audit
 from . import exceptions as exc
 from .signer import KMSSigner
 from .signing import select
+from .validation import public_key
 
 
 class KMSMultisigSigner(TransactionSigner):
-    """A TransactionSigner for the multisig account (version, threshold, members)."""
+    """A TransactionSigner for the multisig account (version, threshold, members).
+
+    ``rekeyed_accounts``: accounts whose authorizing address is this multisig (rekeyed
+    to it); their transactions are signed too. Any other sender is refused.
+    """
 
     def __init__(
-        self, version: int, threshold: int, signers_or_addresses: Sequence[KMSSigner | str]
+        self,
+        version: int,
+        threshold: int,
+        signers_or_addresses: Sequence[KMSSigner | str],
+        *,
+        rekeyed_accounts: Sequence[str] = (),
     ) -> None:
         super().__init__()
         addresses = [
@@ -43,6 +59,29 @@ class KMSMultisigSigner(TransactionSigner):
         self.members = [
             (i, m) for i, m in enumerate(signers_or_addresses) if isinstance(m, KMSSigner)
         ]
+        self.rekeyed_accounts = tuple(rekeyed_accounts)
+        # Compared as public keys: one key has several base32 spellings.
+        rekeyed = set()
+        for n, account in enumerate(rekeyed_accounts):
+            key = public_key(account) if isinstance(account, str) else b""
+            if not key:
+                raise exc.InvalidMultisigError(
+                    f"Item {n} of rekeyed_accounts is not an Algorand address.",
+                    fix="Pass the 58-character addresses of accounts rekeyed to the multisig.",
+                )
+            rekeyed.add(key)
+        own = [
+            a
+            for a in [*addresses, *(m.address for _, m in self.members)]
+            if public_key(a) in rekeyed
+        ]
+        if own:
+            raise exc.InvalidMultisigError(
+                f"{own[0]} in rekeyed_accounts is a member's own account: a member's "
+                "subsignature for it would be a single signature.",
+                fix="Declare only accounts whose authorizing address is the multisig.",
+            )
+        self._authorized = {public_key(self.address), *rekeyed}
 
     @property
     def address(self) -> str:
@@ -75,7 +114,11 @@ class KMSMultisigSigner(TransactionSigner):
         allow_nonparticipation: bool = False,
         allow_destroy: bool = False,
     ) -> list[transaction.MultisigTransaction]:
-        """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere)."""
+        """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere).
+
+        Refused before any AWS request unless every transaction is for this multisig
+        and sent by it or by one of ``rekeyed_accounts``.
+        """
         for i, mtxn in enumerate(mtxns):
             if mtxn.multisig.address() != self.address:
                 raise exc.InvalidMultisigError(
@@ -85,6 +128,7 @@ class KMSMultisigSigner(TransactionSigner):
                     "in the same order.",
                 )
         txns = [m.transaction for m in mtxns]
+        self._check_senders(txns)
         for index, member in self.members:
             # A member's alias may point at another key since this signer was built
             # (a rotation): its signature would not fit the slot.
@@ -108,6 +152,27 @@ class KMSMultisigSigner(TransactionSigner):
             for mtxn, stxn in zip(mtxns, signed, strict=True):
                 mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)
         return list(mtxns)
+
+    def _check_senders(self, txns: Sequence[transaction.Transaction]) -> None:
+        """Refuse (and audit, per member) a transaction the multisig does not authorize."""
+        for i, txn in enumerate(txns):
+            sender = txn.sender
+            if public_key(sender) in self._authorized:
+                continue
+            aliases = ", ".join(m.key_alias for _, m in self.members) or "no KMS member"
+            error = exc.MultisigSenderError(
+                f"Multisig transaction {i} ({txn.get_txid()}) is sent by {sender}, which is "
+                f"neither multisig {self.address} nor an account declared rekeyed to it: "
+                f"a member's subsignature would sign for that account; {aliases} signed "
+                "nothing.",
+                fix="Send it from the multisig account, or, if the sender is rekeyed to the "
+                "multisig, pass it in KMSMultisigSigner(..., rekeyed_accounts=[...]).",
+            )
+            for _, member in self.members:
+                audit.record(
+                    None, member.key_alias, txns, "refused", (), f"multisig {sender} not authorized"
+                )
+            raise error
 
     def sign_logicsig(self, lsig_account: transaction.LogicSigAccount) -> None:
         """Delegate ``lsig_account`` to this multisig account with the KMS members' keys.

@@ -4,6 +4,7 @@ native members in different regions, contributions from elsewhere, delegation.""
 from __future__ import annotations
 
 import base64
+import logging
 
 import boto3
 import pytest
@@ -18,7 +19,7 @@ from nacl.signing import SigningKey
 from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner, exceptions
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import EnvelopeKey, NativeKey, new_account
+from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account, sdk_signed
 
 
 @pytest.fixture
@@ -104,6 +105,92 @@ def test_refuses_another_multisigs_transaction(envelope: KMSSigner, ledger: Loca
         mine.append([mtxn])
     with pytest.raises(exceptions.InvalidMultisigError, match="threshold 3"):
         KMSMultisigSigner(1, 3, [envelope, a])
+
+
+def test_a_member_never_signs_for_its_own_account(
+    envelope: KMSSigner,
+    ledger: LocalLedger,
+    counter: RequestCounter,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A subsignature covers the same bytes as a single signature: a "multisig"
+    transaction sent by a member's own account would come back as that account's
+    valid single signature. Refused by every entry point, before any AWS request."""
+    co_signer, co_signer_address = local_member()
+    msig = KMSMultisigSigner(1, 2, [envelope, co_signer_address])
+    ledger.fund(envelope.address, 10_000_000)
+    theft = payment(ledger, envelope.address, 5_001_000)
+    theft.receiver = co_signer_address
+    mtxn = transaction.MultisigTransaction(theft, msig.multisig.get_multisig_account())
+    co_signer.append_to_multisig_transaction(mtxn)
+    counter.reset()
+    caplog.set_level(logging.INFO, logger="confio_kms.audit")
+
+    composer = AtomicTransactionComposer()
+    composer.add_transaction(TransactionWithSigner(theft, msig))
+    for attempt in (
+        lambda: msig.append([mtxn]),
+        lambda: msig.sign_transactions([theft]),
+        composer.gather_signatures,
+    ):
+        with pytest.raises(exceptions.MultisigSenderError) as refused:
+            attempt()
+        assert f"sent by {envelope.address}" in str(refused.value)
+        assert "alias/member-envelope signed nothing" in str(refused.value)
+        assert theft.get_txid() in str(refused.value)
+
+    assert counter.total == 0
+    assert mtxn.multisig.subsigs[0].signature is None
+    records = [r.audit for r in caplog.records if r.name == "confio_kms.audit"]  # type: ignore[attr-defined]
+    assert [(r["alias"], r["outcome"]) for r in records] == [
+        ("alias/member-envelope", "refused")
+    ] * 3
+    assert records[0]["txids"] == [theft.get_txid()]
+    assert isinstance(refused.value, exceptions.PolicyViolationError)
+
+
+def test_an_account_rekeyed_to_the_multisig_is_signed_only_when_declared(
+    envelope: KMSSigner, ledger: LocalLedger
+) -> None:
+    _, co_signer_address = local_member()
+    members: list[KMSSigner | str] = [envelope, co_signer_address]
+    undeclared = KMSMultisigSigner(1, 1, members)
+    private_key, account = new_account()
+    ledger.fund(account, 2_000_000)
+    rekey = transaction.PaymentTxn(
+        account, ledger.suggested_params(), account, 0, rekey_to=undeclared.address
+    )
+    ledger.evaluate([sdk_signed(rekey, private_key)])
+    spend = payment(ledger, account, 1_000)
+
+    with pytest.raises(exceptions.MultisigSenderError, match="rekeyed_accounts"):
+        undeclared.sign_transactions([spend])
+    declared = KMSMultisigSigner(1, 1, members, rekeyed_accounts=[account])
+    (signed,) = declared.sign_transactions([spend])
+    ledger.evaluate([signed])  # the ledger takes the multisig as the rekeyed authorizer
+
+    with pytest.raises(exceptions.InvalidMultisigError, match="member's own account"):
+        KMSMultisigSigner(1, 1, members, rekeyed_accounts=[envelope.address])
+    with pytest.raises(exceptions.InvalidMultisigError, match="Item 1 of rekeyed_accounts"):
+        KMSMultisigSigner(1, 1, members, rekeyed_accounts=[account, "not-an-address"])
+
+
+def test_an_honest_two_of_two_of_kms_keys_is_accepted(
+    envelope: KMSSigner, native_elsewhere: KMSSigner, ledger: LocalLedger
+) -> None:
+    msig = KMSMultisigSigner(1, 2, [envelope, native_elsewhere])
+    ledger.fund(msig.address, 1_000_000)
+
+    (signed,) = msig.sign_transactions([payment(ledger, msig.address, 3)])
+
+    ledger.evaluate([signed])
+    tampered = transaction.MultisigTransaction(signed.transaction, signed.multisig)
+    tampered.multisig.subsigs[1].signature = (
+        bytes([signed.multisig.subsigs[1].signature[0] ^ 1])
+        + signed.multisig.subsigs[1].signature[1:]
+    )
+    with pytest.raises(Exception, match="signature"):
+        ledger.evaluate([tampered])
 
 
 def verify_lmsig(lsig: transaction.LogicSigAccount, signed_members: int) -> None:
