@@ -38,7 +38,7 @@ import confio_kms
 assert "site-packages" in confio_kms.__file__, confio_kms.__file__
 assert metadata.version("confio-kms") == {VERSION!r}, metadata.version("confio-kms")
 assert (Path(confio_kms.__file__).parent / "py.typed").is_file(), "py.typed missing"
-SANDBOX = {{"confio_kms.sandbox", "confio_kms.sandbox_ed25519"}}
+SANDBOX = {{"confio_kms.sandbox", "confio_kms.sandbox.ed25519"}}
 modules = [m.name for m in pkgutil.walk_packages(confio_kms.__path__, "confio_kms.")
            if m.name not in SANDBOX]  # they need the sandbox extra
 for name in modules:
@@ -49,7 +49,7 @@ out = io.StringIO()
 call_command("kms_cost", "--transactions-per-month", "10000", "--group-size", "16", stdout=out)
 assert "625 requests" in out.getvalue(), out.getvalue()
 import os
-from confio_kms.exceptions import ConfigurationError
+from confio_kms.common.exceptions import ConfigurationError
 os.environ.pop("AWS_DEFAULT_REGION", None)
 os.environ.pop("AWS_REGION", None)
 os.environ["AWS_CONFIG_FILE"] = os.devnull

@@ -1,7 +1,7 @@
 """Servers the benchmark starts on loopback, each in its own process.
 
 The AWS endpoint is the sandbox's ``LocalAWS`` (moto's server with the KMS Ed25519
-stand-in, ``confio_kms.sandbox_ed25519``: moto lacks ECC_NIST_EDWARDS25519), in a
+stand-in, ``confio_kms.sandbox.ed25519``: moto lacks ECC_NIST_EDWARDS25519), in a
 separate process so that, as with real AWS, the endpoint's work does not share the
 benchmark's interpreter. Redis and memcached are Debian's servers (``apt-get install
 redis-server memcached``), started with persistence off.

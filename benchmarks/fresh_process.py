@@ -31,7 +31,7 @@ from algosdk import transaction  # noqa: E402
 
 from benchmarks.baseline import ScriptSigner  # noqa: E402
 from confio_kms import KMSSigner  # noqa: E402
-from confio_kms.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
+from confio_kms.algorand.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
 
 imports = time.perf_counter() - start_imports
 operations: list[str] = []

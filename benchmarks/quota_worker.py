@@ -49,8 +49,8 @@ from nacl.signing import VerifyKey  # noqa: E402
 
 from benchmarks.baseline import ScriptSigner  # noqa: E402
 from confio_kms import KMSSigner  # noqa: E402
-from confio_kms.exceptions import ConfioKMSError  # noqa: E402
-from confio_kms.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
+from confio_kms.algorand.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
+from confio_kms.common.exceptions import ConfioKMSError  # noqa: E402
 
 ADDRESS: str = job["address"]
 VERIFY_KEY = VerifyKey(encoding.decode_address(ADDRESS))

@@ -58,7 +58,7 @@ from botocore.awsrequest import AWSResponse  # noqa: E402
 from benchmarks import endpoint, report  # noqa: E402
 from benchmarks.baseline import ScriptSigner  # noqa: E402
 from confio_kms import AlgorandKMSManager, KMSSigner  # noqa: E402
-from confio_kms.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
+from confio_kms.algorand.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
 from confio_kms.sandbox import DUMMY_CREDENTIALS, SANDBOX_REGION  # noqa: E402
 
 CREDENTIALS = {

@@ -7,7 +7,7 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import SigningRecord
+from confio_kms.models import SigningRecord
 
 
 @admin.register(SigningRecord)

@@ -8,7 +8,7 @@ class ConfioKMSConfig(AppConfig):
 
     def ready(self) -> None:
         # Before anything logs at DEBUG, keep secrets out of botocore's wire logs.
-        from . import checks  # noqa: F401  (registers the system checks)
-        from .redaction import install_redaction
+        from confio_kms import checks  # noqa: F401  (registers the system checks)
+        from confio_kms.common.redaction import install_redaction
 
         install_redaction()

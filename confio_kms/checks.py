@@ -13,9 +13,11 @@ from django.core import checks
 from django.utils.module_loading import import_string
 from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
-from . import conf, config, validation
-from .exceptions import ConfigurationError, ConfioKMSError, InvalidMnemonicError
-from .reporting import SECRET_SETTING
+from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.algorand import validation
+from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError, InvalidMnemonicError
+from confio_kms.reporting import SECRET_SETTING
 
 # The legacy setting that held the sponsor's 25-word mnemonic before KMS signing.
 LEGACY_MNEMONIC = "ALGORAND_ADMIN_MNEMONIC"

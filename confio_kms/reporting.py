@@ -10,7 +10,7 @@ seeds and private keys too. Turn it on in settings.py::
 ``manage.py check`` warns (``confio_kms.W003``) when a mnemonic setting is configured
 and this filter (or a subclass) is not in effect. Frame variables are a separate
 matter: confio_kms keeps secrets out of the frames of any traceback it raises
-(``confio_kms.redaction.holds_secrets``).
+(``confio_kms.common.redaction.holds_secrets``).
 """
 
 from __future__ import annotations

@@ -15,10 +15,13 @@ from collections.abc import Sequence
 from algosdk import account, constants, encoding, transaction
 from algosdk.atomic_transaction_composer import AccountTransactionSigner, TransactionSigner
 
-from . import conf, config, exceptions, validation
-from .networks import MAX_GROUP_SIZE
-from .redaction import holds_secrets
-from .signer import KMSSigner
+from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.algorand import validation
+from confio_kms.algorand.networks import MAX_GROUP_SIZE
+from confio_kms.common import exceptions
+from confio_kms.common.redaction import holds_secrets
+from confio_kms.core.signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
 # Largest encoded user transaction accepted from a client: a payment, asset transfer

@@ -12,7 +12,8 @@ import pytest
 from algosdk import mnemonic
 from django.core.cache import cache as django_cache
 
-from confio_kms import AlgorandKMSManager, CreatedKey, conf
+from confio_kms import AlgorandKMSManager, CreatedKey
+from confio_kms import factory as conf
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account
@@ -22,7 +23,7 @@ SPONSOR_ALIAS = "confio-testnet-sponsor"
 
 @pytest.fixture(scope="session")
 def local_aws() -> Iterator[LocalAWS]:
-    with LocalAWS() as aws:  # with KMS Ed25519 keys (confio_kms.sandbox_ed25519)
+    with LocalAWS() as aws:  # with KMS Ed25519 keys (confio_kms.sandbox.ed25519)
         yield aws
 
 

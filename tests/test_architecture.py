@@ -1,7 +1,15 @@
-"""The package's import graph: no cycle, and nothing imports upward.
+"""The package's folders are its layers: each folder imports only the folders below it.
 
 Read from the source (every import statement, those inside functions included), so
 a lazy import that hides a cycle at run time still counts.
+
+    common     errors, secret redaction, progress: what every layer uses
+    algorand   networks, validation, chain: Algorand specifics, no AWS
+    core       the signing core: AWS access, key kinds, engine, policy, cache, audit
+    lifecycle  creating, importing, rotating, deleting keys; the policy documents
+    ops        operations tooling: the doctor, permissions, CloudTrail, cost
+    sandbox    the local AWS endpoint and ledger (the sandbox extra)
+    (root)     the Django shell: app, models, checks, settings, factory, commands, compat
 """
 
 from __future__ import annotations
@@ -11,45 +19,59 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "confio_kms"
 
-# Bottom to top. A module may import only modules of its own layer or below.
-LAYERS: list[set[str]] = [
-    {"exceptions", "networks", "redaction", "reporting", "models", "progress"},
-    {"validation", "config", "chain", "sandbox", "sandbox_ed25519"},
-    {"aws", "coalescing"},
-    {"keys"},
-    {"iam", "permissions", "cloudtrail"},
-    {"envelope", "native"},
-    {"kinds"},
-    {"policy", "audit", "cache", "cost"},
-    {"signing"},
-    {"signer", "rotation"},
-    {"manager", "multisig"},
-    {"conf"},
-    {"sponsor", "checks", "compat", "admin", "apps", "doctor", "management.base"},
-    {"management.commands.*"},
-]
+# Each folder and the folders it may import (besides itself). The Django shell (the
+# package root, management/ and compat/) may import anything; nothing imports it.
+MAY_IMPORT: dict[str, set[str]] = {
+    "common": set(),
+    "algorand": {"common"},
+    "core": {"common", "algorand"},
+    "lifecycle": {"common", "algorand", "core"},
+    "ops": {"common", "algorand", "core", "lifecycle"},
+    "sandbox": {"common", "algorand"},
+}
+SHELL = "(root)"
+
+# Imports that still cross a rule, each to be removed by the change named; this list
+# may only shrink (a test fails on any other crossing, and on an entry no longer true).
+PENDING: dict[str, str] = {
+    "core.audit -> models": "one settings door (audit rows through a sink)",
+    "core.audit -> settings": "one settings door",
+    "core.aws -> settings": "one settings door",
+    "core.cache -> settings": "one settings door",
+    "core.keys -> settings": "one settings door",
+    "core.native -> settings": "one settings door",
+    "core.policy -> settings": "one settings door",
+    "core.policy -> sandbox": "one settings door (trusted genesis as an option)",
+    "lifecycle.manager -> settings": "one settings door",
+    "lifecycle.policies -> settings": "one settings door",
+    "ops.cost -> settings": "one settings door",
+    "ops.doctor -> checks": "one settings door",
+    "ops.doctor -> factory": "one settings door",
+    "ops.doctor -> settings": "one settings door",
+}
 
 
 def modules() -> dict[str, Path]:
     found = {}
     for path in PACKAGE.rglob("*.py"):
         relative = path.relative_to(PACKAGE).with_suffix("")
-        if relative.parts[0] == "migrations" or relative.name == "__init__":
+        if relative.parts[0] == "migrations":
             continue
-        found[".".join(relative.parts)] = path
+        parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+        found[".".join(parts)] = path
     return found
 
 
 def imports(name: str, path: Path, known: set[str]) -> set[str]:
-    package = name.split(".")[:-1]
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
         if isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package[: len(package) - (node.level - 1)]
                 target = ".".join([*base, *([node.module] if node.module else [])])
-            elif (node.module or "").startswith("confio_kms."):
-                target = node.module.removeprefix("confio_kms.")  # type: ignore[union-attr]
+            elif node.module == "confio_kms" or (node.module or "").startswith("confio_kms."):
+                target = node.module.removeprefix("confio_kms").lstrip(".")  # type: ignore[union-attr]
             else:
                 continue
             subs = {f"{target}.{a.name}".lstrip(".") for a in node.names}
@@ -59,11 +81,9 @@ def imports(name: str, path: Path, known: set[str]) -> set[str]:
     return found - {name}
 
 
-def layer(name: str) -> int:
-    for index, members in enumerate(LAYERS):
-        if name in members or (name.startswith("management.commands.") and index == 12):
-            return index
-    raise AssertionError(f"confio_kms.{name} is in no layer: add it to LAYERS")
+def folder(name: str) -> str:
+    top = name.split(".")[0]
+    return top if top in MAY_IMPORT else SHELL
 
 
 def graph() -> dict[str, set[str]]:
@@ -71,19 +91,23 @@ def graph() -> dict[str, set[str]]:
     return {name: imports(name, path, set(found)) for name, path in found.items()}
 
 
-def test_every_module_has_a_layer() -> None:
-    for name in graph():
-        layer(name)
-
-
-def test_nothing_imports_upward() -> None:
-    upward = [
-        f"{name} (layer {layer(name)}) imports {dep} (layer {layer(dep)})"
+def crossings() -> set[str]:
+    return {
+        f"{name} -> {dep}"
         for name, deps in graph().items()
         for dep in deps
-        if layer(dep) > layer(name)
-    ]
-    assert upward == []
+        if folder(name) != SHELL
+        and folder(dep) != folder(name)
+        and folder(dep) not in MAY_IMPORT[folder(name)]
+    }
+
+
+def test_each_folder_imports_only_the_folders_below_it() -> None:
+    assert crossings() - set(PENDING) == set()
+
+
+def test_the_pending_crossings_are_still_there() -> None:
+    assert set(PENDING) - crossings() == set(), "done: remove them from PENDING"
 
 
 def test_the_import_graph_has_no_cycle() -> None:
@@ -104,4 +128,4 @@ def test_the_import_graph_has_no_cycle() -> None:
 
 def test_the_check_sees_imports_inside_functions() -> None:
     # policy imports the sandbox lazily, inside from_settings: the graph must have it.
-    assert "sandbox" in graph()["policy"]
+    assert "sandbox" in graph()["core.policy"]

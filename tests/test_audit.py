@@ -12,8 +12,9 @@ from algosdk import transaction
 from django.contrib.admin.sites import AdminSite
 from django.test import RequestFactory, override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.admin import SigningRecordAdmin
+from confio_kms.common import exceptions
 from confio_kms.models import SigningRecord
 from confio_kms.sandbox import LocalLedger
 

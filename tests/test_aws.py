@@ -10,8 +10,9 @@ import boto3
 import pytest
 from algosdk import transaction
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
-from confio_kms.aws import AWSClients
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core.aws import AWSClients
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 

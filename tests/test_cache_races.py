@@ -22,7 +22,8 @@ import pytest
 from algosdk import transaction
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, cache
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.core import cache
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
 ALIAS = "raced"
@@ -167,8 +168,8 @@ def test_a_forget_in_another_process_beats_a_lookup_in_flight(
 def test_a_shared_entry_of_an_unknown_kind_is_a_miss() -> None:
     import dataclasses
 
-    from confio_kms.cache import _GENERATION, _decode
-    from confio_kms.keys import KeyInfo
+    from confio_kms.core.cache import _GENERATION, _decode
+    from confio_kms.core.keys import KeyInfo
 
     info = KeyInfo("n", "id", "A" * 58, "testnet", "hsm-of-the-future")
     raw = {**dataclasses.asdict(info), _GENERATION: "g"}

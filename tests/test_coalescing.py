@@ -19,9 +19,11 @@ from algosdk import encoding, transaction
 from django.test import override_settings
 from nacl.signing import VerifyKey
 
-from confio_kms import KMSSigner, envelope, exceptions
+from confio_kms import KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core import envelope
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signing import signing_bytes
 
 from .helpers import RequestCounter, inject_error
 from .test_secret_hygiene import SENTINEL_ADDRESS, SENTINEL_MNEMONIC, scanned  # noqa: F401

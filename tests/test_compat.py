@@ -9,7 +9,8 @@ from algosdk.atomic_transaction_composer import AtomicTransactionComposer, Trans
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, exceptions
+from confio_kms import AlgorandKMSManager
+from confio_kms.common import exceptions
 from confio_kms.compat import (
     KMSSigner,
     KMSTransactionSigner,

@@ -14,8 +14,8 @@ from algosdk import encoding, transaction
 from nacl.signing import VerifyKey
 
 from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signing import signing_bytes
 
 THREADS, PER_THREAD = 8, 250
 

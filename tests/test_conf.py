@@ -12,7 +12,9 @@ import boto3
 import pytest
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, conf, exceptions
+from confio_kms import AlgorandKMSManager
+from confio_kms import factory as conf
+from confio_kms.common import exceptions
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,8 +17,10 @@ from django.core.cache import cache as django_cache
 from django.core.management import call_command
 
 from benchmarks.baseline import ScriptSigner
-from confio_kms import AlgorandKMSManager, KMSSigner, conf, cost
-from confio_kms.exceptions import InvalidCostInputError
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms import factory as conf
+from confio_kms.common.exceptions import InvalidCostInputError
+from confio_kms.ops import cost
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import RequestCounter, new_account

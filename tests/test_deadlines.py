@@ -24,8 +24,9 @@ from algosdk import account, transaction
 from botocore.awsrequest import AWSResponse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
-from confio_kms.aws import AWSClients
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core.aws import AWSClients
 from confio_kms.sandbox import LocalLedger
 
 ALIAS = "deadline"

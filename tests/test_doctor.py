@@ -1,4 +1,4 @@
-"""kms_doctor's checks (confio_kms.doctor), each passing and failing against moto's
+"""kms_doctor's checks (confio_kms.ops.doctor), each passing and failing against moto's
 KMS, SSM, IAM, STS and CloudTrail.
 
 The runtime identity is a real IAM user: moto maps an access key made with
@@ -26,8 +26,11 @@ from botocore.awsrequest import AWSResponse
 from django.core.management import call_command
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, doctor, exceptions, iam
-from confio_kms.doctor import Finding, Report, Status
+from confio_kms import AlgorandKMSManager
+from confio_kms.common import exceptions
+from confio_kms.lifecycle import policies as iam
+from confio_kms.ops import doctor
+from confio_kms.ops.doctor import Finding, Report, Status
 
 from .helpers import RequestCounter, inject_error, new_account
 

@@ -19,7 +19,9 @@ from django.core import checks as django_checks
 from django.test import RequestFactory, override_settings
 from django.views.debug import ExceptionReporter, get_default_exception_reporter_filter
 
-from confio_kms import AlgorandKMSManager, KMSSigner, envelope
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.core import envelope
+from confio_kms.lifecycle import provision
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 
@@ -83,7 +85,7 @@ def assert_clean(error: BaseException) -> None:
 @pytest.fixture
 def sentinel_account(monkeypatch: pytest.MonkeyPatch) -> None:
     """New envelope keys get the sentinel account, so creation's secrets are known."""
-    monkeypatch.setattr(envelope, "new_account", lambda: (SENTINEL_KEY, SENTINEL_ADDRESS))
+    monkeypatch.setattr(provision, "new_account", lambda: (SENTINEL_KEY, SENTINEL_ADDRESS))
 
 
 def test_the_scan_finds_the_secrets_it_looks_for() -> None:

@@ -13,8 +13,8 @@ import pytest
 from botocore.exceptions import ClientError
 from django.core.exceptions import ImproperlyConfigured
 
-from confio_kms import exceptions as exc
-from confio_kms.aws import translate_client_error
+from confio_kms.common import exceptions as exc
+from confio_kms.core.aws import translate_client_error
 
 
 def client_error(code: str, message: str = "msg") -> ClientError:

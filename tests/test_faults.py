@@ -23,9 +23,10 @@ from botocore.exceptions import ConnectionClosedError, ReadTimeoutError
 from django.test import override_settings
 from nacl.signing import VerifyKey
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signing import signing_bytes
 
 from .helpers import error_body, json_response
 

@@ -13,7 +13,9 @@ from django.test import override_settings
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from confio_kms import AlgorandKMSManager, exceptions, validation
+from confio_kms import AlgorandKMSManager
+from confio_kms.algorand import validation
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import (
     MAX_ENCODED_TXN_BYTES,

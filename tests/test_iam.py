@@ -14,8 +14,9 @@ from algosdk import mnemonic, transaction
 from django.core.management import call_command
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, iam
-from confio_kms.aws import AWSClients
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.core.aws import AWSClients
+from confio_kms.lifecycle import policies as iam
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 
@@ -72,7 +73,7 @@ def run_administration(tmp_path: Path) -> None:
 
 def run_runtime() -> None:
     """Signing with both kinds, through the library, a command and the sponsor."""
-    from confio_kms import conf
+    from confio_kms import factory as conf
 
     conf.reset()
     for name in ("env", "nat", "imp"):

@@ -23,8 +23,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import override_settings
 
-from confio_kms import iam
-from confio_kms.aws import AWSClients
+from confio_kms.core.aws import AWSClients
+from confio_kms.lifecycle import policies as iam
 
 from .iam_evaluator import (
     ALLOW,
@@ -503,7 +503,7 @@ def test_kms_policy_refuses_an_account_id_that_is_not_twelve_digits(args: list[s
 
 
 def test_key_policy_refuses_a_bad_account_id_with_a_typed_error() -> None:
-    from confio_kms.exceptions import ConfigurationError
+    from confio_kms.common.exceptions import ConfigurationError
 
     with pytest.raises(ConfigurationError):
         iam.key_policy("*")
@@ -540,7 +540,8 @@ def test_the_commands_page_shows_what_the_command_prints() -> None:
 def test_keys_get_the_key_policy_at_creation_when_asked(tmp_path: Path) -> None:
     from django.test import override_settings
 
-    from confio_kms import AlgorandKMSManager, exceptions
+    from confio_kms import AlgorandKMSManager
+    from confio_kms.common import exceptions
 
     kms = boto3.client("kms")
     manager = AlgorandKMSManager()

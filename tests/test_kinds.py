@@ -1,6 +1,8 @@
-"""The key-kind seam: a kind is one class registered in ``confio_kms.kinds``.
+"""The key-kind seam: a kind is a class that signs, registered in
+``confio_kms.core.kinds``, and a class that creates, registered in
+``confio_kms.lifecycle.provision``.
 
-A third kind, defined here and registered in ``KINDS`` alone, is created by the
+A third kind, defined here and registered in ``KINDS`` and ``CREATORS`` alone, is created by the
 manager, listed, resolved and signs through ``KMSSigner`` (policy, audit and the
 base class's signature check included), with signatures the ledger accepts.
 """
@@ -14,12 +16,13 @@ import pytest
 from algosdk import encoding, transaction
 from nacl.signing import SigningKey
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, kinds
-from confio_kms.aws import AWSClients
-from confio_kms.keys import (
-    TAG_ADDRESS,
-    TAG_NETWORK,
-    AlgorandKey,
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core import kinds
+from confio_kms.core.keys import TAG_ADDRESS, TAG_NETWORK, AlgorandKey
+from confio_kms.lifecycle import provision
+from confio_kms.lifecycle.provision import KeyCreator, KeyRequest
+from confio_kms.lifecycle.rollback import (
     Provisioned,
     Rollback,
     create_alias,
@@ -48,17 +51,18 @@ class SoftwareKey(AlgorandKey):
         return signatures
 
     @classmethod
-    def provision(
-        cls,
-        aws: AWSClients,
-        *,
-        name: str,
-        prefix: str,
-        network: str,
-        description: str,
-        account: str = "",
-        extra_tags: dict[str, str] | None = None,
-    ) -> Provisioned:
+    def reset(cls) -> None:
+        cls.tamper = False
+
+
+class SoftwareCreator(KeyCreator):
+    """Creates the test kind's keys: a KMS key of its spec, tagged with the address of
+    an Ed25519 key held here."""
+
+    kind = SoftwareKey.kind
+
+    def create(self, request: KeyRequest) -> Provisioned:
+        aws, name = self.aws, request.name
         key = SigningKey.generate()
         address = str(encoding.encode_address(bytes(key.verify_key)))
         rollback = Rollback()
@@ -68,26 +72,23 @@ class SoftwareKey(AlgorandKey):
                 aws,
                 name,
                 rollback,
-                description=description,
-                tags={TAG_ADDRESS: account or address, TAG_NETWORK: network},
-                KeySpec=cls.key_spec,
+                description=request.description,
+                tags={TAG_ADDRESS: request.account or address, TAG_NETWORK: request.network},
+                KeySpec=SoftwareKey.key_spec,
                 KeyUsage="SIGN_VERIFY",
             )
             create_alias(aws, name, key_id, rollback)
             return key_id
 
         key_id = provisioning(name, rollback, run)
-        cls.held[key_id] = key
+        SoftwareKey.held[key_id] = key
         return Provisioned(key_id, address)
-
-    @classmethod
-    def reset(cls) -> None:
-        cls.tamper = False
 
 
 @pytest.fixture
 def software_kind(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[SoftwareKey]]:
     monkeypatch.setitem(kinds.KINDS, SoftwareKey.kind, SoftwareKey)
+    monkeypatch.setitem(provision.CREATORS, SoftwareKey.kind, SoftwareCreator)
     yield SoftwareKey
     SoftwareKey.held.clear()
     SoftwareKey.reset()

@@ -15,7 +15,9 @@ from algosdk import mnemonic, transaction
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, networks
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.algorand import networks
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 
 from . import legacy_layout

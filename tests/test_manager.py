@@ -7,7 +7,8 @@ import boto3
 import pytest
 from algosdk import account, mnemonic, transaction
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 
 from . import legacy_layout

@@ -1,4 +1,4 @@
-"""The sandbox endpoint's Ed25519 stand-in (confio_kms.sandbox_ed25519) follows AWS's
+"""The sandbox endpoint's Ed25519 stand-in (confio_kms.sandbox.ed25519) follows AWS's
 documented contract."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from botocore.exceptions import ClientError
 from nacl.signing import VerifyKey
 
-from confio_kms.sandbox_ed25519 import ed25519ph_sign, ed25519ph_verify
+from confio_kms.sandbox.ed25519 import ed25519ph_sign, ed25519ph_verify
 
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 

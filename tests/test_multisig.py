@@ -16,7 +16,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.test import override_settings
 from nacl.signing import SigningKey
 
-from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSMultisigSigner, KMSSigner
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account, sdk_signed

@@ -14,9 +14,11 @@ from algosdk.atomic_transaction_composer import AtomicTransactionComposer, Trans
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, KMSSigner, conf, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms import factory as conf
+from confio_kms.common import exceptions
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signing import signing_bytes
 
 from .helpers import NativeKey, RequestCounter, inject_error, inject_response, kms_tags, new_account
 
@@ -307,7 +309,7 @@ def test_requests_of_one_call_overlap_within_a_bounded_pool(
     session: boto3.Session,  # type: ignore[no-untyped-def]
 ) -> None:
     """Counted, not timed: how many Sign requests are in flight at once."""
-    from confio_kms.native import MAX_CONCURRENT_REQUESTS
+    from confio_kms.core.native import MAX_CONCURRENT_REQUESTS
 
     peak = count_signs_in_flight(session)
     signer = KMSSigner(ALIAS, session=session)

@@ -1,4 +1,4 @@
-"""confio_kms.permissions on hand-made input (no AWS): caller ARNs mapped to IAM
+"""confio_kms.ops.permissions on hand-made input (no AWS): caller ARNs mapped to IAM
 principals, and what the reading of identity policies decides and leaves open.
 
 Against real IAM policies (moto), and with an injected simulator answer, the module is
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confio_kms.permissions import Decision, Probe, Who, _simulated, evaluate, with_key_policy
+from confio_kms.ops.permissions import Decision, Probe, Who, _simulated, evaluate, with_key_policy
 
 ACCOUNT = "123456789012"  # moto's account
 

@@ -13,10 +13,12 @@ from algosdk import encoding, transaction
 from django.test import override_settings
 from nacl.signing import VerifyKey
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, networks
-from confio_kms.policy import SigningPolicy
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.algorand import networks
+from confio_kms.common import exceptions
+from confio_kms.core.policy import SigningPolicy
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signing import signing_bytes
 
 from .helpers import EnvelopeKey, RequestCounter, new_account
 

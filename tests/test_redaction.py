@@ -13,7 +13,7 @@ import pytest
 from algosdk import mnemonic, transaction
 
 from confio_kms import AlgorandKMSManager, KMSSigner
-from confio_kms.redaction import _FILTER, REDACTED, install_redaction, redact
+from confio_kms.common.redaction import _FILTER, REDACTED, install_redaction, redact
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import new_account

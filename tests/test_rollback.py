@@ -20,7 +20,8 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ReadTimeoutError
 from botocore.httpsession import URLLib3Session
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
 
 ALIAS = "fragile"
 PATH = f"/confio/algorand/{ALIAS}/private-key"

@@ -12,7 +12,9 @@ from algosdk.atomic_transaction_composer import (
     sign_transaction_with_signer,
 )
 
-from confio_kms import AlgorandKMSManager, KMSSigner, exceptions, rotation
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.lifecycle import rotation
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
 from .helpers import EnvelopeKey, RequestCounter, inject_error, kms_tags
@@ -267,7 +269,7 @@ def test_backup_is_delivered_before_the_submission(
 def test_a_chain_of_another_network_decides_nothing(
     manager: AlgorandKMSManager, account: tuple[str, str], ledger: LocalLedger, chain: LedgerChain
 ) -> None:
-    from confio_kms import networks
+    from confio_kms.algorand import networks
 
     pending = manager.rotate_key(ALIAS, chain, sign_only=True)
 

@@ -21,9 +21,9 @@ from nacl.signing import VerifyKey
 
 from benchmarks.endpoint import local_aws
 from confio_kms import AlgorandKMSManager, KMSSigner
-from confio_kms.exceptions import AlgodError
+from confio_kms.common.exceptions import AlgodError
+from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import SANDBOX_REGION, LedgerChain, LocalLedger
-from confio_kms.signing import signing_bytes
 
 from .helpers import new_account
 

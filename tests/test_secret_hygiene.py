@@ -19,7 +19,8 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from nacl.signing import SigningKey
 
-from confio_kms import AlgorandKMSManager, KMSSigner, checks, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner, checks
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LedgerChain, LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 

@@ -21,7 +21,9 @@ from algosdk.atomic_transaction_composer import (
     sign_transaction_with_signer,
 )
 
-from confio_kms import AlgorandKMSManager, KMSSigner, cache, exceptions
+from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms.common import exceptions
+from confio_kms.core import cache
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import EnvelopeKey, RequestCounter, new_account, same_bytes, sdk_signed

@@ -11,9 +11,9 @@ from algosdk.atomic_transaction_composer import (
 )
 from django.test import override_settings
 
-from confio_kms import exceptions
+from confio_kms.common import exceptions
+from confio_kms.core.signer import KMSSigner
 from confio_kms.sandbox import LocalLedger
-from confio_kms.signer import KMSSigner
 from confio_kms.sponsor import AlgorandSponsorService
 
 from .helpers import EnvelopeKey, new_account, same_bytes, sdk_signed, zero_fee_params

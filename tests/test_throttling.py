@@ -7,7 +7,8 @@ import pytest
 from algosdk import transaction
 from django.test import override_settings
 
-from confio_kms import KMSSigner, exceptions
+from confio_kms import KMSSigner
+from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import RequestCounter, inject_error

@@ -13,8 +13,8 @@ from algosdk.atomic_transaction_composer import AtomicTransactionComposer, Trans
 from django.conf import settings
 from django.test import override_settings
 
-from confio_kms.aws import AWSClients
-from confio_kms.conf import sponsor_address
+from confio_kms.core.aws import AWSClients
+from confio_kms.factory import sponsor_address
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from algosdk import account, mnemonic
 
-from confio_kms import exceptions, validation
+from confio_kms.algorand import validation
+from confio_kms.common import exceptions
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,10 @@ from typing import IO, Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser, OutputWrapper
 
-from .. import progress
-from ..exceptions import ConfioKMSError
-from ..manager import KeyRecord
-from ..redaction import holds_secrets
+from confio_kms.common import progress
+from confio_kms.common.exceptions import ConfioKMSError
+from confio_kms.common.redaction import holds_secrets
+from confio_kms.lifecycle.manager import KeyRecord
 
 
 class KMSCommand(BaseCommand):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from decouple import config
 
-from confio_kms.conf import sponsor_address
+from confio_kms.factory import sponsor_address
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = config("DJANGO_SECRET_KEY", default="example-project-not-for-production")

@@ -17,8 +17,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from confio_kms import iam
-from confio_kms.config import DEFAULT_REGION
+from confio_kms.lifecycle import policies as iam
+from confio_kms.settings import DEFAULT_REGION
 
 ACCOUNT = "123456789012"  # moto's account, too
 PREFIX = "/confio/algorand"

@@ -12,7 +12,8 @@ from algosdk import account, mnemonic
 from django.core.management import CommandError, call_command
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager, rotation
+from confio_kms import AlgorandKMSManager
+from confio_kms.lifecycle import rotation
 
 from ..helpers import key_count, kms_tags
 

@@ -5,9 +5,10 @@ from argparse import ArgumentParser, ArgumentTypeError
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from ... import cache, cost
-from ...exceptions import InvalidCostInputError
-from ..base import KMSCommand
+from confio_kms.common.exceptions import InvalidCostInputError
+from confio_kms.core import cache
+from confio_kms.management.base import KMSCommand
+from confio_kms.ops import cost
 
 COMPARED_VOLUMES = (1_000, 10_000, 100_000)
 MODE_NAMES = {

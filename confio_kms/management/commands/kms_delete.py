@@ -5,9 +5,11 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, keys, validation
-from ...manager import MAX_PENDING_DAYS, MIN_PENDING_DAYS
-from ..base import KMSCommand
+from confio_kms import factory as conf
+from confio_kms.algorand import validation
+from confio_kms.core import keys
+from confio_kms.lifecycle.manager import MAX_PENDING_DAYS, MIN_PENDING_DAYS
+from confio_kms.management.base import KMSCommand
 
 PENDING_DELETION = keys.PENDING_DELETION
 

@@ -6,8 +6,8 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ... import doctor
-from ..base import KMSCommand
+from confio_kms.management.base import KMSCommand
+from confio_kms.ops import doctor
 
 
 class Command(KMSCommand):

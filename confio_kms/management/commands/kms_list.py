@@ -2,8 +2,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ... import conf
-from ..base import KMSCommand, write_keys
+from confio_kms import factory as conf
+from confio_kms.management.base import KMSCommand, write_keys
 
 
 class Command(KMSCommand):

@@ -14,9 +14,11 @@ import shlex
 from argparse import ArgumentParser
 from typing import Any
 
-from ... import conf, iam, validation
-from ...exceptions import ConfigurationError
-from ..base import KMSCommand
+from confio_kms import factory as conf
+from confio_kms.algorand import validation
+from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.lifecycle import policies as iam
+from confio_kms.management.base import KMSCommand
 
 RUNTIME, ADMINISTRATION, KEY_POLICY = "runtime", "administration", "key_policy"
 # The flag that prints each document alone, and its option name.

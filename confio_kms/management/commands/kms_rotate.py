@@ -6,10 +6,11 @@ from typing import Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, networks, validation
-from ...manager import KeyRecord
-from ...rotation import RotationPlan, RotationResult, with_article
-from ..base import BackupDestination, KMSCommand
+from confio_kms import factory as conf
+from confio_kms.algorand import networks, validation
+from confio_kms.lifecycle.manager import KeyRecord
+from confio_kms.lifecycle.rotation import RotationPlan, RotationResult, with_article
+from confio_kms.management.base import BackupDestination, KMSCommand
 
 
 class Command(KMSCommand):

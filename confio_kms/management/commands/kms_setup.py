@@ -7,8 +7,11 @@ from typing import IO, Any
 
 from django.core.management.base import CommandError
 
-from ... import conf, config, iam, networks, validation
-from ..base import BackupDestination, KMSCommand, is_terminal, write_keys
+from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.algorand import networks, validation
+from confio_kms.lifecycle import policies as iam
+from confio_kms.management.base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
 class Command(KMSCommand):

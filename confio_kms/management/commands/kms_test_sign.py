@@ -5,9 +5,11 @@ from typing import Any
 
 from algosdk import transaction
 
-from ... import conf, networks, progress, validation
-from ...chain import offline_params
-from ..base import KMSCommand
+from confio_kms import factory as conf
+from confio_kms.algorand import networks, validation
+from confio_kms.algorand.chain import offline_params
+from confio_kms.common import progress
+from confio_kms.management.base import KMSCommand
 
 NOTE = b"KMS signing test"
 

@@ -16,10 +16,10 @@ No check prints a secret: findings are built from names, ARNs, addresses and AWS
 codes. Nothing is changed in AWS and nothing is submitted to a network.
 
 The report, the run and the checks of the settings, the keys and the test signature
-live here. What the identity may do is decided by ``confio_kms.permissions`` (IAM's
+live here. What the identity may do is decided by ``confio_kms.ops.permissions`` (IAM's
 policy simulator, else a reading of the identity's policies, weighed with the key
 policy's statements that name the identity) on the requests ``_Doctor._probes`` lists;
-whether a trail records KMS's events, by ``confio_kms.cloudtrail``. An ``iam.signing``
+whether a trail records KMS's events, by ``confio_kms.ops.cloudtrail``. An ``iam.signing``
 failure for the caller's own credentials that the test signature contradicts is
 ``unknown``.
 """
@@ -37,12 +37,24 @@ from typing import Any
 import boto3
 from algosdk import transaction
 
-from . import chain, conf, config, iam, keys, kinds, native, networks, progress, validation
-from . import exceptions as exc
-from .aws import AWSClients
-from .checks import LEGACY_MNEMONIC, MNEMONIC_LIKE, legacy_mnemonic_configured, secret_names
-from .cloudtrail import KMS_EVENTS, captures, either, selector_summary
-from .permissions import (
+from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.algorand import chain, networks, validation
+from confio_kms.checks import (
+    LEGACY_MNEMONIC,
+    MNEMONIC_LIKE,
+    legacy_mnemonic_configured,
+    secret_names,
+)
+from confio_kms.common import exceptions as exc
+from confio_kms.common import progress
+from confio_kms.core import keys, kinds, native
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.policy import SigningPolicy
+from confio_kms.core.signer import KMSSigner
+from confio_kms.lifecycle import policies as iam
+from confio_kms.ops.cloudtrail import KMS_EVENTS, captures, either, selector_summary
+from confio_kms.ops.permissions import (
     ALLOWED,
     DENIED,
     UNDETERMINED,
@@ -55,8 +67,6 @@ from .permissions import (
     denied_without_mfa,
     principal_arn,
 )
-from .policy import SigningPolicy
-from .signer import KMSSigner
 
 SERVICES = ("sts", "iam", "cloudtrail")
 

@@ -18,11 +18,13 @@ from typing import Any
 from algosdk import transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
-from . import conf, config, keys
-from . import exceptions as exc
-from .aws import AWSClients
-from .manager import AlgorandKMSManager
-from .signer import KMSSigner
+from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.common import exceptions as exc
+from confio_kms.core import keys
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.signer import KMSSigner
+from confio_kms.lifecycle.manager import AlgorandKMSManager
 
 __all__ = [
     "AlgorandKMSManager",

@@ -9,32 +9,21 @@ locally against the account's public key before it is returned.
 
 from __future__ import annotations
 
-import secrets
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any
 
 from algosdk import encoding
 
-from . import config, iam
-from . import exceptions as exc
-from .aws import AWSClients
-from .keys import (
-    MANAGED_BY,
+from confio_kms import settings as config
+from confio_kms.algorand.networks import MAX_GROUP_SIZE
+from confio_kms.common import exceptions as exc
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import (
     NATIVE,
     TAG_ADDRESS,
-    TAG_AUTH_ADDRESS,
-    TAG_MANAGED_BY,
-    TAG_NETWORK,
     AlgorandKey,
-    Provisioned,
-    Rollback,
-    create_alias,
-    create_key,
-    provisioning,
 )
-from .networks import MAX_GROUP_SIZE
 
 KEY_SPEC = "ECC_NIST_EDWARDS25519"
 SIGNING_ALGORITHM = "ED25519_SHA_512"
@@ -80,6 +69,11 @@ def fetch_address(aws: AWSClients, key_id: str, resource: str) -> str:
     """The Algorand address of a native key, from GetPublicKey (one request)."""
     response = aws.call("kms", "GetPublicKey", resource, KeyId=key_id)
     return str(encoding.encode_address(public_key_from_spki(response["PublicKey"], key_id)))
+
+
+def remember_checked(key_id: str, address: str) -> None:
+    """Record that ``key_id``'s public key in KMS is ``address``'s (just read from KMS)."""
+    _checked.add((key_id, address))
 
 
 def check_size(message: bytes, index: int) -> None:
@@ -148,58 +142,3 @@ class NativeKey(AlgorandKey):
         )
         self.note_request(response)
         return bytes(response.get("Signature", b""))
-
-    @classmethod
-    def provision(
-        cls,
-        aws: AWSClients,
-        *,
-        name: str,
-        prefix: str,
-        network: str,
-        description: str,
-        account: str = "",
-        extra_tags: dict[str, str] | None = None,
-    ) -> Provisioned:
-        """KMS generates the key, tagged with its address, then aliased: the alias
-        comes last, so it never points at a half-made key. No backup exists.
-
-        Until its address is known, the key's address tag holds a placeholder unique to
-        this call: a key whose CreateKey answer was lost is found by it and rolled back.
-        """
-        rollback = Rollback()
-        address = ""
-        placeholder = f"pending-creation-{secrets.token_hex(8)}"
-
-        def run(step: Callable[[str], None]) -> str:
-            nonlocal address
-            step("CreateKey")
-            key_id = create_key(
-                aws,
-                name,
-                rollback,
-                description=description or "Algorand account (confio-kms, native Ed25519)",
-                tags={
-                    TAG_NETWORK: network,
-                    TAG_MANAGED_BY: MANAGED_BY,
-                    **(extra_tags or {}),
-                    TAG_ADDRESS: placeholder,  # replaced by TagResource below
-                },
-                KeySpec=KEY_SPEC,
-                KeyUsage="SIGN_VERIFY",
-                **iam.creation_params(),
-            )
-            step("GetPublicKey")
-            address = fetch_address(aws, key_id, key_id)
-            step("TagResource")
-            tags: Any = [{"TagKey": TAG_ADDRESS, "TagValue": account or address}]
-            if account and account != address:
-                tags.append({"TagKey": TAG_AUTH_ADDRESS, "TagValue": address})
-            aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
-            step("CreateAlias")
-            create_alias(aws, name, key_id, rollback)
-            return key_id
-
-        key_id = provisioning(name, rollback, run)
-        _checked.add((key_id, address))  # its own public key, just read from KMS
-        return Provisioned(key_id, address)

@@ -25,10 +25,11 @@ from dataclasses import dataclass, field
 
 from algosdk import transaction
 
-from . import config, networks
-from .config import DEFAULT_MAX_FEE
-from .exceptions import ConfigurationError, PolicyViolationError
-from .keys import KeyInfo
+from confio_kms import settings as config
+from confio_kms.algorand import networks
+from confio_kms.common.exceptions import ConfigurationError, PolicyViolationError
+from confio_kms.core.keys import KeyInfo
+from confio_kms.settings import DEFAULT_MAX_FEE
 
 PUBLIC_GENESIS = networks.PUBLIC_GENESIS
 
@@ -81,7 +82,7 @@ class SigningPolicy:
         trusted = set(config.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
         if config.setting("CONFIO_SANDBOX", False, config.as_bool):
             try:
-                from .sandbox import LocalLedger
+                from confio_kms.sandbox import LocalLedger
 
                 trusted.add(_text(LocalLedger.suggested_params().gh))
             except ImportError:

@@ -16,12 +16,12 @@ from dataclasses import dataclass
 
 from algosdk import constants, encoding, transaction
 
-from . import audit, cache, kinds
-from . import exceptions as exc
-from .aws import AWSClients
-from .keys import KeyInfo
-from .policy import NOTHING_EXTRA, Allow, SigningPolicy
-from .validation import same_address
+from confio_kms.algorand.validation import same_address
+from confio_kms.common import exceptions as exc
+from confio_kms.core import audit, cache, kinds
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import KeyInfo
+from confio_kms.core.policy import NOTHING_EXTRA, Allow, SigningPolicy
 
 
 def signing_bytes(txn: transaction.Transaction) -> bytes:

@@ -14,11 +14,11 @@ import math
 from dataclasses import dataclass
 from decimal import Decimal
 
-from .config import DEFAULT_CACHE_TIMEOUT
-from .exceptions import InvalidCostInputError
-from .keys import ENVELOPE as ENVELOPE
-from .keys import NATIVE as NATIVE
-from .networks import MAX_GROUP_SIZE as MAX_GROUP
+from confio_kms.algorand.networks import MAX_GROUP_SIZE as MAX_GROUP
+from confio_kms.common.exceptions import InvalidCostInputError
+from confio_kms.core.keys import ENVELOPE as ENVELOPE
+from confio_kms.core.keys import NATIVE as NATIVE
+from confio_kms.settings import DEFAULT_CACHE_TIMEOUT
 
 KEY_MONTH_PRICE = Decimal("1")
 PRICE_PER_10K_REQUESTS = Decimal("0.03")

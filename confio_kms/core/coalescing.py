@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
-from . import exceptions as exc
+from confio_kms.common import exceptions as exc
 
 T = TypeVar("T")
 R = TypeVar("R")

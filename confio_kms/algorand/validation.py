@@ -8,9 +8,13 @@ import re
 from algosdk import encoding as algosdk_encoding
 from algosdk import mnemonic as algosdk_mnemonic
 
-from .exceptions import InvalidAliasError, InvalidMnemonicError, InvalidNetworkError
-from .networks import NETWORKS
-from .redaction import holds_secrets
+from confio_kms.algorand.networks import NETWORKS
+from confio_kms.common.exceptions import (
+    InvalidAliasError,
+    InvalidMnemonicError,
+    InvalidNetworkError,
+)
+from confio_kms.common.redaction import holds_secrets
 
 DEFAULT_SSM_PREFIX = "/confio/algorand"
 MNEMONIC_WORDS = 25

@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
-from . import audit
-from . import exceptions as exc
-from .signer import KMSSigner
-from .signing import select
-from .validation import public_key
+from confio_kms.algorand.validation import public_key
+from confio_kms.common import exceptions as exc
+from confio_kms.core import audit
+from confio_kms.core.signer import KMSSigner
+from confio_kms.core.signing import select
 
 
 class KMSMultisigSigner(TransactionSigner):

@@ -17,21 +17,27 @@ import boto3
 from algosdk import account
 from algosdk.transaction import SignedTransaction, Transaction
 
-from . import audit, cache, config, envelope, iam, keys, kinds, progress, rotation, validation
-from . import exceptions as exc
-from .aws import AWSClients
-from .chain import Chain
-from .keys import TAG_ADDRESS, TAG_MANAGED_BY
-from .policy import SigningPolicy
-from .redaction import holds_secrets
-from .rotation import RotationResult
-from .signing import KeyHandle, sign_group
-from .validation import DEFAULT_SSM_PREFIX
+from confio_kms import settings as config
+from confio_kms.algorand import validation
+from confio_kms.algorand.chain import Chain
+from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX
+from confio_kms.common import exceptions as exc
+from confio_kms.common import progress
+from confio_kms.common.redaction import holds_secrets
+from confio_kms.core import audit, cache, keys, kinds
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import TAG_ADDRESS, TAG_MANAGED_BY
+from confio_kms.core.policy import SigningPolicy
+from confio_kms.core.signing import KeyHandle, sign_group
+from confio_kms.lifecycle import policies as iam
+from confio_kms.lifecycle import rotation
+from confio_kms.lifecycle.provision import KeyRequest, creator, store
+from confio_kms.lifecycle.rotation import RotationResult
 
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
 # Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
 # signature authorizes nothing on chain.
-logger = logging.getLogger(__name__)
+logger = logging.getLogger("confio_kms.manager")
 
 ADOPT_PROBE = b"confio-kms adopt probe: "
 
@@ -161,10 +167,10 @@ class AlgorandKMSManager:
         names (``confio-mainnet-*``, ``KMS_KEY_ALIAS_MAINNET``, ...), else testnet;
         an explicit one that the alias contradicts is refused.
         """
-        cls = kinds.named(keys.NATIVE if native else kind)
+        cls = creator(kinds.named(keys.NATIVE if native else kind).kind)
         name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
-        created = cls.provision(
-            self._aws, name=name, prefix=self._prefix, network=network, description=description
+        created = cls(self._aws).create(
+            KeyRequest(name=name, prefix=self._prefix, network=network, description=description)
         )
         cache.forget(self._aws.scope, name)
         return CreatedKey(created.key_id, created.address, created.backup_mnemonic, cls.kind)
@@ -347,7 +353,7 @@ class AlgorandKMSManager:
     ) -> RotationResult:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
-        See ``confio_kms.rotation`` for the steps and how interruptions resolve.
+        See ``confio_kms.lifecycle.rotation`` for the steps and how interruptions resolve.
         ``kind`` is the new key's (``native=True`` is shorthand for ``kind="native"``).
         ``sign_only`` creates the new key and stops after signing the rekey
         (``result.signed_rekey``, for an external submitter). A new envelope key's
@@ -440,7 +446,7 @@ class AlgorandKMSManager:
     def _store(
         self, name: str, private_key: str, address: str, network: str, description: str
     ) -> str:
-        key_id = envelope.store(
+        key_id = store(
             self._aws,
             name=name,
             path=validation.parameter_path(self._prefix, name),

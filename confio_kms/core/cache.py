@@ -30,10 +30,11 @@ import time
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
-from . import config, kinds
-from .aws import AWSClients
-from .exceptions import ConfigurationError
-from .keys import KeyInfo
+from confio_kms import settings as config
+from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.core import kinds
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import KeyInfo
 
 logger = logging.getLogger("confio_kms.cache")
 

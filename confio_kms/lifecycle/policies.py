@@ -27,10 +27,10 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from . import config
-from .exceptions import ConfigurationError
-from .keys import MANAGED_BY, TAG_MANAGED_BY
-from .validation import staging_name
+from confio_kms import settings as config
+from confio_kms.algorand.validation import staging_name
+from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.core.keys import MANAGED_BY, TAG_MANAGED_BY
 
 VERSION = "2012-10-17"
 # The only key spec of envelope keys; anything else (native Ed25519) has no backup.

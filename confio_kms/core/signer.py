@@ -10,13 +10,14 @@ import boto3
 from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
 
-from . import audit, validation
-from . import exceptions as exc
-from .aws import AWSClients
-from .keys import KeyInfo
-from .policy import Allow, SigningPolicy
-from .signing import KeyHandle, delegation_message, select, sign_group
-from .validation import DEFAULT_SSM_PREFIX, alias_name
+from confio_kms.algorand import validation
+from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX, alias_name
+from confio_kms.common import exceptions as exc
+from confio_kms.core import audit
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import KeyInfo
+from confio_kms.core.policy import Allow, SigningPolicy
+from confio_kms.core.signing import KeyHandle, delegation_message, select, sign_group
 
 
 class KMSSigner(TransactionSigner):

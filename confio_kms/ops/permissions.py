@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import unquote
 
-from . import exceptions as exc
-from .aws import AWSClients
+from confio_kms.common import exceptions as exc
+from confio_kms.core.aws import AWSClients
 
 ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
 

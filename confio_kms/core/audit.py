@@ -18,8 +18,8 @@ from typing import Any
 
 from algosdk import encoding, transaction
 
-from . import config
-from .keys import KeyInfo
+from confio_kms import settings as config
+from confio_kms.core.keys import KeyInfo
 
 logger = logging.getLogger("confio_kms.audit")
 
@@ -97,7 +97,7 @@ def _store(fields: dict[str, Any]) -> None:
         return
     from django.db import transaction as db_transaction
 
-    from .models import SigningRecord
+    from confio_kms.models import SigningRecord
 
     try:
         # A savepoint: a failed insert must not break the caller's transaction. (Rows

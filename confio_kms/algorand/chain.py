@@ -20,7 +20,8 @@ from algosdk.error import (
 )
 from algosdk.v2client import algod
 
-from . import exceptions, networks
+from confio_kms.algorand import networks
+from confio_kms.common import exceptions
 
 T = TypeVar("T")
 

@@ -46,9 +46,9 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from botocore.retries import standard
 
-from . import config
-from . import exceptions as exc
-from .redaction import install_redaction
+from confio_kms import settings as config
+from confio_kms.common import exceptions as exc
+from confio_kms.common.redaction import install_redaction
 
 
 def client_config(attempts: int) -> Config:

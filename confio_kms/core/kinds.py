@@ -1,9 +1,10 @@
 """The registry of key kinds: kind name -> the ``AlgorandKey`` subclass that signs.
 
 Adding a kind is a new module with an ``AlgorandKey`` subclass (``kind``,
-``key_spec``, ``_sign``, ``provision``) and one line in ``KINDS``. Everything that
-depends on the kind (signing, creation, rotation, listing, decoding KMS metadata)
-looks it up here.
+``key_spec``, ``_sign``) and one line in ``KINDS``, and its creator
+(``confio_kms.lifecycle.provision.KeyCreator``) in ``CREATORS``. Everything that
+depends on the kind (signing, rotation, listing, decoding KMS metadata) looks it up
+here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import Any
 
 from algosdk import encoding
 
-from . import exceptions as exc
-from .aws import AWSClients
-from .envelope import EnvelopeKey
-from .keys import (
+from confio_kms.common import exceptions as exc
+from confio_kms.core.aws import AWSClients
+from confio_kms.core.envelope import EnvelopeKey
+from confio_kms.core.keys import (
     TAG_ADDRESS,
     TAG_AUTH_ADDRESS,
     TAG_PARAMETER,
@@ -25,7 +26,7 @@ from .keys import (
     network_of,
     read_tags,
 )
-from .native import NativeKey
+from confio_kms.core.native import NativeKey
 
 KINDS: dict[str, type[AlgorandKey]] = {cls.kind: cls for cls in (EnvelopeKey, NativeKey)}
 DEFAULT_KIND = EnvelopeKey.kind

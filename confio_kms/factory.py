@@ -2,7 +2,7 @@
 
 ``kms_signer()``, ``kms_manager()``, ``algorand_chain()`` and ``sponsor_address()``
 are what a Django project calls; the settings themselves are looked up in
-``confio_kms.config`` (re-exported here). Nothing in the signing core imports this
+``confio_kms.settings`` (re-exported here). Nothing in the signing core imports this
 module: it sits on top, beside the sponsor service, the checks and the commands.
 """
 
@@ -14,9 +14,14 @@ from typing import Any, TypeVar
 
 from django.utils.functional import lazy
 
-from . import cache, kinds, validation
-from .chain import AlgodChain, Chain
-from .config import (
+from confio_kms.algorand import validation
+from confio_kms.algorand.chain import AlgodChain, Chain
+from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.core import cache, kinds
+from confio_kms.core.policy import SigningPolicy
+from confio_kms.core.signer import KMSSigner
+from confio_kms.lifecycle.manager import AlgorandKMSManager
+from confio_kms.settings import (
     KMSSettings,
     as_bool,
     as_int,
@@ -25,10 +30,6 @@ from .config import (
     places,
     setting,
 )
-from .exceptions import ConfigurationError
-from .manager import AlgorandKMSManager
-from .policy import SigningPolicy
-from .signer import KMSSigner
 
 __all__ = [
     "KMSSettings",
@@ -113,7 +114,7 @@ def algorand_chain(fund: str | None = None) -> Chain:
     """The network to submit to: algod from ``ALGOD_ADDRESS``/``ALGOD_TOKEN``, or on the
     sandbox (``CONFIO_SANDBOX``) a fresh local ledger, with ``fund`` given 10 ALGO."""
     if kms_settings().sandbox:
-        from .sandbox import LedgerChain, LocalLedger
+        from confio_kms.sandbox import LedgerChain, LocalLedger
 
         ledger = LocalLedger()
         if fund:

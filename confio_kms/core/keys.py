@@ -1,0 +1,160 @@
+"""What every kind of KMS-held Algorand key shares.
+
+A key kind (``envelope``, ``native``; registered in ``confio_kms.core.kinds``) subclasses
+``AlgorandKey``: it signs byte strings with the account's Ed25519 key
+(``_sign``); creating keys is ``confio_kms.lifecycle.provision``'s. The base ``sign`` verifies
+every signature against the account before it is returned, whatever the kind.
+Everything above the kinds (the signing core, the manager, rotation) works with
+``KeyInfo``, the public metadata an alias resolves to, read from the KMS key's
+metadata and tags by ``kinds.key_info``, the one decoder of keys.
+"""
+
+from __future__ import annotations
+
+import functools
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from nacl.exceptions import BadSignatureError
+from nacl.signing import VerifyKey
+
+from confio_kms import settings as config
+from confio_kms.algorand import validation
+from confio_kms.algorand.networks import NETWORKS, UNKNOWN
+from confio_kms.common import exceptions as exc
+from confio_kms.core.aws import AWSClients
+
+TAG_ADDRESS = "AlgorandAddress"
+# After a rotation by rekey: the key's own address, which authorizes for AlgorandAddress.
+TAG_AUTH_ADDRESS = "AlgorandAuthAddress"
+# Where an envelope key's private key is stored, when not at <prefix>/<alias>/private-key.
+TAG_PARAMETER = "SSMParameter"
+TAG_NETWORK = "AlgorandNetwork"
+TAG_MANAGED_BY = "ManagedBy"
+MANAGED_BY = "confio-kms"
+
+PENDING_DELETION = "PendingDeletion"  # a KMS key state
+
+# Kind names; each kind's class is in confio_kms.core.kinds.
+ENVELOPE = "envelope"
+NATIVE = "native"
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """Public facts about the KMS key an alias points at.
+
+    ``address`` is the account the key signs for; ``auth_address`` is the key's own
+    address, which differs once the account has been rekeyed to this key.
+    """
+
+    name: str
+    key_id: str
+    address: str
+    network: str
+    mode: str
+    auth_address: str = ""
+    parameter: str = ""
+
+    @property
+    def signer_address(self) -> str:
+        """The address whose key this is (the authorizer of the account's transactions)."""
+        return self.auth_address or self.address
+
+
+@functools.lru_cache(maxsize=256)
+def _verify_key(address: str) -> VerifyKey:
+    """The verify key of an address (cached: built once per address)."""
+    return VerifyKey(validation.public_key(address))
+
+
+class AlgorandKey(ABC):
+    """One kind of KMS-held Algorand key: signs messages with the account's key.
+
+    A subclass sets ``kind`` and ``key_spec`` (the KMS KeySpec its keys have),
+    implements ``_sign``, and is registered in
+    ``confio_kms.core.kinds``. One key object serves one signing call.
+    """
+
+    kind: ClassVar[str]
+    key_spec: ClassVar[str]
+
+    def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
+        self.aws = aws
+        self.info = info
+        self.prefix = prefix
+        # AWS request ids of this key object's signing requests, for the audit trail.
+        self.request_ids: list[str] = []
+
+    def note_request(self, response: dict[str, Any]) -> None:
+        self.request_ids.append(str(response.get("ResponseMetadata", {}).get("RequestId", "")))
+
+    def sign(self, messages: Sequence[bytes]) -> list[bytes]:
+        """Return the 64-byte Ed25519 signature of each message, in order.
+
+        Every signature is verified against the key's address first: a signature
+        that would not verify on chain is never returned.
+        """
+        signatures = self._sign(messages)
+        verify_key = _verify_key(self.info.signer_address)
+        for index, (message, signature) in enumerate(zip(messages, signatures, strict=True)):
+            try:
+                verify_key.verify(message, signature)
+            except (BadSignatureError, ValueError):
+                raise exc.SignatureVerificationError(
+                    f"The {self.kind} key {self.info.key_id} (alias/{self.info.name}) produced "
+                    f"a signature for item {index} that does not verify against "
+                    f"{self.info.signer_address} (AWS requests: "
+                    f"{', '.join(filter(None, self.request_ids)) or 'none'}); nothing was "
+                    "returned.",
+                    fix="Retry; if it persists, check the key's AlgorandAddress tag and "
+                    "KeySpec and report the request ids to AWS support.",
+                ) from None
+        return signatures
+
+    @abstractmethod
+    def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
+        """The signature of each message, in order (verified by ``sign``)."""
+
+    @classmethod  # noqa: B027 (an optional hook: most kinds remember nothing)
+    def reset(cls) -> None:
+        """Forget what this kind remembers in the process (as in a fresh process)."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} alias/{self.info.name} {self.info.address}>"
+
+
+def tags_dict(tags: Sequence[dict[str, str]]) -> dict[str, str]:
+    return {tag["TagKey"]: tag["TagValue"] for tag in tags}
+
+
+def kms_tags(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"TagKey": key, "TagValue": value} for key, value in tags.items()]
+
+
+def tagged_network(tags: dict[str, str]) -> str:
+    """The network of an explicit AlgorandNetwork tag, or "" when there is none."""
+    network = tags.get(TAG_NETWORK, "").lower()
+    return network if network in NETWORKS else ""
+
+
+def network_of(name: str, tags: dict[str, str]) -> str:
+    """The network of the key behind ``alias/<name>``: its AlgorandNetwork tag, else
+    what the alias name stands for (``config.network_of_alias``), else "unknown".
+
+    The old setup scripts never wrote the network (their ``Environment`` tag says
+    ``Production``, whatever the network), so their keys are known by their alias.
+    """
+    return tagged_network(tags) or config.network_of_alias(name) or UNKNOWN
+
+
+def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:
+    return tags_dict(list(aws.paginate("kms", "ListResourceTags", resource, "Tags", KeyId=key_id)))
+
+
+def describe_key(aws: AWSClients, name: str) -> dict[str, Any]:
+    alias = f"alias/{name}"
+    metadata: dict[str, Any] = aws.call("kms", "DescribeKey", alias, KeyId=alias)["KeyMetadata"]
+    return metadata
