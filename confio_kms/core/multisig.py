@@ -113,6 +113,9 @@ class KMSMultisigSigner(TransactionSigner):
         allow_close: bool = False,
         allow_nonparticipation: bool = False,
         allow_destroy: bool = False,
+        allow_update: bool = False,
+        allow_clear_state: bool = False,
+        allow_clear_role: bool = False,
     ) -> list[transaction.MultisigTransaction]:
         """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere).
 
@@ -148,6 +151,9 @@ class KMSMultisigSigner(TransactionSigner):
                 allow_close=allow_close,
                 allow_nonparticipation=allow_nonparticipation,
                 allow_destroy=allow_destroy,
+                allow_update=allow_update,
+                allow_clear_state=allow_clear_state,
+                allow_clear_role=allow_clear_role,
             )
             for mtxn, stxn in zip(mtxns, signed, strict=True):
                 mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)

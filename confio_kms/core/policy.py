@@ -7,12 +7,26 @@
   sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
 - No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` in any
   transaction the key signs unless the call allows it (rotation allows rekey).
-- No other irreversible action unless the call allows it: a key registration that
-  marks the account non-participating forever (``allow_nonparticipation``), an asset
-  destroy (an asset config with no parameters: also what clearing every role is on
-  the wire) or an application delete (``allow_destroy``). Allowed by default, as
-  routine operations of the accounts that hold those roles: clawback transfers, and
-  asset config changes that hand a role to another address.
+- No other irreversible action unless the call allows it, one flag per concept:
+  a key registration that marks the account non-participating forever
+  (``allow_nonparticipation``); an asset destroy (an asset config with no parameters)
+  or an application delete (``allow_destroy``); an application update, which replaces
+  the approval and clear programs of an existing application, so whoever wrote the new
+  programs controls it (``allow_update``); a ClearState call, which drops the
+  account's local state whatever the application's program says (``allow_clear_state``;
+  a CloseOut call, which the program decides, is allowed); an asset config that keeps
+  parameters but clears a role (``allow_clear_role``): no manager means the asset can
+  never be reconfigured or destroyed again, and a cleared reserve, freeze or clawback
+  address can never be set again (the ledger ignores a new value for a cleared role).
+  Clearing a role is not a destroy (the asset lives on, with less authority over it),
+  so it has its own flag: a call that destroys does not also strip roles. The policy
+  cannot see an asset's current roles: a config that omits a role already cleared
+  on chain is refused too.
+- Allowed by default, as routine operations of the accounts that hold those roles:
+  clawback transfers, asset config changes that hand a role to another address,
+  application CloseOut, and creations (an asset created without a manager is
+  immutable by design; an application created with OnComplete UpdateApplication
+  replaces nothing).
 - Genesis hashes are compared as the 32 bytes they encode, never as strings.
 - No logic signature delegation unless ``CONFIO_KMS_ALLOW_DELEGATION`` is on.
 - A fee cap per signature: ``CONFIO_KMS_MAX_FEE`` microalgos (default 50,000).
@@ -42,6 +56,9 @@ class Allow:
     close: bool = False
     nonparticipation: bool = False
     destroy: bool = False
+    update: bool = False
+    clear_state: bool = False
+    clear_role: bool = False
 
 
 NOTHING_EXTRA = Allow()
@@ -147,21 +164,69 @@ def _irreversible(txn: transaction.Transaction, allow: Allow) -> tuple[str, str]
             f"it marks {txn.sender} non-participating, which can never be undone",
             "Pass allow_nonparticipation=True to sign it deliberately.",
         )
-    if allow.destroy:
-        return "", ""
-    if isinstance(txn, transaction.AssetConfigTxn) and txn.index and "apar" not in txn.dictify():
+    if isinstance(txn, transaction.AssetConfigTxn) and txn.index:
+        return _asset_config(txn, allow)
+    if isinstance(txn, transaction.ApplicationCallTxn):
+        return _application_call(txn, allow)
+    return "", ""
+
+
+# An asset's role addresses as the wire names them (``AssetConfigTxn.dictify``).
+_ROLES = (("m", "manager"), ("r", "reserve"), ("f", "freeze"), ("c", "clawback"))
+
+
+def _asset_config(txn: transaction.AssetConfigTxn, allow: Allow) -> tuple[str, str]:
+    """A reconfiguration of an existing asset that destroys it or clears a role."""
+    params = txn.dictify().get("apar")
+    if not params:
+        if allow.destroy:
+            return "", ""
         return (
             f"it destroys asset {txn.index} (an asset config with no parameters: a destroy, "
-            "or every role cleared, which is the same on chain)",
+            "also when it was meant to clear every role)",
             "Pass allow_destroy=True to sign it deliberately.",
         )
-    if (
-        isinstance(txn, transaction.ApplicationCallTxn)
-        and txn.on_complete == transaction.OnComplete.DeleteApplicationOC
-    ):
+    cleared = [name for key, name in _ROLES if key not in params]
+    if not cleared or allow.clear_role:
+        return "", ""
+    consequence = (
+        "the asset can never be reconfigured or destroyed again"
+        if "manager" in cleared
+        else "a cleared role can never be set again"
+    )
+    return (
+        f"it clears the {_listed(cleared)} of asset {txn.index}: {consequence}",
+        "Name an address for every role to keep (handing a role over is allowed), or pass "
+        "allow_clear_role=True to sign it deliberately (also needed when the role is "
+        "already cleared on chain: the policy cannot see the asset's current roles).",
+    )
+
+
+def _listed(names: list[str]) -> str:
+    return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _application_call(txn: transaction.ApplicationCallTxn, allow: Allow) -> tuple[str, str]:
+    """An application call that deletes, replaces the programs of, or clears state in an app."""
+    on_complete = txn.on_complete
+    if on_complete == transaction.OnComplete.DeleteApplicationOC and not allow.destroy:
         return (
             f"it deletes application {txn.index}",
             "Pass allow_destroy=True to sign it deliberately.",
+        )
+    # At creation (index 0) an update replaces nothing.
+    if on_complete == transaction.OnComplete.UpdateApplicationOC and txn.index and not allow.update:
+        return (
+            f"it updates application {txn.index}, replacing its approval and clear programs "
+            "(whoever wrote the new programs controls the application)",
+            "Pass allow_update=True to sign it deliberately.",
+        )
+    if on_complete == transaction.OnComplete.ClearStateOC and not allow.clear_state:
+        return (
+            f"it clears {txn.sender}'s local state in application {txn.index}, which the "
+            "application's program cannot refuse",
+            "Opt out with a CloseOut call (the application decides), or pass "
+            "allow_clear_state=True to sign the ClearState deliberately.",
         )
     return "", ""
 

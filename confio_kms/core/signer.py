@@ -145,12 +145,16 @@ class KMSSigner(TransactionSigner):
         allow_close: bool = False,
         allow_nonparticipation: bool = False,
         allow_destroy: bool = False,
+        allow_update: bool = False,
+        allow_clear_state: bool = False,
+        allow_clear_role: bool = False,
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
 
         The signing policy is checked first (network, fee cap, and no rekey,
-        close-out, non-participation, asset destroy or application delete unless
-        allowed here). A transaction whose
+        close-out, non-participation, asset destroy or application delete, application
+        update, ClearState, or asset config clearing a role unless allowed here: see
+        ``confio_kms.core.policy``). A transaction whose
         sender is not this key's address (an account rekeyed to it) gets the
         authorizing address set. Either every transaction is signed or the call
         raises; either way one audit record is emitted. ``transactions=`` is the old
@@ -160,7 +164,15 @@ class KMSSigner(TransactionSigner):
             self._handle,
             self.policy,
             select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
-            allow=Allow(allow_rekey, allow_close, allow_nonparticipation, allow_destroy),
+            allow=Allow(
+                rekey=allow_rekey,
+                close=allow_close,
+                nonparticipation=allow_nonparticipation,
+                destroy=allow_destroy,
+                update=allow_update,
+                clear_state=allow_clear_state,
+                clear_role=allow_clear_role,
+            ),
         )
 
     def sign_logicsig(
