@@ -1,6 +1,6 @@
 """One evaluator of AWS policies for one request: the doctor's reading of identity and
 key policies (``confio_kms.ops.permissions``) and the tests' checks of the policies
-``kms_policy`` writes both use it.
+``kms_policy`` writes both use it. Its Condition blocks are read in ``iam_conditions``.
 
 The rules, as AWS documents them (IAM User Guide: policy evaluation logic, condition
 operators, multivalued context keys; KMS: key policies):
@@ -40,16 +40,47 @@ rather than guess).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from confio_kms.ops.iam_conditions import MULTIVALUED, Context, Outcome, condition, glob, listed
+
+__all__ = [  # the conditions' names too: one evaluator, in two modules
+    "ALLOW",
+    "ALLOWED",
+    "DENIED",
+    "EXPLICIT_DENY",
+    "IMPLICIT_DENY",
+    "KEY_POLICY",
+    "MULTIVALUED",
+    "UNDETERMINED",
+    "Asks",
+    "Context",
+    "Decision",
+    "Query",
+    "Request",
+    "allowed",
+    "both",
+    "condition_holds",
+    "decide",
+    "default_key_policy",
+    "either",
+    "evaluate",
+    "everyone",
+    "glob",
+    "listed",
+    "matches_action",
+    "matches_resource",
+    "principal_of",
+    "statements_of",
+    "with_key_policy",
+]
 
 ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
 ALLOW, EXPLICIT_DENY, IMPLICIT_DENY = "Allow", "ExplicitDeny", "ImplicitDeny"
 # The label of a key policy's statements in reasons ("allowed by key policy/Sid").
 KEY_POLICY = "key policy"
-# Keys AWS defines as multivalued, whether or not a request carries them.
-MULTIVALUED = frozenset({"aws:tagkeys", "kms:resourcealiases"})
 _ELEMENTS = frozenset(
     {"Sid", "Effect", "Principal", "NotPrincipal", "Action", "NotAction", "Resource"}
     | {"NotResource", "Condition"}
@@ -57,27 +88,9 @@ _ELEMENTS = frozenset(
 _ROOT = re.compile(r"arn:aws[\w-]*:iam::(\d{12}):root")
 
 ContextValue = str | bool | Sequence[str]
-Outcome = tuple[bool | None, str]  # holds, fails or undecidable (None), and why not decided
 
 
 # --- requests -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Context:
-    """The condition keys of one request: ``values`` by lower-case name (an empty
-    tuple: known to be absent); a key not there is absent when it starts with one of
-    ``absent`` ("" for every key), else unknown."""
-
-    values: Mapping[str, tuple[str, ...]]
-    absent: tuple[str, ...] = ()
-    multivalued: frozenset[str] = MULTIVALUED
-
-    def value(self, key: str) -> tuple[str, ...] | None:
-        """The values of ``key`` (lower case), () if absent, None if unknown."""
-        if key in self.values:
-            return self.values[key]
-        return () if self.absent and key.startswith(self.absent) else None
 
 
 @dataclass(frozen=True)
@@ -219,7 +232,7 @@ def _applies(statement: Mapping[str, Any], query: Query, key_policy: bool) -> Ou
     problem = _malformed(statement, key_policy)
     if problem:
         return None, problem
-    return _condition(statement.get("Condition") or {}, query.context)
+    return condition(statement.get("Condition") or {}, query.context)
 
 
 def _malformed(statement: Mapping[str, Any], key_policy: bool) -> str:
@@ -250,107 +263,6 @@ def matches_resource(statement: Mapping[str, Any], resource: str) -> bool:
     if "NotResource" in statement:
         return not any(glob(p, resource) for p in listed(statement["NotResource"]))
     return any(glob(p, resource) for p in listed(statement.get("Resource", "*")))
-
-
-# --- conditions -----------------------------------------------------------------------
-
-
-def _condition(block: Any, context: Context) -> Outcome:
-    """Whether every operator and key of a Condition block holds; False as soon as one
-    fails, else None (with the first reason) when one cannot be decided."""
-    if not isinstance(block, Mapping):
-        return None, "a Condition that is not an object"
-    result: Outcome = True, ""
-    for operator, entries in block.items():
-        if not isinstance(entries, Mapping):
-            result = result if result[0] is None else (None, f"{operator!r} takes an object")
-            continue
-        for key, wanted in entries.items():
-            outcome = _operator(str(operator), str(key).lower(), listed(wanted), context)
-            if outcome[0] is False:
-                return outcome
-            if outcome[0] is None and result[0] is not None:
-                result = outcome
-    return result
-
-
-def _equals(pattern: str, value: str) -> bool:
-    return pattern == value
-
-
-def _equals_ignore_case(pattern: str, value: str) -> bool:
-    return pattern.lower() == value.lower()
-
-
-def _like(pattern: str, value: str) -> bool:
-    return glob(pattern, value)
-
-
-def _arn(pattern: str, value: str) -> bool:
-    """Each of the six colon-separated parts matched on its own, with wildcards."""
-    patterns, values = pattern.split(":", 5), value.split(":", 5)
-    if len(patterns) != 6 or len(values) != 6:
-        return False
-    return all(glob(p, v) for p, v in zip(patterns, values, strict=True))
-
-
-# Each operator: whether it is negated, and how one policy value matches one request value.
-_OPERATORS: dict[str, tuple[bool, Callable[[str, str], bool]]] = {
-    "StringEquals": (False, _equals),
-    "StringNotEquals": (True, _equals),
-    "StringEqualsIgnoreCase": (False, _equals_ignore_case),
-    "StringNotEqualsIgnoreCase": (True, _equals_ignore_case),
-    "StringLike": (False, _like),
-    "StringNotLike": (True, _like),
-    "ArnEquals": (False, _arn),
-    "ArnLike": (False, _arn),
-    "ArnNotEquals": (True, _arn),
-    "ArnNotLike": (True, _arn),
-    "Bool": (False, _equals_ignore_case),
-}
-
-
-def _operator(operator: str, key: str, wanted: list[Any], context: Context) -> Outcome:
-    qualifier, _, base = operator.rpartition(":")
-    if qualifier not in ("", "ForAnyValue", "ForAllValues"):
-        return None, f"unknown set operator {qualifier!r} in {operator!r}"
-    present = context.value(key)
-    if present is None:
-        return None, f"{key} is not known for this request"
-    texts = [str(w).lower() if isinstance(w, bool) else str(w) for w in wanted]
-    if any("${" in t for t in texts):
-        return None, f"policy variables in {operator!r} on {key}"
-    if base == "Null":
-        if qualifier or len(texts) != 1:
-            return None, f"{operator!r}: Null takes one value and no set operator"
-        return (not present) == (texts[0].lower() == "true"), ""
-    if_exists = base.endswith("IfExists")
-    if base.removesuffix("IfExists") not in _OPERATORS:
-        return None, f"unsupported condition operator {operator!r}"
-    if key in context.multivalued and not qualifier:
-        return None, f"{key} is multivalued: {operator!r} needs ForAnyValue/ForAllValues"
-    negated, match = _OPERATORS[base.removesuffix("IfExists")]
-    if not present:
-        if if_exists or qualifier == "ForAllValues":
-            return True, ""
-        return (False if qualifier == "ForAnyValue" else negated), ""
-
-    def one(value: str) -> bool:
-        hit = any(match(t, value) for t in texts)
-        return not hit if negated else hit
-
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in present), ""
-    return any(one(v) for v in present), ""
-
-
-def glob(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
-
-
-def listed(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 # --- key policies ---------------------------------------------------------------------
@@ -427,7 +339,7 @@ def _delegated(decision: Decision, statements: list[Mapping[str, Any]], query: Q
     unsure = decision.unsure + key.unsure
     if key.denies is True or decision.denies is True:
         return replace(key if key.denies is True else decision, unsure=unsure)
-    allows = _all(decision.allows, key.allows)
+    allows = both(decision.allows, key.allows)
     denies = None if None in (decision.denies, key.denies) else False
     if allows is False:
         reason = decision.reason if decision.allows is False else "the key policy does not delegate"
@@ -444,7 +356,7 @@ def _weigh(decision: Decision, reading: _Reading) -> Decision:
     key = reading.decision()
     if key.denies is True:
         return key
-    allows = _any(decision.allows, key.allows)
+    allows = either(decision.allows, key.allows)
     denies = None if None in (decision.denies, key.denies) else False
     if allows is False:
         return Decision(DENIED, decision.reason, False, denies)
@@ -464,14 +376,14 @@ def _weigh(decision: Decision, reading: _Reading) -> Decision:
     return Decision(UNDETERMINED, "; ".join(parts), allows, denies)
 
 
-def _any(a: bool | None, b: bool | None) -> bool | None:
+def either(a: bool | None, b: bool | None) -> bool | None:
     """True if either is, None if either may be, else False."""
     if a is True or b is True:
         return True
     return None if a is None or b is None else False
 
 
-def _all(a: bool | None, b: bool | None) -> bool | None:
+def both(a: bool | None, b: bool | None) -> bool | None:
     """False if either is, None if either may be, else True."""
     if a is False or b is False:
         return False
@@ -527,9 +439,9 @@ def allowed(
     return decide(request, identity_policies, key_policy) == ALLOW
 
 
-def condition_holds(condition: Mapping[str, Any], asked: Asks) -> bool:
+def condition_holds(block: Mapping[str, Any], asked: Asks) -> bool:
     """Whether a statement's Condition block holds; ValueError when it cannot be decided."""
-    holds, why = _condition(condition, asked.query.context)
+    holds, why = condition(block, asked.query.context)
     if holds is None:
         raise ValueError(why)
     return holds
