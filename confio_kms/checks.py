@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
 import re
 from typing import Any
@@ -15,12 +13,10 @@ from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
-from confio_kms.algorand import validation
-from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError, InvalidMnemonicError
+from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError
+from confio_kms.ops import secrets
+from confio_kms.ops.secrets import LEGACY_MNEMONIC
 from confio_kms.reporting import SECRET_SETTING
-
-# The legacy setting that held the sponsor's 25-word mnemonic before KMS signing.
-LEGACY_MNEMONIC = "ALGORAND_ADMIN_MNEMONIC"
 
 
 def legacy_mnemonic_configured() -> bool:
@@ -28,60 +24,18 @@ def legacy_mnemonic_configured() -> bool:
     return bool(config.setting(LEGACY_MNEMONIC, "", str))
 
 
-# Names that say mnemonic, seed, phrase or private key: a legacy signing secret.
-MNEMONIC_LIKE = re.compile("MNEMONIC|SEED|PHRASE|PRIVATE", re.IGNORECASE)
-
-
-def holds_algorand_secret(value: object) -> bool:
-    """Whether ``value`` is a string holding an Algorand account's secret: a valid
-    25-word mnemonic (its checksum word included) or the base64 of a 64-byte private
-    key, as py-algorand-sdk writes them. The value is never kept or shown."""
-    if not isinstance(value, str):
-        return False
-    words = value.split()
-    if len(words) == validation.MNEMONIC_WORDS:
-        try:
-            validation.private_key_from_mnemonic(value)
-        except InvalidMnemonicError:  # its message never quotes a word
-            return False
-        return True
-    if len(words) != 1 or len(words[0]) not in (86, 87, 88):
-        return False
-    text = words[0]
-    try:
-        return len(base64.b64decode(text + "=" * (-len(text) % 4), validate=True)) == 64
-    except (binascii.Error, ValueError):
-        return False
-
-
 def secret_names(
     hidden: re.Pattern[str] | None = None, named: re.Pattern[str] = SECRET_SETTING
 ) -> list[str]:
-    """The names of the non-empty settings named like a secret (``named``, by default
-    ``SECRET_SETTING``) or whose value holds an Algorand secret
-    (``holds_algorand_secret``), then of the non-empty environment variables named like
-    a mnemonic, seed, phrase or private key (``MNEMONIC_LIKE``) or whose value holds
-    one (as "NAME (environment)"), leaving out the names ``hidden`` matches. Names
-    only: never a value."""
-
-    def shown(name: str) -> bool:
-        return not (hidden is not None and hidden.search(name))
-
-    names = []
-    for name in dir(settings):
-        if not shown(name) or not (named.search(name) or name.isupper()):
-            continue
-        value = getattr(settings, name, None)
-        # Only plain strings are read for their value: a lazy setting (such as
-        # conf.sponsor_address) would ask AWS, or fail, when evaluated.
-        if (named.search(name) and value) or holds_algorand_secret(value):
-            names.append(name)
-    names += [
-        f"{name} (environment)"
-        for name, value in sorted(os.environ.items())
-        if value and shown(name) and (MNEMONIC_LIKE.search(name) or holds_algorand_secret(value))
-    ]
-    return names
+    """``confio_kms.ops.secrets.secret_names`` over this process's Django settings and
+    environment: names only, never a value."""
+    # dir() lists the settings; getattr leaves a lazy one (a Promise) unevaluated.
+    values = {
+        name: getattr(settings, name, None)
+        for name in dir(settings)
+        if name.isupper() or SECRET_SETTING.search(name)
+    }
+    return secrets.secret_names(values, os.environ, named, hidden)
 
 
 @checks.register("confio_kms")

@@ -44,10 +44,6 @@ PENDING: dict[str, str] = {
     "core.policy -> sandbox": "one settings door (trusted genesis as an option)",
     "lifecycle.manager -> settings": "one settings door",
     "lifecycle.policies -> settings": "one settings door",
-    "ops.cost -> settings": "one settings door",
-    "ops.doctor -> checks": "one settings door",
-    "ops.doctor -> factory": "one settings door",
-    "ops.doctor -> settings": "one settings door",
 }
 
 

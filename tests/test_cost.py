@@ -201,3 +201,13 @@ def test_the_cost_pages_keys_and_free_tier_table() -> None:
     }
     assert never[10_000].requests == 10_002 and never[100_000].requests == 100_002
     assert "10,002 requests ($0.0300" in section and "100,002\n($0.3000; $0.2400" in section
+
+
+def test_the_default_cache_timeout_is_the_settings() -> None:
+    # ops.cost reads no setting: its default must stay CONFIO_KMS_CACHE_TIMEOUT's.
+    from confio_kms import settings as config
+
+    assert cost.DEFAULT_CACHE_TIMEOUT == config.DEFAULT_CACHE_TIMEOUT
+    default = cost.monthly_cost(100, 1, cost.ENVELOPE)
+    assert default == cost.monthly_cost(100, 1, cost.ENVELOPE, cache_timeout=300)
+    assert default != cost.monthly_cost(100, 1, cost.ENVELOPE, cache_timeout=None)

@@ -29,8 +29,9 @@ from django.test import override_settings
 from confio_kms import AlgorandKMSManager
 from confio_kms.common import exceptions
 from confio_kms.lifecycle import policies as iam
-from confio_kms.ops import doctor
-from confio_kms.ops.doctor import Finding, Report, Status
+from confio_kms.management.commands.kms_doctor import diagnose
+from confio_kms.ops.doctor import Finding, Report, Status, key_checks
+from confio_kms.ops.doctor.trail import _Trail, _trails_finding
 
 from .helpers import RequestCounter, inject_error, new_account
 
@@ -186,7 +187,7 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
 ) -> None:
     setup = deploy()
     with override_settings(ALGORAND_SPONSOR_ADDRESS=setup.address):
-        report = doctor.run(session=setup.session)
+        report = diagnose(session=setup.session)
 
     assert statuses(report) == HEALTHY
     assert report.failed == []
@@ -244,7 +245,7 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
 
 def test_the_report_is_plain_data_with_real_json_types(use_kms: None) -> None:
     setup = deploy()
-    data = json.loads(json.dumps(doctor.run(session=setup.session).as_dict()))
+    data = json.loads(json.dumps(diagnose(session=setup.session).as_dict()))
     assert data["region"] == REGION and data["failed"] == []
     assert all(isinstance(v, int) for v in data["counts"].values())
     first = data["findings"][0]
@@ -257,7 +258,7 @@ def test_one_failing_request_makes_only_its_own_check_unknown(use_kms: None) -> 
     inject_error(setup.session, "kms", "GetKeyPolicy", "KMSInternalException", status=500)
     inject_error(setup.session, "cloudtrail", "DescribeTrails", "AccessDeniedException")
 
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
 
     assert found["key.mfa"].status is Status.UNKNOWN
     assert "KMSInternalException" in found["key.mfa"].message
@@ -275,7 +276,7 @@ def test_one_failing_request_makes_only_its_own_check_unknown(use_kms: None) -> 
 def test_kms_signing_off_fails() -> None:
     setup = deploy()
     with override_settings(USE_KMS_SIGNING=False):
-        found = by_check(doctor.run(session=setup.session))
+        found = by_check(diagnose(session=setup.session))
     assert found["settings.kms_signing"].status is Status.FAIL
     assert "USE_KMS_SIGNING=true" in found["settings.kms_signing"].fix
 
@@ -289,7 +290,7 @@ def test_a_mnemonic_in_the_environment_or_settings_fails_and_is_never_shown(
     setup = deploy()
     monkeypatch.setenv("ALGORAND_ADMIN_MNEMONIC", SECRET)
     with override_settings(BACKUP_SEED_PHRASE=SECRET):
-        report = doctor.run(session=setup.session)
+        report = diagnose(session=setup.session)
     found = by_check(report)
     assert found["settings.mnemonic"].status is Status.FAIL
     assert "ALGORAND_ADMIN_MNEMONIC (environment)" in found["settings.mnemonic"].message
@@ -308,10 +309,10 @@ def test_only_real_algorand_secrets_are_flagged_by_value(
     monkeypatch.setenv("GREETING", wrong)
     monkeypatch.setenv("TOKEN_32", base64.b64encode(bytes(32)).decode())
     with override_settings(WELCOME_TEXT=wrong):
-        assert by_check(doctor.run())["settings.mnemonic"].status is Status.PASS
+        assert by_check(diagnose())["settings.mnemonic"].status is Status.PASS
     monkeypatch.setenv("GREETING", private_key)
     with override_settings(WELCOME_TEXT=" ".join(words)):
-        finding = by_check(doctor.run())["settings.mnemonic"]
+        finding = by_check(diagnose())["settings.mnemonic"]
     assert finding.status is Status.FAIL
     assert finding.message.endswith("configured: WELCOME_TEXT, GREETING (environment).")
 
@@ -321,14 +322,14 @@ def test_a_mnemonic_in_a_dotenv_file_is_found(
 ) -> None:
     (tmp_path / ".env").write_text(f"ALGORAND_ADMIN_MNEMONIC={SECRET}\n")
     with override_settings(BASE_DIR=tmp_path):
-        found = by_check(doctor.run())
+        found = by_check(diagnose())
     assert found["settings.mnemonic"].status is Status.FAIL
     assert "ALGORAND_ADMIN_MNEMONIC (.env or settings.ini)" in found["settings.mnemonic"].message
 
 
 def test_invalid_settings_are_one_failure(use_kms: None) -> None:
     with override_settings(KMS_REGION="mars-1"):
-        report = doctor.run()
+        report = diagnose()
     assert [(f.check, f.status) for f in report.findings] == [("settings.valid", Status.FAIL)]
     assert "KMS_REGION" in report.findings[0].message
 
@@ -337,7 +338,7 @@ def test_invalid_settings_are_one_failure(use_kms: None) -> None:
 
 
 def test_a_missing_alias_fails_and_no_signature_is_tried(use_kms: None) -> None:
-    found = by_check(doctor.run())
+    found = by_check(diagnose())
     assert found["key.exists"].status is Status.FAIL
     assert "KMS_KEY_ALIAS_TESTNET names alias/confio-testnet-sponsor" in found["key.exists"].message
     assert found["signature"].status is Status.UNKNOWN
@@ -347,7 +348,7 @@ def test_a_missing_alias_fails_and_no_signature_is_tried(use_kms: None) -> None:
 def test_a_key_pending_deletion_fails(use_kms: None) -> None:
     setup = deploy()
     boto3.client("kms").schedule_key_deletion(KeyId=setup.key_id, PendingWindowInDays=7)
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["key.state"].status is Status.FAIL
     assert "pending deletion (deleted on " in found["key.state"].message
     assert f"aws kms cancel-key-deletion --key-id {setup.key_id}" in found["key.state"].fix
@@ -363,7 +364,7 @@ def test_a_primary_key_pending_replica_deletion_fails_with_the_cancel_command() 
         "PendingDeletionWindowInDays": 7,
         "CreationDate": datetime(2025, 1, 1),
     }
-    finding = doctor._state("alias/confio-testnet-sponsor", metadata)
+    finding = key_checks._state("alias/confio-testnet-sponsor", metadata)
     assert finding.status is Status.FAIL
     assert "PendingReplicaDeletion" in finding.message
     assert "waiting period of 7 days starts when its last replica key is deleted" in (
@@ -379,7 +380,7 @@ def test_a_primary_key_pending_replica_deletion_fails_with_the_cancel_command() 
 def test_a_disabled_key_fails(use_kms: None) -> None:
     setup = deploy()
     boto3.client("kms").disable_key(KeyId=setup.key_id)
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["key.state"].status is Status.FAIL
     assert "is Disabled" in found["key.state"].message
     assert "aws kms enable-key" in found["key.state"].fix
@@ -390,7 +391,7 @@ def test_a_key_tagged_for_another_network_fails(use_kms: None) -> None:
     boto3.client("kms").tag_resource(
         KeyId=setup.key_id, Tags=[{"TagKey": "AlgorandNetwork", "TagValue": "mainnet"}]
     )
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["key.network"].status is Status.FAIL
     assert "tagged AlgorandNetwork=mainnet" in found["key.network"].message
 
@@ -399,13 +400,13 @@ def test_a_key_without_network_tag_warns_and_a_bad_tag_fails(use_kms: None) -> N
     setup = deploy()
     kms = boto3.client("kms")
     kms.untag_resource(KeyId=setup.key_id, TagKeys=["AlgorandNetwork"])
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["key.network"].status is Status.WARN  # the old scripts' keys
     assert "comes from the alias name" in found["key.network"].message
     assert "TagKey=AlgorandNetwork,TagValue=testnet" in found["key.network"].fix
 
     kms.tag_resource(KeyId=setup.key_id, Tags=[{"TagKey": "AlgorandNetwork", "TagValue": "moon"}])
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["key.network"].status is Status.FAIL
 
 
@@ -413,7 +414,7 @@ def test_an_address_setting_that_names_another_account_fails(use_kms: None) -> N
     setup = deploy()
     other = new_account()[1]
     with override_settings(ALGORAND_SPONSOR_ADDRESS=other):
-        found = by_check(doctor.run(session=setup.session))
+        found = by_check(diagnose(session=setup.session))
     assert found["key.address"].status is Status.FAIL
     assert f"ALGORAND_SPONSOR_ADDRESS is {other} but" in found["key.address"].message
 
@@ -425,7 +426,7 @@ def test_the_old_scripts_aliases_are_checked_with_their_addresses(use_kms: None)
     with override_settings(
         KMS_ADMIN_KEY_ALIAS="confio-testnet-admin", ALGORAND_ADMIN_ADDRESS=wrong
     ):
-        report = doctor.run(session=setup.session)
+        report = diagnose(session=setup.session)
     admin = [f for f in report.findings if f.subject == "alias/confio-testnet-admin"]
     assert {f.check: f.status for f in admin}["key.address"] is Status.FAIL
     assert any(f"ALGORAND_ADMIN_ADDRESS is {wrong}" in f.message for f in admin)
@@ -434,13 +435,13 @@ def test_the_old_scripts_aliases_are_checked_with_their_addresses(use_kms: None)
 def test_the_other_networks_alias_is_checked_when_configured_or_present(use_kms: None) -> None:
     setup = deploy()
     with override_settings(KMS_KEY_ALIAS_MAINNET="prod-sponsor"):
-        report = doctor.run(session=setup.session)
+        report = diagnose(session=setup.session)
     missing = [f for f in report.findings if f.subject == "alias/prod-sponsor"]
     assert [(f.check, f.status) for f in missing] == [("key.exists", Status.FAIL)]
     assert "KMS_KEY_ALIAS_MAINNET names alias/prod-sponsor" in missing[0].message
 
     AlgorandKMSManager().create_algorand_key(MAINNET_ALIAS, network="mainnet")
-    report = doctor.run(session=setup.session)
+    report = diagnose(session=setup.session)
     mainnet = {f.check: f for f in report.findings if f.subject == f"alias/{MAINNET_ALIAS}"}
     assert mainnet["key.exists"].status is Status.PASS
     assert mainnet["key.network"].status is Status.PASS
@@ -449,7 +450,7 @@ def test_the_other_networks_alias_is_checked_when_configured_or_present(use_kms:
 
 def test_the_key_policy_must_deny_deletion_without_mfa(use_kms: None) -> None:
     key_id, _, _ = AlgorandKMSManager().create_algorand_key(ALIAS)
-    found = by_check(doctor.run())
+    found = by_check(diagnose())
     assert found["key.mfa"].status is Status.FAIL  # KMS's default key policy
     # The fix is kms_policy's own save and apply commands, with the key's id.
     err = io.StringIO()
@@ -467,7 +468,7 @@ def test_the_key_policy_must_deny_deletion_without_mfa(use_kms: None) -> None:
     assert f"`{save}`" in found["key.mfa"].fix and f"`{put}`" in found["key.mfa"].fix
 
     mfa_key_policy(key_id)
-    assert by_check(doctor.run())["key.mfa"].status is Status.PASS
+    assert by_check(diagnose())["key.mfa"].status is Status.PASS
 
 
 def test_a_key_policy_that_requires_mfa_only_in_part_warns(use_kms: None) -> None:
@@ -482,7 +483,7 @@ def test_a_key_policy_that_requires_mfa_only_in_part_warns(use_kms: None) -> Non
     policy["Statement"] = [s for s in statements if s["Sid"] != "ChangeKeyPolicyOnlyWithMFA"]
     put_key_policy(key_id, policy)
 
-    found = by_check(doctor.run())["key.mfa"]
+    found = by_check(diagnose())["key.mfa"]
 
     assert found.status is Status.WARN
     assert "long-term access keys" in found.message and "use BoolIfExists" in found.message
@@ -495,7 +496,7 @@ def test_a_key_policy_that_requires_mfa_only_in_part_warns(use_kms: None) -> Non
 def test_a_runtime_identity_granted_kms_star_fails_least_privilege(use_kms: None) -> None:
     deploy(runtime=False)
     session = identity(inline=(runtime_policy(), ADMIN_EVERYTHING))
-    found = by_check(doctor.run(session=session))
+    found = by_check(diagnose(session=session))
     assert found["iam.signing"].status is Status.PASS
     failure = found["iam.least_privilege"]
     assert failure.status is Status.FAIL
@@ -527,7 +528,7 @@ def test_grants_alias_changes_other_parameters_and_other_keys_are_probed(use_kms
             }
         ],
     }
-    failure = by_check(doctor.run(session=identity(inline=(runtime_policy(), broad))))[
+    failure = by_check(diagnose(session=identity(inline=(runtime_policy(), broad))))[
         "iam.least_privilege"
     ]
     assert failure.status is Status.FAIL
@@ -561,7 +562,7 @@ def test_every_alias_of_the_key_counts_in_its_conditions(use_kms: None) -> None:
             }
         ],
     }
-    failure = by_check(doctor.run(session=identity(inline=(runtime_policy(), by_old_alias))))[
+    failure = by_check(diagnose(session=identity(inline=(runtime_policy(), by_old_alias))))[
         "iam.least_privilege"
     ]
     assert failure.status is Status.FAIL
@@ -587,7 +588,7 @@ def test_a_key_policy_statement_for_the_runtime_user_counts(use_kms: None) -> No
         }
     )
     put_key_policy(setup.key_id, policy)
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["iam.signing"].status is Status.PASS
     failure = found["iam.least_privilege"]
     assert failure.status is Status.FAIL
@@ -635,7 +636,7 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
-    found = by_check(doctor.run(session=session))
+    found = by_check(diagnose(session=session))
     assert found["iam.signing"].status is Status.PASS
     assert "key policy/AppDecryptsViaSSM" in found["iam.signing"].message
     assert found["iam.least_privilege"].status is Status.PASS
@@ -650,7 +651,7 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
         }
     )
     put_key_policy(setup.key_id, policy)
-    failure = by_check(doctor.run(principal=role))["iam.signing"]
+    failure = by_check(diagnose(principal=role))["iam.signing"]
     assert failure.status is Status.FAIL
     assert "kms:Decrypt (through SSM) on the key of alias/confio-testnet-sponsor (explicitly " in (
         failure.message
@@ -661,7 +662,7 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
 def test_the_administration_policy_on_the_runtime_identity_fails(use_kms: None) -> None:
     deploy(runtime=False)
     session = identity(managed=(runtime_policy(), administration_policy()))
-    failure = by_check(doctor.run(session=session))["iam.least_privilege"]
+    failure = by_check(diagnose(session=session))["iam.least_privilege"]
     assert failure.status is Status.FAIL
     # Allowed with an MFA session: the Deny without MFA does not save a runtime role.
     assert "kms:ScheduleKeyDeletion on the key of alias/confio-testnet-sponsor" in failure.message
@@ -672,7 +673,7 @@ def test_the_administration_policy_on_the_runtime_identity_fails(use_kms: None) 
 def test_policies_of_the_users_groups_count(use_kms: None) -> None:
     deploy(runtime=False)
     session = identity(inline=(runtime_policy(),), group=(ADMIN_EVERYTHING,))
-    failure = by_check(doctor.run(session=session))["iam.least_privilege"]
+    failure = by_check(diagnose(session=session))["iam.least_privilege"]
     assert failure.status is Status.FAIL and "group confio-web-group" in failure.message
 
 
@@ -691,7 +692,7 @@ def test_an_identity_missing_what_signing_needs_fails(use_kms: None) -> None:
     session = identity(inline=(only_metadata,))
     user = f"arn:aws:iam::{ACCOUNT}:user/confio-web"
     # Checked by an operator (--principal): the test signature is not the user's.
-    found = by_check(doctor.run(principal=user))
+    found = by_check(diagnose(principal=user))
     failure = found["iam.signing"]
     assert failure.status is Status.FAIL
     assert "ssm:GetParameter on /confio/algorand/confio-testnet-sponsor/private-key" in (
@@ -703,7 +704,7 @@ def test_an_identity_missing_what_signing_needs_fails(use_kms: None) -> None:
 
     # Run as the user itself, the test signature it made contradicts the failure (moto
     # enforces no policy; on AWS a grant could allow it): not a certain fail.
-    found = by_check(doctor.run(session=session))
+    found = by_check(diagnose(session=session))
     assert found["signature"].status is Status.PASS
     contradicted = found["iam.signing"]
     assert contradicted.status is Status.UNKNOWN
@@ -721,7 +722,7 @@ def test_an_explicit_deny_wins(use_kms: None) -> None:
         ],
     }
     identity(inline=(runtime_policy(), deny))
-    failure = by_check(doctor.run(principal=f"arn:aws:iam::{ACCOUNT}:user/confio-web"))
+    failure = by_check(diagnose(principal=f"arn:aws:iam::{ACCOUNT}:user/confio-web"))
     assert failure["iam.signing"].status is Status.FAIL
     assert "explicitly denied by confio-web/inline-1/NoParameters" in failure["iam.signing"].message
 
@@ -739,7 +740,7 @@ def test_conditions_the_doctor_cannot_decide_are_not_a_pass(use_kms: None) -> No
             }
         ],
     }
-    found = by_check(doctor.run(session=identity(inline=(runtime_policy(), from_office))))
+    found = by_check(diagnose(session=identity(inline=(runtime_policy(), from_office))))
     assert found["iam.signing"].status is Status.PASS  # the runtime policy allows it
     assert found["iam.least_privilege"].status is Status.WARN
     assert "if its condition holds" in found["iam.least_privilege"].message
@@ -747,7 +748,7 @@ def test_conditions_the_doctor_cannot_decide_are_not_a_pass(use_kms: None) -> No
 
 def test_credentials_iam_does_not_know_are_cannot_tell(use_kms: None) -> None:
     deploy(runtime=False)  # the suite's dummy credentials: moto's "user/moto"
-    found = by_check(doctor.run())
+    found = by_check(diagnose())
     for check in ("iam.signing", "iam.least_privilege"):
         assert found[check].status is Status.UNKNOWN
         assert "Cannot tell" in found[check].message and "NoSuchEntity" in found[check].message
@@ -756,7 +757,7 @@ def test_credentials_iam_does_not_know_are_cannot_tell(use_kms: None) -> None:
 def test_an_identity_that_may_not_read_its_iam_is_cannot_tell(use_kms: None) -> None:
     setup = deploy()
     inject_query_error(setup.session, "iam", "ListAttachedUserPolicies", "AccessDenied")
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     for check in ("iam.signing", "iam.least_privilege"):
         assert found[check].status is Status.UNKNOWN
         assert "may not read IAM (iam:ListAttachedUserPolicies denied)" in found[check].message
@@ -766,7 +767,7 @@ def test_an_identity_that_may_not_read_its_iam_is_cannot_tell(use_kms: None) -> 
 def test_credentials_sts_cannot_identify_leave_the_other_checks_alone(use_kms: None) -> None:
     setup = deploy()
     inject_query_error(setup.session, "sts", "GetCallerIdentity", "ExpiredToken")
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["iam.identity"].status is Status.UNKNOWN
     assert "ExpiredToken" in found["iam.identity"].message
     for check in ("iam.signing", "iam.least_privilege"):
@@ -790,7 +791,7 @@ def test_an_assumed_role_is_read_as_its_role(use_kms: None) -> None:
         aws_secret_access_key=credentials["SecretAccessKey"],
         aws_session_token=credentials["SessionToken"],
     )
-    found = by_check(doctor.run(session=session))
+    found = by_check(diagnose(session=session))
     assert "assumed-role/confio-web/web-1" in found["iam.identity"].message
     assert found["iam.signing"].status is Status.PASS
     assert "confio-web/runtime" in found["iam.signing"].message
@@ -805,18 +806,18 @@ def test_an_operator_checks_the_apps_role_with_principal(use_kms: None) -> None:
         RoleName="confio-web", PolicyName="all", PolicyDocument=json.dumps(ADMIN_EVERYTHING)
     )
     role = f"arn:aws:iam::{ACCOUNT}:role/confio-web"
-    found = by_check(doctor.run(principal=role))
+    found = by_check(diagnose(principal=role))
     assert f"checking the permissions of {role}" in found["iam.identity"].message
     assert found["iam.least_privilege"].status is Status.FAIL
     assert found["iam.least_privilege"].subject == role
 
     with pytest.raises(exceptions.ConfigurationError, match="not the ARN of an IAM user or role"):
-        doctor.run(principal="confio-web")
+        diagnose(principal="confio-web")
 
 
 def test_a_native_key_needs_sign_and_has_no_backup_reminder(use_kms: None) -> None:
     setup = deploy(native=True)
-    report = doctor.run(session=setup.session)
+    report = diagnose(session=setup.session)
     found = by_check(report)
     assert statuses(report) == HEALTHY
     assert "kms:Sign, kms:GetPublicKey on the key of alias/" in found["iam.signing"].message
@@ -916,7 +917,7 @@ def test_the_simulators_answer_is_used_when_aws_gives_one(use_kms: None) -> None
             }
         ),
     )
-    report = doctor.run(session=setup.session)
+    report = diagnose(session=setup.session)
     found = by_check(report)
     assert found["iam.signing"].status is Status.PASS
     assert "IAM's policy simulator" in found["iam.signing"].message
@@ -956,7 +957,7 @@ def test_the_simulators_missing_keys_per_resource_leave_the_answer_open(
             },
         ),
     )
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     signing = found["iam.signing"]
     assert signing.status is Status.UNKNOWN
     assert not signing.message.startswith("Contradicted")  # open, not failed
@@ -977,7 +978,7 @@ def test_the_simulators_missing_keys_per_resource_leave_the_answer_open(
 def test_a_simulator_refused_falls_back_to_reading_the_policies(use_kms: None) -> None:
     setup = deploy()
     inject_query_error(setup.session, "iam", "SimulatePrincipalPolicy", "AccessDenied")
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["iam.signing"].status is Status.PASS
     assert "simulator was unavailable (AccessDenied" in found["iam.signing"].message
 
@@ -990,7 +991,7 @@ def cloudtrail_after(*, none: bool = False, **trail_options: Any) -> Finding:
     AlgorandKMSManager().create_algorand_key(ALIAS)
     if not none:
         trail(**trail_options)
-    return by_check(doctor.run())["cloudtrail"]
+    return by_check(diagnose())["cloudtrail"]
 
 
 def test_no_trail_fails(use_kms: None) -> None:
@@ -1083,11 +1084,11 @@ def test_a_trail_whose_logs_are_not_delivered_warns(use_kms: None) -> None:
     status = cloudtrail.get_trail_status(Name="confio-audit")
     selectors = cloudtrail.get_event_selectors(TrailName="confio-audit")
     create = "create a trail"
-    healthy = doctor._trails_finding(REGION, [doctor._Trail(described, status, selectors)], create)
+    healthy = _trails_finding(REGION, [_Trail(described, status, selectors)], create)
     assert healthy.status is Status.PASS
 
     status["LatestDeliveryError"] = "AccessDenied"
-    finding = doctor._trails_finding(REGION, [doctor._Trail(described, status, selectors)], create)
+    finding = _trails_finding(REGION, [_Trail(described, status, selectors)], create)
     assert finding.status is Status.WARN
     assert "could not deliver log files to the bucket of confio-audit" in finding.message
     assert "confio-audit reports a log delivery error (AccessDenied)" in finding.message
@@ -1098,7 +1099,7 @@ def test_a_trail_whose_logs_are_not_delivered_warns(use_kms: None) -> None:
     assert "KMS key" not in finding.fix
 
     encrypted = {**described, "KmsKeyId": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/trail-key"}
-    finding = doctor._trails_finding(REGION, [doctor._Trail(encrypted, status, selectors)], create)
+    finding = _trails_finding(REGION, [_Trail(encrypted, status, selectors)], create)
     assert finding.status is Status.WARN
     assert f"the key policy of the trail's KMS key (arn:aws:kms:{REGION}:" in finding.fix
     assert "kms:GenerateDataKey*" in finding.fix
@@ -1112,13 +1113,13 @@ def test_a_signature_that_does_not_verify_fails(use_kms: None) -> None:
     boto3.client("kms").tag_resource(
         KeyId=setup.key_id, Tags=[{"TagKey": "AlgorandAddress", "TagValue": new_account()[1]}]
     )
-    found = by_check(doctor.run(session=setup.session))
+    found = by_check(diagnose(session=setup.session))
     assert found["signature"].status is Status.FAIL
     assert "nothing was signed" in found["signature"].message
 
 
 def test_the_signature_uses_the_configured_signer_without_a_session(use_kms: None) -> None:
     deploy(runtime=False)
-    found = by_check(doctor.run())
+    found = by_check(diagnose())
     assert found["signature"].status is Status.PASS
     assert "Nothing was submitted" in found["signature"].message

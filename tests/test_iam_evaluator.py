@@ -1,6 +1,10 @@
-"""The test policy evaluator itself, on hand-written policies whose AWS outcome is
-documented (IAM User Guide: policy evaluation logic, condition operators, multivalued
-context keys; KMS: key policies and the default key policy)."""
+"""The policy evaluator (confio_kms.ops.iam_evaluator), on hand-written policies whose
+AWS outcome is documented (IAM User Guide: policy evaluation logic, condition
+operators, multivalued context keys; KMS: key policies and the default key policy).
+
+Each rule is a table: the inputs reach its different branches. How the doctor weighs
+simulator answers and key policies with an identity's decision: tests/test_permissions.py.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +12,28 @@ from typing import Any
 
 import pytest
 
-from .iam_evaluator import (
+from confio_kms.ops.iam_evaluator import (
     ALLOW,
+    ALLOWED,
+    DENIED,
     EXPLICIT_DENY,
     IMPLICIT_DENY,
+    UNDETERMINED,
+    Context,
+    Query,
     Request,
     allowed,
     condition_holds,
     decide,
     default_key_policy,
+    evaluate,
+    principal_of,
+    with_key_policy,
 )
 
 ACCOUNT = "111122223333"
 ALICE = f"arn:aws:iam::{ACCOUNT}:role/alice"
+ROOT = f"arn:aws:iam::{ACCOUNT}:root"
 KEY = f"arn:aws:kms:eu-central-2:{ACCOUNT}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
 
 
@@ -47,164 +60,351 @@ def holds(condition: dict[str, Any], **context: Any) -> bool:
     return condition_holds(condition, request(**context))
 
 
-# --- effects ------------------------------------------------------------------------
+# --- effects, actions, resources ------------------------------------------------------
 
 
-def test_nothing_allows_by_default() -> None:
-    assert decide(request(), []) == IMPLICIT_DENY
-    assert decide(request(), [policy(allow("kms:Sign"))]) == IMPLICIT_DENY
+@pytest.mark.parametrize(
+    ("policies", "want"),
+    [
+        ([], IMPLICIT_DENY),
+        ([policy(allow("kms:Sign"))], IMPLICIT_DENY),
+        ([policy(allow("kms:*"))], ALLOW),
+        ([policy(allow("kms:*")), policy(deny("kms:Describe*"))], EXPLICIT_DENY),
+        ([policy(deny("kms:Describe*"), allow("kms:*"))], EXPLICIT_DENY),  # in one policy
+        ([policy({"Effect": "Allow", "Resource": "*"})], IMPLICIT_DENY),  # no Action: none
+    ],
+    ids=["nothing", "other action", "allowed", "deny wins", "deny first", "no action"],
+)
+def test_an_explicit_deny_wins_and_no_allow_is_a_denial(policies: list[Any], want: str) -> None:
+    assert decide(request(), policies) == want
 
 
-def test_an_explicit_deny_wins_over_any_allow_in_any_policy() -> None:
-    assert decide(request(), [policy(allow("kms:*"))]) == ALLOW
-    assert decide(request(), [policy(allow("kms:*")), policy(deny("kms:Describe*"))]) == (
-        EXPLICIT_DENY
-    )
+KEYS = f"arn:aws:kms:eu-central-2:{ACCOUNT}:key/*"
 
 
-def test_action_and_resource_wildcards() -> None:
-    assert allowed(request("kms:DescribeKey"), [policy(allow("KMS:describe*"))])  # any case
-    assert allowed(request("kms:GetPublicKey"), [policy(allow("kms:Get?ublicKey"))])
-    assert not allowed(request("kms:GetPublicKey"), [policy(allow("kms:Get?Key"))])
-    keys = f"arn:aws:kms:eu-central-2:{ACCOUNT}:key/*"
-    assert allowed(request(), [policy(allow("kms:DescribeKey", keys))])
-    assert not allowed(request(), [policy(allow("kms:DescribeKey", keys.upper()))])
-    assert not allowed(
-        request(resource=f"arn:aws:kms:eu-west-1:{ACCOUNT}:alias/x"),
-        [policy(allow("kms:DescribeKey", keys))],
-    )
-    assert allowed(request(resource="*"), [policy(allow(["kms:ListAliases", "kms:Describe*"]))])
+@pytest.mark.parametrize(
+    ("statement", "action", "resource", "want"),
+    [
+        (allow("KMS:describe*"), "kms:DescribeKey", KEY, True),  # actions: any case
+        (allow("kms:Get?ublicKey"), "kms:GetPublicKey", KEY, True),
+        (allow("kms:Get?Key"), "kms:GetPublicKey", KEY, False),  # ? is one character
+        (allow(["kms:ListAliases", "kms:Describe*"]), "kms:DescribeKey", "*", True),
+        (allow("kms:DescribeKey", KEYS), "kms:DescribeKey", KEY, True),
+        (allow("kms:DescribeKey", KEYS.upper()), "kms:DescribeKey", KEY, False),  # case
+        (allow("kms:DescribeKey", KEYS), "kms:DescribeKey", KEY.replace("key/", "alias/"), False),
+        ({"Effect": "Allow", "NotAction": "kms:Sign", "Resource": "*"}, "kms:Sign", KEY, False),
+        ({"Effect": "Allow", "NotAction": "kms:Sign", "Resource": "*"}, "kms:Decrypt", KEY, True),
+        ({"Effect": "Allow", "NotAction": ["KMS:S*"], "Resource": "*"}, "kms:Sign", KEY, False),
+        ({"Effect": "Allow", "Action": "*", "NotResource": KEY}, "kms:Sign", KEY, False),
+        ({"Effect": "Allow", "Action": "*", "NotResource": [KEYS]}, "kms:Sign", "*", True),
+        ({"Effect": "Allow", "Action": "*"}, "kms:Sign", KEY, True),  # no Resource: all
+    ],
+)
+def test_actions_and_resources(
+    statement: dict[str, Any], action: str, resource: str, want: bool
+) -> None:
+    assert allowed(request(action, resource), [policy(statement)]) is want
 
 
-# --- conditions ---------------------------------------------------------------------
+# --- conditions -------------------------------------------------------------------------
+
+TEAM = "aws:ResourceTag/Team"
 
 
-def test_string_operators_and_a_missing_key() -> None:
-    equals = {"StringEquals": {"aws:ResourceTag/Team": ["red", "blue"]}}
-    context = {"aws:ResourceTag/Team": "blue"}
-    assert condition_holds(equals, Request("a:b", "*", ALICE, context))
-    assert not condition_holds(equals, Request("a:b", "*", ALICE, {"aws:ResourceTag/Team": "BLUE"}))
-    assert not condition_holds(equals, Request("a:b", "*", ALICE, {}))  # missing: false
-    # Key names are case-insensitive, tag keys inside them included.
-    assert condition_holds(equals, Request("a:b", "*", ALICE, {"AWS:resourcetag/team": "red"}))
-    not_equals = {"StringNotEquals": {"aws:ResourceTag/Team": ["red", "blue"]}}
-    assert condition_holds(not_equals, Request("a:b", "*", ALICE, {"aws:ResourceTag/Team": "x"}))
-    assert not condition_holds(
-        not_equals, Request("a:b", "*", ALICE, {"aws:ResourceTag/Team": "red"})
-    )
-    # AWS: a negated operator holds when the key is absent.
-    assert condition_holds(not_equals, Request("a:b", "*", ALICE, {}))
-    ignore_case = {"StringEqualsIgnoreCase": {"aws:ResourceTag/Team": "RED"}}
-    assert condition_holds(ignore_case, Request("a:b", "*", ALICE, {"aws:ResourceTag/Team": "red"}))
-    like = {"StringLike": {"kms:ViaService": "ssm.*.amazonaws.com"}}
-    assert condition_holds(
-        like, Request("a:b", "*", ALICE, {"kms:ViaService": "ssm.eu-central-2.amazonaws.com"})
-    )
-    assert not condition_holds(
-        like, Request("a:b", "*", ALICE, {"kms:ViaService": "s3.eu-central-2.amazonaws.com"})
-    )
+@pytest.mark.parametrize(
+    ("condition", "context", "want"),
+    [
+        ({"StringEquals": {TEAM: ["red", "blue"]}}, {TEAM: "blue"}, True),
+        ({"StringEquals": {TEAM: ["red", "blue"]}}, {TEAM: "BLUE"}, False),  # values: case
+        ({"StringEquals": {TEAM: ["red", "blue"]}}, {}, False),  # missing: false
+        ({"StringEquals": {TEAM: "red"}}, {"AWS:resourcetag/team": "red"}, True),  # key: any case
+        ({"StringNotEquals": {TEAM: ["red", "blue"]}}, {TEAM: "x"}, True),
+        ({"StringNotEquals": {TEAM: ["red", "blue"]}}, {TEAM: "red"}, False),
+        ({"StringNotEquals": {TEAM: ["red", "blue"]}}, {}, True),  # negated, missing: true
+        ({"StringEqualsIgnoreCase": {TEAM: "RED"}}, {TEAM: "red"}, True),
+        ({"StringNotEqualsIgnoreCase": {TEAM: "RED"}}, {TEAM: "red"}, False),
+        ({"StringLike": {"kms:ViaService": "ssm.*.amazonaws.com"}},
+         {"kms:ViaService": "ssm.eu-central-2.amazonaws.com"}, True),
+        ({"StringLike": {"kms:ViaService": "ssm.*.amazonaws.com"}},
+         {"kms:ViaService": "s3.eu-central-2.amazonaws.com"}, False),
+        ({"StringNotLike": {"kms:ViaService": "ssm.*"}}, {"kms:ViaService": "s3.x"}, True),
+        ({"StringEquals": {"ssm:Overwrite": True}}, {"ssm:Overwrite": "true"}, True),  # JSON true
+        ({"StringEqualsIfExists": {"ssm:Overwrite": "false"}}, {}, True),
+        ({"StringEqualsIfExists": {"ssm:Overwrite": "false"}}, {"ssm:Overwrite": "false"}, True),
+        ({"StringEqualsIfExists": {"ssm:Overwrite": "false"}}, {"ssm:Overwrite": "true"}, False),
+    ],
+)  # fmt: skip
+def test_string_operators(condition: dict[str, Any], context: dict[str, Any], want: bool) -> None:
+    assert condition_holds(condition, Request("a:b", "*", ALICE, context)) is want
 
 
-def test_if_exists_holds_when_the_key_is_absent() -> None:
-    no_mfa = {"BoolIfExists": {"aws:MultiFactorAuthPresent": "false"}}
-    assert holds(no_mfa)  # long-term access keys: no such key
-    assert holds(no_mfa, aws__MultiFactorAuthPresent=False)
-    assert not holds(no_mfa, aws__MultiFactorAuthPresent=True)
-    assert not holds(no_mfa, aws__MultiFactorAuthPresent="TRUE")  # Bool ignores case
-    # Without IfExists a Deny on "false" misses long-term keys: AWS's warning.
-    assert not holds({"Bool": {"aws:MultiFactorAuthPresent": "false"}})
-    assert not holds({"Bool": {"aws:MultiFactorAuthPresent": "true"}})
-    overwrite = {"StringEqualsIfExists": {"ssm:Overwrite": "false"}}
-    assert holds(overwrite) and holds(overwrite, ssm__Overwrite="false")
-    assert not holds(overwrite, ssm__Overwrite="true")
+MFA = "aws:MultiFactorAuthPresent"
+TAG = "aws:ResourceTag/ManagedBy"
 
 
-def test_null_tests_presence() -> None:
-    absent = {"Null": {"aws:ResourceTag/ManagedBy": "true"}}
-    present = {"Null": {"aws:ResourceTag/ManagedBy": "false"}}
-    assert holds(absent) and not holds(present)
-    context = {"aws:ResourceTag/ManagedBy": "x"}
-    assert condition_holds(present, Request("a:b", "*", ALICE, context))
-    assert not condition_holds(absent, Request("a:b", "*", ALICE, context))
-    assert holds({"Null": {"aws:TagKeys": "true"}}, aws__TagKeys=[])  # empty set: null
+@pytest.mark.parametrize(
+    ("condition", "context", "want"),
+    [
+        ({"BoolIfExists": {MFA: "false"}}, {}, True),  # long-term access keys: no such key
+        ({"BoolIfExists": {MFA: "false"}}, {MFA: False}, True),
+        ({"BoolIfExists": {MFA: "false"}}, {MFA: True}, False),
+        ({"BoolIfExists": {MFA: "false"}}, {MFA: "TRUE"}, False),  # Bool ignores case
+        ({"Bool": {MFA: "false"}}, {}, False),  # AWS's warning: misses long-term keys
+        ({"Bool": {MFA: "true"}}, {}, False),
+        ({"Bool": {MFA: True}}, {MFA: True}, True),
+        ({"Null": {TAG: "true"}}, {}, True),
+        ({"Null": {TAG: "false"}}, {}, False),
+        ({"Null": {TAG: "false"}}, {TAG: "x"}, True),
+        ({"Null": {TAG: "true"}}, {TAG: "x"}, False),
+        ({"Null": {"aws:TagKeys": "true"}}, {"aws:TagKeys": []}, True),  # empty set: null
+        ({"Null": {MFA: True}}, {}, True),  # JSON true
+    ],
+)  # fmt: skip
+def test_bool_null_and_if_exists(
+    condition: dict[str, Any], context: dict[str, Any], want: bool
+) -> None:
+    assert condition_holds(condition, Request("a:b", "*", ALICE, context)) is want
 
 
-def test_set_operators() -> None:
-    any_managed = {"ForAnyValue:StringEquals": {"aws:TagKeys": ["ManagedBy"]}}
-    assert holds(any_managed, aws__TagKeys=["Owner", "ManagedBy"])
-    assert not holds(any_managed, aws__TagKeys=["Owner"])
-    assert not holds(any_managed, aws__TagKeys=[])  # ForAnyValue: empty is false
-    assert not holds(any_managed)  # and missing too
-    only_these = {"ForAllValues:StringEquals": {"aws:TagKeys": ["Owner", "Team"]}}
-    assert holds(only_these, aws__TagKeys=["Owner"])
-    assert not holds(only_these, aws__TagKeys=["Owner", "ManagedBy"])
-    assert holds(only_these, aws__TagKeys=[])  # ForAllValues: empty is true
-    assert holds(only_these)  # and missing too
-    none_of = {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["ManagedBy"]}}
-    assert holds(none_of, aws__TagKeys=["Owner"])
-    assert not holds(none_of, aws__TagKeys=["Owner", "ManagedBy"])
-    ours = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/a", "alias/b"]}}
-    assert holds(ours, kms__ResourceAliases=["alias/other", "alias/b"])
-    assert not holds(ours, kms__ResourceAliases=["alias/other"])
+ANY_MANAGED = {"ForAnyValue:StringEquals": {"aws:TagKeys": ["ManagedBy"]}}
+ONLY_THESE = {"ForAllValues:StringEquals": {"aws:TagKeys": ["Owner", "Team"]}}
+NONE_OF = {"ForAllValues:StringNotEquals": {"aws:TagKeys": ["ManagedBy"]}}
+OURS = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/a", "alias/b"]}}
 
 
-def test_arn_operators_match_each_part() -> None:
-    role = f"arn:aws:iam::{ACCOUNT}:role/break-glass"
-    assert holds({"ArnEquals": {"aws:PrincipalArn": ALICE}})
-    assert not holds({"ArnNotEquals": {"aws:PrincipalArn": ALICE}})
-    assert holds({"ArnNotEquals": {"aws:PrincipalArn": role}})
-    assert holds({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/ali*"}})
-    assert not holds({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/*"}})
+@pytest.mark.parametrize(
+    ("condition", "values", "want"),
+    [
+        (ANY_MANAGED, ["Owner", "ManagedBy"], True),
+        (ANY_MANAGED, ["Owner"], False),
+        (ANY_MANAGED, [], False),  # ForAnyValue: empty is false
+        (ANY_MANAGED, None, False),  # and missing too
+        (ONLY_THESE, ["Owner"], True),
+        (ONLY_THESE, ["Owner", "ManagedBy"], False),
+        (ONLY_THESE, [], True),  # ForAllValues: empty is true
+        (ONLY_THESE, None, True),  # and missing too
+        (NONE_OF, ["Owner"], True),
+        (NONE_OF, ["Owner", "ManagedBy"], False),
+        ({"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": "managedby"}}, ["ManagedBy"], True),
+    ],
+)
+def test_set_operators(condition: dict[str, Any], values: list[str] | None, want: bool) -> None:
+    context = {} if values is None else {"aws:TagKeys": values}
+    assert condition_holds(condition, Request("a:b", "*", ALICE, context)) is want
 
 
-def test_every_operator_and_key_must_hold() -> None:
-    both = {
-        "StringEquals": {"kms:ViaService": "ssm.x.amazonaws.com", "kms:KeySpec": "SYMMETRIC"},
-        "Bool": {"aws:MultiFactorAuthPresent": "true"},
-    }
-    full = {"kms__ViaService": "ssm.x.amazonaws.com", "kms__KeySpec": "SYMMETRIC"}
-    assert holds(both, **full, aws__MultiFactorAuthPresent=True)
-    assert not holds(both, **full)
-    assert not holds(both, kms__ViaService="ssm.x.amazonaws.com", aws__MultiFactorAuthPresent=True)
+@pytest.mark.parametrize(
+    ("aliases", "want"), [(["alias/other", "alias/b"], True), (["alias/other"], False)]
+)
+def test_a_key_aws_defines_as_multivalued(aliases: list[str], want: bool) -> None:
+    assert holds(OURS, kms__ResourceAliases=aliases) is want
 
 
-def test_what_it_does_not_implement_is_refused() -> None:
-    with pytest.raises(ValueError, match="multivalued"):
-        holds({"StringEquals": {"aws:TagKeys": "ManagedBy"}}, aws__TagKeys=["ManagedBy"])
-    with pytest.raises(ValueError, match="multivalued"):
-        holds({"StringEquals": {"kms:ResourceAliases": "alias/a"}})
+@pytest.mark.parametrize(
+    ("condition", "want"),
+    [
+        ({"ArnEquals": {"aws:PrincipalArn": ALICE}}, True),
+        ({"ArnNotEquals": {"aws:PrincipalArn": ALICE}}, False),
+        ({"ArnNotEquals": {"aws:PrincipalArn": f"arn:aws:iam::{ACCOUNT}:role/x"}}, True),
+        ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:role/ali*"}}, True),
+        ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/*"}}, False),
+        ({"ArnNotLike": {"aws:PrincipalArn": "arn:aws:iam::*:user/*"}}, True),
+        ({"ArnEquals": {"aws:PrincipalArn": "arn:aws:iam::*:role/alice"}}, True),  # as ArnLike
+        # Each of the six parts on its own: a * does not reach across a colon.
+        ({"ArnLike": {"aws:PrincipalArn": "arn:*"}}, False),
+        ({"ArnLike": {"aws:PrincipalArn": "arn:aws:iam::*"}}, False),
+        ({"ArnLike": {"kms:ViaService": "*"}}, False),  # the value is no ARN
+    ],
+)
+def test_arn_operators_match_each_part(condition: dict[str, Any], want: bool) -> None:
+    assert holds(condition, kms__ViaService="ssm.eu-central-2.amazonaws.com") is want
+
+
+BOTH = {
+    "StringEquals": {"kms:ViaService": "ssm.x.amazonaws.com", "kms:KeySpec": "SYMMETRIC"},
+    "Bool": {MFA: "true"},
+}
+
+
+@pytest.mark.parametrize(
+    ("context", "want"),
+    [
+        ({"kms:ViaService": "ssm.x.amazonaws.com", "kms:KeySpec": "SYMMETRIC", MFA: True}, True),
+        ({"kms:ViaService": "ssm.x.amazonaws.com", "kms:KeySpec": "SYMMETRIC"}, False),
+        ({"kms:ViaService": "ssm.x.amazonaws.com", MFA: True}, False),
+    ],
+)
+def test_every_operator_and_key_must_hold(context: dict[str, Any], want: bool) -> None:
+    assert condition_holds(BOTH, Request("a:b", "*", ALICE, context)) is want
+
+
+# --- what cannot be decided -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "reason"),
+    [
+        ({"StringEquals": {"aws:TagKeys": "ManagedBy"}}, "multivalued"),  # listed in the request
+        ({"StringEquals": {"kms:ResourceAliases": "alias/a"}}, "multivalued"),  # by AWS
+        ({"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "7"}},
+         "unsupported condition operator"),
+        ({"DateLessThan": {"aws:CurrentTime": "2030-01-01"}}, "unsupported condition operator"),
+        ({"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}, "unsupported condition operator"),
+        ({"NullIfExists": {"aws:SourceIp": "true"}}, "unsupported condition operator"),
+        ({"StringEquals": {"aws:PrincipalTag/team": "${aws:username}"}}, "policy variables"),
+        ({"ForSomeValues:StringEquals": {"aws:TagKeys": "x"}}, "unknown set operator"),
+        ({"ForAnyValue:Null": {"aws:TagKeys": "true"}}, "Null takes one value"),
+        ({"Null": {"aws:TagKeys": ["true", "false"]}}, "Null takes one value"),
+        ({"StringEquals": "aws:TagKeys"}, "takes an object"),
+    ],
+)  # fmt: skip
+def test_what_cannot_be_decided_is_refused(condition: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        holds(condition, aws__TagKeys=["ManagedBy"])
+
+
+def test_a_failing_condition_decides_even_beside_an_undecidable_one() -> None:
+    block = {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}, "Bool": {MFA: "true"}}
+    assert holds(block, aws__MultiFactorAuthPresent=False) is False
     with pytest.raises(ValueError, match="unsupported condition operator"):
-        holds({"NumericLessThan": {"kms:ScheduleKeyDeletionPendingWindowInDays": "7"}})
-    with pytest.raises(ValueError, match="unsupported policy element"):
-        decide(request(), [policy({"Effect": "Allow", "NotAction": "kms:*", "Resource": "*"})])
-    with pytest.raises(ValueError, match="not valid in an identity policy"):
-        decide(request(), [policy({**allow("kms:*"), "Principal": "*"})])
+        holds(block, aws__MultiFactorAuthPresent=True)
 
 
-# --- key policies -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("statement", "reason"),
+    [
+        ({**allow("kms:*"), "Resources": "*"}, r"unsupported policy element\(s\) \['Resources'\]"),
+        ({**allow("kms:*"), "Effect": "Maybe"}, "unknown Effect 'Maybe'"),
+        ({**allow("kms:*"), "Principal": "*"}, "Principal is not valid in an identity policy"),
+        ({**allow("kms:*"), "NotPrincipal": {"AWS": ALICE}}, "not valid in an identity policy"),
+    ],
+)
+def test_a_statement_it_cannot_read_is_refused(statement: dict[str, Any], reason: str) -> None:
+    with pytest.raises(ValueError, match=reason):
+        decide(request(), [policy(statement)])
 
 
-def test_a_key_policy_that_names_the_account_delegates_to_iam() -> None:
-    default = default_key_policy(ACCOUNT)
-    assert decide(request(), [], default) == IMPLICIT_DENY
-    assert decide(request(), [policy(allow("kms:DescribeKey"))], default) == ALLOW
-    other_account = default_key_policy("444455556666")
-    assert decide(request(), [policy(allow("kms:DescribeKey"))], other_account) == IMPLICIT_DENY
+def test_a_key_policy_statement_without_principal_is_refused() -> None:
+    with pytest.raises(ValueError, match="Principal is required in a key policy"):
+        decide(request(), [], policy({**allow("kms:*"), "Principal": "*"}, allow("kms:*")))
 
 
-def test_a_key_policy_that_names_the_principal_allows_without_iam() -> None:
-    named = policy({**allow("kms:DescribeKey"), "Principal": {"AWS": ALICE}})
-    assert decide(request(), [], named) == ALLOW
-    someone_else = policy(
-        {**allow("kms:DescribeKey"), "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/bob"}}
-    )
-    assert decide(request(), [], someone_else) == IMPLICIT_DENY
+def test_a_statement_that_does_not_match_is_not_read() -> None:
+    # Only statements whose action and resource match are read for their conditions.
+    unreadable = allow("kms:Sign", IpAddress={"aws:SourceIp": "192.0.2.0/24"})
+    assert decide(request(), [policy(unreadable, allow("kms:DescribeKey"))]) == ALLOW
 
 
-def test_a_key_policy_deny_wins_over_iam() -> None:
-    key_policy = policy(
-        {**allow("kms:*"), "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}},
-        {**deny("kms:DescribeKey"), "Principal": "*"},
-    )
-    assert decide(request(), [policy(allow("kms:*"))], key_policy) == EXPLICIT_DENY
-    assert decide(request("kms:Sign"), [policy(allow("kms:*"))], key_policy) == ALLOW
+# --- the three-way answer: what the doctor reads ------------------------------------------
+
+UNKNOWN_IP = {"IpAddress": {"aws:SourceIp": "192.0.2.0/24"}}
+
+
+@pytest.mark.parametrize(
+    ("statements", "result", "reason", "allows", "denies"),
+    [
+        ([allow("kms:*")], ALLOWED, "allowed by p", True, False),
+        ([{**deny("kms:*"), "Sid": "No"}], DENIED, "explicitly denied by p/No", False, True),
+        ([], DENIED, "no statement allows it", False, False),
+        ([allow("kms:*", **UNKNOWN_IP)], UNDETERMINED, "allowed by p if its condition holds",
+         None, False),
+        ([allow("kms:*"), deny("kms:*", **UNKNOWN_IP)], UNDETERMINED,
+         "allowed by p unless the condition of p holds", True, None),
+        ([deny("kms:*", **UNKNOWN_IP)], DENIED, "no statement allows it", False, None),
+        # A key the request does not say: undecidable, as an unknown operator is.
+        ([allow("kms:*", StringEquals={"aws:ResourceTag/x": "y"})], UNDETERMINED,
+         "allowed by p if its condition holds", None, False),
+        ([allow("kms:*", StringEquals={"aws:RequestTag/x": "y"})], DENIED,
+         "no statement allows it", False, False),  # known to be absent
+    ],
+)  # fmt: skip
+def test_evaluate_answers_allowed_denied_or_undetermined(
+    statements: list[dict[str, Any]], result: str, reason: str, allows: Any, denies: Any
+) -> None:
+    # Only aws:RequestTag/ keys are known to be absent; every other key is unknown.
+    query = Query("kms:Sign", KEY, Context({}, ("aws:requesttag/",)))
+    decision = evaluate([("p", policy(*statements))], query)
+    assert (decision.result, decision.reason) == (result, reason)
+    assert (decision.allows, decision.denies) == (allows, denies)
+    # Why it is open is kept for decide(), which refuses rather than guess.
+    assert bool(decision.unsure) is (result == UNDETERMINED or denies is None)
+
+
+# --- key policies -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("statement", "account", "want"),
+    [
+        ({"Principal": "*"}, ACCOUNT, "identity"),
+        ({"Principal": {"AWS": "*"}}, ACCOUNT, "identity"),
+        ({"Principal": {"AWS": [f"arn:aws:iam::{ACCOUNT}:role/bob", ALICE]}}, ACCOUNT, "identity"),
+        ({"Principal": {"AWS": ROOT}}, ACCOUNT, "account"),
+        ({"Principal": {"AWS": ACCOUNT}}, ACCOUNT, "account"),
+        ({"Principal": {"AWS": ROOT}}, "", ""),  # the doctor: root statements delegate
+        ({"Principal": {"AWS": "arn:aws:iam::444455556666:root"}}, ACCOUNT, ""),
+        ({"Principal": {"Service": "cloudtrail.amazonaws.com"}}, ACCOUNT, ""),
+        ({"Principal": "arn:aws:iam::444455556666:role/x"}, ACCOUNT, ""),
+        ({"NotPrincipal": {"AWS": f"arn:aws:iam::{ACCOUNT}:role/bob"}}, ACCOUNT, "identity"),
+        ({"NotPrincipal": {"AWS": [ALICE]}}, ACCOUNT, ""),
+        ({}, ACCOUNT, ""),
+    ],
+)
+def test_whom_a_key_policy_statement_names(
+    statement: dict[str, Any], account: str, want: str
+) -> None:
+    assert principal_of(statement, {ALICE}, account) == want
+
+
+def named(principal: Any, statement: dict[str, Any]) -> dict[str, Any]:
+    return {**statement, "Principal": {"AWS": principal} if principal != "*" else "*"}
+
+
+IAM_ALLOWS = [policy(allow("kms:DescribeKey"))]
+IAM_ALL = [policy(allow("kms:*"))]
+DELEGATE = named(ROOT, allow("kms:*"))
+BOB = f"arn:aws:iam::{ACCOUNT}:role/bob"
+
+
+@pytest.mark.parametrize(
+    ("identity", "key_statements", "want"),
+    [
+        ([], default_key_policy(ACCOUNT)["Statement"], IMPLICIT_DENY),
+        (IAM_ALLOWS, default_key_policy(ACCOUNT)["Statement"], ALLOW),  # delegation
+        (IAM_ALLOWS, default_key_policy("444455556666")["Statement"], IMPLICIT_DENY),
+        ([], [named(ALICE, allow("kms:DescribeKey"))], ALLOW),  # named: no IAM policy needed
+        ([], [named(BOB, allow("kms:DescribeKey"))], IMPLICIT_DENY),
+        (IAM_ALL, [DELEGATE, named("*", deny("kms:Describe*"))], EXPLICIT_DENY),
+        # A Deny for the account is one for each of its identities.
+        (IAM_ALL, [DELEGATE, named(ROOT, deny("kms:Describe*"))], EXPLICIT_DENY),
+        ([policy(deny("kms:*"))], [named(ALICE, allow("kms:*"))], EXPLICIT_DENY),
+        (IAM_ALL, [DELEGATE, {**deny("kms:*"), "NotPrincipal": {"AWS": ALICE}}], ALLOW),
+        (IAM_ALL, [DELEGATE, {**deny("kms:*"), "NotPrincipal": {"AWS": BOB}}], EXPLICIT_DENY),
+    ],
+)
+def test_key_policies_with_the_identity_policies(
+    identity: list[Any], key_statements: list[dict[str, Any]], want: str
+) -> None:
+    assert decide(request(), identity, policy(*key_statements)) == want
+
+
+def test_a_conditional_delegation_is_undecidable_for_a_concrete_request() -> None:
+    conditional = named(ROOT, allow("kms:*", **UNKNOWN_IP))
+    with pytest.raises(ValueError, match="unsupported condition operator"):
+        decide(request(), IAM_ALLOWS, policy(conditional))
+    # As a three-way answer: open, both for the delegation and for its Deny.
+    identity = evaluate([("p", policy(allow("kms:*")))], request())
+    opened = with_key_policy(identity, policy(conditional), request(), {ALICE}, "", ACCOUNT)
+    assert (opened.result, opened.allows) == (UNDETERMINED, None)
+    assert opened.reason == "allowed by p, if the key policy's statement for the account applies"
+    maybe_deny = [named(ROOT, allow("kms:*")), named(ROOT, deny("kms:*", **UNKNOWN_IP))]
+    opened = with_key_policy(identity, policy(*maybe_deny), request(), {ALICE}, "", ACCOUNT)
+    assert (opened.result, opened.allows, opened.denies) == (UNDETERMINED, True, None)
+    refused = with_key_policy(identity, default_key_policy("444455556666"), request(), {ALICE},
+                              "", ACCOUNT)  # fmt: skip
+    assert (refused.result, refused.reason) == (DENIED, "the key policy does not delegate")
+
+
+def test_a_key_policy_needs_the_principals_account() -> None:
+    with pytest.raises(ValueError, match="not a principal ARN"):
+        decide(Request("kms:Sign", KEY, "caller"), [], default_key_policy(ACCOUNT))

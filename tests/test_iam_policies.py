@@ -1,4 +1,4 @@
-"""The IAM and key policies, evaluated for concrete requests (tests/iam_evaluator.py).
+"""The IAM and key policies, evaluated for concrete requests (confio_kms/ops/iam_evaluator.py).
 
 What the administration role must not do (tag another application's key as ours and
 delete it, move an alias onto a key that is not ours, overwrite a key parameter), what
@@ -25,8 +25,7 @@ from django.test import override_settings
 
 from confio_kms.core.aws import AWSClients
 from confio_kms.lifecycle import policies as iam
-
-from .iam_evaluator import (
+from confio_kms.ops.iam_evaluator import (
     ALLOW,
     EXPLICIT_DENY,
     IMPLICIT_DENY,
@@ -35,6 +34,7 @@ from .iam_evaluator import (
     decide,
     default_key_policy,
 )
+
 from .test_iam import ALIASES, run_administration, run_runtime
 
 ACCOUNT = "123456789012"  # moto's account, too

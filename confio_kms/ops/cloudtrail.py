@@ -15,6 +15,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+# Recorded by one trail or another: True if either does, None if either may.
+from confio_kms.ops.iam_evaluator import either
+
+__all__ = ["KMS_EVENTS", "captures", "either", "selector_summary"]
+
 # KMS's events the trail must record: Sign (native keys) and Decrypt (envelope keys,
 # through SSM) are read-only management events (CloudTrail logs them with
 # "readOnly": true and "managementEvent": true, see
@@ -35,13 +40,6 @@ KMS_EVENTS = (  # (event name, read-only)
     ("PutKeyPolicy", False),
 )
 _KMS_SOURCE = "kms.amazonaws.com"
-
-
-def either(a: bool | None, b: bool | None) -> bool | None:
-    """Recorded by one trail or another: True if either does, None if either may."""
-    if a is True or b is True:
-        return True
-    return None if a is None or b is None else False
 
 
 def captures(selectors: Mapping[str, Any], event: str, read_only: bool) -> bool | None:

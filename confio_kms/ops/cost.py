@@ -18,11 +18,13 @@ from confio_kms.algorand.networks import MAX_GROUP_SIZE as MAX_GROUP
 from confio_kms.common.exceptions import InvalidCostInputError
 from confio_kms.core.keys import ENVELOPE as ENVELOPE
 from confio_kms.core.keys import NATIVE as NATIVE
-from confio_kms.settings import DEFAULT_CACHE_TIMEOUT
 
 KEY_MONTH_PRICE = Decimal("1")
 PRICE_PER_10K_REQUESTS = Decimal("0.03")
 MONTH_SECONDS = 30 * 24 * 3600
+# CONFIO_KMS_CACHE_TIMEOUT's default (tests/test_cost.py holds it to the settings'):
+# kms_cost passes the configured one.
+DEFAULT_CACHE_TIMEOUT = 300
 
 # The modes priced: the two key kinds, and the old scripts' per-transaction decrypt.
 BASELINE = "baseline"
@@ -87,29 +89,10 @@ def _price(value: Decimal, what: str) -> Decimal:
     return value
 
 
-def monthly_cost(
-    transactions: int,
-    group_size: int = 1,
-    mode: str = ENVELOPE,
-    *,
-    cache_timeout: float | None = DEFAULT_CACHE_TIMEOUT,
-    processes: int = 1,
-    shared_cache: bool = True,
-    request_price: Decimal = PRICE_PER_10K_REQUESTS,
-    asymmetric_request_price: Decimal | None = None,
-    key_price: Decimal = KEY_MONTH_PRICE,
-) -> MonthlyCost:
-    """Requests and dollars for ``transactions`` a month signed in groups of ``group_size``.
-
-    Signing: an envelope key makes 1 request per signing call, whatever the group
-    size; a native key 1 per transaction; the old scripts (``baseline``) 1 per
-    transaction plus an address lookup (2 requests) per call, as a request handler
-    built a new signer for each. confio-kms looks the address up at most once per
-    ``cache_timeout`` seconds (0: every call; ``None``: never expires) in each cache:
-    one cache when ``shared_cache`` (Redis, memcached), else one per process. A
-    native key also fetches its public key once per process start. ``processes``
-    counts the processes that sign during the month (each worker start).
-    """
+def _check(
+    transactions: int, group_size: int, mode: str, cache_timeout: float | None, processes: int
+) -> None:
+    """InvalidCostInputError for the first input out of range."""
     _whole(transactions, "Transactions per month", 0, "Pass e.g. 10000.")
     if (
         isinstance(group_size, bool)
@@ -135,6 +118,32 @@ def monthly_cost(
         raise InvalidCostInputError(
             f"Unknown mode {mode!r}.", fix=f"Use one of {', '.join(MODES)}."
         )
+
+
+def monthly_cost(
+    transactions: int,
+    group_size: int = 1,
+    mode: str = ENVELOPE,
+    *,
+    cache_timeout: float | None = DEFAULT_CACHE_TIMEOUT,
+    processes: int = 1,
+    shared_cache: bool = True,
+    request_price: Decimal = PRICE_PER_10K_REQUESTS,
+    asymmetric_request_price: Decimal | None = None,
+    key_price: Decimal = KEY_MONTH_PRICE,
+) -> MonthlyCost:
+    """Requests and dollars for ``transactions`` a month signed in groups of ``group_size``.
+
+    Signing: an envelope key makes 1 request per signing call, whatever the group
+    size; a native key 1 per transaction; the old scripts (``baseline``) 1 per
+    transaction plus an address lookup (2 requests) per call, as a request handler
+    built a new signer for each. confio-kms looks the address up at most once per
+    ``cache_timeout`` seconds (0: every call; ``None``: never expires) in each cache:
+    one cache when ``shared_cache`` (Redis, memcached), else one per process. A
+    native key also fetches its public key once per process start. ``processes``
+    counts the processes that sign during the month (each worker start).
+    """
+    _check(transactions, group_size, mode, cache_timeout, processes)
     _price(request_price, "request price")
     _price(key_price, "key price")
     asymmetric = _price(

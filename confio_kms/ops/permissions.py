@@ -5,13 +5,11 @@ condition keys known for it) with a ``Decision``: allowed, denied or undetermine
 It asks IAM's policy simulator (``SimulatePrincipalPolicy``) first, which evaluates the
 identity policies only. When that is refused or not implemented (moto does not
 implement it), it reads the identity's own policies (attached, inline and, for a user,
-its groups') and evaluates them here (``evaluate``): an explicit Deny wins, no Allow is
-a denial, ``Action``/``NotAction`` and ``Resource``/``NotResource`` with wildcards, and
-the string, ARN, ``Bool`` and ``Null`` condition operators on the keys the probe knows;
-any other condition key or operator (numeric, date, IP, policy variables) leaves the
-answer undetermined, never allowed. A simulator answer that depends on a condition key
-the request did not carry (``MissingContextValues``, at the top level or per resource)
-is undetermined too, an explicit Deny included.
+its groups') and weighs them with ``confio_kms.ops.iam_evaluator`` (its rules are
+listed there): a condition on a key the probe does not know, or one the evaluator
+cannot decide, leaves the answer undetermined, never allowed. A simulator answer that
+depends on a condition key the request did not carry (``MissingContextValues``, at the
+top level or per resource) is undetermined too, an explicit Deny included.
 
 Either way, a probe on a key whose key policy ``decide`` is given is then weighed with
 that key policy's statements that name the identity (its ARN) or everyone (``"*"``),
@@ -30,15 +28,47 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
+from confio_kms.ops.iam_evaluator import (
+    ALLOWED,
+    DENIED,
+    KEY_POLICY,
+    UNDETERMINED,
+    Context,
+    Decision,
+    Query,
+    evaluate,
+    everyone,
+    listed,
+    matches_action,
+    matches_resource,
+    statements_of,
+    with_key_policy,
+)
 
-ALLOWED, DENIED, UNDETERMINED = "allowed", "denied", "undetermined"
+__all__ = [  # the evaluator's names too, where earlier releases had them
+    "ALLOWED",
+    "DENIED",
+    "KEY_POLICY",
+    "UNDETERMINED",
+    "WITHOUT_MFA",
+    "CannotTell",
+    "Decision",
+    "Probe",
+    "Who",
+    "decide",
+    "denied_without_mfa",
+    "evaluate",
+    "principal_arn",
+    "simulate",
+    "with_key_policy",
+]
 
 # How the decisions were reached, as decide() states it.
 _CAVEAT_READ = (
@@ -47,8 +77,6 @@ _CAVEAT_READ = (
 )
 _CAVEAT_SIMULATED = "by IAM's policy simulator (identity policies; no grants)"
 _WITH_KEY_POLICY = ", and the key policy's statements that name the identity or everyone"
-# The label of a key policy's statements in reasons ("allowed by key policy/Sid").
-KEY_POLICY = "key policy"
 
 
 class CannotTell(Exception):
@@ -121,24 +149,15 @@ class Probe:
     def label(self) -> str:
         return f"{self.action} on {self.on}" if self.on else self.action
 
+    @property
+    def query(self) -> Query:
+        """What the evaluator weighs: the IAM action, the resource and the known keys."""
+        values = {name.lower(): values for name, values in self.context.items()}
+        return Query(self.operation, self.resource, Context(values, self.absent))
+
     def value(self, key: str) -> tuple[str, ...] | None:
         """The values of ``key`` (lower case), () if absent, None if unknown."""
-        for name, values in self.context.items():
-            if name.lower() == key:
-                return values
-        return () if self.absent and key.startswith(self.absent) else None
-
-
-@dataclass(frozen=True)
-class Decision:
-    """``result``: ALLOWED, DENIED or UNDETERMINED. ``allows`` and ``denies``: whether a
-    statement surely (True), possibly (None) or never (False) allows or denies the
-    request, so that another policy's answer can be weighed with this one."""
-
-    result: str
-    reason: str = ""
-    allows: bool | None = False
-    denies: bool | None = False
+        return self.query.context.value(key)
 
 
 def decide(
@@ -348,231 +367,6 @@ def _document(document: Any) -> Any:
     return document
 
 
-# --- evaluating policy documents ------------------------------------------------------
-
-
-def evaluate(documents: Sequence[tuple[str, Any]], probe: Probe) -> Decision:
-    """The identity policies' answer for ``probe``: an explicit Deny wins, no Allow is a
-    denial, and an Allow or Deny whose conditions cannot be decided leaves it open."""
-    return _read(documents, probe).decision()
-
-
-@dataclass
-class _Reading:
-    """What the statements of some policies say of one request: the first that surely
-    denies it, and those that surely or possibly allow or deny it."""
-
-    deny: str = ""
-    allow: list[str] = field(default_factory=list)
-    maybe_allow: list[str] = field(default_factory=list)
-    maybe_deny: list[str] = field(default_factory=list)
-
-    @property
-    def silent(self) -> bool:
-        return not (self.deny or self.allow or self.maybe_allow or self.maybe_deny)
-
-    def decision(self) -> Decision:
-        if self.deny:
-            return Decision(DENIED, f"explicitly denied by {self.deny}", False, True)
-        denies = None if self.maybe_deny else False
-        if self.allow and not self.maybe_deny:
-            return Decision(ALLOWED, f"allowed by {self.allow[0]}", True, False)
-        if self.allow or self.maybe_allow:
-            allowing = (self.allow or self.maybe_allow)[0]
-            allows = True if self.allow else None
-            if self.maybe_deny:
-                reason = f"allowed by {allowing} unless the condition of {self.maybe_deny[0]} holds"
-            else:
-                reason = f"allowed by {allowing} if its condition holds"
-            return Decision(UNDETERMINED, reason, allows, denies)
-        return Decision(DENIED, "no statement allows it", False, denies)
-
-
-def _read(documents: Sequence[tuple[str, Any]], probe: Probe) -> _Reading:
-    reading = _Reading()
-    for label, document in documents:
-        for statement in _statements(document):
-            hit = _applies(statement, probe)
-            if hit is False:
-                continue
-            sid = f"{label}/{statement['Sid']}" if statement.get("Sid") else label
-            if statement.get("Effect") == "Deny":
-                if hit:
-                    reading.deny = sid
-                    return reading
-                reading.maybe_deny.append(sid)
-            elif statement.get("Effect") == "Allow":
-                (reading.allow if hit else reading.maybe_allow).append(sid)
-    return reading
-
-
-# --- key policies: the identity's own statements ----------------------------------------
-
-
-def with_key_policy(
-    decision: Decision,
-    policy: Any,
-    probe: Probe,
-    names: Collection[str],
-    principal_arn: str = "",
-) -> Decision:
-    """``decision`` (the identity policies' answer for ``probe``) weighed with the key
-    policy's statements that name one of ``names`` (the identity's ARNs) or everyone,
-    their conditions evaluated as ``evaluate`` does (``aws:PrincipalArn`` is
-    ``principal_arn``). An explicit Deny anywhere wins; an Allow in either allows."""
-    if principal_arn:
-        probe = replace(probe, context={**probe.context, "aws:PrincipalArn": (principal_arn,)})
-    statements = [s for s in _statements(policy) if _names_principal(s, names)]
-    reading = _read([(KEY_POLICY, {"Statement": statements})], probe)
-    if reading.silent or decision.denies is True:
-        return decision
-    key = reading.decision()
-    if key.denies is True:
-        return key
-    allows = _any(decision.allows, key.allows)
-    denies = None if None in (decision.denies, key.denies) else False
-    if allows is False:
-        return Decision(DENIED, decision.reason, False, denies)
-    if allows is True and denies is False:
-        return decision if decision.allows is True else key
-    parts = [decision.reason] if decision.allows is not False else []
-    if decision.allows is False and decision.denies is None:
-        parts.append("an identity policy denies it if its condition holds")
-    if reading.allow or reading.maybe_allow:
-        parts.append(
-            f"allowed by {reading.allow[0]}"
-            if reading.allow
-            else f"allowed by {reading.maybe_allow[0]} if its condition holds"
-        )
-    if reading.maybe_deny:
-        parts.append(f"denied by {reading.maybe_deny[0]} if its condition holds")
-    return Decision(UNDETERMINED, "; ".join(parts), allows, denies)
-
-
-def _any(a: bool | None, b: bool | None) -> bool | None:
-    """True if either is, None if either may be, else False."""
-    if a is True or b is True:
-        return True
-    return None if a is None or b is None else False
-
-
-def _names_principal(statement: Mapping[str, Any], names: Collection[str]) -> bool:
-    """Whether a key policy statement applies to the identity known by ``names``:
-    ``Principal`` is everyone or lists one of them (the account's root is not one:
-    a statement for it delegates to IAM); ``NotPrincipal`` lists none of them."""
-    if "Principal" in statement:
-        principal = statement["Principal"]
-        return _everyone(principal) or _lists(principal, names)
-    if "NotPrincipal" in statement:
-        return not _lists(statement["NotPrincipal"], names)
-    return False
-
-
-def _lists(principal: Any, names: Collection[str]) -> bool:
-    if not isinstance(principal, Mapping):
-        return False
-    return any(str(p) in names for p in _listed(principal.get("AWS", [])))
-
-
-def _statements(policy: Any) -> list[Mapping[str, Any]]:
-    statements = policy.get("Statement", []) if isinstance(policy, Mapping) else []
-    return [statements] if isinstance(statements, Mapping) else list(statements)
-
-
-def _applies(statement: Mapping[str, Any], probe: Probe) -> bool | None:
-    if _matches_action(statement, probe.operation) is not True:
-        return False
-    if _matches_resource(statement, probe.resource) is not True:
-        return False
-    return _condition(statement.get("Condition") or {}, probe)
-
-
-def _matches_action(statement: Mapping[str, Any], action: str) -> bool:
-    if "NotAction" in statement:
-        return not any(_glob(p, action, True) for p in _listed(statement["NotAction"]))
-    return any(_glob(p, action, True) for p in _listed(statement.get("Action", [])))
-
-
-def _matches_resource(statement: Mapping[str, Any], resource: str) -> bool:
-    if "NotResource" in statement:
-        return not any(_glob(p, resource) for p in _listed(statement["NotResource"]))
-    return any(_glob(p, resource) for p in _listed(statement.get("Resource", "*")))
-
-
-def _condition(block: Mapping[str, Any], probe: Probe) -> bool | None:
-    """True, False, or None when a key or operator is one this module cannot decide."""
-    result: bool | None = True
-    for operator, entries in block.items():
-        if not isinstance(entries, Mapping):
-            return None
-        for key, wanted in entries.items():
-            outcome = _operator(str(operator), str(key).lower(), _listed(wanted), probe)
-            if outcome is False:
-                return False
-            if outcome is None:
-                result = None
-    return result
-
-
-_STRING = {
-    "StringEquals": (False, False, False),  # negated, ignore case, wildcards
-    "StringNotEquals": (True, False, False),
-    "StringEqualsIgnoreCase": (False, True, False),
-    "StringNotEqualsIgnoreCase": (True, True, False),
-    "StringLike": (False, False, True),
-    "StringNotLike": (True, False, True),
-    "ArnEquals": (False, False, True),
-    "ArnLike": (False, False, True),
-    "ArnNotEquals": (True, False, True),
-    "ArnNotLike": (True, False, True),
-    "Bool": (False, True, False),
-}
-
-
-def _operator(operator: str, key: str, wanted: list[Any], probe: Probe) -> bool | None:
-    qualifier, _, base = operator.rpartition(":")
-    present = probe.value(key)
-    if present is None or qualifier not in ("", "ForAnyValue", "ForAllValues"):
-        return None
-    texts = [str(w).lower() if isinstance(w, bool) else str(w) for w in wanted]
-    if any("${" in t for t in texts):
-        return None  # policy variables
-    if base == "Null":
-        # Null true: the key is absent; Null false: it is present.
-        return (not present) == (texts[0].lower() == "true") if len(texts) == 1 else None
-    if_exists = base.endswith("IfExists")
-    base = base.removesuffix("IfExists")
-    if base not in _STRING:
-        return None  # numeric, date and IP operators: not decided here
-    negated, ignore_case, wildcards = _STRING[base]
-    if not present:
-        if if_exists or qualifier == "ForAllValues":
-            return True
-        return False if qualifier == "ForAnyValue" else negated
-
-    def one(value: str) -> bool:
-        hit = any(
-            _glob(t, value, ignore_case)
-            if wildcards
-            else (t.lower() == value.lower() if ignore_case else t == value)
-            for t in texts
-        )
-        return not hit if negated else hit
-
-    if qualifier == "ForAllValues":
-        return all(one(v) for v in present)
-    return any(one(v) for v in present)
-
-
-def _glob(pattern: str, value: str, ignore_case: bool = False) -> bool:
-    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
-    return re.fullmatch(regex, value, re.DOTALL | (re.IGNORECASE if ignore_case else 0)) is not None
-
-
-def _listed(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else [value]
-
-
 # --- key policies: MFA ----------------------------------------------------------------
 
 # The MFA cases a Deny can cover: a request with aws:MultiFactorAuthPresent false (a
@@ -584,12 +378,12 @@ def denied_without_mfa(policy: Mapping[str, Any], action: str, key_arn: str) -> 
     """Which of the ``WITHOUT_MFA`` cases the key policy's Deny statements to everyone
     refuse ``action`` on the key in (empty: none)."""
     cases: set[str] = set()
-    for statement in _statements(policy):
-        if statement.get("Effect") != "Deny" or not _everyone(statement.get("Principal")):
+    for statement in statements_of(policy):
+        if statement.get("Effect") != "Deny" or not everyone(statement.get("Principal")):
             continue
-        if _matches_action(statement, action) is not True:
+        if not matches_action(statement, action):
             continue
-        if _matches_resource(statement, key_arn) is not True:
+        if not matches_resource(statement, key_arn):
             continue
         condition = statement.get("Condition") or {}
         if not condition:
@@ -601,7 +395,7 @@ def denied_without_mfa(policy: Mapping[str, Any], action: str, key_arn: str) -> 
         key, value = next(iter(entries.items()))
         if key.lower() != "aws:multifactorauthpresent":
             continue
-        values = {str(v).lower() for v in _listed(value)}
+        values = {str(v).lower() for v in listed(value)}
         if operator == "BoolIfExists" and values == {"false"}:
             cases |= WITHOUT_MFA
         elif operator == "Bool" and values == {"false"}:
@@ -609,9 +403,3 @@ def denied_without_mfa(policy: Mapping[str, Any], action: str, key_arn: str) -> 
         elif operator == "Null" and values == {"true"}:
             cases.add("absent")
     return frozenset(cases)
-
-
-def _everyone(principal: Any) -> bool:
-    if principal == "*":
-        return True
-    return isinstance(principal, Mapping) and "*" in _listed(principal.get("AWS", []))

@@ -5,6 +5,7 @@ from argparse import ArgumentParser, ArgumentTypeError
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from confio_kms import settings as config
 from confio_kms.common.exceptions import InvalidCostInputError
 from confio_kms.core import cache
 from confio_kms.management.base import KMSCommand
@@ -45,7 +46,7 @@ def _money(value: Decimal, places: int = 2) -> str:
 def _configured_cache_is_shared() -> bool:
     from django.conf import settings
 
-    name = getattr(settings, "CONFIO_KMS_CACHE", "default")
+    name = config.cache_alias()
     backend = settings.CACHES.get(name, {}).get("BACKEND", "")
     return backend not in PER_PROCESS_BACKENDS
 
