@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import boto3
 import pytest
 from algosdk import encoding, transaction
@@ -9,9 +11,9 @@ from algosdk.atomic_transaction_composer import AtomicTransactionComposer, Trans
 from django.core.exceptions import ImproperlyConfigured
 from django.test import override_settings
 
-from confio_kms import AlgorandKMSManager
 from confio_kms.common import exceptions
 from confio_kms.compat import (
+    AlgorandKMSManager,
     KMSSigner,
     KMSTransactionSigner,
     NativeKMSSigner,
@@ -136,6 +138,15 @@ def test_manager_calls_of_the_original(
     with pytest.raises(exceptions.PrivateKeyExportError) as refused:
         manager.get_private_key(SPONSOR)
     assert private_key not in str(refused.value)
+
+
+def test_the_tombstones_live_in_compat_only() -> None:
+    # The library's own manager has no legacy names; the compat one adds them to it.
+    from confio_kms.lifecycle.manager import AlgorandKMSManager as Manager
+
+    assert issubclass(AlgorandKMSManager, Manager)
+    assert not hasattr(Manager, "get_private_key")
+    assert "dry_run" not in inspect.signature(Manager.rotate_key).parameters
 
 
 def test_region_of_classes_built_in_code(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,7 +12,7 @@ from algosdk.atomic_transaction_composer import (
     sign_transaction_with_signer,
 )
 
-from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms import AlgorandKMSManager, KMSSigner, compat
 from confio_kms.common import exceptions
 from confio_kms.lifecycle import rotation
 from confio_kms.sandbox import LedgerChain, LocalLedger
@@ -375,8 +375,9 @@ def test_plan_follows_a_pending_rotation_as_the_run_would(
 
 
 def test_old_dry_run_keyword_is_refused_not_reinterpreted(
-    manager: AlgorandKMSManager, account: tuple[str, str], chain: LedgerChain
+    session: boto3.Session, account: tuple[str, str], chain: LedgerChain
 ) -> None:
+    manager = compat.AlgorandKMSManager(session=session)  # where the old keyword lives
     with pytest.raises(exceptions.ConfigurationError, match=r"plan_rotation.*sign_only=True"):
         manager.rotate_key(ALIAS, chain, dry_run=True)
     assert len(boto3.client("kms").list_keys()["Keys"]) == 1

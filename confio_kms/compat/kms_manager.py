@@ -20,11 +20,13 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
+from confio_kms.algorand.chain import Chain
 from confio_kms.common import exceptions as exc
 from confio_kms.core import keys
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.signer import KMSSigner
-from confio_kms.lifecycle.manager import AlgorandKMSManager
+from confio_kms.lifecycle import manager
+from confio_kms.lifecycle.rotation import RotationResult
 
 __all__ = [
     "AlgorandKMSManager",
@@ -36,6 +38,41 @@ __all__ = [
 
 _KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/(.+)")
 _KEY_ID = re.compile(r"(mrk-)?[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}|mrk-[0-9a-f]{32}")
+
+
+class AlgorandKMSManager(manager.AlgorandKMSManager):
+    """``confio_kms.AlgorandKMSManager`` with the names its earlier versions had, each
+    refusing with the error that names its replacement.
+
+    ``get_private_key`` (the original's) raises ``PrivateKeyExportError``;
+    ``rotate_key(dry_run=True)`` (an earlier release's) raises ``ConfigurationError``.
+    """
+
+    def get_private_key(self, key_alias: str) -> str:
+        """Not provided: confio_kms never hands a private key to its caller.
+
+        The old scripts returned the decrypted key; here it exists only inside one
+        signing call. Always raises ``PrivateKeyExportError``.
+        """
+        raise exc.PrivateKeyExportError(
+            f"get_private_key({key_alias!r}) is not provided: confio_kms never returns a "
+            "private key, so no caller can log, keep or leak it.",
+            fix="Sign with KMSSigner(alias) or manager.sign_transaction(alias, txn); the "
+            "account's offline backup is its mnemonic, shown once at creation.",
+        )
+
+    def rotate_key(
+        self, key_alias: str, chain: Chain, *, dry_run: bool | None = None, **options: Any
+    ) -> RotationResult:
+        """``AlgorandKMSManager.rotate_key``, refusing the earlier ``dry_run=True``."""
+        if dry_run:
+            # The old name created a key, which a dry run must not: refuse, don't guess.
+            raise exc.ConfigurationError(
+                "rotate_key(dry_run=...) is gone: it created a key, which a dry run must not.",
+                fix="Use plan_rotation() to change nothing, or rotate_key(sign_only=True) to "
+                "create the key and sign the rekey without submitting it.",
+            )
+        return super().rotate_key(key_alias, chain, **options)
 
 
 class KMSTransactionSigner(TransactionSigner):

@@ -255,19 +255,6 @@ class AlgorandKMSManager:
         (signed,) = sign_group(handle, policy, [transaction])
         return signed
 
-    def get_private_key(self, key_alias: str) -> str:
-        """Not provided: confio_kms never hands a private key to its caller.
-
-        The old scripts returned the decrypted key; here it exists only inside one
-        signing call. Always raises ``PrivateKeyExportError``.
-        """
-        raise exc.PrivateKeyExportError(
-            f"get_private_key({key_alias!r}) is not provided: confio_kms never returns a "
-            "private key, so no caller can log, keep or leak it.",
-            fix="Sign with KMSSigner(alias) or manager.sign_transaction(alias, txn); the "
-            "account's offline backup is its mnemonic, shown once at creation.",
-        )
-
     def get_key(self, key_alias: str) -> KeyRecord:
         """The record of one key, fresh from KMS (two requests)."""
         name = validation.alias_name(key_alias)
@@ -349,7 +336,6 @@ class AlgorandKMSManager:
         native: bool = False,
         sign_only: bool = False,
         on_backup: Callable[[str, str], None] | None = None,
-        dry_run: bool | None = None,
     ) -> RotationResult:
         """Hand the account behind ``key_alias`` to a new key by rekeying; address unchanged.
 
@@ -361,13 +347,6 @@ class AlgorandKMSManager:
         exists, and is also in ``result.backup_mnemonic``. To see what would happen
         without changing anything, use :meth:`plan_rotation`.
         """
-        if dry_run:
-            # The old name created a key, which a dry run must not: refuse, don't guess.
-            raise exc.ConfigurationError(
-                "rotate_key(dry_run=...) is gone: it created a key, which a dry run must not.",
-                fix="Use plan_rotation() to change nothing, or rotate_key(sign_only=True) to "
-                "create the key and sign the rekey without submitting it.",
-            )
         name = validation.alias_name(key_alias)
         return rotation.rotate(
             self._aws,

@@ -16,6 +16,45 @@ from confio_kms.common.exceptions import ConfioKMSError
 from confio_kms.common.redaction import holds_secrets
 from confio_kms.lifecycle.manager import KeyRecord
 
+# The arguments several commands take, declared once: name -> (flags, add_argument's
+# keywords). A command lists the ones it takes in ``arguments``.
+SHARED: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
+    "alias": (("--alias",), {"help": "Key alias (default: the active network's alias)."}),
+    "native": (
+        ("--native",),
+        {
+            "action": "store_true",
+            "help": "The new key is a native one: Ed25519, generated and used inside KMS "
+            "(no private key or mnemonic ever exists outside it).",
+        },
+    ),
+    "mnemonic_out": (
+        ("--mnemonic-out",),
+        {
+            "metavar": "FILE",
+            "help": "Write a new envelope key's backup mnemonic to this new file (mode 0600) "
+            "instead of the terminal.",
+        },
+    ),
+    "interactive": (
+        ("--no-input",),
+        {"action": "store_false", "dest": "interactive", "help": "Ask nothing (scripts)."},
+    ),
+    "yes": (
+        ("--yes",),
+        {
+            "action": "store_true",
+            "help": "Do not ask for confirmation (scripts that confirmed another way).",
+        },
+    ),
+    "json": (
+        ("--json",),
+        {"action": "store_true", "help": "Print the result as JSON (for scripts)."},
+    ),
+}
+# What ``confirms = True`` adds: --no-input asks nothing, so --yes stands in for the prompt.
+CONFIRMATION_ARGUMENTS = ("interactive", "yes")
+
 
 class KMSCommand(BaseCommand):
     """What every confio_kms command does the same way.
@@ -25,8 +64,10 @@ class KMSCommand(BaseCommand):
     - ``--json`` prints the result as one JSON document on stdout (real booleans,
       numbers and nulls); errors and progress stay on stderr.
     - Slow steps print one line each on stderr; ``-v 0`` silences them.
-    - Commands with ``confirms = True`` get ``--yes`` and call :meth:`confirm`
-      before anything destructive or costly on mainnet.
+    - Commands with ``confirms = True`` get ``--no-input`` and ``--yes`` and call
+      :meth:`confirm` before anything destructive or costly on mainnet.
+    - Arguments several commands take (``--alias``, ``--native``, ``--mnemonic-out``)
+      are declared once, in ``SHARED``; a command names those it takes in ``arguments``.
 
     Django's system checks are not run first: the commands validate what they use
     themselves, and an operator fixing one key should not be blocked by another app's.
@@ -34,19 +75,16 @@ class KMSCommand(BaseCommand):
 
     requires_system_checks: list[str] = []  # noqa: RUF012 (Django's own attribute)
     confirms = False
+    """True for commands that spend money or destroy a key: ``--yes`` and ``--no-input``."""
+    arguments: tuple[str, ...] = ()
+    """The shared arguments (keys of ``SHARED``) the command takes besides its own."""
     as_json = False
 
     def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
         parser = super().create_parser(prog_name, subcommand, **kwargs)
-        parser.add_argument(
-            "--json", action="store_true", help="Print the result as JSON (for scripts)."
-        )
-        if self.confirms:
-            parser.add_argument(
-                "--yes",
-                action="store_true",
-                help="Do not ask for confirmation (scripts that confirmed another way).",
-            )
+        for name in (*self.arguments, *(CONFIRMATION_ARGUMENTS if self.confirms else ()), "json"):
+            flags, declaration = SHARED[name]
+            parser.add_argument(*flags, **declaration)
         return parser
 
     def execute(self, *args: Any, **options: Any) -> str | None:

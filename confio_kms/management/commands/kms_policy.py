@@ -15,12 +15,16 @@ from argparse import ArgumentParser
 from typing import Any
 
 from confio_kms import factory as conf
-from confio_kms.algorand import validation
-from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.lifecycle import policies as iam
+from confio_kms.lifecycle.policy_documents import (
+    ADMINISTRATION,
+    KEY_POLICY,
+    RUNTIME,
+    PolicyDocuments,
+    policy_documents,
+)
 from confio_kms.management.base import KMSCommand
 
-RUNTIME, ADMINISTRATION, KEY_POLICY = "runtime", "administration", "key_policy"
 # The flag that prints each document alone, and its option name.
 FLAGS = {RUNTIME: "--runtime", ADMINISTRATION: "--admin", KEY_POLICY: "--key-policy"}
 DESTS = {RUNTIME: "runtime", ADMINISTRATION: "admin", KEY_POLICY: "key_policy"}
@@ -31,8 +35,6 @@ FILES = {
     ADMINISTRATION: "confio-kms-administration.json",
     KEY_POLICY: iam.KEY_POLICY_FILE,
 }
-# IAM's limit for a managed policy document, whitespace not counted.
-MANAGED_POLICY_LIMIT = 6144
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,52 +90,47 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         which = next((name for name, dest in DESTS.items() if options[dest]), None)
-        account = _account(options["account_id"], key_policy=which == KEY_POLICY)
         settings = conf.kms_settings()
-        names = [validation.alias_name(a) for a in options["alias"] or []] or [
-            settings.alias_testnet,
-            settings.alias_mainnet,
-        ]
-        names = list(dict.fromkeys(names))  # an alias named twice is covered once
-        if which == KEY_POLICY:
-            documents = {KEY_POLICY: iam.key_policy(account)}
-        else:
-            documents = iam.policies(names, settings.region, settings.ssm_prefix, account)
-            if which is not None:
-                documents = {which: documents[which]}
+        chosen = policy_documents(
+            options["alias"] or [settings.alias_testnet, settings.alias_mainnet],
+            settings.region,
+            settings.ssm_prefix,
+            options["account_id"],
+            only=which,
+        )
         # The command line that prints each document alone, for the saving step.
+        names = chosen.aliases
         save_args = [arg for name in names for arg in ("--alias", name)] if options["alias"] else []
-        if account != "*":
-            save_args += ["--account-id", account]
+        if chosen.account != "*":
+            save_args += ["--account-id", chosen.account]
         steps = [
             step
-            for document in documents
+            for document in chosen.documents
             for step in _steps(document, names, settings.region, save_args)
-        ]
-        warnings = [
-            f"The {document} policy has {size:,} characters (without whitespace); IAM "
-            f"accepts at most {MANAGED_POLICY_LIMIT:,} in a managed policy: cover fewer "
-            "aliases in each (--alias), and create one policy per set."
-            for document, size in _sizes(documents).items()
-            if size > MANAGED_POLICY_LIMIT
         ]
         if self.as_json:
             data = {
-                "account_id": account,
+                "account_id": chosen.account,
                 "aliases": names,
-                "documents": documents,
+                "documents": chosen.documents,
                 "commands": [dataclasses.asdict(step) for step in steps],
-                "warnings": warnings,
+                "warnings": chosen.warnings,
             }
             self.emit(data, [])
             return
+        self._print(chosen, which, steps, quiet=options["verbosity"] == 0)
+
+    def _print(
+        self, chosen: PolicyDocuments, which: str | None, steps: list[Step], *, quiet: bool
+    ) -> None:
+        """The document(s) on stdout; the warnings and the commands on stderr."""
         # Today's default, both IAM documents, is one object keyed by name; a document
         # asked for alone is printed as is: what the AWS CLI reads from the file.
-        printed = documents if which is None else documents[which]
+        printed = chosen.documents if which is None else chosen.documents[which]
         self.stdout.write(json.dumps(printed, indent=2))
-        if options["verbosity"] == 0:
+        if quiet:
             return
-        for warning in warnings:
+        for warning in chosen.warnings:
             self.stderr.write(f"Warning: {warning}")
         lines = [
             "To apply, save it and run, from an MFA session (once on a key, the key policy "
@@ -149,18 +146,6 @@ class Command(KMSCommand):
             lines.append(f"  {step.apply}")
         for line in lines:
             self.stderr.write(line, style_func=lambda text: text)
-
-
-def _account(value: str, *, key_policy: bool) -> str:
-    """The account id for the ARNs: 12 digits, or ``*`` in the IAM policies only."""
-    if key_policy and value == "*":
-        raise ConfigurationError(
-            "--key-policy needs --account-id: a key policy names the account's principals "
-            "(arn:aws:iam::ID:root), which * cannot stand for.",
-            fix="Pass --account-id with the 12 digits of the account that owns the keys "
-            "(`aws sts get-caller-identity --query Account --output text` prints them).",
-        )
-    return iam.account_id(value, wildcard=not key_policy)
 
 
 def _steps(document: str, names: list[str], region: str, save_args: list[str]) -> list[Step]:
@@ -189,12 +174,3 @@ def _steps(document: str, names: list[str], region: str, save_args: list[str]) -
         apply = iam.put_key_policy_command(region, "KEY_ID").replace("KEY_ID", f'"$({key_id})"')
         steps.append(Step(document, file, save, apply, alias=name))
     return steps
-
-
-def _sizes(documents: dict[str, Any]) -> dict[str, int]:
-    """Each IAM policy's length as IAM counts it (no whitespace outside strings)."""
-    return {
-        name: len(json.dumps(document, separators=(",", ":")))
-        for name, document in documents.items()
-        if name != KEY_POLICY
-    }

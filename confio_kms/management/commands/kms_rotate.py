@@ -20,12 +20,9 @@ class Command(KMSCommand):
         "finishes or rolls back an interrupted rotation. --dry-run changes nothing."
     )
     confirms = True
+    arguments = ("alias", "native", "mnemonic_out")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
-        parser.add_argument(
-            "--native", action="store_true", help="The new key is a native KMS Ed25519 key."
-        )
         how = parser.add_mutually_exclusive_group(required=True)
         how.add_argument("--submit", action="store_true", help="Submit the rekey and wait for it.")
         how.add_argument(
@@ -40,15 +37,6 @@ class Command(KMSCommand):
             help="Create the new key (billed) and print the signed rekey (base64 msgpack) "
             "for another submitter; the alias keeps the old key until a later run finds "
             "the rekey confirmed.",
-        )
-        parser.add_argument(
-            "--mnemonic-out",
-            metavar="FILE",
-            help="For a new envelope key: write its backup mnemonic to this new file (mode "
-            "0600) instead of the terminal.",
-        )
-        parser.add_argument(
-            "--no-input", action="store_false", dest="interactive", help="Ask nothing."
         )
 
     def handle(self, *args: Any, **options: Any) -> None:

@@ -21,6 +21,7 @@ class Command(KMSCommand):
     )
     stealth_options = ("stdin",)
     confirms = True
+    arguments = ("alias", "native", "mnemonic_out")
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         mode = parser.add_mutually_exclusive_group(required=True)
@@ -37,28 +38,10 @@ class Command(KMSCommand):
             help="Tag an existing key (e.g. the old setup scripts') with --network, after "
             "checking its key material against its address tag.",
         )
-        parser.add_argument("--alias", help="Key alias (default: the active network's alias).")
         parser.add_argument(
             "--network", choices=networks.NETWORKS, help="Default: CONFIO_ENV's network."
         )
-        parser.add_argument(
-            "--native",
-            action="store_true",
-            help="With --create-new: an Ed25519 key generated and used inside KMS "
-            "(no private key or mnemonic ever exists outside it).",
-        )
         parser.add_argument("--description", default="", help="KMS key description.")
-        parser.add_argument(
-            "--mnemonic-out",
-            metavar="FILE",
-            help="Write the backup mnemonic to this new file (mode 0600) instead of the terminal.",
-        )
-        parser.add_argument(
-            "--no-input",
-            action="store_false",
-            dest="interactive",
-            help="Ask nothing (scripts).",
-        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
