@@ -50,7 +50,6 @@ from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.core import keys, kinds, native
 from confio_kms.core.aws import AWSClients
-from confio_kms.core.policy import SigningPolicy
 from confio_kms.core.signer import KMSSigner
 from confio_kms.lifecycle import policies as iam
 from confio_kms.ops.cloudtrail import KMS_EVENTS, captures, either, selector_summary
@@ -138,7 +137,11 @@ def run(*, session: boto3.Session | None = None, principal: str | None = None) -
     except exc.ConfigurationError as error:
         return Report((Finding("settings.valid", Status.FAIL, error.message, error.fix or ""),))
     aws = AWSClients(
-        settings.region, endpoint_url=settings.endpoint_url, session=session, services=SERVICES
+        settings.region,
+        endpoint_url=settings.endpoint_url,
+        session=session,
+        services=SERVICES,
+        options=config.options(),
     )
     doctor = _Doctor(settings, aws, session)
     findings = [
@@ -323,7 +326,7 @@ class _Doctor:
     def _address(self, key: _Key, alias: str) -> Finding:
         assert key.tags is not None
         try:
-            key.info = kinds.key_info(key.target.name, key.metadata, key.tags)
+            key.info = kinds.key_info(key.target.name, key.metadata, key.tags, self.aws.options)
         except exc.NotAnAlgorandKeyError as error:
             return Finding("key.address", Status.FAIL, error.message, error.fix or "", alias)
         address = key.info.address
@@ -579,6 +582,7 @@ class _Doctor:
                 endpoint_url=self.conf.endpoint_url,
                 session=self.aws.session,
                 services=("cloudtrail",),
+                options=self.aws.options,
             )
         return self.regional[region]
 
@@ -627,7 +631,7 @@ class _Doctor:
             endpoint_url=self.conf.endpoint_url,
             session=self.session,
             ssm_prefix=self.conf.ssm_prefix,
-            policy=SigningPolicy.from_settings(),
+            options=self.aws.options,
         )
 
     # -- what needs a person --------------------------------------------------------

@@ -5,8 +5,8 @@ from argparse import ArgumentParser, ArgumentTypeError
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from confio_kms import settings as config
 from confio_kms.common.exceptions import InvalidCostInputError
-from confio_kms.core import cache
 from confio_kms.management.base import KMSCommand
 from confio_kms.ops import cost
 
@@ -134,7 +134,7 @@ class Command(KMSCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         seconds = options["cache_timeout"]
         if seconds is None:
-            seconds = cache.timeout()
+            seconds = config.cache_seconds()
         timeout = None if seconds == math.inf else seconds
         shared = (
             _configured_cache_is_shared()
