@@ -33,33 +33,23 @@ from django.utils.functional import Promise
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import ConfigurationError, InvalidAliasError
 from confio_kms.core import options as core_options
-from confio_kms.core.options import (
-    ALIAS_CONVENTION,
-    DEFAULT_ALIAS,
-    DEFAULT_CACHE_TIMEOUT,
-    DEFAULT_CALL_DEADLINE,
-    DEFAULT_COALESCE_MAX_CALLS,
-    DEFAULT_COALESCE_MAX_WAIT,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_ATTEMPTS,
-    DEFAULT_MAX_FEE,
-    DEFAULT_READ_TIMEOUT,
-    DEFAULT_REGION,
-    DEFAULT_THROTTLE_WAIT,
-    Coalescing,
-    Options,
-)
+from confio_kms.core.options import Coalescing, Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.lifecycle import policies
 
-__all__ = [
-    "ALIAS_CONVENTION",
-    "DEFAULT_CACHE_TIMEOUT",
-    "DEFAULT_MAX_FEE",
-    "DEFAULT_REGION",
-    "Coalescing",
-    "Options",
-]
+# The defaults are the core's (confio_kms.core.options), also named here for importers.
+ALIAS_CONVENTION = core_options.ALIAS_CONVENTION
+DEFAULT_ALIAS = core_options.DEFAULT_ALIAS
+DEFAULT_CACHE_TIMEOUT = core_options.DEFAULT_CACHE_TIMEOUT
+DEFAULT_CALL_DEADLINE = core_options.DEFAULT_CALL_DEADLINE
+DEFAULT_COALESCE_MAX_CALLS = core_options.DEFAULT_COALESCE_MAX_CALLS
+DEFAULT_COALESCE_MAX_WAIT = core_options.DEFAULT_COALESCE_MAX_WAIT
+DEFAULT_CONNECT_TIMEOUT = core_options.DEFAULT_CONNECT_TIMEOUT
+DEFAULT_MAX_ATTEMPTS = core_options.DEFAULT_MAX_ATTEMPTS
+DEFAULT_MAX_FEE = core_options.DEFAULT_MAX_FEE
+DEFAULT_READ_TIMEOUT = core_options.DEFAULT_READ_TIMEOUT
+DEFAULT_REGION = core_options.DEFAULT_REGION
+DEFAULT_THROTTLE_WAIT = core_options.DEFAULT_THROTTLE_WAIT
 
 T = TypeVar("T")
 _MISSING: Any = object()

@@ -18,11 +18,14 @@ field's setting is named in its comment; docs/settings.md lists them all.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from confio_kms.algorand import networks, validation
+from confio_kms.common.exceptions import ConfigurationError
 
 # The setup guide's region: the last step of the region rule (``region``).
 DEFAULT_REGION = "eu-central-2"
@@ -42,6 +45,9 @@ DEFAULT_COALESCE_MAX_CALLS = 16
 DEFAULT_COALESCE_MAX_WAIT = 5.0
 # One Sign request per transaction of the largest group.
 DEFAULT_NATIVE_CONCURRENCY = networks.MAX_GROUP_SIZE
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_ACCOUNT_ID = re.compile(r"\d{12}")
 
 # The setup guide's alias convention: confio-<network>-<role>.
 ALIAS_CONVENTION = {f"confio-{network}-": network for network in networks.DEPLOYMENT_NETWORKS}
@@ -123,6 +129,50 @@ class Options:
     def __post_init__(self) -> None:
         # Any iterable of hashes is accepted; a frozenset keeps the options hashable.
         object.__setattr__(self, "trusted_genesis", frozenset(self.trusted_genesis))
+        problems = [
+            f"{name}={value!r} ({rule})" for name, value, ok, rule in self._checks() if not ok
+        ]
+        if problems:
+            raise ConfigurationError(
+                f"Invalid Options: {'; '.join(problems)}.",
+                fix="Correct them (docs/settings.md lists each option and its setting).",
+            )
+
+    def _checks(self) -> list[tuple[str, object, bool, str]]:
+        """(field, value, whether it is valid, the rule) for the fields with limits."""
+
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        def seconds(value: object) -> bool:
+            return number(value) and 0 < value < math.inf  # type: ignore[operator]
+
+        def whole(value: object, low: int, high: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+        return [
+            ("region", self.region, self.region is None or bool(
+                isinstance(self.region, str) and _REGION.fullmatch(self.region)
+            ), "an AWS region name such as eu-central-2, or None"),
+            ("connect_timeout", self.connect_timeout, seconds(self.connect_timeout), "seconds > 0"),
+            ("read_timeout", self.read_timeout, seconds(self.read_timeout), "seconds > 0"),
+            ("call_deadline", self.call_deadline, seconds(self.call_deadline), "seconds > 0"),
+            ("max_attempts", self.max_attempts, whole(self.max_attempts, 1, 10), "1 to 10"),
+            ("throttle_wait", self.throttle_wait, number(self.throttle_wait)
+             and self.throttle_wait >= 0, "seconds >= 0"),
+            ("coalescing.max_calls", self.coalescing.max_calls,
+             whole(self.coalescing.max_calls, 1, 2**31), "1 or more"),
+            ("coalescing.max_wait", self.coalescing.max_wait, seconds(self.coalescing.max_wait),
+             "seconds > 0"),
+            ("native_concurrency", self.native_concurrency,
+             whole(self.native_concurrency, 1, 64), "1 to 64"),
+            ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
+             and self.cache_timeout >= 0, "seconds >= 0, or math.inf"),
+            ("max_fee", self.max_fee, whole(self.max_fee, 0, 2**64 - 1), "microalgos >= 0"),
+            ("key_policy_account", self.key_policy_account, self.key_policy_account == ""
+             or bool(_ACCOUNT_ID.fullmatch(str(self.key_policy_account))),
+             "a 12-digit AWS account id, or empty"),
+        ]  # fmt: skip
 
     def region_for(self, explicit: str | None, session_region: str | None) -> str:
         """The region of a client given ``explicit`` and its session's region."""
