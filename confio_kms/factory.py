@@ -72,7 +72,7 @@ def kms_signer(alias: str | None = None) -> KMSSigner:
     """
     conf = kms_settings()
     name = validation.alias_name(alias) if alias else conf.active_alias
-    opts = options()
+    opts = options(conf)
     key = ("signer", name, conf.endpoint_url, conf.ssm_prefix, opts)
     return _once(
         key,
@@ -86,7 +86,7 @@ def kms_manager() -> AlgorandKMSManager:
     """The AlgorandKMSManager for the configured endpoint, prefix and options (region:
     the region rule, as for ``kms_signer``)."""
     conf = kms_settings()
-    opts = options()
+    opts = options(conf)
     key = ("manager", conf.endpoint_url, conf.ssm_prefix, opts)
     return _once(
         key,

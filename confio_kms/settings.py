@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 
 import boto3
 from decouple import AutoConfig, UndefinedValueError
+from django.conf import settings
 from django.utils.functional import Promise
 
 from confio_kms.algorand import networks, validation
@@ -82,9 +83,7 @@ def _autoconfig(search_path: str) -> AutoConfig:
 
 
 def _search_path() -> str:
-    # A string, not a Path: this runs on every lookup, in the signing path too.
-    from django.conf import settings
-
+    # A string, not a Path: this runs on most lookups.
     base = getattr(settings, "BASE_DIR", None) if settings.configured else None
     return str(base) if base else os.getcwd()
 
@@ -100,13 +99,10 @@ def places(name: str) -> str:
 
 def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) -> T:  # type: ignore[assignment]
     """Look ``name`` up in Django settings, then the environment / .env; cast it."""
-    from django.conf import settings
-
     source = f"settings.{name}"
-    value: Any = _MISSING
-    if settings.configured and hasattr(settings, name):
-        value = getattr(settings, name)
-    else:
+    # One attribute lookup: a missing Django setting costs an exception each time.
+    value: Any = getattr(settings, name, _MISSING) if settings.configured else _MISSING
+    if value is _MISSING:
         try:
             value = _autoconfig(_search_path())(name)
             source = f"the environment variable or .env entry {name}"
@@ -227,8 +223,6 @@ def network_of_alias(name: str) -> str:
 
 def configured_sponsor_address() -> str:
     """``ALGORAND_SPONSOR_ADDRESS`` as configured by hand, ignoring ``sponsor_address``."""
-    from django.conf import settings
-
     value = getattr(settings, "ALGORAND_SPONSOR_ADDRESS", None) if settings.configured else None
     if value is not None and not isinstance(value, Promise):
         return str(value)
@@ -391,7 +385,6 @@ class DjangoCache:
     alias: str
 
     def _backend(self) -> Any:
-        from django.conf import settings
         from django.core.cache import caches
 
         if not settings.configured:
@@ -454,16 +447,14 @@ def cache_seconds() -> float:
     return _lenient(cache_timeout, fallback, f"Using {DEFAULT_CACHE_TIMEOUT} seconds.")
 
 
-def options() -> Options:
+def options(snapshot: KMSSettings | None = None) -> Options:
     """The core's ``Options`` from the settings, read now: every setting the signing
     core and the key lifecycle use (see docs/settings.md). ``CONFIO_KMS_CACHE`` is
     the shared cache (when Django is configured), ``CONFIO_KMS_AUDIT_DB`` the audit
     sink. Invalid values raise ``ConfigurationError``, except those of
     ``CONFIO_KMS_CACHE_TIMEOUT`` and ``CONFIO_KMS_AUDIT_DB``, which are logged and
-    replaced by their defaults."""
-    from django.conf import settings
-
-    aliases = kms_settings()
+    replaced by their defaults. ``snapshot``: ``kms_settings()`` just read, not read again."""
+    aliases = snapshot or kms_settings()
     audit_rows = _lenient(audit_db, False, "Audit rows are not stored; the audit log is.")
     return Options(
         region=aliases.kms_region,
