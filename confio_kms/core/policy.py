@@ -163,7 +163,13 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
     """Why a key may not sign for ``genesis`` (not its network's, not trusted), and the fix."""
     on = PUBLIC_GENESIS.get(genesis, "")
     if info.network in networks.GENESIS_HASH or (on and info.network != networks.UNKNOWN):
-        on = on or "an unknown network"
+        if not on:  # a private network nobody trusted
+            return (
+                f"the key is tagged {info.network} but the transaction is for an unknown "
+                "network",
+                f"Sign only {info.network} transactions with this key; for a private network, "
+                "trust its genesis hash (Options.trusted_genesis, CONFIO_KMS_TRUSTED_GENESIS).",
+            )
         return (
             f"the key is tagged {info.network} but the transaction is for {on}",
             f"Sign {on} transactions with a {on} key.",
