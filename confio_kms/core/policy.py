@@ -165,8 +165,7 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
     if info.network in networks.GENESIS_HASH or (on and info.network != networks.UNKNOWN):
         if not on:  # a private network nobody trusted
             return (
-                f"the key is tagged {info.network} but the transaction is for an unknown "
-                "network",
+                f"the key is tagged {info.network} but the transaction is for an unknown network",
                 f"Sign only {info.network} transactions with this key; for a private network, "
                 "trust its genesis hash (Options.trusted_genesis, CONFIO_KMS_TRUSTED_GENESIS).",
             )
