@@ -6,7 +6,6 @@ import os
 import re
 from typing import Any
 
-from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
@@ -15,13 +14,7 @@ from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError
 from confio_kms.ops import secrets
-from confio_kms.ops.secrets import LEGACY_MNEMONIC
 from confio_kms.reporting import SECRET_SETTING
-
-
-def legacy_mnemonic_configured() -> bool:
-    """Whether ``ALGORAND_ADMIN_MNEMONIC`` is set in settings, the environment or .env."""
-    return bool(config.setting(LEGACY_MNEMONIC, "", str))
 
 
 def secret_names(
@@ -29,13 +22,7 @@ def secret_names(
 ) -> list[str]:
     """``confio_kms.ops.secrets.secret_names`` over this process's Django settings and
     environment: names only, never a value."""
-    # dir() lists the settings; getattr leaves a lazy one (a Promise) unevaluated.
-    values = {
-        name: getattr(settings, name, None)
-        for name in dir(settings)
-        if name.isupper() or SECRET_SETTING.search(name)
-    }
-    return secrets.secret_names(values, os.environ, named, hidden)
+    return secrets.secret_names(config.named_values(SECRET_SETTING), os.environ, named, hidden)
 
 
 @checks.register("confio_kms")
@@ -46,7 +33,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
         return [checks.Error(error.message, hint=error.fix, id="confio_kms.E001")]
     found: list[checks.CheckMessage] = []
     if not kms.use_kms_signing:
-        if not settings.DEBUG:
+        if not config.debug():
             found.append(
                 checks.Warning(
                     "USE_KMS_SIGNING is off with DEBUG off: production is expected to sign "
@@ -57,7 +44,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
                 )
             )
         return found
-    if legacy_mnemonic_configured():
+    if config.legacy_mnemonic_configured():
         found.append(
             checks.Warning(
                 "ALGORAND_ADMIN_MNEMONIC is still configured although USE_KMS_SIGNING is on; "
@@ -74,7 +61,7 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A mnemonic in settings must not reach Django's error pages and emails."""
     try:
-        reporter = import_string(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+        reporter = import_string(config.exception_reporter_filter())
         hidden = reporter.hidden_settings
     except (ImportError, AttributeError):
         hidden = DjangoFilter.hidden_settings

@@ -16,20 +16,19 @@ from django.utils.functional import lazy
 
 from confio_kms.algorand import validation
 from confio_kms.algorand.chain import AlgodChain, Chain
+from confio_kms.casts import as_bool, as_int
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import cache, kinds
-from confio_kms.core.policy import SigningPolicy
-from confio_kms.core.signer import KMSSigner
-from confio_kms.lifecycle.manager import AlgorandKMSManager
 from confio_kms.settings import (
     KMSSettings,
-    as_bool,
-    as_int,
+    algod,
     configured_sponsor_address,
     kms_settings,
+    options,
     places,
     setting,
 )
+from confio_kms.signers import AlgorandKMSManager, KMSSigner
 
 __all__ = [
     "KMSSettings",
@@ -40,6 +39,7 @@ __all__ = [
     "kms_manager",
     "kms_settings",
     "kms_signer",
+    "options",
     "places",
     "reset",
     "reset_clients",
@@ -64,34 +64,33 @@ def _once(key: tuple[Any, ...], build: Callable[[], T]) -> T:
 def kms_signer(alias: str | None = None) -> KMSSigner:
     """The KMSSigner for ``alias`` (default: the active network's) from settings.
 
-    One signer is built per alias, region, endpoint, prefix and signing policy, so a
-    changed policy setting (``CONFIO_KMS_MAX_FEE``, ``override_settings``) is in force
-    from the next call.
+    One signer is built per alias, endpoint, prefix and ``Options`` (the settings'
+    ``options()``, read on each call), so a changed setting (``CONFIO_KMS_MAX_FEE``,
+    ``override_settings``) is in force from the next call. Its region follows the
+    region rule (``confio_kms.core.options.region``), as a signer built in code.
     """
     conf = kms_settings()
     name = validation.alias_name(alias) if alias else conf.active_alias
-    policy = SigningPolicy.from_settings()
-    key = ("signer", name, conf.region, conf.endpoint_url, conf.ssm_prefix, policy)
+    opts = options(conf)
+    key = ("signer", name, conf.endpoint_url, conf.ssm_prefix, opts)
     return _once(
         key,
         lambda: KMSSigner(
-            name,
-            conf.region,
-            endpoint_url=conf.endpoint_url,
-            ssm_prefix=conf.ssm_prefix,
-            policy=policy,
+            name, endpoint_url=conf.endpoint_url, ssm_prefix=conf.ssm_prefix, options=opts
         ),
     )
 
 
 def kms_manager() -> AlgorandKMSManager:
-    """The AlgorandKMSManager for the configured region, endpoint and prefix."""
+    """The AlgorandKMSManager for the configured endpoint, prefix and options (region:
+    the region rule, as for ``kms_signer``)."""
     conf = kms_settings()
-    key = ("manager", conf.region, conf.endpoint_url, conf.ssm_prefix)
+    opts = options(conf)
+    key = ("manager", conf.endpoint_url, conf.ssm_prefix, opts)
     return _once(
         key,
         lambda: AlgorandKMSManager(
-            conf.region, endpoint_url=conf.endpoint_url, ssm_prefix=conf.ssm_prefix
+            endpoint_url=conf.endpoint_url, ssm_prefix=conf.ssm_prefix, options=opts
         ),
     )
 
@@ -120,13 +119,13 @@ def algorand_chain(fund: str | None = None) -> Chain:
         if fund:
             ledger.fund(fund, 10_000_000)
         return LedgerChain(ledger)
-    address = setting("ALGOD_ADDRESS", "", str)
+    address, token = algod()
     if not address:
         raise ConfigurationError(
             "Submitting needs an algod node and ALGOD_ADDRESS is not set.",
             fix=f"Set ALGOD_ADDRESS (and ALGOD_TOKEN) in {places('ALGOD_ADDRESS')}.",
         )
-    return AlgodChain(address, setting("ALGOD_TOKEN", "", str))
+    return AlgodChain(address, token)
 
 
 def _resolve_sponsor_address(fallback: str) -> str:

@@ -1,61 +1,61 @@
-"""The settings lookup: every confio_kms setting, where it is looked up, its default.
+"""The one door for settings: every confio_kms setting, where it is looked up, its default.
 
 Each setting is read from Django settings first, then from the environment or a
 ``.env`` / ``settings.ini`` file through python-decouple (searched from
 ``settings.BASE_DIR``, else the working directory). A missing or invalid value
 raises ``ConfigurationError`` (an ``ImproperlyConfigured``) naming every place
-that was looked in. Every module reads its settings here, when it uses them (so
-``override_settings`` is honoured), except the AWS client settings, read when a
-signer or manager builds its clients, and the native pool's size, read on first use.
-Nothing here imports the rest of the package.
+that was looked in.
+
+This is the only module of the package that reads settings. The signing core and
+the key lifecycle read none: they take an ``Options`` (``confio_kms.core.options``),
+which ``options()`` builds from the settings, now (so ``override_settings`` around
+the construction of a signer or manager is honoured). The Django app's classes
+(``confio_kms.signers``, the package's top-level names) call it when built without
+options; the factory, the sponsor service and the commands read the rest here.
 """
 
 from __future__ import annotations
 
 import functools
-import math
+import logging
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from decouple import AutoConfig, UndefinedValueError
+from django.conf import settings
 from django.utils.functional import Promise
 
+from confio_kms import casts
 from confio_kms.algorand import networks, validation
-from confio_kms.common.exceptions import ConfigurationError, InvalidAliasError
+from confio_kms.casts import as_bool, as_int
+from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.core import options as core_options
+from confio_kms.core.options import Coalescing, Options
+from confio_kms.core.policy import SigningPolicy
+from confio_kms.lifecycle import policies
+
+# The defaults are the core's (confio_kms.core.options), also named here for importers.
+ALIAS_CONVENTION = core_options.ALIAS_CONVENTION
+DEFAULT_ALIAS = core_options.DEFAULT_ALIAS
+DEFAULT_CACHE_TIMEOUT = core_options.DEFAULT_CACHE_TIMEOUT
+DEFAULT_CALL_DEADLINE = core_options.DEFAULT_CALL_DEADLINE
+DEFAULT_COALESCE_MAX_CALLS = core_options.DEFAULT_COALESCE_MAX_CALLS
+DEFAULT_COALESCE_MAX_WAIT = core_options.DEFAULT_COALESCE_MAX_WAIT
+DEFAULT_CONNECT_TIMEOUT = core_options.DEFAULT_CONNECT_TIMEOUT
+DEFAULT_MAX_ATTEMPTS = core_options.DEFAULT_MAX_ATTEMPTS
+DEFAULT_MAX_FEE = core_options.DEFAULT_MAX_FEE
+DEFAULT_READ_TIMEOUT = core_options.DEFAULT_READ_TIMEOUT
+DEFAULT_REGION = core_options.DEFAULT_REGION
+DEFAULT_THROTTLE_WAIT = core_options.DEFAULT_THROTTLE_WAIT
 
 T = TypeVar("T")
 _MISSING: Any = object()
-_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
-# The setup guide's region, the default of KMS_REGION.
-DEFAULT_REGION = "eu-central-2"
-DEFAULT_ALIAS = {"testnet": "confio-testnet-sponsor", "mainnet": "confio-mainnet-sponsor"}
 ALIAS_SETTING = {"testnet": "KMS_KEY_ALIAS_TESTNET", "mainnet": "KMS_KEY_ALIAS_MAINNET"}
-# Entries expire so that a rotation made by another process is picked up: within this
-# many seconds a worker stops signing with the retired key. Two requests per alias
-# and process every five minutes is the cost.
-DEFAULT_CACHE_TIMEOUT = 300
-DEFAULT_MAX_FEE = 50_000
-
-
-def as_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off", ""):
-        return False
-    raise ValueError(f"{value!r} is not a boolean (use true or false)")
-
-
-def as_int(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a whole number")
-    return int(str(value)) if not isinstance(value, int) else value
+logger = logging.getLogger("confio_kms.settings")
 
 
 @functools.lru_cache(maxsize=8)
@@ -65,9 +65,7 @@ def _autoconfig(search_path: str) -> AutoConfig:
 
 
 def _search_path() -> str:
-    # A string, not a Path: this runs on every lookup, in the signing path too.
-    from django.conf import settings
-
+    # A string, not a Path: this runs on most lookups.
     base = getattr(settings, "BASE_DIR", None) if settings.configured else None
     return str(base) if base else os.getcwd()
 
@@ -83,13 +81,10 @@ def places(name: str) -> str:
 
 def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) -> T:  # type: ignore[assignment]
     """Look ``name`` up in Django settings, then the environment / .env; cast it."""
-    from django.conf import settings
-
     source = f"settings.{name}"
-    value: Any = _MISSING
-    if settings.configured and hasattr(settings, name):
-        value = getattr(settings, name)
-    else:
+    # One attribute lookup: a missing Django setting costs an exception each time.
+    value: Any = getattr(settings, name, _MISSING) if settings.configured else _MISSING
+    if value is _MISSING:
         try:
             value = _autoconfig(_search_path())(name)
             source = f"the environment variable or .env entry {name}"
@@ -113,16 +108,25 @@ def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) 
 
 @dataclass(frozen=True)
 class KMSSettings:
-    """A snapshot of the confio_kms settings, read by ``kms_settings``."""
+    """A snapshot of the confio_kms settings, read by ``kms_settings``.
+
+    ``kms_region`` is ``KMS_REGION`` (None when set nowhere); ``region`` is the
+    region signers and managers built from these settings use (the region rule,
+    ``confio_kms.core.options.region``).
+    """
 
     use_kms_signing: bool
     confio_env: str
     alias_testnet: str
     alias_mainnet: str
-    region: str
+    kms_region: str | None
     ssm_prefix: str
     endpoint_url: str | None
     sandbox: bool
+
+    @property
+    def region(self) -> str:
+        return core_options.region(None, self.kms_region, None)
 
     def alias_for(self, network: str) -> str:
         """The configured alias of ``network`` (testnet's for any other network)."""
@@ -138,83 +142,33 @@ class KMSSettings:
         return ALIAS_SETTING[self.confio_env]
 
 
-def _confio_env(value: object) -> str:
-    if value not in networks.DEPLOYMENT_NETWORKS:
-        raise ValueError(f"{value!r} is not one of {', '.join(networks.DEPLOYMENT_NETWORKS)}")
-    return str(value)
-
-
-def _region(value: object) -> str:
-    if not isinstance(value, str) or not _REGION.fullmatch(value):
-        raise ValueError(f"{value!r} is not an AWS region name such as eu-central-2")
-    return value
-
-
-def _alias(value: object) -> str:
-    try:
-        return validation.alias_name(value)
-    except InvalidAliasError as error:
-        raise ValueError(error.message) from None
-
-
-def _prefix(value: object) -> str:
-    try:
-        return validation.ssm_prefix(value)
-    except InvalidAliasError as error:
-        raise ValueError(error.message) from None
-
-
-def _optional_url(value: object) -> str | None:
-    text = str(value or "").strip()
-    if text and not re.fullmatch(r"https?://\S+", text):
-        raise ValueError(f"{value!r} is not an http(s) URL")
-    return text or None
-
-
 def kms_settings() -> KMSSettings:
     """Read every confio_kms setting now (so ``override_settings`` is honoured)."""
     return KMSSettings(
         use_kms_signing=setting("USE_KMS_SIGNING", False, as_bool),
-        confio_env=setting("CONFIO_ENV", "testnet", _confio_env),
-        alias_testnet=setting(ALIAS_SETTING["testnet"], DEFAULT_ALIAS["testnet"], _alias),
-        alias_mainnet=setting(ALIAS_SETTING["mainnet"], DEFAULT_ALIAS["mainnet"], _alias),
-        region=setting("KMS_REGION", DEFAULT_REGION, _region),
-        ssm_prefix=setting("KMS_SSM_PREFIX", validation.DEFAULT_SSM_PREFIX, _prefix),
-        endpoint_url=setting("KMS_ENDPOINT_URL", None, _optional_url),
+        confio_env=setting("CONFIO_ENV", "testnet", casts.confio_env),
+        alias_testnet=setting(ALIAS_SETTING["testnet"], DEFAULT_ALIAS["testnet"], casts.alias),
+        alias_mainnet=setting(ALIAS_SETTING["mainnet"], DEFAULT_ALIAS["mainnet"], casts.alias),
+        kms_region=setting("KMS_REGION", None, casts.region),
+        ssm_prefix=setting("KMS_SSM_PREFIX", validation.DEFAULT_SSM_PREFIX, casts.prefix),
+        endpoint_url=setting("KMS_ENDPOINT_URL", None, casts.optional_url),
         sandbox=setting("CONFIO_SANDBOX", False, as_bool),
     )
 
 
-# The setup guide's alias convention: confio-<network>-<role>.
-ALIAS_CONVENTION = {f"confio-{network}-": network for network in networks.DEPLOYMENT_NETWORKS}
-
-
 def network_of_alias(name: str) -> str:
-    """The network an alias name stands for, or "" when it names none.
-
-    The aliases configured as ``KMS_KEY_ALIAS_MAINNET`` / ``KMS_KEY_ALIAS_TESTNET``
-    first, then the guide's convention (``confio-mainnet-*``, ``confio-testnet-*``).
-    A rotation's staging alias stands for the same network as its alias.
-    """
-    name = name.removesuffix(validation.RESERVED_SUFFIX)
-    for network, setting_name in ALIAS_SETTING.items():
-        if setting(setting_name, DEFAULT_ALIAS[network], _alias) == name:
-            return network
-    return next((net for prefix, net in ALIAS_CONVENTION.items() if name.startswith(prefix)), "")
-
-
-def region(explicit: str | None, aws_default: str | None) -> str:
-    """The AWS region for a manager or signer: ``explicit``, else ``KMS_REGION``
-    (settings, environment, .env), else ``aws_default`` (the boto3 session's region:
-    ``AWS_DEFAULT_REGION``, the profile), else the guide's ``eu-central-2``."""
-    configured: str | None = explicit or setting("KMS_REGION", None, _region)
-    return configured or aws_default or DEFAULT_REGION
+    """The network an alias name stands for, or "" when it names none: the aliases
+    configured as ``KMS_KEY_ALIAS_TESTNET`` / ``KMS_KEY_ALIAS_MAINNET`` first, then the
+    guide's convention (``confio_kms.core.options.network_of_alias``)."""
+    return core_options.network_of_alias(
+        name,
+        setting(ALIAS_SETTING["testnet"], DEFAULT_ALIAS["testnet"], casts.alias),
+        setting(ALIAS_SETTING["mainnet"], DEFAULT_ALIAS["mainnet"], casts.alias),
+    )
 
 
 def configured_sponsor_address() -> str:
     """``ALGORAND_SPONSOR_ADDRESS`` as configured by hand, ignoring ``sponsor_address``."""
-    from django.conf import settings
-
     value = getattr(settings, "ALGORAND_SPONSOR_ADDRESS", None) if settings.configured else None
     if value is not None and not isinstance(value, Promise):
         return str(value)
@@ -226,20 +180,9 @@ def cache_alias() -> str:
     return setting("CONFIO_KMS_CACHE", "default", str)
 
 
-def _seconds(value: object) -> float:
-    if value is None:
-        return math.inf  # Django's way of saying "never expire"
-    if isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number of seconds")
-    seconds = float(str(value)) if not isinstance(value, int | float) else float(value)
-    if not seconds >= 0:
-        raise ValueError(f"{value!r} is not 0 seconds or more")
-    return seconds
-
-
 def cache_timeout() -> float:
     """``CONFIO_KMS_CACHE_TIMEOUT`` in seconds; ``math.inf`` for never (``None``)."""
-    return setting("CONFIO_KMS_CACHE_TIMEOUT", float(DEFAULT_CACHE_TIMEOUT), _seconds)
+    return setting("CONFIO_KMS_CACHE_TIMEOUT", float(DEFAULT_CACHE_TIMEOUT), casts.seconds)
 
 
 def audit_db() -> bool:
@@ -247,76 +190,30 @@ def audit_db() -> bool:
     return setting("CONFIO_KMS_AUDIT_DB", False, as_bool)
 
 
-# AWS request limits, for a web request: a request that gets no answer is abandoned
-# after the read timeout, and a signing call (its lookups, requests and retries
-# together) starts nothing new once its deadline has passed.
-DEFAULT_CONNECT_TIMEOUT = 2.0
-DEFAULT_READ_TIMEOUT = 5.0
-DEFAULT_MAX_ATTEMPTS = 4
-DEFAULT_CALL_DEADLINE = 10.0
-
-
-def _positive_seconds(value: object) -> float:
-    if value is None or isinstance(value, bool):
-        raise ValueError(f"{value!r} is not a number of seconds")
-    seconds = float(str(value)) if not isinstance(value, int | float) else float(value)
-    if not (seconds > 0 and math.isfinite(seconds)):
-        raise ValueError(f"{value!r} is not a number of seconds above 0")
-    return seconds
-
-
-def _attempts(value: object) -> int:
-    attempts = as_int(value)
-    if not 1 <= attempts <= 10:
-        raise ValueError(f"{value!r} is not a number of attempts from 1 to 10")
-    return attempts
-
-
 def connect_timeout() -> float:
     """``CONFIO_KMS_CONNECT_TIMEOUT``: seconds to wait for a connection to AWS."""
-    return setting("CONFIO_KMS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, _positive_seconds)
+    return setting("CONFIO_KMS_CONNECT_TIMEOUT", DEFAULT_CONNECT_TIMEOUT, casts.positive_seconds)
 
 
 def read_timeout() -> float:
     """``CONFIO_KMS_READ_TIMEOUT``: seconds to wait for AWS's answer to one request."""
-    return setting("CONFIO_KMS_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, _positive_seconds)
+    return setting("CONFIO_KMS_READ_TIMEOUT", DEFAULT_READ_TIMEOUT, casts.positive_seconds)
 
 
 def max_attempts() -> int:
     """``CONFIO_KMS_MAX_ATTEMPTS``: attempts per AWS request, the first one included."""
-    return setting("CONFIO_KMS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, _attempts)
+    return setting("CONFIO_KMS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, casts.attempts)
 
 
 def call_deadline() -> float:
     """``CONFIO_KMS_CALL_DEADLINE``: seconds one signing call may spend on AWS."""
-    return setting("CONFIO_KMS_CALL_DEADLINE", DEFAULT_CALL_DEADLINE, _positive_seconds)
-
-
-DEFAULT_THROTTLE_WAIT = 5.0
-DEFAULT_COALESCE_MAX_CALLS = 16
-DEFAULT_COALESCE_MAX_WAIT = 5.0
+    return setting("CONFIO_KMS_CALL_DEADLINE", DEFAULT_CALL_DEADLINE, casts.positive_seconds)
 
 
 def throttle_wait() -> float:
     """``CONFIO_KMS_THROTTLE_WAIT``: seconds a request keeps retrying while AWS throttles
     it (within the call's deadline) before the throttling error is raised."""
-    return setting("CONFIO_KMS_THROTTLE_WAIT", DEFAULT_THROTTLE_WAIT, _seconds)
-
-
-@dataclass(frozen=True)
-class Coalescing:
-    """How concurrent signing calls for one envelope key share its decrypt."""
-
-    enabled: bool
-    max_calls: int
-    max_wait: float
-
-
-def _calls(value: object) -> int:
-    calls = as_int(value)
-    if calls < 1:
-        raise ValueError(f"{value!r} is not 1 or more")
-    return calls
+    return setting("CONFIO_KMS_THROTTLE_WAIT", DEFAULT_THROTTLE_WAIT, casts.seconds)
 
 
 def coalescing() -> Coalescing:
@@ -325,21 +222,231 @@ def coalescing() -> Coalescing:
     for another call's decrypt)."""
     return Coalescing(
         enabled=setting("CONFIO_KMS_COALESCE", True, as_bool),
-        max_calls=setting("CONFIO_KMS_COALESCE_MAX_CALLS", DEFAULT_COALESCE_MAX_CALLS, _calls),
+        max_calls=setting("CONFIO_KMS_COALESCE_MAX_CALLS", DEFAULT_COALESCE_MAX_CALLS, casts.calls),
         max_wait=setting(
-            "CONFIO_KMS_COALESCE_MAX_WAIT", DEFAULT_COALESCE_MAX_WAIT, _positive_seconds
+            "CONFIO_KMS_COALESCE_MAX_WAIT", DEFAULT_COALESCE_MAX_WAIT, casts.positive_seconds
         ),
     )
 
 
-def _concurrency(value: object) -> int:
-    threads = as_int(value)
-    if not 1 <= threads <= 64:
-        raise ValueError(f"{value!r} is not a number of requests from 1 to 64")
-    return threads
-
-
 def native_concurrency() -> int:
     """``CONFIO_KMS_NATIVE_CONCURRENCY``: native keys' Sign requests in flight at once in
-    this process (read when the first native signature is made)."""
-    return setting("CONFIO_KMS_NATIVE_CONCURRENCY", networks.MAX_GROUP_SIZE, _concurrency)
+    this process (per size: signers built with the same value share them)."""
+    return setting("CONFIO_KMS_NATIVE_CONCURRENCY", networks.MAX_GROUP_SIZE, casts.concurrency)
+
+
+def key_policy_account() -> str:
+    """``CONFIO_KMS_KEY_POLICY_ACCOUNT``: when set (a 12-digit account id), every key
+    confio-kms creates gets the key policy for that account at creation; "" when not."""
+    return setting("CONFIO_KMS_KEY_POLICY_ACCOUNT", "", policies.key_policy_account)
+
+
+def trusted_genesis() -> frozenset[str]:
+    """``CONFIO_KMS_TRUSTED_GENESIS``, plus the sandbox ledger's genesis hash when
+    ``CONFIO_SANDBOX`` is on."""
+    trusted = set(setting("CONFIO_KMS_TRUSTED_GENESIS", [], casts.hashes))
+    if setting("CONFIO_SANDBOX", False, as_bool):
+        try:
+            from confio_kms.sandbox import LocalLedger
+
+            trusted.add(casts.text(LocalLedger.suggested_params().gh))
+        except ImportError:
+            raise ConfigurationError(
+                "CONFIO_SANDBOX is on but the sandbox is not installed.",
+                fix="pip install 'confio-kms[sandbox]', or turn CONFIO_SANDBOX off.",
+            ) from None
+    return frozenset(trusted)
+
+
+def signing_policy() -> SigningPolicy:
+    """The signing policy the settings describe (``CONFIO_KMS_MAX_FEE``,
+    ``CONFIO_KMS_TRUSTED_GENESIS``, ``CONFIO_SANDBOX``, ``CONFIO_KMS_ALLOW_DELEGATION``)."""
+    return SigningPolicy(
+        max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
+        trusted_genesis=trusted_genesis(),
+        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+    )
+
+
+@dataclass(frozen=True)
+class DjangoCache:
+    """The Django cache named ``alias``, as ``Options.cache``. Looked up on each use
+    (``caches[alias]``: Django's connections are per thread, and ``override_settings``
+    of ``CACHES`` takes effect); outside a configured Django, there is none."""
+
+    alias: str
+
+    def _backend(self) -> Any:
+        from django.core.cache import caches
+
+        if not settings.configured:
+            raise ConfigurationError(
+                "Django settings are not configured, so there is no Django cache.",
+                fix="Configure Django, or build Options(cache=None) for the process only.",
+            )
+        return caches[self.alias]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._backend().get(key, default)
+
+    def get_many(self, keys: list[str]) -> dict[str, Any]:
+        return dict(self._backend().get_many(keys))
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> Any:
+        return self._backend().set(key, value, timeout)
+
+    def delete(self, key: str) -> Any:
+        return self._backend().delete(key)
+
+
+def store_signing_record(fields: Mapping[str, Any]) -> None:
+    """The audit sink of ``CONFIO_KMS_AUDIT_DB``: one ``SigningRecord`` row per record,
+    in a savepoint, so a failed insert does not break the caller's transaction. (Rows
+    written inside a transaction the caller rolls back are lost with it; the log
+    record is not.)"""
+    from django.db import transaction as db_transaction
+
+    from confio_kms.models import SigningRecord
+
+    with db_transaction.atomic():
+        SigningRecord.objects.create(
+            alias=fields["alias"],
+            address=fields["address"],
+            signer_address=fields["signer_address"],
+            mode=fields["mode"],
+            txids=" ".join(fields["txids"]),
+            group_id=fields["group_id"][:200],
+            request_ids=" ".join(fields["request_ids"]),
+            outcome=fields["outcome"],
+            detail=fields["detail"][:500],
+        )
+
+
+def _lenient(read: Callable[[], T], fallback: T, consequence: str) -> T:
+    """``read()``, or ``fallback`` with an error logged: a bad setting of the cache's
+    lifetime or the audit rows must not stop signing."""
+    try:
+        return read()
+    except ConfigurationError as error:
+        logger.error("%s %s", error.message, consequence)
+        return fallback
+
+
+def cache_seconds() -> float:
+    """``CONFIO_KMS_CACHE_TIMEOUT`` as the cache uses it: an invalid value is logged and
+    the default used (signing must not stop over the cache's lifetime)."""
+    fallback = float(DEFAULT_CACHE_TIMEOUT)
+    return _lenient(cache_timeout, fallback, f"Using {DEFAULT_CACHE_TIMEOUT} seconds.")
+
+
+def options(snapshot: KMSSettings | None = None) -> Options:
+    """The core's ``Options`` from the settings, read now: every setting the signing
+    core and the key lifecycle use (see docs/settings.md). ``CONFIO_KMS_CACHE`` is
+    the shared cache (when Django is configured), ``CONFIO_KMS_AUDIT_DB`` the audit
+    sink. Invalid values raise ``ConfigurationError``, except those of
+    ``CONFIO_KMS_CACHE_TIMEOUT`` and ``CONFIO_KMS_AUDIT_DB``, which are logged and
+    replaced by their defaults. ``snapshot``: ``kms_settings()`` just read, not read again."""
+    aliases = snapshot or kms_settings()
+    audit_rows = _lenient(audit_db, False, "Audit rows are not stored; the audit log is.")
+    return Options(
+        region=aliases.kms_region,
+        connect_timeout=connect_timeout(),
+        read_timeout=read_timeout(),
+        max_attempts=max_attempts(),
+        call_deadline=call_deadline(),
+        throttle_wait=throttle_wait(),
+        coalescing=coalescing(),
+        native_concurrency=native_concurrency(),
+        cache=DjangoCache(cache_alias()) if settings.configured else None,
+        cache_timeout=cache_seconds(),
+        audit_sink=store_signing_record if audit_rows else None,
+        testnet_alias=aliases.alias_testnet,
+        mainnet_alias=aliases.alias_mainnet,
+        max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
+        trusted_genesis=trusted_genesis(),
+        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+        key_policy_account=key_policy_account(),
+    )
+
+
+def sponsor_fee_cap(default: int) -> int:
+    """``ALGORAND_SPONSOR_FEE_CAP``: most microalgos one sponsored group may pay."""
+    return setting("ALGORAND_SPONSOR_FEE_CAP", default, as_int)
+
+
+def admin_mnemonic() -> str:
+    """``ALGORAND_ADMIN_MNEMONIC`` (legacy, while ``USE_KMS_SIGNING`` is off); "" if unset."""
+    return setting("ALGORAND_ADMIN_MNEMONIC", "", str)
+
+
+def algod() -> tuple[str, str]:
+    """``ALGOD_ADDRESS`` and ``ALGOD_TOKEN`` ("" when unset)."""
+    return setting("ALGOD_ADDRESS", "", str), setting("ALGOD_TOKEN", "", str)
+
+
+@dataclass(frozen=True)
+class LegacySettings:
+    """The original ``kms_manager.py``'s own settings, for ``confio_kms.compat``."""
+
+    key_alias: str  # KMS_KEY_ALIAS
+    admin_key_alias: str  # KMS_ADMIN_KEY_ALIAS
+    native_signing: bool | None  # KMS_NATIVE_SIGNING (None: unset)
+    admin_address: str  # ALGORAND_ADMIN_ADDRESS
+
+
+def legacy_settings() -> LegacySettings:
+    """Read the original module's settings now."""
+    return LegacySettings(
+        key_alias=setting("KMS_KEY_ALIAS", "", str),
+        admin_key_alias=setting("KMS_ADMIN_KEY_ALIAS", "", str),
+        native_signing=setting("KMS_NATIVE_SIGNING", None, as_bool),
+        admin_address=setting("ALGORAND_ADMIN_ADDRESS", "", str),
+    )
+
+
+# --- what the system checks, the doctor and kms_cost read ----------------------------
+
+
+def legacy_mnemonic_configured() -> bool:
+    """Whether ``ALGORAND_ADMIN_MNEMONIC`` is set in settings, the environment or .env."""
+    return bool(admin_mnemonic())
+
+
+def named_values(named: re.Pattern[str]) -> dict[str, object]:
+    """The Django settings in upper case or named like ``named``, for scans that report
+    names only (a lazy setting stays unevaluated)."""
+    return {
+        name: getattr(settings, name, None)
+        for name in dir(settings)
+        if name.isupper() or named.search(name)
+    }
+
+
+def debug() -> bool:
+    return bool(settings.DEBUG)
+
+
+def exception_reporter_filter() -> str:
+    """``DEFAULT_EXCEPTION_REPORTER_FILTER``'s dotted path."""
+    return str(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
+
+
+def cache_backend(alias: str) -> str:
+    """The ``BACKEND`` of the Django cache ``alias`` ("" when there is none)."""
+    return str(settings.CACHES.get(alias, {}).get("BACKEND", ""))
+
+
+def explicit_alias_networks() -> frozenset[str]:
+    """The networks whose alias setting is set rather than defaulted."""
+    return frozenset(
+        network for network, name in ALIAS_SETTING.items() if setting(name, None, str) is not None
+    )
+
+
+def legacy_names() -> tuple[str, str, str]:
+    """``KMS_KEY_ALIAS``, ``KMS_ADMIN_KEY_ALIAS``, ``ALGORAND_ADMIN_ADDRESS`` ("" unset)."""
+    return (
+        setting("KMS_KEY_ALIAS", "", str),
+        setting("KMS_ADMIN_KEY_ALIAS", "", str),
+        setting("ALGORAND_ADMIN_ADDRESS", "", str),
+    )

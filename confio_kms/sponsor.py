@@ -39,9 +39,7 @@ class AlgorandSponsorService:
 
     @holds_secrets  # the legacy path holds the mnemonic and its private key
     def __init__(self, signer: TransactionSigner | None = None, address: str | None = None) -> None:
-        self.fee_cap: int = config.setting(
-            "ALGORAND_SPONSOR_FEE_CAP", DEFAULT_FEE_CAP, config.as_int
-        )
+        self.fee_cap: int = config.sponsor_fee_cap(DEFAULT_FEE_CAP)
         if signer is not None:
             if address is None and not isinstance(signer, KMSSigner):
                 raise exceptions.ConfigurationError(
@@ -52,7 +50,7 @@ class AlgorandSponsorService:
         elif config.kms_settings().use_kms_signing:
             self.signer, self._address = conf.kms_signer(), None
         else:
-            phrase = config.setting("ALGORAND_ADMIN_MNEMONIC", "", str)
+            phrase = config.admin_mnemonic()
             if not phrase:
                 raise exceptions.ConfigurationError(
                     "USE_KMS_SIGNING is off and ALGORAND_ADMIN_MNEMONIC is not set.",

@@ -78,8 +78,9 @@ def test_records_are_stored_when_enabled_and_read_only_in_the_admin(
     signer.sign_transaction(txn)
     assert SigningRecord.objects.count() == 0  # off by default
 
+    # The setting is read when a signer is built (into its options).
     with override_settings(CONFIO_KMS_AUDIT_DB=True):
-        signer.sign_transaction(txn)
+        KMSSigner("stored", session=session).sign_transaction(txn)
 
     (row,) = SigningRecord.objects.all()
     assert (row.alias, row.address, row.outcome, row.txids) == (

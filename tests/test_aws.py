@@ -40,7 +40,7 @@ def test_endpoint_from_environment_and_argument(aws_env: LocalAWS) -> None:
     assert AWSClients(endpoint_url=other).ssm.meta.endpoint_url == other
 
 
-def test_profile_supplies_region_and_credentials(
+def test_profile_supplies_credentials_not_the_keys_region(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = tmp_path / "config"
@@ -55,7 +55,10 @@ def test_profile_supplies_region_and_credentials(
 
     clients = AWSClients()
 
-    assert clients.region == "eu-west-3"
+    # The region rule: the profile's region is where the operator works, not where the
+    # keys are (KMS_REGION, else eu-central-2, as the original kms_manager.py).
+    assert clients.region == "eu-central-2"
+    assert AWSClients(session=boto3.Session()).region == "eu-west-3"  # a session passed
     assert clients.session.get_credentials().access_key == "from-profile"
     clients.call("kms", "ListAliases", "aliases")  # reaches the endpoint with them
 

@@ -23,6 +23,7 @@ from algosdk import transaction
 from django.test import override_settings
 
 from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms import settings as config
 from confio_kms.core import cache
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
@@ -78,7 +79,8 @@ def lookup() -> Iterator[PausedLookup]:
 
 
 def cached_address(scope: str) -> str | None:
-    info = cache.get(scope, ALIAS)
+    # In this process, else in Django's cache (the shared cache of the settings' options).
+    info = cache.get(scope, ALIAS, config.options())
     return info.address if info is not None else None
 
 
@@ -90,7 +92,8 @@ def test_forget_after_the_alias_moved_beats_a_lookup_in_flight(
 
     lookup.start()  # has read alias -> old key, is reading its tags
     boto3.client("kms").update_alias(AliasName=f"alias/{ALIAS}", TargetKeyId=new.key_id)
-    cache.forget(lookup.scope, ALIAS)  # what a rotation does once the alias has moved
+    # What a rotation does once the alias has moved.
+    cache.forget(lookup.scope, ALIAS, config.options())
     assert lookup.finish() == old.address  # it answered what it had read ...
 
     # ... but cached none of it: not in this process, not in Django's cache.
@@ -113,7 +116,7 @@ def test_a_rotation_during_a_lookup_leaves_the_new_key_signing(
     result = manager.rotate_key(ALIAS, LedgerChain(ledger))  # rekeys, switches, forgets
     lookup.finish()
 
-    info = cache.get(lookup.scope, ALIAS)
+    info = cache.get(lookup.scope, ALIAS, config.options())
     assert info is None or info.key_id == result.key_id
     # A signer of this process signs with the new key: the ledger accepts it.
     signer = KMSSigner(ALIAS)
@@ -125,8 +128,8 @@ def test_a_rotation_during_a_lookup_leaves_the_new_key_signing(
 _FORGET = """
 import sys, django
 django.setup()
-from confio_kms import cache
-cache.forget(sys.argv[1], sys.argv[2])
+from confio_kms import cache, settings
+cache.forget(sys.argv[1], sys.argv[2], settings.options())
 """
 
 

@@ -152,8 +152,8 @@ def test_the_tombstones_live_in_compat_only() -> None:
 def test_region_of_classes_built_in_code(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert KMSSigner(SPONSOR).region_name == "eu-central-2"  # the guide's default
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    assert KMSSigner(SPONSOR).region_name == "us-east-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # where the process runs
+    assert KMSSigner(SPONSOR).region_name == "eu-central-2"  # not where the keys are
     monkeypatch.setenv("KMS_REGION", "eu-west-1")
     assert AlgorandKMSManager().region_name == "eu-west-1"
     with override_settings(KMS_REGION="ap-southeast-2"):

@@ -25,6 +25,7 @@ from botocore.awsrequest import AWSResponse
 from pytest_django.fixtures import Settings as SettingsWrapper
 
 from confio_kms import AlgorandKMSManager, KMSSigner
+from confio_kms import settings as config
 from confio_kms.common import exceptions
 from confio_kms.core.aws import AWSClients
 from confio_kms.sandbox import LocalLedger
@@ -103,12 +104,17 @@ def finish_within(bound: float, call: Callable[[], object]) -> dict[str, Any]:
     return outcome
 
 
+def settings_clients() -> AWSClients:
+    """Clients as the Django app builds them: options from the settings, read now."""
+    return AWSClients(options=config.options())
+
+
 def payment(sender: str) -> transaction.PaymentTxn:
     return transaction.PaymentTxn(sender, LocalLedger.suggested_params(), sender, 0)
 
 
 def test_client_timeouts_and_attempts_come_from_settings(settings: SettingsWrapper) -> None:
-    config = AWSClients().kms.meta.config
+    config = settings_clients().kms.meta.config
     # Defaults for a web request: a hung connection or request is given up quickly.
     assert (config.connect_timeout, config.read_timeout) == (2, 5)
     assert config.retries == {"mode": "standard", "total_max_attempts": 4}
@@ -116,7 +122,7 @@ def test_client_timeouts_and_attempts_come_from_settings(settings: SettingsWrapp
     settings.CONFIO_KMS_CONNECT_TIMEOUT = 0.5
     settings.CONFIO_KMS_READ_TIMEOUT = "1.5"
     settings.CONFIO_KMS_MAX_ATTEMPTS = 2
-    for client in (AWSClients().kms, AWSClients().ssm):
+    for client in (settings_clients().kms, settings_clients().ssm):
         config = client.meta.config
         assert (config.connect_timeout, config.read_timeout) == (0.5, 1.5)
         assert config.retries == {"mode": "standard", "total_max_attempts": 2}
@@ -136,7 +142,7 @@ def test_an_invalid_limit_is_a_configuration_error(
 ) -> None:
     setattr(settings, name, value)
     with pytest.raises(exceptions.ConfigurationError, match=name):
-        AWSClients().call("kms", "ListAliases", "aliases")
+        settings_clients().call("kms", "ListAliases", "aliases")
 
 
 def test_a_signing_call_against_a_silent_endpoint_ends_at_its_deadline(

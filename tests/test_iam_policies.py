@@ -556,7 +556,9 @@ def test_keys_get_the_key_policy_at_creation_when_asked(tmp_path: Path) -> None:
             stdout=out,
         )  # fmt: skip
         assert "deletion and disabling need MFA" in out.getvalue()
-        native = manager.create_algorand_key("guarded-native", kind="native").key_id
+        # Built inside the override: a manager reads the settings when it is built.
+        guarded = AlgorandKMSManager()
+        native = guarded.create_algorand_key("guarded-native", kind="native").key_id
         envelope = kms.describe_key(KeyId="alias/guarded")["KeyMetadata"]["KeyId"]
         for key in (envelope, native):
             policy = kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]
@@ -570,4 +572,4 @@ def test_keys_get_the_key_policy_at_creation_when_asked(tmp_path: Path) -> None:
         override_settings(CONFIO_KMS_KEY_POLICY_ACCOUNT="12345"),
         pytest.raises(exceptions.ConfigurationError, match="CONFIO_KMS_KEY_POLICY_ACCOUNT"),
     ):
-        manager.create_algorand_key("bad-account")
+        AlgorandKMSManager().create_algorand_key("bad-account")

@@ -11,8 +11,8 @@ from algosdk.atomic_transaction_composer import (
 )
 from django.test import override_settings
 
+from confio_kms import KMSSigner  # the Django app's: options from the settings
 from confio_kms.common import exceptions
-from confio_kms.core.signer import KMSSigner
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 

@@ -20,13 +20,13 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
+from confio_kms import signers
 from confio_kms.algorand.chain import Chain
 from confio_kms.common import exceptions as exc
 from confio_kms.core import keys
 from confio_kms.core.aws import AWSClients
-from confio_kms.core.signer import KMSSigner
-from confio_kms.lifecycle import manager
 from confio_kms.lifecycle.rotation import RotationResult
+from confio_kms.signers import KMSSigner
 
 __all__ = [
     "AlgorandKMSManager",
@@ -40,7 +40,7 @@ _KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/(.+)")
 _KEY_ID = re.compile(r"(mrk-)?[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}|mrk-[0-9a-f]{32}")
 
 
-class AlgorandKMSManager(manager.AlgorandKMSManager):
+class AlgorandKMSManager(signers.AlgorandKMSManager):
     """``confio_kms.AlgorandKMSManager`` with the names its earlier versions had, each
     refusing with the error that names its replacement.
 
@@ -144,6 +144,7 @@ def _alias_of(
         region_name,
         endpoint_url=kwargs.get("endpoint_url"),  # type: ignore[arg-type]
         session=kwargs.get("session"),  # type: ignore[arg-type]
+        options=kwargs.get("options") or config.options(),  # type: ignore[arg-type]
     )
     names = [
         a["AliasName"].removeprefix("alias/")
@@ -174,26 +175,23 @@ def get_kms_signer_from_settings(
     ``KMS_NATIVE_SIGNING``), when set, must match the key's kind. The key's address is
     checked against ``ALGORAND_ADMIN_ADDRESS`` (admin) or ``ALGORAND_SPONSOR_ADDRESS``.
     """
-    enabled = (
-        use_kms if use_kms is not None else config.setting("USE_KMS_SIGNING", False, config.as_bool)
-    )
+    enabled = use_kms if use_kms is not None else config.kms_settings().use_kms_signing
     if not enabled:
         raise exc.ConfigurationError(
             "USE_KMS_SIGNING must be enabled for KMS-backed signing.",
             fix=f"Set USE_KMS_SIGNING = True in {config.places('USE_KMS_SIGNING')}.",
         )
     settings = config.kms_settings()
-    alias = key_alias or (role == "admin" and config.setting("KMS_ADMIN_KEY_ALIAS", "", str))
-    alias = alias or config.setting("KMS_KEY_ALIAS", "", str) or settings.active_alias
+    legacy = config.legacy_settings()
+    alias = key_alias or (role == "admin" and legacy.admin_key_alias)
+    alias = alias or legacy.key_alias or settings.active_alias
     if region_name:
         signer = KMSSigner(
             alias, region_name, endpoint_url=settings.endpoint_url, ssm_prefix=settings.ssm_prefix
         )
     else:
         signer = conf.kms_signer(alias)
-    wants_native = (
-        native if native is not None else config.setting("KMS_NATIVE_SIGNING", None, config.as_bool)
-    )
+    wants_native = native if native is not None else legacy.native_signing
     if wants_native is not None and (signer.kind == keys.NATIVE) != wants_native:
         raise exc.ConfigurationError(
             f"{signer.key_alias} is an {signer.kind} key, but KMS_NATIVE_SIGNING (or "
@@ -203,6 +201,6 @@ def get_kms_signer_from_settings(
         )
     expected = config.configured_sponsor_address()
     if role == "admin":
-        expected = config.setting("ALGORAND_ADMIN_ADDRESS", "", str) or expected
+        expected = legacy.admin_address or expected
     signer.assert_matches_address(expected)
     return signer

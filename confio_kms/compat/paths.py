@@ -31,7 +31,8 @@ MOVED = {
     "policy": "core.policy",
     "audit": "core.audit",
     "signing": "core.signing",
-    "signer": "core.signer",
+    # The Django app's KMSSigner (settings by default), as confio_kms.signer's was.
+    "signer": "signers",
     "multisig": "core.multisig",
     "manager": "lifecycle.manager",
     "rotation": "lifecycle.rotation",

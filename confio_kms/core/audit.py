@@ -3,9 +3,9 @@
 Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
 ``record.audit`` for JSON formatters) with alias, address, key mode, transaction
 ids, group id, AWS request ids and outcome, so they can be joined with CloudTrail
-by request id. With ``CONFIO_KMS_AUDIT_DB`` on, they are also stored as
-``confio_kms.models.SigningRecord`` rows. Records never carry key material:
-they are built from public facts only.
+by request id, then handed to the options' audit sink (``Options.audit_sink``; the
+Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores ``confio_kms.models.SigningRecord``
+rows). Records never carry key material: they are built from public facts only.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from typing import Any
 
 from algosdk import encoding, transaction
 
-from confio_kms import settings as config
 from confio_kms.core.keys import KeyInfo
+from confio_kms.core.options import AuditSink
 
 logger = logging.getLogger("confio_kms.audit")
 
@@ -32,11 +32,13 @@ def record(
     request_ids: Sequence[str] = (),
     detail: str = "",
     messages: Sequence[bytes] | None = None,
+    sink: AuditSink | None = None,
 ) -> dict[str, Any]:
     """Emit the record of one signing call; return its fields.
 
     ``messages``, the signed bytes of ``txns`` when the caller has them, spare
-    encoding each transaction a second time for its id.
+    encoding each transaction a second time for its id. ``sink`` (the signer's
+    ``Options.audit_sink``) receives the fields after they are logged.
     """
     groups = {base64.b64encode(t.group).decode() for t in txns if t.group}
     fields: dict[str, Any] = {
@@ -62,7 +64,11 @@ def record(
         detail,
         extra={"audit": fields},
     )
-    _store(fields)
+    if sink is not None:
+        try:
+            sink(fields)
+        except Exception as error:  # the trail must not undo a signing call; say so loudly
+            logger.error("the audit sink failed, the record was only logged: %r", error)
     return fields
 
 
@@ -85,35 +91,3 @@ def _txid(txn: transaction.Transaction) -> str:
         return str(txn.get_txid())
     except Exception:  # a malformed transaction is what is being reported
         return "unencodable"
-
-
-def _store(fields: dict[str, Any]) -> None:
-    try:
-        enabled = config.audit_db()
-    except Exception as error:  # a bad setting must not undo a signing call
-        logger.error("could not read CONFIO_KMS_AUDIT_DB, audit row not stored: %s", error)
-        return
-    if not enabled:
-        return
-    from django.db import transaction as db_transaction
-
-    from confio_kms.models import SigningRecord
-
-    try:
-        # A savepoint: a failed insert must not break the caller's transaction. (Rows
-        # written inside a transaction the caller rolls back are lost with it; the log
-        # record is not.)
-        with db_transaction.atomic():
-            SigningRecord.objects.create(
-                alias=fields["alias"],
-                address=fields["address"],
-                signer_address=fields["signer_address"],
-                mode=fields["mode"],
-                txids=" ".join(fields["txids"]),
-                group_id=fields["group_id"][:200],
-                request_ids=" ".join(fields["request_ids"]),
-                outcome=fields["outcome"],
-                detail=fields["detail"][:500],
-            )
-    except Exception as error:  # the trail must not break signing; say so loudly
-        logger.error("could not store the audit record in the database: %r", error)

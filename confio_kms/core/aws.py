@@ -6,16 +6,17 @@ are not, so nothing builds clients after construction). A caller that needs more
 services (``kms_doctor``: STS, IAM, CloudTrail) names them at construction; they get
 the same region, endpoint, timeouts, retries and error translation.
 
-Time limits: each request waits at most ``CONFIO_KMS_CONNECT_TIMEOUT`` to connect and
-``CONFIO_KMS_READ_TIMEOUT`` for an answer, and is tried at most
-``CONFIO_KMS_MAX_ATTEMPTS`` times (botocore's standard retries). A signing call has a
+Time limits (``Options``; the settings named are their Django defaults): each request
+waits at most ``CONFIO_KMS_CONNECT_TIMEOUT`` to connect and ``CONFIO_KMS_READ_TIMEOUT``
+for an answer, and is tried at most ``CONFIO_KMS_MAX_ATTEMPTS`` times (botocore's
+standard retries). A signing call has a
 deadline, ``CONFIO_KMS_CALL_DEADLINE`` from its start (``AWSClients.bounded``): its lookups,
 requests and retries share it, and once it has passed (or a retry's backoff would
 reach it) nothing new is sent and the call fails with ``DeadlineExceededError``.
 Any other request gets the same deadline on its own. A request already in flight
-is not interrupted: it ends within its own timeouts. These settings, and
-``CONFIO_KMS_THROTTLE_WAIT`` and the coalescing settings, are read when the clients are
-built (botocore fixes timeouts and attempts per client).
+is not interrupted: it ends within its own timeouts. The clients carry their options
+(``AWSClients.options``): what is built on them (lookups, key kinds, the audit trail)
+reads its options there.
 """
 
 from __future__ import annotations
@@ -46,17 +47,17 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from botocore.retries import standard
 
-from confio_kms import settings as config
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
+from confio_kms.core.options import DEFAULTS, Options
 
 
-def client_config(attempts: int) -> Config:
-    """botocore's configuration for new clients, from the settings (read now)."""
+def client_config(options: Options) -> Config:
+    """botocore's configuration for new clients, from ``options``."""
     return Config(  # type: ignore[call-arg]  # stubs lag botocore: user_agent_appid
-        retries={"mode": "standard", "total_max_attempts": attempts},
-        connect_timeout=config.connect_timeout(),
-        read_timeout=config.read_timeout(),
+        retries={"mode": "standard", "total_max_attempts": options.max_attempts},
+        connect_timeout=options.connect_timeout,
+        read_timeout=options.read_timeout,
         # Native keys sign a group with concurrent requests (one per transaction).
         max_pool_connections=32,
         # The library builds every request's parameters itself; skipping botocore's
@@ -150,11 +151,12 @@ ENDPOINT_SETTINGS = "KMS_REGION and KMS_ENDPOINT_URL / AWS_ENDPOINT_URL (unset a
 class AWSClients:
     """The boto3 session and the KMS and SSM clients of one manager or signer.
 
-    ``region_name`` falls back to ``KMS_REGION`` (settings, environment, .env), then
+    ``region_name`` falls back to ``options.region`` (``KMS_REGION`` in Django), then
     the session's region (``AWS_DEFAULT_REGION``, the profile), then the guide's
-    ``eu-central-2``; ``endpoint_url`` falls back to ``AWS_ENDPOINT_URL`` as boto3
-    reads it. Timeouts, attempts and the call deadline are read from the settings
-    here, once. ``services`` names further services to build clients for (``sts``,
+    ``eu-central-2`` (``confio_kms.core.options.region``); ``endpoint_url`` falls back
+    to ``AWS_ENDPOINT_URL`` as boto3 reads it. Timeouts, attempts and the call deadline
+    come from ``options`` (default ``Options()``: the plain defaults). ``services``
+    names further services to build clients for (``sts``,
     ``iam``, ``cloudtrail``): same region and endpoint (IAM is global, but a configured
     endpoint serves it too), reached through ``call`` like KMS and SSM.
 
@@ -172,18 +174,22 @@ class AWSClients:
         endpoint_url: str | None = None,
         session: boto3.Session | None = None,
         services: Iterable[str] = (),
+        options: Options | None = None,
     ) -> None:
         install_redaction()
-        attempts = config.max_attempts()
-        settings = client_config(attempts)
-        self.call_deadline = config.call_deadline()
-        self.throttle_wait = config.throttle_wait()
-        # Read here with the other client settings; used by envelope keys.
-        self.coalescing = config.coalescing()
+        self.options = options if options is not None else DEFAULTS
+        attempts = self.options.max_attempts
+        settings = client_config(self.options)
+        self.call_deadline = self.options.call_deadline
+        self.throttle_wait = self.options.throttle_wait
+        # Used by envelope keys.
+        self.coalescing = self.options.coalescing
         self.endpoint_url = endpoint_url
         try:
+            self.region = self.options.region_for(
+                region_name, session.region_name if session is not None else None
+            )
             self.session = session or boto3.Session()
-            self.region = config.region(region_name, self.session.region_name)
             # Any: boto3's stubs type client() per literal service name.
             build: Any = self.session.client
             self.clients: dict[str, Any] = {

@@ -1,19 +1,19 @@
 """Caches what an alias resolves to (key id, address, network, mode).
 
-Two levels: a dictionary in this process, and, when Django settings are
-configured, Django's cache framework (``CONFIO_KMS_CACHE``, default ``"default"``),
-so processes that share a Redis or Memcached cache share lookups too. Only public
+Two levels: a dictionary in this process, and the shared cache of the options
+(``Options.cache``: in Django, the cache named by ``CONFIO_KMS_CACHE``, default
+``"default"``), so processes that share a Redis or Memcached cache share lookups too. Only public
 metadata is cached. A stale entry makes signing fail rather than sign for another
 account: the signer checks the decrypted (or KMS) key against it, refuses parameter
 paths outside the alias's own, and re-resolves on a mismatch. Entries expire after
-``CONFIO_KMS_CACHE_TIMEOUT`` seconds (default 300), so a rotation made by another
-process is picked up; a rotation also drops the shared entry at once.
-A failing Django cache is logged and bypassed: signing never depends on it.
+``Options.cache_timeout`` seconds (``CONFIO_KMS_CACHE_TIMEOUT``, default 300), so a
+rotation made by another process is picked up; a rotation also drops the shared entry
+at once. A failing shared cache is logged and bypassed: signing never depends on it.
 
 A lookup that was in flight while the alias changed must not cache what it read
 before the change: ``forget`` (a rotation, a creation) starts a new generation of the
-entry, in this process (a counter) and in Django's cache (a random token under its own
-key). A lookup notes the generation before it asks AWS and writes its result only if
+entry, in this process (a counter) and in the shared cache (a random token under its
+own key). A lookup notes the generation before it asks AWS and writes its result only if
 the generation is still the same; a shared entry carries the generation it was
 written in, and a reader ignores an entry of another generation, so a write that
 slips in after ``forget`` is never read.
@@ -30,11 +30,10 @@ import time
 from dataclasses import asdict
 from typing import Any, NamedTuple
 
-from confio_kms import settings as config
-from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
+from confio_kms.core.options import DEFAULT_CACHE_TIMEOUT, DEFAULTS, Options, SharedCache
 
 logger = logging.getLogger("confio_kms.cache")
 
@@ -43,13 +42,13 @@ _local: dict[str, tuple[float, KeyInfo]] = {}  # key -> (expires at, info)
 # lookup started under an older generation would otherwise come back).
 _generations: dict[str, int] = {}
 _lock = threading.Lock()
-DEFAULT_TIMEOUT = config.DEFAULT_CACHE_TIMEOUT
+DEFAULT_TIMEOUT = DEFAULT_CACHE_TIMEOUT
 _GENERATION = "generation"  # the shared entry's field naming its generation
 
 
 class Generation(NamedTuple):
-    """An entry's generation: in this process, and in Django's cache ("" before any
-    ``forget``, None when the cache could not be read)."""
+    """An entry's generation: in this process, and in the shared cache ("" before any
+    ``forget``, None when there is none or it could not be read)."""
 
     local: int
     shared: str | None
@@ -65,19 +64,16 @@ def _generation_key(key: str) -> str:
     return key.replace(":key:", ":generation:", 1)
 
 
-def _shared(operation: str, key: Any, *args: Any) -> Any:
-    """Run ``operation`` on Django's cache if one is configured; None otherwise."""
-    from django.conf import settings
-
-    if not settings.configured:
+def _shared(shared: SharedCache | None, operation: str, key: Any, *args: Any) -> Any:
+    """Run ``operation`` on the shared cache if there is one; None otherwise."""
+    if shared is None:
         return None
     try:
-        from django.core.cache import caches
-
-        backend = caches[config.cache_alias()]
-        return getattr(backend, operation)(key, *args)
+        if operation == "get_many" and not hasattr(shared, "get_many"):
+            return {k: v for k in key if (v := shared.get(k)) is not None}
+        return getattr(shared, operation)(key, *args)
     except Exception as error:
-        logger.warning("Django cache %s failed, bypassing it: %r", operation, error)
+        logger.warning("shared cache %s failed, bypassing it: %r", operation, error)
         return None
 
 
@@ -99,7 +95,7 @@ def _decode(raw: object, generation: str) -> KeyInfo | None:
     return info if info.mode in kinds.KINDS else None
 
 
-def _read(scope: str, name: str) -> tuple[KeyInfo | None, Generation]:
+def _read(scope: str, name: str, options: Options) -> tuple[KeyInfo | None, Generation]:
     """The cached info (None on a miss) and the generation it was read in."""
     key = _key(scope, name)
     with _lock:
@@ -108,7 +104,7 @@ def _read(scope: str, name: str) -> tuple[KeyInfo | None, Generation]:
     if entry is not None and time.monotonic() < entry[0]:
         return entry[1], Generation(local, None)
     generation_key = _generation_key(key)
-    found = _shared("get_many", [key, generation_key])
+    found = _shared(options.cache, "get_many", [key, generation_key])
     if not isinstance(found, dict):
         return None, Generation(local, None)
     shared = _shared_generation(found.get(generation_key))
@@ -116,78 +112,82 @@ def _read(scope: str, name: str) -> tuple[KeyInfo | None, Generation]:
     if info is not None:
         with _lock:
             if _generations.get(key, 0) == local:
-                _local[key] = (time.monotonic() + timeout(), info)
+                _local[key] = (time.monotonic() + options.cache_timeout, info)
     return info, Generation(local, shared)
 
 
-def get(scope: str, name: str) -> KeyInfo | None:
-    return _read(scope, name)[0]
+def get(scope: str, name: str, options: Options = DEFAULTS) -> KeyInfo | None:
+    """The cached info of ``name`` (in this process, else in ``options.cache``)."""
+    return _read(scope, name, options)[0]
 
 
-def generation(scope: str, name: str) -> Generation:
+def generation(scope: str, name: str, options: Options = DEFAULTS) -> Generation:
     """The entry's generation now: note it before asking AWS, pass it to ``put``."""
     key = _key(scope, name)
     with _lock:
         local = _generations.get(key, 0)
     generation_key = _generation_key(key)
-    found = _shared("get_many", [generation_key])
+    found = _shared(options.cache, "get_many", [generation_key])
     if not isinstance(found, dict):
         return Generation(local, None)
     return Generation(local, _shared_generation(found.get(generation_key)))
 
 
-def timeout() -> float:
-    """Seconds to keep an entry; ``None`` in settings means never expire (Django's way)."""
-    try:
-        return config.cache_timeout()
-    except ConfigurationError as error:  # signing must not stop over the cache's lifetime
-        logger.warning("%s Using %s seconds.", error.message, DEFAULT_TIMEOUT)
-        return DEFAULT_TIMEOUT
+def timeout(options: Options = DEFAULTS) -> float:
+    """Seconds to keep an entry (``math.inf``: never expire)."""
+    return options.cache_timeout
 
 
-def put(scope: str, name: str, info: KeyInfo, since: Generation | None = None) -> None:
+def put(
+    scope: str,
+    name: str,
+    info: KeyInfo,
+    since: Generation | None = None,
+    options: Options = DEFAULTS,
+) -> None:
     """Cache ``info``, unless the entry was forgotten since ``since`` (the generation
     noted before the lookup that produced ``info``; None: the current one)."""
     key = _key(scope, name)
-    now = generation(scope, name)
+    now = generation(scope, name, options)
     if since is not None and (
         now.local != since.local or (since.shared is not None and now.shared != since.shared)
     ):
         logger.debug("alias %s changed during its lookup: the result is not cached", name)
         return
-    seconds = timeout()
+    seconds = options.cache_timeout
     with _lock:
         if _generations.get(key, 0) != now.local:
             return  # forgotten between the check and now
         _local[key] = (time.monotonic() + seconds, info)
-    if now.shared is None:  # Django's cache is unavailable: nothing to write there
+    if now.shared is None:  # no shared cache, or it is unavailable: nothing to write there
         return
     entry = {**asdict(info), _GENERATION: now.shared}
-    _shared("set", key, entry, None if seconds == math.inf else int(seconds))
+    _shared(options.cache, "set", key, entry, None if seconds == math.inf else int(seconds))
 
 
-def forget(scope: str, name: str) -> None:
+def forget(scope: str, name: str, options: Options = DEFAULTS) -> None:
     """Drop the entry, and make lookups in flight unable to write theirs back."""
     key = _key(scope, name)
     with _lock:
         _local.pop(key, None)
         _generations[key] = _generations.get(key, 0) + 1
     # A new generation first: a write racing with this one is then of the old one.
-    _shared("set", _generation_key(key), secrets.token_hex(8), None)
-    _shared("delete", key)
+    _shared(options.cache, "set", _generation_key(key), secrets.token_hex(8), None)
+    _shared(options.cache, "delete", key)
 
 
 def lookup(aws: AWSClients, name: str) -> tuple[KeyInfo, bool]:
-    """Return (key info, whether it came from a cache), asking AWS only on a miss."""
-    info, since = _read(aws.scope, name)
+    """Return (key info, whether it came from a cache), asking AWS only on a miss; the
+    caches and timeout are ``aws.options``'."""
+    info, since = _read(aws.scope, name, aws.options)
     if info is not None:
         return info, True
     info = kinds.resolve(aws, name)
-    put(aws.scope, name, info, since)
+    put(aws.scope, name, info, since, aws.options)
     return info, False
 
 
 def clear_process_cache() -> None:
-    """Drop this process's entries (Django's cache is left alone)."""
+    """Drop this process's entries (the shared cache is left alone)."""
     with _lock:
         _local.clear()

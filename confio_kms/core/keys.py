@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
 
-from confio_kms import settings as config
 from confio_kms.algorand import validation
 from confio_kms.algorand.networks import NETWORKS, UNKNOWN
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
+from confio_kms.core.options import DEFAULTS, Options
 
 TAG_ADDRESS = "AlgorandAddress"
 # After a rotation by rekey: the key's own address, which authorizes for AlgorandAddress.
@@ -140,14 +140,14 @@ def tagged_network(tags: dict[str, str]) -> str:
     return network if network in NETWORKS else ""
 
 
-def network_of(name: str, tags: dict[str, str]) -> str:
+def network_of(name: str, tags: dict[str, str], options: Options = DEFAULTS) -> str:
     """The network of the key behind ``alias/<name>``: its AlgorandNetwork tag, else
-    what the alias name stands for (``config.network_of_alias``), else "unknown".
+    what the alias name stands for (``options.network_of_alias``), else "unknown".
 
     The old setup scripts never wrote the network (their ``Environment`` tag says
     ``Production``, whatever the network), so their keys are known by their alias.
     """
-    return tagged_network(tags) or config.network_of_alias(name) or UNKNOWN
+    return tagged_network(tags) or options.network_of_alias(name) or UNKNOWN
 
 
 def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:

@@ -27,6 +27,7 @@ from confio_kms.core.keys import (
     read_tags,
 )
 from confio_kms.core.native import NativeKey
+from confio_kms.core.options import DEFAULTS, Options
 
 KINDS: dict[str, type[AlgorandKey]] = {cls.kind: cls for cls in (EnvelopeKey, NativeKey)}
 DEFAULT_KIND = EnvelopeKey.kind
@@ -58,8 +59,11 @@ def reset() -> None:
         cls.reset()
 
 
-def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyInfo:
-    """Build a KeyInfo from DescribeKey metadata and the key's tags, or raise."""
+def key_info(
+    name: str, metadata: dict[str, Any], tags: dict[str, str], options: Options = DEFAULTS
+) -> KeyInfo:
+    """Build a KeyInfo from DescribeKey metadata and the key's tags, or raise; an
+    untagged key's network is what its alias stands for under ``options``."""
     alias = f"alias/{name}"
     address = tags.get(TAG_ADDRESS)
     if not address:
@@ -88,7 +92,7 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
         name=name,
         key_id=metadata["KeyId"],
         address=address,
-        network=network_of(name, tags),
+        network=network_of(name, tags, options),
         mode=mode,
         auth_address=auth_address if auth_address != address else "",
         parameter=tags.get(TAG_PARAMETER, ""),
@@ -98,4 +102,5 @@ def key_info(name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyIn
 def resolve(aws: AWSClients, name: str) -> KeyInfo:
     """Look the alias up in KMS: DescribeKey, then ListResourceTags (two requests)."""
     metadata = describe_key(aws, name)
-    return key_info(name, metadata, read_tags(aws, metadata["KeyId"], f"alias/{name}"))
+    tags = read_tags(aws, metadata["KeyId"], f"alias/{name}")
+    return key_info(name, metadata, tags, aws.options)

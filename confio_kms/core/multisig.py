@@ -176,7 +176,13 @@ class KMSMultisigSigner(TransactionSigner):
             )
             for _, member in self.members:
                 audit.record(
-                    None, member.key_alias, txns, "refused", (), f"multisig {sender} not authorized"
+                    None,
+                    member.key_alias,
+                    txns,
+                    "refused",
+                    (),
+                    f"multisig {sender} not authorized",
+                    sink=member.options.audit_sink,
                 )
             raise error
 

@@ -15,7 +15,6 @@ from concurrent.futures import ThreadPoolExecutor, wait
 
 from algosdk import encoding
 
-from confio_kms import settings as config
 from confio_kms.algorand.networks import MAX_GROUP_SIZE
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
@@ -28,30 +27,29 @@ from confio_kms.core.keys import (
 KEY_SPEC = "ECC_NIST_EDWARDS25519"
 SIGNING_ALGORITHM = "ED25519_SHA_512"
 MAX_MESSAGE_BYTES = 4096  # KMS Sign's limit for RAW messages
-# The default of CONFIO_KMS_NATIVE_CONCURRENCY: one request per transaction of a group.
+# The default of Options.native_concurrency: one request per transaction of a group.
 MAX_CONCURRENT_REQUESTS = MAX_GROUP_SIZE
 # SubjectPublicKeyInfo DER of an Ed25519 key: this prefix (OID 1.3.101.112), then 32 bytes.
 SPKI_PREFIX = bytes.fromhex("302a300506032b6570032100")
 
-_pool: tuple[ThreadPoolExecutor, threading.BoundedSemaphore] | None = None
+# Per size (Options.native_concurrency): one process normally has one size, so one pool.
+_pools: dict[int, tuple[ThreadPoolExecutor, threading.BoundedSemaphore]] = {}
 _pool_lock = threading.Lock()
 # (key id, address) pairs whose KMS public key this process has checked.
 _checked: set[tuple[str, str]] = set()
 
 
-def _executor() -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
-    """The threads that send groups' Sign requests, and the slots that bound every Sign
-    request in flight in this process (CONFIO_KMS_NATIVE_CONCURRENCY, read on first use;
-    KMS's asymmetric quota is low)."""
-    global _pool
+def _executor(size: int) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
+    """The threads that send groups' Sign requests, and the ``size`` slots that bound
+    the Sign requests in flight in this process (``Options.native_concurrency``, shared
+    by every signer of that size; KMS's asymmetric quota is low)."""
     with _pool_lock:
-        if _pool is None:
-            size = config.native_concurrency()
-            _pool = (
+        if size not in _pools:
+            _pools[size] = (
                 ThreadPoolExecutor(size, thread_name_prefix="confio-kms"),
                 threading.BoundedSemaphore(size),
             )
-        return _pool
+        return _pools[size]
 
 
 def public_key_from_spki(der: bytes, key_id: str) -> bytes:
@@ -96,7 +94,8 @@ class NativeKey(AlgorandKey):
         for index, message in enumerate(messages):
             check_size(message, index)
         self._check_public_key()
-        pool, slots = _executor()  # once per call: a reset elsewhere cannot split a group
+        # Once per call: a reset elsewhere cannot split a group.
+        pool, slots = _executor(self.aws.options.native_concurrency)
         if len(messages) == 1:
             return [self._sign_one(slots, messages[0])]
         jobs = [pool.submit(self._sign_one, slots, m) for m in messages]
@@ -121,10 +120,9 @@ class NativeKey(AlgorandKey):
 
     @classmethod
     def reset(cls) -> None:
-        global _pool
         _checked.clear()
-        with _pool_lock:  # a new pool on next use, sized from the settings then; calls
-            _pool = None  # holding the old one finish on it (never shut down under them)
+        with _pool_lock:  # new pools on next use; calls holding an old one finish on it
+            _pools.clear()  # (never shut down under them)
 
     def _sign_one(self, slots: threading.BoundedSemaphore, message: bytes) -> bytes:
         with slots:

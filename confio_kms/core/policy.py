@@ -3,8 +3,9 @@
 - Network guard: a key of mainnet, testnet or betanet (its AlgorandNetwork tag, or
   its alias name: ``keys.network_of``) signs only transactions carrying that
   network's genesis hash. Keys of localnet, or of no known network, sign only for
-  private networks' genesis hashes listed in ``CONFIO_KMS_TRUSTED_GENESIS`` (the
-  sandbox's own ledger is trusted when ``CONFIO_SANDBOX`` is on).
+  private networks' genesis hashes listed in ``trusted_genesis``
+  (``CONFIO_KMS_TRUSTED_GENESIS``; in Django the sandbox's own ledger is added when
+  ``CONFIO_SANDBOX`` is on).
 - No ``rekey_to``, ``close_remainder_to`` or asset ``close_assets_to`` in any
   transaction the key signs unless the call allows it (rotation allows rekey).
 - No other irreversible action unless the call allows it, one flag per concept:
@@ -28,8 +29,10 @@
   immutable by design; an application created with OnComplete UpdateApplication
   replaces nothing).
 - Genesis hashes are compared as the 32 bytes they encode, never as strings.
-- No logic signature delegation unless ``CONFIO_KMS_ALLOW_DELEGATION`` is on.
-- A fee cap per signature: ``CONFIO_KMS_MAX_FEE`` microalgos (default 50,000).
+- No logic signature delegation unless ``allow_delegation`` (``CONFIO_KMS_ALLOW_DELEGATION``).
+- A fee cap per signature: ``max_fee`` microalgos (``CONFIO_KMS_MAX_FEE``, default 50,000).
+
+A signer's policy is built from its ``Options`` (``SigningPolicy.of``) unless given.
 """
 
 from __future__ import annotations
@@ -39,11 +42,10 @@ from dataclasses import dataclass, field
 
 from algosdk import transaction
 
-from confio_kms import settings as config
 from confio_kms.algorand import networks
 from confio_kms.common.exceptions import ConfigurationError, PolicyViolationError
 from confio_kms.core.keys import KeyInfo
-from confio_kms.settings import DEFAULT_MAX_FEE
+from confio_kms.core.options import DEFAULT_MAX_FEE, Options
 
 PUBLIC_GENESIS = networks.PUBLIC_GENESIS
 
@@ -95,22 +97,13 @@ class SigningPolicy:
             )
 
     @classmethod
-    def from_settings(cls) -> SigningPolicy:
-        trusted = set(config.setting("CONFIO_KMS_TRUSTED_GENESIS", [], _hashes))
-        if config.setting("CONFIO_SANDBOX", False, config.as_bool):
-            try:
-                from confio_kms.sandbox import LocalLedger
-
-                trusted.add(_text(LocalLedger.suggested_params().gh))
-            except ImportError:
-                raise ConfigurationError(
-                    "CONFIO_SANDBOX is on but the sandbox is not installed.",
-                    fix="pip install 'confio-kms[sandbox]', or turn CONFIO_SANDBOX off.",
-                ) from None
+    def of(cls, options: Options) -> SigningPolicy:
+        """The policy ``options`` describe (``max_fee``, ``trusted_genesis``,
+        ``allow_delegation``)."""
         return cls(
-            max_fee=config.setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, config.as_int),
-            trusted_genesis=frozenset(trusted),
-            allow_delegation=config.setting("CONFIO_KMS_ALLOW_DELEGATION", False, config.as_bool),
+            max_fee=options.max_fee,
+            trusted_genesis=options.trusted_genesis,
+            allow_delegation=options.allow_delegation,
         )
 
     def check(
@@ -235,7 +228,12 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
     """Why a key may not sign for ``genesis`` (not its network's, not trusted), and the fix."""
     on = PUBLIC_GENESIS.get(genesis, "")
     if info.network in networks.GENESIS_HASH or (on and info.network != networks.UNKNOWN):
-        on = on or "an unknown network"
+        if not on:  # a private network nobody trusted
+            return (
+                f"the key is tagged {info.network} but the transaction is for an unknown network",
+                f"Sign only {info.network} transactions with this key; for a private network, "
+                "trust its genesis hash (Options.trusted_genesis, CONFIO_KMS_TRUSTED_GENESIS).",
+            )
         return (
             f"the key is tagged {info.network} but the transaction is for {on}",
             f"Sign {on} transactions with a {on} key.",
@@ -252,16 +250,3 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
         "needs its genesis hash trusted explicitly",
         "Add the private network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS.",
     )
-
-
-def _text(value: object) -> str:
-    # py-algorand-sdk and algojig pass genesis hashes as base64 str or bytes alike.
-    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value)
-
-
-def _hashes(value: object) -> list[str]:
-    if isinstance(value, str):
-        return [h.strip() for h in value.split(",") if h.strip()]
-    if isinstance(value, list | tuple | set | frozenset):
-        return [_text(h) for h in value]
-    raise ValueError(f"{value!r} is not a list of base64 genesis hashes")

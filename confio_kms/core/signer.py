@@ -1,4 +1,9 @@
-"""KMSSigner: a py-algorand-sdk TransactionSigner whose key is held in AWS KMS."""
+"""KMSSigner: a py-algorand-sdk TransactionSigner whose key is held in AWS KMS.
+
+This is the plain-Python class: it reads no settings, only its arguments and its
+``Options``. The package's top-level ``confio_kms.KMSSigner`` is the Django app's
+subclass (``confio_kms.signers``), whose options default to the settings'.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from confio_kms.common import exceptions as exc
 from confio_kms.core import audit
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
+from confio_kms.core.options import DEFAULTS, Options
 from confio_kms.core.policy import Allow, SigningPolicy
 from confio_kms.core.signing import KeyHandle, delegation_message, select, sign_group
 
@@ -29,8 +35,11 @@ class KMSSigner(TransactionSigner):
     (``LogicSigAccount.sign_with_signer``). The address and the kind of key come
     from the KMS key (tags, key spec) once and are cached. An envelope key costs one
     AWS request per signing call, whatever the group size; a native key one KMS Sign
-    request per transaction, sent concurrently. ``policy`` defaults to the settings'
-    signing policy as read when the signer is built.
+    request per transaction, sent concurrently.
+
+    ``options`` (``confio_kms.core.options.Options``; None: the plain defaults, never
+    the settings) configures the AWS clients, the lookup cache, the audit sink and the
+    signing policy; ``policy`` replaces the policy the options describe.
     """
 
     def __init__(
@@ -42,11 +51,13 @@ class KMSSigner(TransactionSigner):
         session: boto3.Session | None = None,
         ssm_prefix: str = DEFAULT_SSM_PREFIX,
         policy: SigningPolicy | None = None,
+        options: Options | None = None,
     ) -> None:
         super().__init__()
         name = alias_name(key_alias)
-        self.policy = policy or SigningPolicy.from_settings()
-        aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session)
+        options = options if options is not None else DEFAULTS
+        self.policy = policy or SigningPolicy.of(options)
+        aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session, options=options)
         self._handle = KeyHandle(aws, validation.ssm_prefix(ssm_prefix), name)
 
     @property
@@ -60,6 +71,11 @@ class KMSSigner(TransactionSigner):
     @property
     def region_name(self) -> str:
         return self._handle.aws.region
+
+    @property
+    def options(self) -> Options:
+        """The options this signer was built with."""
+        return self._handle.aws.options
 
     @property
     def clients(self) -> AWSClients:
@@ -183,8 +199,9 @@ class KMSSigner(TransactionSigner):
         """Delegate ``lsig_account`` to this key, in place.
 
         Delegation hands the program open-ended authority over the account, so it is
-        refused unless the signing policy allows it (``CONFIO_KMS_ALLOW_DELEGATION``
-        or ``SigningPolicy(allow_delegation=True)``). Alone, the key signs
+        refused unless the signing policy allows it (``Options(allow_delegation=True)``,
+        ``CONFIO_KMS_ALLOW_DELEGATION``, or ``SigningPolicy(allow_delegation=True)``).
+        Alone, the key signs
         ``b"Program" + program``; as a member of ``multisig`` it signs
         ``b"MsigProgram" + multisig address + program`` into ``lmsig``, the
         domain-separated form that cannot be replayed as a delegation of the
@@ -203,7 +220,13 @@ class KMSSigner(TransactionSigner):
         except exc.ConfioKMSError as error:
             outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
             audit.record(
-                info, self.key_alias, [], outcome, (), f"delegation {type(error).__name__}"
+                info,
+                self.key_alias,
+                [],
+                outcome,
+                (),
+                f"delegation {type(error).__name__}",
+                sink=self.options.audit_sink,
             )
             raise
         (signature,) = result.signatures
@@ -214,7 +237,15 @@ class KMSSigner(TransactionSigner):
             if lsig.lmsig is None:
                 lsig.lmsig = multisig.get_multisig_account()
             lsig.lmsig.subsigs[index].signature = signature
-        audit.record(result.info, self.key_alias, [], "signed", result.request_ids, what)
+        audit.record(
+            result.info,
+            self.key_alias,
+            [],
+            "signed",
+            result.request_ids,
+            what,
+            sink=self.options.audit_sink,
+        )
 
     def append_to_logicsig_multisig(self, lsig_account: transaction.LogicSigAccount) -> None:
         """Add this member's subsignature to a multisig-delegated ``lsig_account``."""

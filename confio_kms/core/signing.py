@@ -153,7 +153,7 @@ class KeyHandle:
     def info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
         """Return (key info, whether it came from a cache)."""
         if refresh:
-            cache.forget(self.aws.scope, self.name)
+            cache.forget(self.aws.scope, self.name, self.aws.options)
         return cache.lookup(self.aws, self.name)
 
     def sign(
@@ -215,12 +215,21 @@ def sign_group(
     except exc.ConfioKMSError as error:
         outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
         failure = f"{detail} {type(error).__name__}".strip()
-        audit.record(used, handle.alias, chosen, outcome, (), failure)
+        audit.record(
+            used, handle.alias, chosen, outcome, (), failure, sink=handle.aws.options.audit_sink
+        )
         raise
     signed = [
         attach(result.info, txn, sig) for txn, sig in zip(chosen, result.signatures, strict=True)
     ]
     audit.record(
-        result.info, handle.alias, chosen, "signed", result.request_ids, detail, messages=messages
+        result.info,
+        handle.alias,
+        chosen,
+        "signed",
+        result.request_ids,
+        detail,
+        messages=messages,
+        sink=handle.aws.options.audit_sink,
     )
     return signed

@@ -3,6 +3,10 @@
 The method names are those of the old setup scripts, so existing call sites keep
 working. Nothing is ever overwritten: an existing alias or parameter is refused
 before any change, and a creation that fails half-way is rolled back.
+
+This is the plain-Python class: it reads no settings, only its arguments and its
+``Options``. The package's top-level ``confio_kms.AlgorandKMSManager`` is the Django
+app's subclass (``confio_kms.signers``), whose options default to the settings'.
 """
 
 from __future__ import annotations
@@ -17,7 +21,6 @@ import boto3
 from algosdk import account
 from algosdk.transaction import SignedTransaction, Transaction
 
-from confio_kms import settings as config
 from confio_kms.algorand import validation
 from confio_kms.algorand.chain import Chain
 from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX
@@ -27,6 +30,7 @@ from confio_kms.common.redaction import holds_secrets
 from confio_kms.core import audit, cache, keys, kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import TAG_ADDRESS, TAG_MANAGED_BY
+from confio_kms.core.options import Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.core.signing import KeyHandle, sign_group
 from confio_kms.lifecycle import policies as iam
@@ -129,7 +133,13 @@ class KeyRecord:
 
 
 class AlgorandKMSManager:
-    """Administers the Algorand keys of one AWS account and region."""
+    """Administers the Algorand keys of one AWS account and region.
+
+    ``options`` (``confio_kms.core.options.Options``; None: the plain defaults, never
+    the settings) configures the AWS clients, the lookup cache, the aliases' networks,
+    the signing policy of ``sign_transaction`` and rotations, and the key policy of
+    created keys.
+    """
 
     def __init__(
         self,
@@ -138,13 +148,21 @@ class AlgorandKMSManager:
         endpoint_url: str | None = None,
         session: boto3.Session | None = None,
         ssm_prefix: str = DEFAULT_SSM_PREFIX,
+        options: Options | None = None,
     ) -> None:
         self._prefix = validation.ssm_prefix(ssm_prefix)
-        self._aws = AWSClients(region_name, endpoint_url=endpoint_url, session=session)
+        self._aws = AWSClients(
+            region_name, endpoint_url=endpoint_url, session=session, options=options
+        )
 
     @property
     def region_name(self) -> str:
         return self._aws.region
+
+    @property
+    def options(self) -> Options:
+        """The options this manager was built with."""
+        return self._aws.options
 
     def parameter_path(self, key_alias: str) -> str:
         return validation.parameter_path(self._prefix, validation.alias_name(key_alias))
@@ -172,7 +190,7 @@ class AlgorandKMSManager:
         created = cls(self._aws).create(
             KeyRequest(name=name, prefix=self._prefix, network=network, description=description)
         )
-        cache.forget(self._aws.scope, name)
+        cache.forget(self._aws.scope, name, self._aws.options)
         return CreatedKey(created.key_id, created.address, created.backup_mnemonic, cls.kind)
 
     @holds_secrets
@@ -224,7 +242,7 @@ class AlgorandKMSManager:
         network = validation.network_name(network)
         metadata = keys.describe_key(self._aws, name)
         tags = keys.read_tags(self._aws, metadata["KeyId"], f"alias/{name}")
-        current = keys.tagged_network(tags) or config.network_of_alias(name)
+        current = keys.tagged_network(tags) or self.options.network_of_alias(name)
         if current and current != network:
             raise exc.NetworkMismatchError(
                 f"alias/{name} is a {current} key (its AlgorandNetwork tag or alias name); "
@@ -232,10 +250,18 @@ class AlgorandKMSManager:
                 fix="Check which network this account is on; a key is never re-tagged to "
                 "another network.",
             )
-        info = kinds.key_info(name, metadata, tags)
+        info = kinds.key_info(name, metadata, tags, self.options)
         key = kinds.key_for(self._aws, info, self._prefix)
         key.sign([ADOPT_PROBE + info.key_id.encode()])  # raises unless it is the account's
-        audit.record(info, f"alias/{name}", [], "signed", key.request_ids, "adopt probe")
+        audit.record(
+            info,
+            f"alias/{name}",
+            [],
+            "signed",
+            key.request_ids,
+            "adopt probe",
+            sink=self.options.audit_sink,
+        )
         if keys.tagged_network(tags) != network:
             self._aws.call(
                 "kms",
@@ -244,14 +270,14 @@ class AlgorandKMSManager:
                 KeyId=info.key_id,
                 Tags=keys.kms_tags({keys.TAG_NETWORK: network}),
             )
-        cache.forget(self._aws.scope, name)
+        cache.forget(self._aws.scope, name, self._aws.options)
         return self.get_key(name)
 
     def sign_transaction(self, key_alias: str, transaction: Transaction) -> SignedTransaction:
         """Sign one transaction with the key behind ``key_alias`` (the old scripts' call),
-        under the settings' signing policy, audited like any signing call."""
+        under the options' signing policy, audited like any signing call."""
         handle = KeyHandle(self._aws, self._prefix, validation.alias_name(key_alias))
-        policy = SigningPolicy.from_settings()
+        policy = SigningPolicy.of(self.options)
         (signed,) = sign_group(handle, policy, [transaction])
         return signed
 
@@ -385,8 +411,8 @@ class AlgorandKMSManager:
     ) -> tuple[str, str]:
         """Validate the inputs and refuse an alias or parameter that already exists."""
         name = validation.alias_name(key_alias)
-        iam.key_policy_account()  # a malformed CONFIO_KMS_KEY_POLICY_ACCOUNT fails here
-        named = config.network_of_alias(name)
+        iam.creation_params(self.options.key_policy_account)  # a malformed account fails here
+        named = self.options.network_of_alias(name)
         network = validation.network_name(network or named or "testnet")
         if named and named != network:
             raise exc.NetworkMismatchError(
@@ -434,14 +460,14 @@ class AlgorandKMSManager:
             network=network,
             description=description,
         )
-        cache.forget(self._aws.scope, name)
+        cache.forget(self._aws.scope, name, self._aws.options)
         return key_id
 
     def _record(self, name: str, metadata: dict[str, Any], tags: dict[str, str]) -> KeyRecord:
         """A record of the key, decoded like every key (``kinds.key_info``); a key that
         cannot sign (another key spec, a malformed tag) is still listed, as such."""
         try:
-            info = kinds.key_info(name, metadata, tags)
+            info = kinds.key_info(name, metadata, tags, self.options)
             mode, address, auth = info.mode, info.address, info.auth_address
         except exc.NotAnAlgorandKeyError:
             spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
@@ -451,7 +477,7 @@ class AlgorandKMSManager:
             name=name,
             key_id=metadata["KeyId"],
             address=address,
-            network=keys.network_of(name, tags),
+            network=keys.network_of(name, tags, self.options),
             key_state=metadata.get("KeyState", "Unknown"),
             creation_date=metadata.get("CreationDate"),
             mode=mode,

@@ -27,7 +27,6 @@ import shlex
 from collections.abc import Sequence
 from typing import Any
 
-from confio_kms import settings as config
 from confio_kms.algorand.validation import staging_name
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core.keys import MANAGED_BY, TAG_MANAGED_BY
@@ -241,24 +240,30 @@ def key_policy(account: str, break_glass_role: str = BREAK_GLASS_ROLE) -> dict[s
     return {"Version": VERSION, "Id": "confio-kms", "Statement": statements}
 
 
-def key_policy_account() -> str:
-    """``CONFIO_KMS_KEY_POLICY_ACCOUNT``: when set (a 12-digit account id), every key
-    confio-kms creates gets ``key_policy`` for that account at creation; "" when not."""
-    return config.setting("CONFIO_KMS_KEY_POLICY_ACCOUNT", "", _account_setting)
-
-
-def _account_setting(value: object) -> str:
+def key_policy_account(value: object) -> str:
+    """A key policy account (``Options.key_policy_account``,
+    ``CONFIO_KMS_KEY_POLICY_ACCOUNT``): a 12-digit account id, or "" for none; anything
+    else is a ValueError."""
     text = str(value or "").strip()
     if text and not _ACCOUNT_ID.fullmatch(text):
         raise ValueError(f"{value!r} is not a 12-digit AWS account id")
     return text
 
 
-def creation_params() -> dict[str, str]:
-    """Extra CreateKey parameters: the key policy, when ``CONFIO_KMS_KEY_POLICY_ACCOUNT``
-    asks for it, so deletion needs MFA from the key's first moment."""
-    account = key_policy_account()
-    return {"Policy": json.dumps(key_policy(account))} if account else {}
+def creation_params(account: str) -> dict[str, str]:
+    """Extra CreateKey parameters: the key policy for ``account`` (the options' key
+    policy account) when there is one, so deletion needs MFA from the key's first moment."""
+    if not account:
+        return {}
+    try:
+        checked = key_policy_account(account)
+    except ValueError as error:
+        raise ConfigurationError(
+            f"The key policy account is invalid: {error}; nothing was created.",
+            fix="Set Options.key_policy_account (CONFIO_KMS_KEY_POLICY_ACCOUNT) to the "
+            "12-digit AWS account id, or leave it empty.",
+        ) from None
+    return {"Policy": json.dumps(key_policy(checked))}
 
 
 def actions(document: dict[str, Any]) -> set[str]:

@@ -141,7 +141,7 @@ class NativeCreator(KeyCreator):
                 },
                 KeySpec=native.KEY_SPEC,
                 KeyUsage="SIGN_VERIFY",
-                **iam.creation_params(),
+                **iam.creation_params(self.aws.options.key_policy_account),
             )
             step("GetPublicKey")
             address = native.fetch_address(aws, key_id, key_id)
@@ -209,7 +209,7 @@ def store(
             tags=tags,
             KeySpec="SYMMETRIC_DEFAULT",
             KeyUsage="ENCRYPT_DECRYPT",
-            **iam.creation_params(),
+            **iam.creation_params(aws.options.key_policy_account),
         )
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)

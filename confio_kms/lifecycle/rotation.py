@@ -91,7 +91,7 @@ def rotate(
     if the submission then fails.
     """
     new_kind = creator(kinds.named(kind).kind)
-    policy = SigningPolicy.from_settings()
+    policy = SigningPolicy.of(aws.options)
     sp = chain.suggested_params()
     decision = _decide(aws, name, chain, policy, sp)
     current, pending = decision.current, decision.pending
@@ -251,7 +251,7 @@ def plan(
     """The dry run of :func:`rotate`: the same decision from the same reads, no writes."""
     new_kind = creator(kinds.named(kind).kind)
     sp = chain.suggested_params()
-    decision = _decide(aws, name, chain, SigningPolicy.from_settings(), sp)
+    decision = _decide(aws, name, chain, SigningPolicy.of(aws.options), sp)
     current, pending = decision.current, decision.pending
     alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
     known = current or pending
@@ -393,7 +393,7 @@ def _finish(
         aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
     if previous_key_id and previous_key_id != new.key_id:
         _tag_state(aws, previous_key_id, "retired")
-    cache.forget(aws.scope, name)
+    cache.forget(aws.scope, name, aws.options)
     tags = _tags(aws, new.key_id)
     with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
         aws.call("kms", "DeleteAlias", staging, AliasName=staging)

@@ -7,7 +7,6 @@ from typing import Any
 
 from confio_kms import settings as config
 from confio_kms.common.exceptions import InvalidCostInputError
-from confio_kms.core import cache
 from confio_kms.management.base import KMSCommand
 from confio_kms.ops import cost
 
@@ -44,11 +43,7 @@ def _money(value: Decimal, places: int = 2) -> str:
 
 
 def _configured_cache_is_shared() -> bool:
-    from django.conf import settings
-
-    name = config.cache_alias()
-    backend = settings.CACHES.get(name, {}).get("BACKEND", "")
-    return backend not in PER_PROCESS_BACKENDS
+    return config.cache_backend(config.cache_alias()) not in PER_PROCESS_BACKENDS
 
 
 def _exact(value: Decimal) -> str:
@@ -135,7 +130,7 @@ class Command(KMSCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         seconds = options["cache_timeout"]
         if seconds is None:
-            seconds = cache.timeout()
+            seconds = config.cache_seconds()
         timeout = None if seconds == math.inf else seconds
         shared = (
             _configured_cache_is_shared()

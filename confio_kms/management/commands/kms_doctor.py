@@ -11,40 +11,37 @@ from confio_kms import checks
 from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.algorand import networks
-from confio_kms.core.policy import SigningPolicy
-from confio_kms.core.signer import KMSSigner
 from confio_kms.management.base import KMSCommand
 from confio_kms.ops import doctor
 from confio_kms.ops.secrets import MNEMONIC_LIKE
+from confio_kms.signers import KMSSigner
 
 
 def configuration() -> doctor.Configuration:
     """What the doctor checks, read from the settings now (``override_settings`` is
     honoured); ConfigurationError when they are invalid."""
     kms = config.kms_settings()
+    legacy_alias, admin_alias, admin_address = config.legacy_names()
     return doctor.Configuration(
         use_kms_signing=kms.use_kms_signing,
         network=kms.confio_env,
         aliases={network: kms.alias_for(network) for network in networks.DEPLOYMENT_NETWORKS},
         alias_settings=dict(config.ALIAS_SETTING),
-        explicit=frozenset(
-            network
-            for network, name in config.ALIAS_SETTING.items()
-            if config.setting(name, None, str) is not None
-        ),
+        explicit=config.explicit_alias_networks(),
         region=kms.region,
         ssm_prefix=kms.ssm_prefix,
         endpoint_url=kms.endpoint_url,
         network_of_alias=config.network_of_alias,
         signer=_signer,
         sponsor_address=config.configured_sponsor_address(),
-        legacy_alias=config.setting("KMS_KEY_ALIAS", "", str),
-        admin_alias=config.setting("KMS_ADMIN_KEY_ALIAS", "", str),
-        admin_address=config.setting("ALGORAND_ADMIN_ADDRESS", "", str),
+        legacy_alias=legacy_alias,
+        admin_alias=admin_alias,
+        admin_address=admin_address,
         # Settings and environment variables named like a mnemonic, seed, phrase or
         # private key, or whose value is an Algorand mnemonic or private key (names only).
         secrets=tuple(checks.secret_names(named=MNEMONIC_LIKE)),
-        legacy_mnemonic=checks.legacy_mnemonic_configured(),
+        legacy_mnemonic=config.legacy_mnemonic_configured(),
+        options=config.options(),
     )
 
 
@@ -59,7 +56,7 @@ def _signer(name: str, session: boto3.Session | None) -> KMSSigner:
         endpoint_url=kms.endpoint_url,
         session=session,
         ssm_prefix=kms.ssm_prefix,
-        policy=SigningPolicy.from_settings(),
+        options=config.options(),
     )
 
 

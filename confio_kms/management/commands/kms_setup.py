@@ -10,7 +10,6 @@ from django.core.management.base import CommandError
 from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.algorand import networks, validation
-from confio_kms.lifecycle import policies as iam
 from confio_kms.management.base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
@@ -168,7 +167,7 @@ class Command(KMSCommand):
     ) -> None:
         name = validation.alias_name(alias)
         parameter = None if native else conf.kms_manager().parameter_path(name)
-        mfa = bool(iam.key_policy_account())
+        mfa = bool(config.key_policy_account())
         data: dict[str, Any] = {
             "alias": f"alias/{name}",
             "key_id": key_id,

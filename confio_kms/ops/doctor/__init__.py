@@ -73,7 +73,11 @@ def run(
     except exc.ConfigurationError as error:
         return Report((Finding("settings.valid", Status.FAIL, error.message, error.fix or ""),))
     aws = AWSClients(
-        conf.region, endpoint_url=conf.endpoint_url, session=session, services=SERVICES
+        conf.region,
+        endpoint_url=conf.endpoint_url,
+        session=session,
+        services=SERVICES,
+        options=conf.options,
     )
     doctor = Checkup(conf, aws, session)
     findings = [

@@ -72,7 +72,7 @@ def _key(doctor: Checkup, target: Target) -> list[Finding]:
 def _address(doctor: Checkup, key: Key, alias: str) -> Finding:
     assert key.tags is not None
     try:
-        key.info = kinds.key_info(key.target.name, key.metadata, key.tags)
+        key.info = kinds.key_info(key.target.name, key.metadata, key.tags, doctor.conf.options)
     except exc.NotAnAlgorandKeyError as error:
         return Finding("key.address", Status.FAIL, error.message, error.fix or "", alias)
     address = key.info.address

@@ -19,6 +19,7 @@ from confio_kms.algorand import networks, validation
 from confio_kms.common import exceptions as exc
 from confio_kms.core import keys, kinds
 from confio_kms.core.aws import AWSClients
+from confio_kms.core.options import DEFAULTS, Options
 from confio_kms.core.signer import KMSSigner
 
 # Builds the signer of an alias, with the session given to ``run`` (None: the default).
@@ -47,6 +48,7 @@ class Configuration:
     admin_address: str = ""  # ALGORAND_ADMIN_ADDRESS
     secrets: tuple[str, ...] = ()
     legacy_mnemonic: bool = False  # ALGORAND_ADMIN_MNEMONIC set anywhere
+    options: Options = DEFAULTS  # the core's options the deployment signs with
 
     @property
     def active_alias(self) -> str:
@@ -112,6 +114,7 @@ class Checkup:
                 endpoint_url=self.conf.endpoint_url,
                 session=self.aws.session,
                 services=("cloudtrail",),
+                options=self.conf.options,
             )
         return self.regional[region]
 

@@ -1,0 +1,187 @@
+"""Options: everything the signing core and the key lifecycle are configured by.
+
+One immutable object, handed to ``AWSClients``, ``KMSSigner``, ``AlgorandKMSManager``
+and rotation (``options=``); whatever they build from it (cache lookups, key kinds,
+the signing policy, the audit trail) reads it from there. Every field has a plain
+Python default, so the core works in a worker or script without Django:
+
+    from confio_kms.core.options import Options
+    from confio_kms.core.signer import KMSSigner
+
+    signer = KMSSigner("confio-testnet-sponsor", options=Options(region="eu-central-2"))
+
+In a Django project the options are built from the settings by
+``confio_kms.settings.options()`` (the one module that reads settings), and the
+package's top-level ``KMSSigner`` / ``AlgorandKMSManager`` use them by default. Each
+field's setting is named in its comment; docs/settings.md lists them all.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confio_kms.algorand import networks, validation
+from confio_kms.common.exceptions import ConfigurationError
+
+# The setup guide's region: the last step of the region rule (``region``).
+DEFAULT_REGION = "eu-central-2"
+DEFAULT_ALIAS = {"testnet": "confio-testnet-sponsor", "mainnet": "confio-mainnet-sponsor"}
+# Entries expire so that a rotation made by another process is picked up: within this
+# many seconds a worker stops signing with the retired key.
+DEFAULT_CACHE_TIMEOUT = 300
+DEFAULT_MAX_FEE = 50_000
+# AWS request limits, for a web request: a request that gets no answer is abandoned
+# after the read timeout, and a signing call starts nothing new once its deadline passed.
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 5.0
+DEFAULT_MAX_ATTEMPTS = 4
+DEFAULT_CALL_DEADLINE = 10.0
+DEFAULT_THROTTLE_WAIT = 5.0
+DEFAULT_COALESCE_MAX_CALLS = 16
+DEFAULT_COALESCE_MAX_WAIT = 5.0
+# One Sign request per transaction of the largest group.
+DEFAULT_NATIVE_CONCURRENCY = networks.MAX_GROUP_SIZE
+
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d{1,2}")
+_ACCOUNT_ID = re.compile(r"\d{12}")
+
+# The setup guide's alias convention: confio-<network>-<role>.
+ALIAS_CONVENTION = {f"confio-{network}-": network for network in networks.DEPLOYMENT_NETWORKS}
+
+
+class SharedCache(Protocol):
+    """A cache shared by processes, such as a Django cache: ``get_many`` is used when
+    the object has it (one round trip), ``get`` otherwise."""
+
+    def get(self, key: str, default: Any = None) -> Any: ...
+
+    def set(self, key: str, value: Any, timeout: int | None = None) -> Any: ...
+
+    def delete(self, key: str) -> Any: ...
+
+
+# Receives each audit record's fields (see ``confio_kms.core.audit``) after it is logged.
+AuditSink = Callable[[Mapping[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class Coalescing:
+    """How concurrent signing calls for one envelope key share its decrypt
+    (``CONFIO_KMS_COALESCE``, ``_MAX_CALLS``, ``_MAX_WAIT``)."""
+
+    enabled: bool = True
+    max_calls: int = DEFAULT_COALESCE_MAX_CALLS
+    max_wait: float = DEFAULT_COALESCE_MAX_WAIT
+
+
+def region(explicit: str | None, configured: str | None, session_region: str | None) -> str:
+    """The region rule, the only one: the ``region_name`` passed, else the options'
+    region (``KMS_REGION`` in Django), else the region of a session the caller passed,
+    else the guide's ``eu-central-2``. The process's own default region
+    (``AWS_DEFAULT_REGION``, a profile's) is not where the keys live, so it is not used."""
+    return explicit or configured or session_region or DEFAULT_REGION
+
+
+def network_of_alias(name: str, testnet_alias: str, mainnet_alias: str) -> str:
+    """The network an alias name stands for, or "" when it names none: the configured
+    testnet and mainnet aliases first, then the guide's convention (``confio-mainnet-*``,
+    ``confio-testnet-*``). A rotation's staging alias stands for its alias's network."""
+    name = name.removesuffix(validation.RESERVED_SUFFIX)
+    for network, alias in (("testnet", testnet_alias), ("mainnet", mainnet_alias)):
+        if alias == name:
+            return network
+    return next((net for prefix, net in ALIAS_CONVENTION.items() if name.startswith(prefix)), "")
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of the signing core and the key lifecycle; the defaults are the
+    settings' defaults. ``Options()`` is what a class given no options uses.
+
+    ``cache``: an object shared by processes (a Django cache; any object with
+    ``get``/``set``/``delete``) for alias lookups; None keeps them in this process
+    only. ``audit_sink``: called with each audit record's fields after it is logged
+    (the Django app's stores ``SigningRecord`` rows); None: the log only.
+    """
+
+    region: str | None = None  # KMS_REGION; None: see ``region``
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # CONFIO_KMS_CONNECT_TIMEOUT
+    read_timeout: float = DEFAULT_READ_TIMEOUT  # CONFIO_KMS_READ_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS  # CONFIO_KMS_MAX_ATTEMPTS
+    call_deadline: float = DEFAULT_CALL_DEADLINE  # CONFIO_KMS_CALL_DEADLINE
+    throttle_wait: float = DEFAULT_THROTTLE_WAIT  # CONFIO_KMS_THROTTLE_WAIT
+    coalescing: Coalescing = field(default_factory=Coalescing)  # CONFIO_KMS_COALESCE*
+    native_concurrency: int = DEFAULT_NATIVE_CONCURRENCY  # CONFIO_KMS_NATIVE_CONCURRENCY
+    cache: SharedCache | None = None  # CONFIO_KMS_CACHE (a Django cache alias)
+    cache_timeout: float = float(DEFAULT_CACHE_TIMEOUT)  # CONFIO_KMS_CACHE_TIMEOUT; inf: never
+    audit_sink: AuditSink | None = None  # CONFIO_KMS_AUDIT_DB (SigningRecord rows)
+    testnet_alias: str = DEFAULT_ALIAS["testnet"]  # KMS_KEY_ALIAS_TESTNET
+    mainnet_alias: str = DEFAULT_ALIAS["mainnet"]  # KMS_KEY_ALIAS_MAINNET
+    max_fee: int = DEFAULT_MAX_FEE  # CONFIO_KMS_MAX_FEE
+    # CONFIO_KMS_TRUSTED_GENESIS (base64), plus the sandbox ledger's with CONFIO_SANDBOX
+    trusted_genesis: frozenset[str] = frozenset()
+    allow_delegation: bool = False  # CONFIO_KMS_ALLOW_DELEGATION
+    key_policy_account: str = ""  # CONFIO_KMS_KEY_POLICY_ACCOUNT
+
+    def __post_init__(self) -> None:
+        # Any iterable of hashes is accepted; a frozenset keeps the options hashable.
+        object.__setattr__(self, "trusted_genesis", frozenset(self.trusted_genesis))
+        problems = [
+            f"{name}={value!r} ({rule})" for name, value, ok, rule in self._checks() if not ok
+        ]
+        if problems:
+            raise ConfigurationError(
+                f"Invalid Options: {'; '.join(problems)}.",
+                fix="Correct them (docs/settings.md lists each option and its setting).",
+            )
+
+    def _checks(self) -> list[tuple[str, object, bool, str]]:
+        """(field, value, whether it is valid, the rule) for the fields with limits."""
+
+        def number(value: object) -> bool:
+            return isinstance(value, int | float) and not isinstance(value, bool)
+
+        def seconds(value: object) -> bool:
+            return number(value) and 0 < value < math.inf  # type: ignore[operator]
+
+        def whole(value: object, low: int, high: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+        return [
+            ("region", self.region, self.region is None or bool(
+                isinstance(self.region, str) and _REGION.fullmatch(self.region)
+            ), "an AWS region name such as eu-central-2, or None"),
+            ("connect_timeout", self.connect_timeout, seconds(self.connect_timeout), "seconds > 0"),
+            ("read_timeout", self.read_timeout, seconds(self.read_timeout), "seconds > 0"),
+            ("call_deadline", self.call_deadline, seconds(self.call_deadline), "seconds > 0"),
+            ("max_attempts", self.max_attempts, whole(self.max_attempts, 1, 10), "1 to 10"),
+            ("throttle_wait", self.throttle_wait, number(self.throttle_wait)
+             and self.throttle_wait >= 0, "seconds >= 0"),
+            ("coalescing.max_calls", self.coalescing.max_calls,
+             whole(self.coalescing.max_calls, 1, 2**31), "1 or more"),
+            ("coalescing.max_wait", self.coalescing.max_wait, seconds(self.coalescing.max_wait),
+             "seconds > 0"),
+            ("native_concurrency", self.native_concurrency,
+             whole(self.native_concurrency, 1, 64), "1 to 64"),
+            ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
+             and self.cache_timeout >= 0, "seconds >= 0, or math.inf"),
+            ("max_fee", self.max_fee, whole(self.max_fee, 0, 2**64 - 1), "microalgos >= 0"),
+            ("key_policy_account", self.key_policy_account, self.key_policy_account == ""
+             or bool(_ACCOUNT_ID.fullmatch(str(self.key_policy_account))),
+             "a 12-digit AWS account id, or empty"),
+        ]  # fmt: skip
+
+    def region_for(self, explicit: str | None, session_region: str | None) -> str:
+        """The region of a client given ``explicit`` and its session's region."""
+        return region(explicit, self.region, session_region)
+
+    def network_of_alias(self, name: str) -> str:
+        """The network ``name`` stands for under these options' aliases ("" for none)."""
+        return network_of_alias(name, self.testnet_alias, self.mainnet_alias)
+
+
+DEFAULTS = Options()
