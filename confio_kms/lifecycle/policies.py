@@ -25,6 +25,7 @@ import json
 import re
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from confio_kms.algorand.validation import staging_name
@@ -73,41 +74,75 @@ def account_id(value: object, *, wildcard: bool = False) -> str:
     return value
 
 
+@dataclass(frozen=True)
+class _Scope:
+    """The resources and conditions the policies of a set of aliases are written in."""
+
+    keys: str  # every key of the account in the region
+    all_keys: str  # every key of the account, in any region: where the Denies apply
+    by_alias: dict[str, Any]
+    by_tag: dict[str, Any]
+    parameters: list[str]
+    via_ssm: dict[str, str]
+    alias_arns: list[str]
+
+
 def policies(
     names: Sequence[str], region: str, ssm_prefix: str, account_id: str = "*"
 ) -> dict[str, dict[str, Any]]:
     """The runtime and administration policy documents for ``names`` (alias names)."""
     arn = f"arn:aws:{{service}}:{region}:{account_id}:"
-    keys = arn.format(service="kms") + "key/*"
-    # Every key of the account, in any region: where the Deny statements apply.
-    all_keys = f"arn:aws:kms:*:{account_id}:key/*"
-    aliases = [f"alias/{n}" for n in names]
-    by_alias = {"ForAnyValue:StringEquals": {"kms:ResourceAliases": aliases}}
-    by_tag = {"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED_BY}": MANAGED_BY}}
-    parameters = [
-        arn.format(service="ssm") + f"parameter{ssm_prefix}/{n}/private-key*" for n in names
-    ]
-    via_ssm = {"kms:ViaService": f"ssm.{region}.amazonaws.com"}
-    runtime = [
-        _statement("KeyMetadata", ["kms:DescribeKey", "kms:ListResourceTags"], keys, by_alias),
-        _statement("EnvelopeKeyParameters", ["ssm:GetParameter"], parameters),
+    scope = _Scope(
+        keys=arn.format(service="kms") + "key/*",
+        all_keys=f"arn:aws:kms:*:{account_id}:key/*",
+        by_alias={
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [f"alias/{n}" for n in names]}
+        },
+        by_tag={"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED_BY}": MANAGED_BY}},
+        parameters=[
+            arn.format(service="ssm") + f"parameter{ssm_prefix}/{n}/private-key*" for n in names
+        ],
+        via_ssm={"kms:ViaService": f"ssm.{region}.amazonaws.com"},
+        alias_arns=[
+            arn.format(service="kms") + f"alias/{alias}"
+            for n in names
+            for alias in (n, staging_name(n))
+        ],
+    )
+    return {
+        "runtime": {"Version": VERSION, "Statement": _runtime(scope)},
+        "administration": {
+            "Version": VERSION,
+            "Statement": [*_administration(scope), *_denials(scope)],
+        },
+    }
+
+
+def _runtime(scope: _Scope) -> list[dict[str, Any]]:
+    """Signing only: key metadata, the envelope parameter and its decrypt, native Sign."""
+    return [
+        _statement(
+            "KeyMetadata", ["kms:DescribeKey", "kms:ListResourceTags"], scope.keys, scope.by_alias
+        ),
+        _statement("EnvelopeKeyParameters", ["ssm:GetParameter"], scope.parameters),
         _statement(
             "EnvelopeKeyDecryptViaSSM",
             ["kms:Decrypt"],
-            keys,
-            {**by_alias, "StringEquals": via_ssm},
+            scope.keys,
+            {**scope.by_alias, "StringEquals": scope.via_ssm},
         ),
-        _statement("NativeKeySigning", ["kms:Sign", "kms:GetPublicKey"], keys, by_alias),
+        _statement(
+            "NativeKeySigning", ["kms:Sign", "kms:GetPublicKey"], scope.keys, scope.by_alias
+        ),
     ]
-    alias_arns = [
-        arn.format(service="kms") + f"alias/{alias}"
-        for n in names
-        for alias in (n, staging_name(n))
-    ]
-    administration = [
+
+
+def _administration(scope: _Scope) -> list[dict[str, Any]]:
+    """Creating, importing, rotating and deleting the aliases' keys."""
+    return [
         _statement("ListAliases", ["kms:ListAliases"], "*"),
         # CreateKey with tags is authorized as kms:TagResource on no particular key
-        # (resource "*"), so this statement cannot name keys; it only allows requests
+        # (resource "*"), so this statement cannot name scope.keys; it only allows requests
         # that tag ManagedBy=confio-kms. On an existing key such a request is refused
         # by ProtectManagedByTag below: only a new key can get the tag.
         _statement(
@@ -119,35 +154,42 @@ def policies(
         # The alias's side of CreateAlias/UpdateAlias/DeleteAlias: only the configured
         # aliases and their staging aliases. The key's side (each key the alias leaves
         # or points to must be ours) is in the two statements that follow.
-        _statement("ManageAliases", ALIAS_ACTIONS, alias_arns),
-        # New keys have no alias yet when they are tagged, so they match by tag;
-        # keys of the old setup scripts (no ManagedBy tag) match by alias.
-        _statement("ManageManagedKeys", KEY_ADMIN_ACTIONS, keys, by_tag),
-        _statement("ManageAliasedKeys", KEY_ADMIN_ACTIONS, keys, by_alias),
+        _statement("ManageAliases", ALIAS_ACTIONS, scope.alias_arns),
+        # New scope.keys have no alias yet when they are tagged, so they match by tag;
+        # scope.keys of the old setup scripts (no ManagedBy tag) match by alias.
+        _statement("ManageManagedKeys", KEY_ADMIN_ACTIONS, scope.keys, scope.by_tag),
+        _statement("ManageAliasedKeys", KEY_ADMIN_ACTIONS, scope.keys, scope.by_alias),
         # A new parameter only: the library never overwrites one. A request without
         # Overwrite has no ssm:Overwrite key, hence ...IfExists.
         _statement(
             "CreateKeyParameters",
             ["ssm:PutParameter"],
-            parameters,
+            scope.parameters,
             {"StringEqualsIfExists": {"ssm:Overwrite": "false"}},
         ),
         _statement(
-            "ReadAndTagKeyParameters", ["ssm:GetParameter", "ssm:AddTagsToResource"], parameters
+            "ReadAndTagKeyParameters",
+            ["ssm:GetParameter", "ssm:AddTagsToResource"],
+            scope.parameters,
         ),
         # SSM encrypts a new parameter with the new key, which carries the tag.
         _statement(
             "EncryptParametersViaSSM",
             ["kms:Encrypt"],
-            keys,
-            {"StringEquals": {**by_tag["StringEquals"], **via_ssm}},
+            scope.keys,
+            {"StringEquals": {**scope.by_tag["StringEquals"], **scope.via_ssm}},
         ),
-        # Explicit denials: they hold whatever else the role is granted.
+    ]
+
+
+def _denials(scope: _Scope) -> list[dict[str, Any]]:
+    """Explicit denials: they hold whatever else the role is granted."""
+    return [
         _statement(
             "ProtectManagedByTag",
             ["kms:TagResource", "kms:UntagResource"],
-            all_keys,
-            # Tag keys in conditions are matched regardless of case, so "managedby"
+            scope.all_keys,
+            # Tag scope.keys in conditions are matched regardless of case, so "managedby"
             # is refused as well.
             {"ForAnyValue:StringEqualsIgnoreCase": {"aws:TagKeys": [TAG_MANAGED_BY]}},
             effect="Deny",
@@ -155,24 +197,22 @@ def policies(
         _statement(
             "NeverOverwriteKeyParameters",
             ["ssm:PutParameter"],
-            parameters,
+            scope.parameters,
             {"StringEquals": {"ssm:Overwrite": "true"}},
             effect="Deny",
         ),
-        _statement("DeleteOrDisableOnlyWithMFA", MFA_ACTIONS, all_keys, _NO_MFA, effect="Deny"),
+        _statement(
+            "DeleteOrDisableOnlyWithMFA", MFA_ACTIONS, scope.all_keys, _NO_MFA, effect="Deny"
+        ),
         # Fails closed: a request without kms:KeySpec is treated as a native key.
         _statement(
             "NeverDeleteNativeKeys",
             ["kms:ScheduleKeyDeletion"],
-            all_keys,
+            scope.all_keys,
             {"StringNotEquals": {"kms:KeySpec": ENVELOPE_KEY_SPEC}},
             effect="Deny",
         ),
     ]
-    return {
-        "runtime": {"Version": VERSION, "Statement": runtime},
-        "administration": {"Version": VERSION, "Statement": administration},
-    }
 
 
 def key_policy(account: str, break_glass_role: str = BREAK_GLASS_ROLE) -> dict[str, Any]:
@@ -206,22 +246,7 @@ def key_policy(account: str, break_glass_role: str = BREAK_GLASS_ROLE) -> dict[s
             {"Bool": {"aws:MultiFactorAuthPresent": "true"}},
             principal={"AWS": break_glass},
         ),
-        _statement(
-            "DeleteOrDisableOnlyWithMFA",
-            MFA_ACTIONS,
-            "*",
-            _NO_MFA,
-            effect="Deny",
-            principal=everyone,
-        ),
-        _statement(
-            "ChangeKeyPolicyOnlyWithMFA",
-            ["kms:PutKeyPolicy"],
-            "*",
-            _NO_MFA,
-            effect="Deny",
-            principal=everyone,
-        ),
+        *_only_with_mfa(everyone),
         # Two conditions, both must hold for the Deny: the key is not an envelope key
         # (a missing kms:KeySpec counts as not: fails closed) and the caller is not
         # the break-glass role.
@@ -264,6 +289,28 @@ def creation_params(account: str) -> dict[str, str]:
             "12-digit AWS account id, or leave it empty.",
         ) from None
     return {"Policy": json.dumps(key_policy(checked))}
+
+
+def _only_with_mfa(everyone: dict[str, Any]) -> list[dict[str, Any]]:
+    """The key policy's denials of deletion, disabling and policy changes without MFA."""
+    return [
+        _statement(
+            "DeleteOrDisableOnlyWithMFA",
+            MFA_ACTIONS,
+            "*",
+            _NO_MFA,
+            effect="Deny",
+            principal=everyone,
+        ),
+        _statement(
+            "ChangeKeyPolicyOnlyWithMFA",
+            ["kms:PutKeyPolicy"],
+            "*",
+            _NO_MFA,
+            effect="Deny",
+            principal=everyone,
+        ),
+    ]
 
 
 def actions(document: dict[str, Any]) -> set[str]:

@@ -189,7 +189,7 @@ def store(
 
     ``address`` is the account the key signs for. Any failure undoes what this call
     made, as read back from AWS (parameter deleted, alias removed, key scheduled for
-    deletion; see ``keys.Rollback``), and raises ``ProvisioningError`` saying so.
+    deletion; see ``rollback.Rollback``), and raises ``ProvisioningError`` saying so.
     """
     tags = {
         TAG_ADDRESS: address,
@@ -214,29 +214,44 @@ def store(
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)
         step("PutParameter")
-        try:
-            aws.call(
-                "ssm",
-                "PutParameter",
-                path,
-                Name=path,
-                Description=f"Algorand private key of {address} (confio-kms)",
-                Value=private_key,
-                Type="SecureString",
-                KeyId=key_id,
-                Overwrite=False,
-                Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
-            )
-        except exc.ParameterExistsError:
-            # Encrypted with the key made just now: this call's own write, whose answer
-            # was lost and whose retry found it. Anything else is someone else's.
-            if not written_with(aws, path, key_id):
-                raise
-        except Exception as error:
-            if may_have_applied(error):
-                rollback.expect_parameter(aws, path)
-            raise
-        rollback.expect_parameter(aws, path)
+        _put_parameter(aws, path, private_key, address, key_id, tags, rollback)
         return key_id
 
     return provisioning(name, rollback, run)
+
+
+@holds_secrets
+def _put_parameter(
+    aws: AWSClients,
+    path: str,
+    private_key: str,
+    address: str,
+    key_id: str,
+    tags: dict[str, str],
+    rollback: Rollback,
+) -> None:
+    """PutParameter of the private key, encrypted under ``key_id``, never overwriting;
+    ``rollback`` learns of it (a lost answer included)."""
+    try:
+        aws.call(
+            "ssm",
+            "PutParameter",
+            path,
+            Name=path,
+            Description=f"Algorand private key of {address} (confio-kms)",
+            Value=private_key,
+            Type="SecureString",
+            KeyId=key_id,
+            Overwrite=False,
+            Tags=[{"Key": key, "Value": value} for key, value in tags.items()],
+        )
+    except exc.ParameterExistsError:
+        # Encrypted with the key made just now: this call's own write, whose answer
+        # was lost and whose retry found it. Anything else is someone else's.
+        if not written_with(aws, path, key_id):
+            raise
+    except Exception as error:
+        if may_have_applied(error):
+            rollback.expect_parameter(aws, path)
+        raise
+    rollback.expect_parameter(aws, path)

@@ -41,8 +41,8 @@ from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.policy import Allow, SigningPolicy
 from confio_kms.core.signing import KeyHandle, sign_group
-from confio_kms.lifecycle.provision import KeyRequest, creator
-from confio_kms.lifecycle.rollback import ROLLBACK_PENDING_DAYS
+from confio_kms.lifecycle.provision import KeyCreator, KeyRequest, creator
+from confio_kms.lifecycle.rollback import ROLLBACK_PENDING_DAYS, Provisioned
 
 TAG_STATE = "RotationState"
 TAG_PREVIOUS = "PreviousKeyId"
@@ -102,6 +102,38 @@ def rotate(
         return _switch(aws, name, current, pending, resumed=True)
     rolled_back = _roll_back(aws, name, pending) if pending is not None else ""
 
+    created = _create_staged(aws, prefix, name, current, new_kind)
+    new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
+    if backup and on_backup is not None:
+        on_backup(backup, new_address)  # a HiddenStr: its repr hides it in any frame
+    signed, txid = _sign_rekey(aws, prefix, name, policy, current, sp, new_key_id, new_address)
+    new = kinds.resolve(aws, staging_name(name))
+    encoded = str(encoding.msgpack_encode(signed))
+    if sign_only:
+        return RotationResult(
+            name=name,
+            account=current.address,
+            previous_key_id=current.key_id,
+            key_id=new_key_id,
+            auth_address=new_address,
+            mode=new.mode,
+            state="pending",
+            rekey_txid=txid,
+            signed_rekey=encoded,
+            rolled_back_key_id=rolled_back,
+            backup_mnemonic=backup,
+        )
+    confirmed = _submit(chain, signed, txid, current, name)
+    result = _switch(aws, name, current, new, resumed=False)
+    return replace(
+        result, confirmed_round=confirmed, rolled_back_key_id=rolled_back, backup_mnemonic=backup
+    )
+
+
+def _create_staged(
+    aws: AWSClients, prefix: str, name: str, current: KeyInfo, new_kind: type[KeyCreator]
+) -> Provisioned:
+    """The new key under the staging alias, tagged pending, with the key history."""
     history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
     # Space-separated: SSM tag values (copied from these) do not allow ";".
     history = " ".join([*history.split(), current.key_id][-HISTORY_KEEP:])
@@ -111,7 +143,7 @@ def rotate(
         TAG_HISTORY: history,
     }
     progress.step(f"alias/{name}: creating the new {new_kind.kind} key")
-    created = new_kind(aws).create(
+    return new_kind(aws).create(
         KeyRequest(
             name=staging_name(name),
             prefix=prefix,
@@ -121,9 +153,20 @@ def rotate(
             extra_tags=tags,
         )
     )
-    new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
-    if backup and on_backup is not None:
-        on_backup(backup, new_address)  # a HiddenStr: its repr hides it in any frame
+
+
+def _sign_rekey(
+    aws: AWSClients,
+    prefix: str,
+    name: str,
+    policy: SigningPolicy,
+    current: KeyInfo,
+    sp: transaction.SuggestedParams,
+    new_key_id: str,
+    new_address: str,
+) -> tuple[transaction.SignedTransaction, str]:
+    """The rekey to ``new_address`` signed with the current key; its id and last valid
+    round tagged on the new key, so an interrupted rotation can be resumed."""
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
@@ -147,25 +190,16 @@ def rotate(
             {TAG_REKEY_TXID: txid, TAG_REKEY_LAST_VALID: str(rekey.last_valid_round)}
         ),
     )
-    new = kinds.resolve(aws, staging_name(name))
-    encoded = str(encoding.msgpack_encode(signed))
-    if sign_only:
-        return RotationResult(
-            name=name,
-            account=current.address,
-            previous_key_id=current.key_id,
-            key_id=new_key_id,
-            auth_address=new_address,
-            mode=new.mode,
-            state="pending",
-            rekey_txid=txid,
-            signed_rekey=encoded,
-            rolled_back_key_id=rolled_back,
-            backup_mnemonic=backup,
-        )
+    return signed, txid
+
+
+def _submit(
+    chain: Chain, signed: transaction.SignedTransaction, txid: str, current: KeyInfo, name: str
+) -> int:
+    """Submit the rekey and wait for it; the round it was confirmed in."""
     progress.step(f"alias/{name}: submitting the rekey {txid} and waiting for its confirmation")
     try:
-        confirmed = chain.submit(signed)
+        return chain.submit(signed)
     except exc.ConfioKMSError as error:
         raise exc.RotationError(
             f"The rekey {txid} of {current.address} was not confirmed: {error.message} "
@@ -174,10 +208,6 @@ def rotate(
             "once the rekey can no longer be confirmed.",
             cause=error.cause,
         ) from error
-    result = _switch(aws, name, current, new, resumed=False)
-    return replace(
-        result, confirmed_round=confirmed, rolled_back_key_id=rolled_back, backup_mnemonic=backup
-    )
 
 
 FINISH, SWITCH, ROTATE = "finish", "switch", "rotate"
@@ -290,10 +320,22 @@ def plan(
         f"point {alias} at the new key, tag key {current.key_id} RotationState=retired, "
         f"remove {staging}",
     ]
+    return RotationPlan(
+        **common,
+        action=ROTATE,
+        new_mode=new_kind.kind,
+        steps=tuple(steps),
+        rekey=_planned_rekey(current, sp),
+    )
+
+
+def _planned_rekey(current: KeyInfo, sp: transaction.SuggestedParams) -> dict[str, Any]:
+    """The fields of the rekey a rotation would sign (its target is the key still to be
+    made, hence ``rekey_to`` None)."""
     txn = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=current.address
     )
-    rekey = {
+    return {
         "type": "pay",
         "sender": current.address,
         "receiver": current.address,
@@ -306,9 +348,6 @@ def plan(
         "rekey_to": None,
         "signed_by": current.signer_address,
     }
-    return RotationPlan(
-        **common, action=ROTATE, new_mode=new_kind.kind, steps=tuple(steps), rekey=rekey
-    )
 
 
 def with_article(word: str) -> str:
