@@ -12,8 +12,8 @@ from confio_kms.models import SigningRecord
 
 @admin.register(SigningRecord)
 class SigningRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
-    list_display = ("created", "alias", "address", "mode", "outcome")
-    list_filter = ("outcome", "mode", "alias")
+    list_display = ("created", "alias", "address", "kind", "outcome")
+    list_filter = ("outcome", "kind", "alias")
     search_fields = ("txids", "request_ids", "address", "group_id")
 
     def has_add_permission(self, request: HttpRequest) -> bool:

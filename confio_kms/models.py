@@ -12,7 +12,7 @@ class SigningRecord(models.Model):
     alias = models.CharField(max_length=140, db_index=True)
     address = models.CharField(max_length=58, db_index=True)
     signer_address = models.CharField(max_length=58, blank=True)
-    mode = models.CharField(max_length=16, blank=True)
+    kind = models.CharField(max_length=16, blank=True)
     txids = models.TextField(blank=True, help_text="Transaction ids, space-separated.")
     group_id = models.CharField(max_length=200, blank=True)
     request_ids = models.TextField(blank=True, help_text="AWS request ids, for CloudTrail.")

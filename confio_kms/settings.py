@@ -313,7 +313,7 @@ def store_signing_record(fields: Mapping[str, Any]) -> None:
             alias=fields["alias"],
             address=fields["address"],
             signer_address=fields["signer_address"],
-            mode=fields["mode"],
+            kind=fields["kind"],
             txids=" ".join(fields["txids"]),
             group_id=fields["group_id"][:200],
             request_ids=" ".join(fields["request_ids"]),

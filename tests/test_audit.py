@@ -43,7 +43,7 @@ def test_one_record_per_signing_call(
 
     (record,) = audit_records(caplog)
     assert record["alias"] == "alias/audited" and record["address"] == address
-    assert record["mode"] == ("native" if native else "envelope")
+    assert record["kind"] == record["mode"] == ("native" if native else "envelope")
     assert record["txids"] == [t.get_txid() for t in txns]
     assert record["group_id"] == base64.b64encode(txns[0].group).decode()
     assert record["outcome"] == "signed"

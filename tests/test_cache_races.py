@@ -177,4 +177,4 @@ def test_a_shared_entry_of_an_unknown_kind_is_a_miss() -> None:
     info = KeyInfo("n", "id", "A" * 58, "testnet", "hsm-of-the-future")
     raw = {**dataclasses.asdict(info), _GENERATION: "g"}
     assert _decode(raw, "g") is None
-    assert _decode({**raw, "mode": "envelope"}, "g") is not None
+    assert _decode({**raw, "kind": "envelope"}, "g") is not None

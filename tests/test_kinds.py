@@ -98,9 +98,9 @@ def test_a_registered_kind_is_created_listed_and_signs(
     manager: AlgorandKMSManager, software_kind: type[SoftwareKey], ledger: LocalLedger
 ) -> None:
     created = manager.create_algorand_key("soft", kind="software", network="localnet")
-    assert created.mode == "software" and created.backup_mnemonic is None
+    assert created.kind == "software" and created.backup_mnemonic is None
     (record,) = manager.list_keys()
-    assert (record.name, record.mode, record.address) == ("soft", "software", created.address)
+    assert (record.name, record.kind, record.address) == ("soft", "software", created.address)
 
     ledger.fund(created.address, 1_000_000)
     txn = transaction.PaymentTxn(created.address, ledger.suggested_params(), created.address, 0)
@@ -141,5 +141,5 @@ def test_an_unknown_kind_names_the_kinds_there_are(manager: AlgorandKMSManager) 
 
 
 def test_native_is_shorthand_for_the_native_kind(manager: AlgorandKMSManager) -> None:
-    assert manager.create_algorand_key("n", native=True).mode == "native"
-    assert manager.create_algorand_key("k", kind="native").mode == "native"
+    assert manager.create_algorand_key("n", native=True).kind == "native"
+    assert manager.create_algorand_key("k", kind="native").kind == "native"

@@ -235,7 +235,7 @@ def test_list_keys_reports_every_algorand_key_and_nothing_else(
     assert legacy.address == legacy_address and not legacy.managed
     assert managed.key_id == created.key_id
     assert managed.address == created.address
-    assert (managed.network, managed.key_state, managed.mode) == ("mainnet", "Enabled", "envelope")
+    assert (managed.network, managed.key_state, managed.kind) == ("mainnet", "Enabled", "envelope")
     assert managed.managed and managed.creation_date is not None
 
 

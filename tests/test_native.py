@@ -47,7 +47,7 @@ def test_create_makes_an_aliased_tagged_ed25519_key(
     counter: RequestCounter,  # type: ignore[no-untyped-def]
 ) -> None:
     key_id, address, backup = created
-    assert backup is None and created.mode == "native"
+    assert backup is None and created.kind == "native"
     assert "backup_mnemonic=None" in repr(created)
     kms = boto3.client("kms")
     metadata = kms.describe_key(KeyId=f"alias/{ALIAS}")["KeyMetadata"]
@@ -286,7 +286,7 @@ def test_mode_detection_behind_one_signer(
         )
         assert set(counter.by_operation()) == {operation}
         ledger.evaluate([signed])
-    assert {r.name: r.mode for r in manager.list_keys()} == {
+    assert {r.name: r.kind for r in manager.list_keys()} == {
         "e": "envelope", "legacy": "envelope", "n": "native",
     }  # fmt: skip
 

@@ -94,12 +94,12 @@ def test_envelope_to_native_then_a_second_rotation(
     _, address = account
     first = manager.rotate_key(ALIAS, chain, native=True)
     signer = KMSSigner(ALIAS, session=session)
-    assert first.mode == "native" and signer.address == address
+    assert first.kind == "native" and signer.address == address
     ledger.evaluate([pay(signer, ledger, 1)])
 
     second = manager.rotate_key(ALIAS, chain)
 
-    assert second.mode == "envelope" and second.auth_address != first.auth_address
+    assert second.kind == "envelope" and second.auth_address != first.auth_address
     assert chain.auth_address(address) == second.auth_address
     ledger.evaluate([pay(signer, ledger, 2)])
     history = kms_tags(second.key_id)["RotationHistory"].split()
@@ -218,7 +218,7 @@ def test_switch_across_key_types_interrupted_after_the_alias_was_deleted(
 
     result = AlgorandKMSManager().rotate_key(ALIAS, chain)
 
-    assert result.resumed and result.mode == "native"
+    assert result.resumed and result.kind == "native"
     ledger.evaluate([pay(KMSSigner(ALIAS), ledger, 1)])
 
 
@@ -333,7 +333,7 @@ def test_plan_reads_only_and_describes_what_the_rotation_signs(
     plan = manager.plan_rotation(ALIAS, chain, native=True)
 
     assert set(counter.calls) <= READS, counter.by_operation()  # no Decrypt, Sign or write
-    assert (plan.action, plan.account, plan.new_mode) == ("rotate", account[1], "native")
+    assert (plan.action, plan.account, plan.new_kind) == ("rotate", account[1], "native")
     assert len(boto3.client("kms").list_keys()["Keys"]) == 1
     pending = manager.rotate_key(ALIAS, chain, native=True, sign_only=True)
     signed = rotation.decode_signed(pending.signed_rekey).transaction

@@ -53,7 +53,7 @@ def test_native_key_on_a_fresh_sandbox_endpoint_is_real_ed25519_and_the_ledger_a
         kms = session.client("kms", endpoint_url=url)
         manager = AlgorandKMSManager(SANDBOX_REGION, endpoint_url=url, session=session)
         created = manager.create_algorand_key("confio-testnet-native", native=True)
-        assert (created.mode, created.backup_mnemonic) == ("native", None)
+        assert (created.kind, created.backup_mnemonic) == ("native", None)
         metadata = kms.describe_key(KeyId="alias/confio-testnet-native")["KeyMetadata"]
         assert (metadata["KeySpec"], metadata["KeyUsage"]) == (
             "ECC_NIST_EDWARDS25519",
@@ -138,7 +138,7 @@ def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
 
     # The envelope account: created, listed, signed for and accepted.
     address = outputs[0].split("address: ")[1].split()[0]
-    assert "mode:    envelope" in outputs[0]
+    assert "kind:    envelope" in outputs[0]
     assert address in outputs[1] and address in outputs[2] and accepted in outputs[2]
 
     # The native key: created in the endpoint's KMS, no mnemonic, accepted by the ledger.
@@ -152,7 +152,7 @@ def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
     ]
     native = outputs[3].split("address: ")[1].split()[0]
     assert native != address
-    assert "mode:    native (Ed25519 inside KMS)" in outputs[3]
+    assert "kind:    native (Ed25519 inside KMS)" in outputs[3]
     assert "No backup mnemonic" in outputs[3]
     assert "alias:   alias/confio-testnet-native" in outputs[4]
     assert f"address: {native}" in outputs[4] and accepted in outputs[4]

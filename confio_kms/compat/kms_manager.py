@@ -114,9 +114,9 @@ class NativeKMSSigner(KMSSigner):
 
     def _info(self) -> keys.KeyInfo:
         info = super()._info()
-        if info.mode != keys.NATIVE:
+        if info.kind != keys.NATIVE:
             raise exc.ConfigurationError(
-                f"{self.key_alias} is an {info.mode} key, not a native one.",
+                f"{self.key_alias} is an {info.kind} key, not a native one.",
                 fix="Use KMSSigner for it (it signs with every kind), or point "
                 "NativeKMSSigner at an ECC_NIST_EDWARDS25519 key.",
             )
@@ -197,7 +197,7 @@ def get_kms_signer_from_settings(
             f"{signer.key_alias} is an {signer.kind} key, but KMS_NATIVE_SIGNING (or "
             f"native=) is {wants_native}.",
             fix="Set KMS_NATIVE_SIGNING to match the key, or point the alias at the "
-            "right key (`manage.py kms_list` shows each key's mode).",
+            "right key (`manage.py kms_list` shows each key's kind).",
         )
     expected = config.configured_sponsor_address()
     if role == "admin":

@@ -1,7 +1,7 @@
 """The audit trail: one structured record per signing call.
 
 Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
-``record.audit`` for JSON formatters) with alias, address, key mode, transaction
+``record.audit`` for JSON formatters) with alias, address, key kind, transaction
 ids, group id, AWS request ids and outcome, so they can be joined with CloudTrail
 by request id, then handed to the options' audit sink (``Options.audit_sink``; the
 Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores ``confio_kms.models.SigningRecord``
@@ -45,19 +45,20 @@ def record(
         "alias": alias,
         "address": info.address if info else "",
         "signer_address": info.signer_address if info else "",
-        "mode": info.mode if info else "",
+        "kind": info.kind if info else "",
         "txids": [txid(m) for m in messages] if messages is not None else [_txid(t) for t in txns],
         "group_id": ",".join(sorted(groups)),
         "request_ids": [r for r in request_ids if r],
         "outcome": outcome,
         "detail": detail,
     }
+    fields["mode"] = fields["kind"]  # deprecated name of "kind", kept for one release
     logger.info(
-        "signing %s alias=%s address=%s mode=%s txids=%s group=%s requests=%s %s",
+        "signing %s alias=%s address=%s kind=%s txids=%s group=%s requests=%s %s",
         outcome,
         alias,
         fields["address"],
-        fields["mode"],
+        fields["kind"],
         ",".join(fields["txids"]),
         fields["group_id"] or "-",
         ",".join(fields["request_ids"]) or "-",

@@ -1,4 +1,4 @@
-"""Caches what an alias resolves to (key id, address, network, mode).
+"""Caches what an alias resolves to (key id, address, network, kind).
 
 Two levels: a dictionary in this process, and the shared cache of the options
 (``Options.cache``: in Django, the cache named by ``CONFIO_KMS_CACHE``, default
@@ -57,7 +57,7 @@ class Generation(NamedTuple):
 def _key(scope: str, name: str) -> str:
     # Memcached keys must be short and free of spaces; the scope holds a URL.
     digest = hashlib.sha256(f"{scope}|{name}".encode()).hexdigest()[:24]
-    return f"confio_kms:key:v3:{digest}"
+    return f"confio_kms:key:v4:{digest}"
 
 
 def _generation_key(key: str) -> str:
@@ -92,7 +92,7 @@ def _decode(raw: object, generation: str) -> KeyInfo | None:
         return None
     # A kind this version does not know (another version's, or a tampered entry) is a
     # miss: AWS is asked again.
-    return info if info.mode in kinds.KINDS else None
+    return info if info.kind in kinds.KINDS else None
 
 
 def _read(scope: str, name: str, options: Options) -> tuple[KeyInfo | None, Generation]:

@@ -54,7 +54,7 @@ class KeyInfo:
     key_id: str
     address: str
     network: str
-    mode: str
+    kind: str  # the key kind (envelope, native), from its key spec
     auth_address: str = ""
     parameter: str = ""
 

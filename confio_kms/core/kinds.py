@@ -50,7 +50,7 @@ def for_spec(spec: str) -> str:
 
 def key_for(aws: AWSClients, info: KeyInfo, prefix: str) -> AlgorandKey:
     """The key object that signs for ``info`` (one per signing call)."""
-    return KINDS[info.mode](aws, info, prefix)
+    return KINDS[info.kind](aws, info, prefix)
 
 
 def reset() -> None:
@@ -80,8 +80,8 @@ def key_info(
                 fix=f"Correct the {tag} tag to a 58-character Algorand address.",
             )
     spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
-    mode = for_spec(spec)
-    if not mode:
+    kind = for_spec(spec)
+    if not kind:
         raise exc.NotAnAlgorandKeyError(
             f"The KMS key behind {alias} has key spec {spec}, which confio_kms cannot sign with.",
             fix="Point the alias at a key of one of these kinds: "
@@ -93,7 +93,7 @@ def key_info(
         key_id=metadata["KeyId"],
         address=address,
         network=network_of(name, tags, options),
-        mode=mode,
+        kind=kind,
         auth_address=auth_address if auth_address != address else "",
         parameter=tags.get(TAG_PARAMETER, ""),
     )

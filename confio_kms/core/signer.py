@@ -105,7 +105,7 @@ class KMSSigner(TransactionSigner):
     @property
     def kind(self) -> str:
         """The key's kind (``envelope``, ``native``), from its KMS key spec."""
-        return self._info().mode
+        return self._info().kind
 
     def sign_transaction(
         self,

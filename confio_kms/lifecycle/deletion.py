@@ -37,14 +37,14 @@ class DeletionPlan:
 
     @property
     def native(self) -> bool:
-        return self.record.mode == keys.NATIVE
+        return self.record.kind == keys.NATIVE
 
     @property
     def action(self) -> str:
         """What scheduling it does, in one sentence without its period (for a prompt)."""
         r = self.record
         return (
-            f"Schedule the deletion of alias/{r.name} ({r.mode} key {r.key_id}, account "
+            f"Schedule the deletion of alias/{r.name} ({r.kind} key {r.key_id}, account "
             f"{r.address}, {r.network}) in {self.days} days"
             + (" (a configured alias: the app stops signing with it)" if self.configured else "")
         )
@@ -61,7 +61,7 @@ class ScheduledDeletion:
 
     @property
     def native(self) -> bool:
-        return self.record.mode == keys.NATIVE
+        return self.record.kind == keys.NATIVE
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def plan_deletion(
             f"alias/{name} is already scheduled for deletion on {when}; nothing was changed.",
             fix=f"to keep it, run kms_delete {name} --cancel (or cancel_deletion()).",
         )
-    if record.mode == keys.NATIVE and not no_backup:
+    if record.kind == keys.NATIVE and not no_backup:
         raise exc.ConfigurationError(
             f"alias/{name} is a native key: its private key exists only in KMS, so once "
             f"deleted, {record.address} can never be signed for with it again; nothing "

@@ -55,15 +55,15 @@ class CreatedKey:
     A native key has no mnemonic (``None``): its private key never leaves KMS.
     """
 
-    __slots__ = ("_mnemonic", "address", "key_id", "mode")
+    __slots__ = ("_mnemonic", "address", "key_id", "kind")
 
     def __init__(
-        self, key_id: str, address: str, backup_mnemonic: str | None, mode: str = keys.ENVELOPE
+        self, key_id: str, address: str, backup_mnemonic: str | None, kind: str = keys.ENVELOPE
     ) -> None:
         self.key_id = key_id
         self.address = address
         self._mnemonic = backup_mnemonic
-        self.mode = mode
+        self.kind = kind
 
     @property
     def backup_mnemonic(self) -> str | None:
@@ -85,7 +85,7 @@ class CreatedKey:
         hidden = "<hidden>" if self._mnemonic else "None"
         return (
             f"CreatedKey(key_id={self.key_id!r}, address={self.address!r}, "
-            f"mode={self.mode!r}, backup_mnemonic={hidden})"
+            f"kind={self.kind!r}, backup_mnemonic={hidden})"
         )
 
     __str__ = __repr__
@@ -124,7 +124,7 @@ class KeyRecord:
     network: str
     key_state: str
     creation_date: datetime | None
-    mode: str
+    kind: str
     managed: bool
     """True for keys tagged ManagedBy=confio-kms, False for the old scripts' keys."""
     deletion_date: datetime | None = None
@@ -468,10 +468,10 @@ class AlgorandKMSManager:
         cannot sign (another key spec, a malformed tag) is still listed, as such."""
         try:
             info = kinds.key_info(name, metadata, tags, self.options)
-            mode, address, auth = info.mode, info.address, info.auth_address
+            kind, address, auth = info.kind, info.address, info.auth_address
         except exc.NotAnAlgorandKeyError:
             spec = metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
-            mode = kinds.for_spec(spec) or f"unsupported ({spec})"
+            kind = kinds.for_spec(spec) or f"unsupported ({spec})"
             address, auth = tags.get(TAG_ADDRESS, ""), tags.get(keys.TAG_AUTH_ADDRESS, "")
         return KeyRecord(
             name=name,
@@ -480,7 +480,7 @@ class AlgorandKMSManager:
             network=keys.network_of(name, tags, self.options),
             key_state=metadata.get("KeyState", "Unknown"),
             creation_date=metadata.get("CreationDate"),
-            mode=mode,
+            kind=kind,
             managed=tags.get(TAG_MANAGED_BY) == keys.MANAGED_BY,
             deletion_date=metadata.get("DeletionDate"),
             auth_address=auth,

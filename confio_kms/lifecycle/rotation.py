@@ -62,7 +62,7 @@ class RotationResult:
     previous_key_id: str
     key_id: str
     auth_address: str
-    mode: str
+    kind: str
     state: str
     rekey_txid: str
     signed_rekey: str = ""
@@ -90,7 +90,7 @@ def rotate(
     after the key is created, before anything is signed or sent, so it is kept even
     if the submission then fails.
     """
-    new_kind = creator(kinds.named(kind).kind)
+    new_creator = creator(kinds.named(kind).kind)
     policy = SigningPolicy.of(aws.options)
     sp = chain.suggested_params()
     decision = _decide(aws, name, chain, policy, sp)
@@ -102,7 +102,7 @@ def rotate(
         return _switch(aws, name, current, pending, resumed=True)
     rolled_back = _roll_back(aws, name, pending) if pending is not None else ""
 
-    created = _create_staged(aws, prefix, name, current, new_kind)
+    created = _create_staged(aws, prefix, name, current, new_creator)
     new_key_id, new_address, backup = created.key_id, created.address, created.backup_mnemonic
     if backup and on_backup is not None:
         on_backup(backup, new_address)  # a HiddenStr: its repr hides it in any frame
@@ -116,7 +116,7 @@ def rotate(
             previous_key_id=current.key_id,
             key_id=new_key_id,
             auth_address=new_address,
-            mode=new.mode,
+            kind=new.kind,
             state="pending",
             rekey_txid=txid,
             signed_rekey=encoded,
@@ -131,7 +131,7 @@ def rotate(
 
 
 def _create_staged(
-    aws: AWSClients, prefix: str, name: str, current: KeyInfo, new_kind: type[KeyCreator]
+    aws: AWSClients, prefix: str, name: str, current: KeyInfo, new_creator: type[KeyCreator]
 ) -> Provisioned:
     """The new key under the staging alias, tagged pending, with the key history."""
     history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
@@ -142,8 +142,8 @@ def _create_staged(
         TAG_PREVIOUS: current.key_id,
         TAG_HISTORY: history,
     }
-    progress.step(f"alias/{name}: creating the new {new_kind.kind} key")
-    return new_kind(aws).create(
+    progress.step(f"alias/{name}: creating the new {new_creator.kind} key")
+    return new_creator(aws).create(
         KeyRequest(
             name=staging_name(name),
             prefix=prefix,
@@ -269,8 +269,8 @@ class RotationPlan:
     network: str
     action: str
     current_key_id: str
-    current_mode: str
-    new_mode: str
+    current_kind: str
+    new_kind: str
     steps: tuple[str, ...]
     rekey: dict[str, Any] = field(default_factory=dict)
 
@@ -279,7 +279,7 @@ def plan(
     aws: AWSClients, prefix: str, name: str, chain: Chain, *, kind: str = kinds.DEFAULT_KIND
 ) -> RotationPlan:
     """The dry run of :func:`rotate`: the same decision from the same reads, no writes."""
-    new_kind = creator(kinds.named(kind).kind)
+    new_creator = creator(kinds.named(kind).kind)
     sp = chain.suggested_params()
     decision = _decide(aws, name, chain, SigningPolicy.of(aws.options), sp)
     current, pending = decision.current, decision.pending
@@ -291,7 +291,7 @@ def plan(
         "account": known.address,
         "network": known.network,
         "current_key_id": current.key_id if current else "",
-        "current_mode": current.mode if current else "",
+        "current_kind": current.kind if current else "",
     }
     if decision.action != ROTATE and pending is not None:
         done = "was switched" if decision.action == FINISH else "is confirmed on chain"
@@ -299,7 +299,7 @@ def plan(
             f"the rekey to {pending.signer_address} {done}: point {alias} at key "
             f"{pending.key_id}, tag the old key RotationState=retired, remove {staging}",
         )
-        return RotationPlan(**common, action=decision.action, new_mode=pending.mode, steps=resume)
+        return RotationPlan(**common, action=decision.action, new_kind=pending.kind, steps=resume)
     assert current is not None
     steps: list[str] = []
     if pending is not None:
@@ -310,12 +310,12 @@ def plan(
     path = validation.parameter_path(prefix, staging_name(name))
     where = (
         f", its private key encrypted in SSM at {path} and its backup mnemonic shown once"
-        if new_kind.uses_parameter
+        if new_creator.uses_parameter
         else ", generated inside KMS (no backup exists)"
     )
     steps += [
-        f"create {with_article(new_kind.kind)} KMS key (billed monthly) under {staging}{where}",
-        f"sign the rekey below with {alias}'s current {current.mode} key",
+        f"create {with_article(new_creator.kind)} KMS key (billed monthly) under {staging}{where}",
+        f"sign the rekey below with {alias}'s current {current.kind} key",
         "submit it and wait for its confirmation",
         f"point {alias} at the new key, tag key {current.key_id} RotationState=retired, "
         f"remove {staging}",
@@ -323,7 +323,7 @@ def plan(
     return RotationPlan(
         **common,
         action=ROTATE,
-        new_mode=new_kind.kind,
+        new_kind=new_creator.kind,
         steps=tuple(steps),
         rekey=_planned_rekey(current, sp),
     )
@@ -407,7 +407,7 @@ def _switch(
     _tag_state(aws, new.key_id, "active")
     # Tagged while the alias still names it (a runtime policy may match keys by alias).
     _tag_state(aws, current.key_id, "retired")
-    if new.mode == current.mode:
+    if new.kind == current.kind:
         aws.call("kms", "UpdateAlias", alias, AliasName=alias, TargetKeyId=new.key_id)
     else:
         # KMS moves an alias only between keys of the same type and usage; across
@@ -442,7 +442,7 @@ def _finish(
         previous_key_id=previous_key_id,
         key_id=new.key_id,
         auth_address=new.signer_address,
-        mode=new.mode,
+        kind=new.kind,
         state="completed",
         rekey_txid=tags.get(TAG_REKEY_TXID, ""),
         resumed=resumed,

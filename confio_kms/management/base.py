@@ -206,7 +206,7 @@ class BackupDestination:
         out.write("Confirmed. Clear your terminal's scrollback now.")
 
 
-COLUMNS = ("name", "address", "authorized_by", "network", "mode", "key_state", "created")
+COLUMNS = ("name", "address", "authorized_by", "network", "kind", "key_state", "created")
 
 
 def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, Any]]:
@@ -217,7 +217,8 @@ def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, Any]]:
             "address": r.address,
             "authorized_by": r.auth_address or None,
             "network": r.network,
-            "mode": r.mode,
+            "kind": r.kind,
+            "mode": r.kind,  # deprecated name of "kind", kept for one release
             "key_state": r.key_state,
             "created": r.creation_date.isoformat() if r.creation_date else None,
             "key_id": r.key_id,

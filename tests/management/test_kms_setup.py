@@ -140,12 +140,12 @@ def test_list_as_table_and_json(command: list[str]) -> None:
 
     header, row = table.getvalue().splitlines()
     assert header.split() == [
-        "NAME", "ADDRESS", "AUTHORIZED_BY", "NETWORK", "MODE", "KEY_STATE", "CREATED",
+        "NAME", "ADDRESS", "AUTHORIZED_BY", "NETWORK", "KIND", "KEY_STATE", "CREATED",
     ]  # fmt: skip
     assert row.split()[:6] == [ALIAS, created.address, "self", "testnet", "envelope", "Enabled"]
     (parsed,) = json.loads(as_json.getvalue())
     assert parsed["address"] == created.address and parsed["key_id"] == created.key_id
-    assert parsed["mode"] == "envelope" and parsed["created"].startswith("20")
+    assert parsed["kind"] == parsed["mode"] == "envelope" and parsed["created"].startswith("20")
     # Real JSON types: a boolean, and null for "signs for itself".
     assert parsed["managed_by_confio_kms"] is True and parsed["authorized_by"] is None
 
@@ -162,9 +162,9 @@ def test_create_native_needs_no_backup_and_says_so() -> None:
     call_command("kms_setup", "--create-new", "--native", "--alias", "nat", stdout=out)
 
     text = out.getvalue()
-    assert "mode:    native" in text and "No backup mnemonic" in text and "SSM:" not in text
+    assert "kind:    native" in text and "No backup mnemonic" in text and "SSM:" not in text
     (record,) = AlgorandKMSManager().list_keys()
-    assert (record.name, record.mode) == ("nat", "native")
+    assert (record.name, record.kind) == ("nat", "native")
     assert f"address: {record.address}" in text
     listed = io.StringIO()
     call_command("kms_list", stdout=listed)
@@ -278,7 +278,7 @@ def test_create_json_has_real_types_and_no_mnemonic(tmp_path: Path) -> None:
     result = json.loads(out.getvalue())  # stdout is the JSON document alone
     phrase = backup.read_text().strip()
     assert result["address"] == account.address_from_private_key(mnemonic.to_private_key(phrase))
-    assert result["mode"] == "envelope" and result["deletion_needs_mfa"] is False
+    assert result["kind"] == result["mode"] == "envelope" and result["deletion_needs_mfa"] is False
     assert result["ssm_parameter"] == f"/confio/algorand/{ALIAS}/private-key"
     assert phrase not in out.getvalue() + err.getvalue()
     assert "Backup mnemonic written to" in err.getvalue()
@@ -294,7 +294,7 @@ def test_native_create_json_has_null_parameter() -> None:
     out = io.StringIO()
     call_command("kms_setup", "--create-new", "--native", "--alias", "nat", "--json", stdout=out)
     result = json.loads(out.getvalue())
-    assert result["mode"] == "native" and result["ssm_parameter"] is None
+    assert result["kind"] == result["mode"] == "native" and result["ssm_parameter"] is None
 
 
 def test_slow_steps_print_progress_on_stderr_unless_verbosity_0(tmp_path: Path) -> None:

@@ -77,7 +77,8 @@ class Command(KMSCommand):
                 "alias": f"alias/{record.name}",
                 "key_id": record.key_id,
                 "address": record.address,
-                "mode": record.mode,
+                "kind": record.kind,
+                "mode": record.kind,  # deprecated name of "kind", kept for one release
                 "state": deletion.PENDING_DELETION,
                 "deletion_date": date,
                 "recoverable_until": date,

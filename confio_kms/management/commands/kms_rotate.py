@@ -76,19 +76,23 @@ class Command(KMSCommand):
         lines = [
             f"dry run: nothing was created, tagged or signed (alias/{plan.name})",
             f"account: {plan.account} ({plan.network})",
-            f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_mode})",
-            f"would:   {plan.action}, to {with_article(plan.new_mode)} key",
+            f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_kind})",
+            f"would:   {plan.action}, to {with_article(plan.new_kind)} key",
             *(f"  {number}. {step}" for number, step in enumerate(plan.steps, 1)),
         ]
         if plan.rekey:
             lines.append("rekey to be signed:")
             lines += [f"  {field}: {value}" for field, value in plan.rekey.items()]
-        self.emit({"dry_run": True, **asdict(plan), "steps": list(plan.steps)}, lines)
+        data = {"dry_run": True, **asdict(plan), "steps": list(plan.steps)}
+        # Deprecated names of the kinds, kept for one release.
+        data.update(current_mode=plan.current_kind, new_mode=plan.new_kind)
+        self.emit(data, lines)
 
     def _show_result(self, name: str, result: RotationResult) -> None:
         # Field by field, not asdict(): that would deep-copy the backup mnemonic.
         data = {f.name: getattr(result, f.name) for f in fields(result)}
         del data["backup_mnemonic"]
+        data["mode"] = result.kind  # deprecated name of "kind", kept for one release
         lines = []
         if result.rolled_back_key_id:
             lines.append(
@@ -97,7 +101,7 @@ class Command(KMSCommand):
             )
         lines += [
             f"account: {result.account} (unchanged)",
-            f"new key: {result.key_id} ({result.mode})",
+            f"new key: {result.key_id} ({result.kind})",
             f"signer:  {result.auth_address}",
             f"rekey:   {result.rekey_txid}",
         ]

@@ -173,10 +173,11 @@ class Command(KMSCommand):
             "key_id": key_id,
             "address": address,
             "network": network,
-            "mode": "native" if native else "envelope",
+            "kind": "native" if native else "envelope",
             "ssm_parameter": parameter,
             "deletion_needs_mfa": mfa,
         }
+        data["mode"] = data["kind"]  # deprecated name of "kind", kept for one release
         if also_under is not None:
             data["also_under"] = also_under
         lines = [
@@ -184,7 +185,7 @@ class Command(KMSCommand):
             f"key id:  {key_id}",
             f"address: {address}",
             f"network: {network}",
-            "mode:    native (Ed25519 inside KMS)" if native else "mode:    envelope",
+            "kind:    native (Ed25519 inside KMS)" if native else "kind:    envelope",
             *([f"SSM:     {parameter}"] if parameter else []),
             "policy:  deletion and disabling need MFA (CONFIO_KMS_KEY_POLICY_ACCOUNT)"
             if mfa

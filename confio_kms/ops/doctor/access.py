@@ -106,7 +106,7 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
     region, account = doctor.aws.region, doctor.account or "*"
     alias = f"alias/{active.target.name}"
     info = active.info
-    mode = info.mode if info else kinds.for_spec(active.metadata.get("KeySpec", ""))
+    kind = info.kind if info else kinds.for_spec(active.metadata.get("KeySpec", ""))
     path = (info.parameter if info else "") or validation.parameter_path(
         doctor.conf.ssm_prefix, active.target.name
     )
@@ -121,7 +121,7 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
     on_key = f"the key of {alias}"
     for action in ("kms:DescribeKey", "kms:ListResourceTags"):
         probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
-    if mode == keys.NATIVE:
+    if kind == keys.NATIVE:
         for action in ("kms:Sign", "kms:GetPublicKey"):
             probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
     else:
