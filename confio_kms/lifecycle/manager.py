@@ -34,7 +34,7 @@ from confio_kms.core.options import Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.core.signing import KeyHandle, sign_group
 from confio_kms.lifecycle import policies as iam
-from confio_kms.lifecycle import rotation
+from confio_kms.lifecycle import rotation, rotation_plan
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
 from confio_kms.lifecycle.rotation import RotationResult
 
@@ -391,9 +391,9 @@ class AlgorandKMSManager:
         *,
         kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
-    ) -> rotation.RotationPlan:
+    ) -> rotation_plan.RotationPlan:
         """What ``rotate_key`` would do now; reads only (no key, alias, tag or signature)."""
-        return rotation.plan(
+        return rotation_plan.plan(
             self._aws,
             self._prefix,
             validation.alias_name(key_alias),

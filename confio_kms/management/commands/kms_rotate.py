@@ -9,7 +9,8 @@ from django.core.management.base import CommandError
 from confio_kms import factory as conf
 from confio_kms.algorand import networks, validation
 from confio_kms.lifecycle.manager import KeyRecord
-from confio_kms.lifecycle.rotation import RotationPlan, RotationResult, with_article
+from confio_kms.lifecycle.rotation import RotationResult
+from confio_kms.lifecycle.rotation_plan import RotationPlan, with_article
 from confio_kms.management.base import BackupDestination, KMSCommand
 
 
