@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+from dataclasses import dataclass
 
 from algosdk import encoding as algosdk_encoding
 from algosdk import mnemonic as algosdk_mnemonic
@@ -70,6 +71,27 @@ def public_key(address: str) -> bytes:
 def staging_name(name: str) -> str:
     """The staging alias name a rotation of ``name`` creates its new key under."""
     return f"{name}{RESERVED_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """A KMS alias of an Algorand key: ``name`` is the bare name; ``str()`` (and an
+    f-string) gives ``alias/<name>``, what KMS takes as an alias or a ``KeyId``."""
+
+    name: str
+
+    @classmethod
+    def parse(cls, key_alias: object) -> Alias:
+        """The alias ``key_alias`` names (``alias/`` prefix optional), checked."""
+        return cls(alias_name(key_alias))
+
+    @property
+    def staging(self) -> Alias:
+        """The staging alias a rotation of this alias creates its new key under."""
+        return Alias(self.name).staging
+
+    def __str__(self) -> str:
+        return f"alias/{self.name}"
 
 
 def network_name(network: object) -> str:

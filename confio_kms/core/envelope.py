@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from algosdk import encoding
 from nacl.signing import SigningKey
 
-from confio_kms.algorand.validation import parameter_path, public_key
+from confio_kms.algorand.validation import Alias, parameter_path, public_key
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import holds_secrets
 from confio_kms.core.aws import AWSClients
@@ -95,7 +95,7 @@ class EnvelopeKey(AlgorandKey):
         # (a tampered tag or shared cache entry) could point at another account's key.
         if info.parameter and not info.parameter.startswith(f"{own}-"):
             raise exc.KeyMaterialError(
-                f"alias/{info.name} names the parameter {info.parameter}, outside "
+                f"{Alias(info.name)} names the parameter {info.parameter}, outside "
                 f"{own}[-*]; nothing was signed.",
                 fix=f"Correct the key's SSMParameter tag to a path under {own}-.",
             )
@@ -134,7 +134,7 @@ class EnvelopeKey(AlgorandKey):
         # A malformed address (say, a tampered shared cache) is b"": a mismatch too.
         if key.public_key != public_key(self.info.signer_address):
             raise exc.AddressMismatchError(
-                f"The key in {self.path} belongs to {key.address}, but alias/{self.info.name} "
+                f"The key in {self.path} belongs to {key.address}, but {Alias(self.info.name)} "
                 f"is tagged {self.info.signer_address}; nothing was signed.",
                 fix="The parameter was swapped or the tag edited: restore the parameter from "
                 "the account's backup, or re-create the key. Do not retag without checking.",

@@ -22,6 +22,7 @@ from nacl.signing import VerifyKey
 
 from confio_kms.algorand import validation
 from confio_kms.algorand.networks import NETWORKS, UNKNOWN
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.options import DEFAULTS, Options
@@ -104,7 +105,7 @@ class AlgorandKey(ABC):
                 verify_key.verify(message, signature)
             except (BadSignatureError, ValueError):
                 raise exc.SignatureVerificationError(
-                    f"The {self.kind} key {self.info.key_id} (alias/{self.info.name}) produced "
+                    f"The {self.kind} key {self.info.key_id} ({Alias(self.info.name)}) produced "
                     f"a signature for item {index} that does not verify against "
                     f"{self.info.signer_address} (AWS requests: "
                     f"{', '.join(filter(None, self.request_ids)) or 'none'}); nothing was "
@@ -123,7 +124,7 @@ class AlgorandKey(ABC):
         """Forget what this kind remembers in the process (as in a fresh process)."""
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} alias/{self.info.name} {self.info.address}>"
+        return f"<{type(self).__name__} {Alias(self.info.name)} {self.info.address}>"
 
 
 def tags_dict(tags: Sequence[dict[str, str]]) -> dict[str, str]:
@@ -155,6 +156,6 @@ def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:
 
 
 def describe_key(aws: AWSClients, name: str) -> dict[str, Any]:
-    alias = f"alias/{name}"
+    alias = str(Alias(name))
     metadata: dict[str, Any] = aws.call("kms", "DescribeKey", alias, KeyId=alias)["KeyMetadata"]
     return metadata

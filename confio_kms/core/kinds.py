@@ -13,6 +13,7 @@ from typing import Any
 
 from algosdk import encoding
 
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.envelope import EnvelopeKey
@@ -64,7 +65,7 @@ def key_info(
 ) -> KeyInfo:
     """Build a KeyInfo from DescribeKey metadata and the key's tags, or raise; an
     untagged key's network is what its alias stands for under ``options``."""
-    alias = f"alias/{name}"
+    alias = str(Alias(name))
     address = tags.get(TAG_ADDRESS)
     if not address:
         raise exc.NotAnAlgorandKeyError(
@@ -102,5 +103,5 @@ def key_info(
 def resolve(aws: AWSClients, name: str) -> KeyInfo:
     """Look the alias up in KMS: DescribeKey, then ListResourceTags (two requests)."""
     metadata = describe_key(aws, name)
-    tags = read_tags(aws, metadata["KeyId"], f"alias/{name}")
+    tags = read_tags(aws, metadata["KeyId"], str(Alias(name)))
     return key_info(name, metadata, tags, aws.options)

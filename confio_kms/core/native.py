@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from algosdk import encoding
 
 from confio_kms.algorand.networks import MAX_GROUP_SIZE
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import (
@@ -108,10 +109,10 @@ class NativeKey(AlgorandKey):
         """Once per process and key: the key in KMS must be the tagged account's."""
         if (self.info.key_id, self.info.signer_address) in _checked:
             return
-        actual = fetch_address(self.aws, self.info.key_id, f"alias/{self.info.name}")
+        actual = fetch_address(self.aws, self.info.key_id, str(Alias(self.info.name)))
         if actual != self.info.signer_address:
             raise exc.AddressMismatchError(
-                f"KMS key {self.info.key_id} (alias/{self.info.name}) holds the key of {actual}, "
+                f"KMS key {self.info.key_id} ({Alias(self.info.name)}) holds the key of {actual}, "
                 f"but is tagged {self.info.signer_address}; nothing was signed.",
                 fix=f"Correct the {TAG_ADDRESS} tag to the key's own address after checking "
                 "which account this key should sign for.",
@@ -132,7 +133,7 @@ class NativeKey(AlgorandKey):
         response = self.aws.call(
             "kms",
             "Sign",
-            f"alias/{self.info.name}",
+            str(Alias(self.info.name)),
             KeyId=self.info.key_id,
             Message=message,
             MessageType="RAW",

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from algosdk import constants, encoding, transaction
 
-from confio_kms.algorand.validation import same_address
+from confio_kms.algorand.validation import Alias, same_address
 from confio_kms.common import exceptions as exc
 from confio_kms.core import audit, cache, kinds
 from confio_kms.core.aws import AWSClients
@@ -143,7 +143,7 @@ class KeyHandle:
 
     @property
     def alias(self) -> str:
-        return f"alias/{self.name}"
+        return str(Alias(self.name))
 
     def bounded(self) -> KeyHandle:
         """This handle for one signing call: its AWS requests (lookups and retries

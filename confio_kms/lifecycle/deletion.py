@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from confio_kms.algorand import validation
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core import keys
 from confio_kms.lifecycle.manager import (
@@ -44,7 +45,7 @@ class DeletionPlan:
         """What scheduling it does, in one sentence without its period (for a prompt)."""
         r = self.record
         return (
-            f"Schedule the deletion of alias/{r.name} ({r.kind} key {r.key_id}, account "
+            f"Schedule the deletion of {Alias(r.name)} ({r.kind} key {r.key_id}, account "
             f"{r.address}, {r.network}) in {self.days} days"
             + (" (a configured alias: the app stops signing with it)" if self.configured else "")
         )
@@ -99,12 +100,12 @@ def plan_deletion(
     if record.key_state == PENDING_DELETION:
         when = record.deletion_date.isoformat() if record.deletion_date else "its date"
         raise exc.KeyStateError(
-            f"alias/{name} is already scheduled for deletion on {when}; nothing was changed.",
+            f"{Alias(name)} is already scheduled for deletion on {when}; nothing was changed.",
             fix=f"to keep it, run kms_delete {name} --cancel (or cancel_deletion()).",
         )
     if record.kind == keys.NATIVE and not no_backup:
         raise exc.ConfigurationError(
-            f"alias/{name} is a native key: its private key exists only in KMS, so once "
+            f"{Alias(name)} is a native key: its private key exists only in KMS, so once "
             f"deleted, {record.address} can never be signed for with it again; nothing "
             "was changed.",
             fix="if the account holds anything, rotate it to another key instead "
@@ -130,7 +131,7 @@ def cancel_deletion(manager: AlgorandKMSManager, key_alias: str) -> CancelledDel
     record = manager.get_key(name)
     if record.key_state != PENDING_DELETION:
         raise exc.KeyStateError(
-            f"alias/{name} is not scheduled for deletion (it is {record.key_state}); "
+            f"{Alias(name)} is not scheduled for deletion (it is {record.key_state}); "
             "nothing was changed.",
             fix="there is nothing to cancel; check the alias (kms_list shows each key's state).",
         )

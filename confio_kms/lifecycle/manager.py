@@ -23,7 +23,7 @@ from algosdk.transaction import SignedTransaction, Transaction
 
 from confio_kms.algorand import validation
 from confio_kms.algorand.chain import Chain
-from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX
+from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX, Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.common.redaction import holds_secrets
@@ -212,14 +212,14 @@ class AlgorandKMSManager:
         del mnemonic_phrase  # not needed further; @holds_secrets keeps frames out of reports
         address = str(account.address_from_private_key(private_key))
         name, network = self._check_new(key_alias, network)
-        progress.step(f"alias/{name}: looking for other aliases of {address}")
+        progress.step(f"{Alias(name)}: looking for other aliases of {address}")
         also = tuple(other for other, _, _ in self._tagged(TAG_ADDRESS, address))
         if also:
             logger.warning(
                 "Importing %s as alias/%s: the account is already stored under %s.",
                 address,
                 name,
-                ", ".join(f"alias/{other}" for other in also),
+                ", ".join(str(Alias(other)) for other in also),
             )
         key_id = self._store(name, private_key, address, network, description)
         return ImportedKey(key_id, address, also)
@@ -241,11 +241,11 @@ class AlgorandKMSManager:
         name = validation.alias_name(key_alias)
         network = validation.network_name(network)
         metadata = keys.describe_key(self._aws, name)
-        tags = keys.read_tags(self._aws, metadata["KeyId"], f"alias/{name}")
+        tags = keys.read_tags(self._aws, metadata["KeyId"], str(Alias(name)))
         current = keys.tagged_network(tags) or self.options.network_of_alias(name)
         if current and current != network:
             raise exc.NetworkMismatchError(
-                f"alias/{name} is a {current} key (its AlgorandNetwork tag or alias name); "
+                f"{Alias(name)} is a {current} key (its AlgorandNetwork tag or alias name); "
                 f"it was not tagged {network}. Nothing was changed.",
                 fix="Check which network this account is on; a key is never re-tagged to "
                 "another network.",
@@ -255,7 +255,7 @@ class AlgorandKMSManager:
         key.sign([ADOPT_PROBE + info.key_id.encode()])  # raises unless it is the account's
         audit.record(
             info,
-            f"alias/{name}",
+            str(Alias(name)),
             [],
             "signed",
             key.request_ids,
@@ -266,7 +266,7 @@ class AlgorandKMSManager:
             self._aws.call(
                 "kms",
                 "TagResource",
-                f"alias/{name}",
+                str(Alias(name)),
                 KeyId=info.key_id,
                 Tags=keys.kms_tags({keys.TAG_NETWORK: network}),
             )
@@ -285,7 +285,7 @@ class AlgorandKMSManager:
         """The record of one key, fresh from KMS (two requests)."""
         name = validation.alias_name(key_alias)
         metadata = keys.describe_key(self._aws, name)
-        tags = keys.read_tags(self._aws, metadata["KeyId"], f"alias/{name}")
+        tags = keys.read_tags(self._aws, metadata["KeyId"], str(Alias(name)))
         return self._record(name, metadata, tags)
 
     def list_keys(self) -> list[KeyRecord]:
@@ -339,7 +339,7 @@ class AlgorandKMSManager:
         response = self._aws.call(
             "kms",
             "ScheduleKeyDeletion",
-            f"alias/{name}",
+            str(Alias(name)),
             KeyId=key_id,
             PendingWindowInDays=pending_window_days,
         )
@@ -350,8 +350,8 @@ class AlgorandKMSManager:
         """Cancel a scheduled deletion and re-enable the key (KMS leaves it disabled)."""
         name = validation.alias_name(key_alias)
         key_id = keys.describe_key(self._aws, name)["KeyId"]
-        self._aws.call("kms", "CancelKeyDeletion", f"alias/{name}", KeyId=key_id)
-        self._aws.call("kms", "EnableKey", f"alias/{name}", KeyId=key_id)
+        self._aws.call("kms", "CancelKeyDeletion", str(Alias(name)), KeyId=key_id)
+        self._aws.call("kms", "EnableKey", str(Alias(name)), KeyId=key_id)
 
     def rotate_key(
         self,
@@ -416,12 +416,12 @@ class AlgorandKMSManager:
         network = validation.network_name(network or named or "testnet")
         if named and named != network:
             raise exc.NetworkMismatchError(
-                f"alias/{name} names a {named} key, but network={network!r} was asked "
+                f"{Alias(name)} names a {named} key, but network={network!r} was asked "
                 "for; nothing was changed.",
                 fix=f"Drop network= (the alias says {named}), or choose an alias that "
                 f"does not name {named}.",
             )
-        alias = f"alias/{name}"
+        alias = str(Alias(name))
         progress.step(f"{alias}: checking the alias and its SSM parameter are free")
         try:
             keys.describe_key(self._aws, name)

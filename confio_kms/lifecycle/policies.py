@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confio_kms.algorand.validation import staging_name
+from confio_kms.algorand.validation import Alias, staging_name
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core.keys import MANAGED_BY, TAG_MANAGED_BY
 
@@ -96,7 +96,7 @@ def policies(
         keys=arn.format(service="kms") + "key/*",
         all_keys=f"arn:aws:kms:*:{account_id}:key/*",
         by_alias={
-            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [f"alias/{n}" for n in names]}
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [str(Alias(n)) for n in names]}
         },
         by_tag={"StringEquals": {f"aws:ResourceTag/{TAG_MANAGED_BY}": MANAGED_BY}},
         parameters=[
@@ -104,7 +104,7 @@ def policies(
         ],
         via_ssm={"kms:ViaService": f"ssm.{region}.amazonaws.com"},
         alias_arns=[
-            arn.format(service="kms") + f"alias/{alias}"
+            arn.format(service="kms") + str(Alias(alias))
             for n in names
             for alias in (n, staging_name(n))
         ],

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.core.aws import AWSClients
@@ -352,7 +353,7 @@ def create_key(
         created = aws.call(
             "kms",
             "CreateKey",
-            f"alias/{name}",
+            str(Alias(name)),
             Description=description,
             Tags=kms_tags(tags),
             **key_params,
@@ -372,7 +373,7 @@ def create_key(
 def create_alias(aws: AWSClients, name: str, key_id: str, rollback: Rollback) -> None:
     """CreateAlias, telling ``rollback``. An alias that already exists and points at
     ``key_id`` was made by this call (a retry after an answer was lost): success."""
-    alias = f"alias/{name}"
+    alias = str(Alias(name))
     try:
         aws.call("kms", "CreateAlias", alias, AliasName=alias, TargetKeyId=key_id)
     except exc.AliasExistsError:
@@ -409,7 +410,7 @@ def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], N
 
     def starting(operation: str) -> None:
         step.append(operation)
-        progress.step(f"alias/{name}: {STEPS.get(operation, operation)} ({operation})")
+        progress.step(f"{Alias(name)}: {STEPS.get(operation, operation)} ({operation})")
 
     try:
         key_id = run(starting)
@@ -425,7 +426,7 @@ def provisioning(name: str, rollback: Rollback, run: Callable[[Callable[[str], N
             report += "; NOT undone, clean up by hand: " + "; ".join(failed)
         known = error if isinstance(error, exc.ConfioKMSError) else None
         raise exc.ProvisioningError(
-            f"Creating alias/{name} failed at {step[-1]}: "
+            f"Creating {Alias(name)} failed at {step[-1]}: "
             f"{known.message if known else type(error).__name__} Rolled back, as checked in AWS "
             f"afterwards: {report}.",
             fix=known.fix if known else "Report this as a bug in confio-kms.",

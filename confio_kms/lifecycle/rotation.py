@@ -31,7 +31,7 @@ from dataclasses import dataclass, field, replace
 from algosdk import encoding, transaction
 
 from confio_kms.algorand.chain import Chain
-from confio_kms.algorand.validation import staging_name
+from confio_kms.algorand.validation import Alias, staging_name
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.core import cache, keys, kinds
@@ -140,7 +140,7 @@ def _create_staged(
         TAG_PREVIOUS: current.key_id,
         TAG_HISTORY: history,
     }
-    progress.step(f"alias/{name}: creating the new {new_creator.kind} key")
+    progress.step(f"{Alias(name)}: creating the new {new_creator.kind} key")
     return new_creator(aws).create(
         KeyRequest(
             name=staging_name(name),
@@ -168,7 +168,7 @@ def _sign_rekey(
     rekey = transaction.PaymentTxn(
         current.address, sp, current.address, 0, note=NOTE, rekey_to=new_address
     )
-    progress.step(f"alias/{name}: signing the rekey with the current key")
+    progress.step(f"{Alias(name)}: signing the rekey with the current key")
     # Rotation is the one caller that may rekey the account; the rest of the policy holds.
     (signed,) = sign_group(
         KeyHandle(aws, prefix, name),
@@ -195,13 +195,13 @@ def _submit(
     chain: Chain, signed: transaction.SignedTransaction, txid: str, current: KeyInfo, name: str
 ) -> int:
     """Submit the rekey and wait for it; the round it was confirmed in."""
-    progress.step(f"alias/{name}: submitting the rekey {txid} and waiting for its confirmation")
+    progress.step(f"{Alias(name)}: submitting the rekey {txid} and waiting for its confirmation")
     try:
         return chain.submit(signed)
     except exc.ConfioKMSError as error:
         raise exc.RotationError(
             f"The rekey {txid} of {current.address} was not confirmed: {error.message} "
-            f"alias/{name} still signs with the old key.",
+            f"{Alias(name)} still signs with the old key.",
             fix="Run the rotation again: it finishes if the rekey did land, and rolls back "
             "once the rekey can no longer be confirmed.",
             cause=error.cause,
@@ -285,9 +285,9 @@ def _check_pending(aws: AWSClients, name: str, current: KeyInfo, pending: KeyInf
     )
     if not ours:
         raise exc.RotationError(
-            f"alias/{staging_name(name)} exists but is not a pending rotation of "
-            f"alias/{name}; nothing was changed.",
-            fix=f"Inspect alias/{staging_name(name)} and remove it by hand if it is stray.",
+            f"{Alias(name).staging} exists but is not a pending rotation of "
+            f"{Alias(name)}; nothing was changed.",
+            fix=f"Inspect {Alias(name).staging} and remove it by hand if it is stray.",
         )
 
 
@@ -299,7 +299,7 @@ def _switch(
     aws: AWSClients, name: str, current: KeyInfo, new: KeyInfo, *, resumed: bool
 ) -> RotationResult:
     """Point ``alias/<name>`` at the new key: only after the rekey is confirmed."""
-    alias = f"alias/{name}"
+    alias = str(Alias(name))
     progress.step(f"{alias}: switching the alias to the new key")
     _tag_state(aws, new.key_id, "active")
     # Tagged while the alias still names it (a runtime policy may match keys by alias).
@@ -322,7 +322,7 @@ def _finish(
     The staging alias is what marks a rotation as in progress, so every step before
     its removal is repeated by a rerun if it fails.
     """
-    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    alias, staging = str(Alias(name)), str(Alias(name).staging)
     try:
         keys.describe_key(aws, name)
     except exc.AliasNotFoundError:
@@ -349,7 +349,7 @@ def _finish(
 def _roll_back(aws: AWSClients, name: str, pending: KeyInfo) -> str:
     """Abandon a pending rotation whose rekey can no longer land (``decide`` checked
     it); return its key id."""
-    staging = f"alias/{staging_name(name)}"
+    staging = str(Alias(name).staging)
     progress.step(f"{staging}: rolling back an expired pending rotation")
     aws.call("kms", "DeleteAlias", staging, AliasName=staging)
     aws.call(
@@ -368,14 +368,14 @@ def _check_abandoned(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain)
     last_valid = tags.get(TAG_REKEY_LAST_VALID)
     if last_valid and not last_valid.isdigit():
         raise exc.RotationError(
-            f"The staging key of alias/{name} has a malformed {TAG_REKEY_LAST_VALID} tag; "
+            f"The staging key of {Alias(name)} has a malformed {TAG_REKEY_LAST_VALID} tag; "
             "nothing was changed.",
             fix=f"Set the tag to the rekey's last valid round (check {TAG_REKEY_TXID} on "
             "chain), or remove the staging alias by hand if the rekey never left.",
         )
     if last_valid and chain.current_round() <= int(last_valid):
         raise exc.RotationError(
-            f"A rotation of alias/{name} is pending: rekey {tags.get(TAG_REKEY_TXID)} to "
+            f"A rotation of {Alias(name)} is pending: rekey {tags.get(TAG_REKEY_TXID)} to "
             f"{pending.signer_address} was signed and can still be confirmed until round "
             f"{last_valid}. Nothing was changed.",
             fix="Submit that rekey (or let it expire), then run the rotation again: it "

@@ -10,7 +10,7 @@ from algosdk import transaction
 
 from confio_kms.algorand import validation
 from confio_kms.algorand.chain import Chain
-from confio_kms.algorand.validation import staging_name
+from confio_kms.algorand.validation import Alias, staging_name
 from confio_kms.core import kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
@@ -49,7 +49,7 @@ def plan(
     sp = chain.suggested_params()
     decision = rotation.decide(aws, name, chain, SigningPolicy.of(aws.options), sp)
     current, pending = decision.current, decision.pending
-    alias, staging = f"alias/{name}", f"alias/{staging_name(name)}"
+    alias, staging = str(Alias(name)), str(Alias(name).staging)
     known = current or pending
     assert known is not None  # rotation.decide raises when there is neither
     common: dict[str, Any] = {

@@ -4,6 +4,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from confio_kms import factory as conf
+from confio_kms.algorand.validation import Alias
 from confio_kms.lifecycle import deletion
 from confio_kms.lifecycle.manager import MAX_PENDING_DAYS, MIN_PENDING_DAYS
 from confio_kms.management.base import KMSCommand
@@ -56,9 +57,9 @@ class Command(KMSCommand):
     def _show_cancelled(self, cancelled: deletion.CancelledDeletion) -> None:
         record = cancelled.record
         self.emit(
-            {"alias": f"alias/{record.name}", "key_id": record.key_id, "state": "Enabled"},
+            {"alias": str(Alias(record.name)), "key_id": record.key_id, "state": "Enabled"},
             [
-                f"alias/{record.name}: deletion cancelled, key {record.key_id} enabled again; "
+                f"{Alias(record.name)}: deletion cancelled, key {record.key_id} enabled again; "
                 f"it signs for {record.address} as before."
             ],
         )
@@ -74,7 +75,7 @@ class Command(KMSCommand):
         )
         self.emit(
             {
-                "alias": f"alias/{record.name}",
+                "alias": str(Alias(record.name)),
                 "key_id": record.key_id,
                 "address": record.address,
                 "kind": record.kind,
@@ -84,7 +85,7 @@ class Command(KMSCommand):
                 "recoverable_until": date,
             },
             [
-                f"alias/{record.name}: key {record.key_id} is scheduled for deletion on {when}; "
+                f"{Alias(record.name)}: key {record.key_id} is scheduled for deletion on {when}; "
                 "it does not sign from now on.",
                 f"recover: until then, `manage.py kms_delete {record.name} --cancel` restores it.",
                 f"after:   {after}",

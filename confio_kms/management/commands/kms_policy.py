@@ -15,6 +15,7 @@ from argparse import ArgumentParser
 from typing import Any
 
 from confio_kms import factory as conf
+from confio_kms.algorand.validation import Alias
 from confio_kms.lifecycle import policies as iam
 from confio_kms.lifecycle.policy_documents import (
     ADMINISTRATION,
@@ -167,7 +168,7 @@ def _steps(document: str, names: list[str], region: str, save_args: list[str]) -
     for name in names:
         key_id = shlex.join(
             [
-                "aws", "kms", "describe-key", "--region", region, "--key-id", f"alias/{name}",
+                "aws", "kms", "describe-key", "--region", region, "--key-id", str(Alias(name)),
                 "--query", "KeyMetadata.KeyId", "--output", "text",
             ]
         )  # fmt: skip

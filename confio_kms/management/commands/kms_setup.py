@@ -10,6 +10,7 @@ from django.core.management.base import CommandError
 from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.algorand import networks, validation
+from confio_kms.algorand.validation import Alias
 from confio_kms.management.base import BackupDestination, KMSCommand, is_terminal, write_keys
 
 
@@ -69,7 +70,7 @@ class Command(KMSCommand):
         if network == networks.MAINNET:
             what = "Import the account into" if options["import_existing"] else "Create"
             self.confirm(
-                options, alias, f"{what} a KMS key (billed monthly) for alias/{alias} on mainnet"
+                options, alias, f"{what} a KMS key (billed monthly) for {Alias(alias)} on mainnet"
             )
 
     def _adopt(self, options: dict[str, Any]) -> None:
@@ -81,13 +82,13 @@ class Command(KMSCommand):
         record = conf.kms_manager().adopt_key(options["adopt"], options["network"])
         self.emit(
             {
-                "alias": f"alias/{record.name}",
+                "alias": str(Alias(record.name)),
                 "address": record.address,
                 "network": record.network,
                 "key_material_verified": True,
             },
             [
-                f"alias:   alias/{record.name}",
+                f"alias:   {Alias(record.name)}",
                 f"address: {record.address} (key material verified)",
                 f"network: {record.network} (AlgorandNetwork tag)",
             ],
@@ -139,7 +140,7 @@ class Command(KMSCommand):
         imported = conf.kms_manager().import_existing_key(
             alias, _read_mnemonic(options), options["description"], network=network
         )
-        also = ", ".join(f"alias/{other}" for other in imported.also_under)
+        also = ", ".join(str(Alias(other)) for other in imported.also_under)
         if also:
             self.stderr.write(
                 f"warning: {imported.address} was already stored under {also}; two aliases "
@@ -151,7 +152,7 @@ class Command(KMSCommand):
             network,
             imported.key_id,
             imported.address,
-            also_under=[f"alias/{other}" for other in imported.also_under],
+            also_under=[str(Alias(other)) for other in imported.also_under],
         )
 
     def _report(
@@ -169,7 +170,7 @@ class Command(KMSCommand):
         parameter = None if native else conf.kms_manager().parameter_path(name)
         mfa = bool(config.key_policy_account())
         data: dict[str, Any] = {
-            "alias": f"alias/{name}",
+            "alias": str(Alias(name)),
             "key_id": key_id,
             "address": address,
             "network": network,
@@ -181,7 +182,7 @@ class Command(KMSCommand):
         if also_under is not None:
             data["also_under"] = also_under
         lines = [
-            f"alias:   alias/{name}",
+            f"alias:   {Alias(name)}",
             f"key id:  {key_id}",
             f"address: {address}",
             f"network: {network}",

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from confio_kms.algorand import validation
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.core import keys, kinds, native
@@ -78,7 +79,7 @@ def check_permissions(doctor: Checkup, principal: str | None) -> list[Finding]:
         return [*found, *_cannot_tell(checked, str(why))]
     active = doctor.found.get(doctor.conf.active_alias)
     if active is not None and active.policy is None:
-        method += f"; the key policy of alias/{active.target.name} could not be read"
+        method += f"; the key policy of {Alias(active.target.name)} could not be read"
     if probes.note:
         method += f"; {probes.note}"
     return [*found, *_permission_findings(checked, probes, decisions, method)]
@@ -95,7 +96,7 @@ def _probes(doctor: Checkup) -> _Probes:
     if active is not None:
         _on_active_key(doctor, active, probes)
     else:
-        probes.missing = f"alias/{doctor.conf.active_alias} was not found, so its key is unknown"
+        probes.missing = f"{Alias(doctor.conf.active_alias)} was not found, so its key is unknown"
     _elsewhere(doctor, probes)
     return probes
 
@@ -104,7 +105,7 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
     """What signing with ``active`` needs, and what a runtime identity should not do on
     it and its parameter."""
     region, account = doctor.aws.region, doctor.account or "*"
-    alias = f"alias/{active.target.name}"
+    alias = str(Alias(active.target.name))
     info = active.info
     kind = info.kind if info else kinds.for_spec(active.metadata.get("KeySpec", ""))
     path = (info.parameter if info else "") or validation.parameter_path(
@@ -176,7 +177,7 @@ def _elsewhere(doctor: Checkup, probes: _Probes) -> None:
 def _aliases(doctor: Checkup, key: Key, probes: _Probes) -> tuple[str, ...]:
     """Every alias of ``key`` (``kms:ResourceAliases``): ListAliases, one request
     (pages followed); the alias it was found by alone when that fails."""
-    alias = f"alias/{key.target.name}"
+    alias = str(Alias(key.target.name))
     try:
         listed = [
             str(a["AliasName"])

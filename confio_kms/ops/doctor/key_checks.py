@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from confio_kms.algorand import networks
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.core import keys, kinds
@@ -22,13 +23,13 @@ from confio_kms.ops.permissions import WITHOUT_MFA, denied_without_mfa
 def check_keys(doctor: Checkup) -> list[Finding]:
     found: list[Finding] = []
     for target in doctor.targets:
-        progress.step(f"checking alias/{target.name}")
+        progress.step(f"checking {Alias(target.name)}")
         found += _key(doctor, target)
     return found
 
 
 def _key(doctor: Checkup, target: Target) -> list[Finding]:
-    alias = f"alias/{target.name}"
+    alias = str(Alias(target.name))
     named = " and ".join(target.settings)
     try:
         metadata = keys.describe_key(doctor.aws, target.name)

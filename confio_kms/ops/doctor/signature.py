@@ -6,6 +6,7 @@ from __future__ import annotations
 from algosdk import transaction
 
 from confio_kms.algorand import chain
+from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.lifecycle import policies as iam
@@ -15,7 +16,7 @@ from confio_kms.ops.doctor.state import Checkup
 
 def signature(doctor: Checkup) -> list[Finding]:
     name = doctor.conf.active_alias
-    alias = f"alias/{name}"
+    alias = str(Alias(name))
     if name not in doctor.found:
         return [
             Finding(
@@ -51,7 +52,7 @@ def reminders(doctor: Checkup) -> list[Finding]:
     by_kind: dict[bool, list[str]] = {True: [], False: []}  # envelope or not
     for k in doctor.found.values():
         spec = k.metadata.get("KeySpec", "SYMMETRIC_DEFAULT")
-        by_kind[spec == iam.ENVELOPE_KEY_SPEC].append(f"alias/{k.target.name}")
+        by_kind[spec == iam.ENVELOPE_KEY_SPEC].append(str(Alias(k.target.name)))
     envelope, native = by_kind[True], by_kind[False]
     found = []
     if envelope:
