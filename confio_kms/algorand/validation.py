@@ -88,7 +88,7 @@ class Alias:
     @property
     def staging(self) -> Alias:
         """The staging alias a rotation of this alias creates its new key under."""
-        return Alias(self.name).staging
+        return Alias(staging_name(self.name))
 
     def __str__(self) -> str:
         return f"alias/{self.name}"
