@@ -180,6 +180,22 @@ def cache_alias() -> str:
     return setting("CONFIO_KMS_CACHE", "default", str)
 
 
+def cache_mac_key() -> bytes | None:
+    """The key of the shared cache entries' MACs: derived from ``SECRET_KEY`` for this
+    purpose alone (as Django's signing does); None without Django settings or a
+    ``SECRET_KEY``, and then alias lookups are not shared between processes."""
+    from django.core.exceptions import ImproperlyConfigured
+    from django.utils.crypto import salted_hmac
+
+    if not settings.configured:
+        return None
+    try:
+        mac_key = salted_hmac("confio_kms.cache", "entries", algorithm="sha256").digest()
+    except ImproperlyConfigured:  # an empty SECRET_KEY
+        return None
+    return bytes(mac_key)
+
+
 def cache_timeout() -> float:
     """``CONFIO_KMS_CACHE_TIMEOUT`` in seconds; ``math.inf`` for never (``None``)."""
     return setting("CONFIO_KMS_CACHE_TIMEOUT", float(DEFAULT_CACHE_TIMEOUT), casts.seconds)
@@ -359,6 +375,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         native_concurrency=native_concurrency(),
         cache=DjangoCache(cache_alias()) if settings.configured else None,
         cache_timeout=cache_seconds(),
+        cache_mac_key=cache_mac_key(),
         audit_sink=store_signing_record if audit_rows else None,
         testnet_alias=aliases.alias_testnet,
         mainnet_alias=aliases.alias_mainnet,

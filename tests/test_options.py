@@ -51,7 +51,8 @@ class Shared(dict):
 
 
 records, shared = [], Shared()
-options = Options(region="eu-west-1", cache=shared, audit_sink=records.append, max_fee=2_000)
+options = Options(region="eu-west-1", cache=shared, audit_sink=records.append, max_fee=2_000,
+                  cache_mac_key=b"k" * 32)
 endpoint = sys.argv[1]
 manager = AlgorandKMSManager(endpoint_url=endpoint, options=options)
 created = manager.create_algorand_key("worker-key", network="testnet")
@@ -206,8 +207,9 @@ def test_the_options_defaults_are_the_settings_defaults() -> None:
         for f in dataclasses.fields(Options)
         if getattr(built, f.name) != getattr(plain, f.name)
     }
-    # Django's cache is shared; the test settings trust the ledger evaluator's genesis.
-    assert different == {"cache", "trusted_genesis"}
+    # Django's cache is shared (its entries authenticated under a key from SECRET_KEY);
+    # the test settings trust the ledger evaluator's genesis.
+    assert different == {"cache", "cache_mac_key", "trusted_genesis"}
     assert built.cache == config.DjangoCache("default")
 
 

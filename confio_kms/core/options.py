@@ -97,6 +97,11 @@ def network_of_alias(name: str, testnet_alias: str, mainnet_alias: str) -> str:
     return next((net for prefix, net in ALIAS_CONVENTION.items() if name.startswith(prefix)), "")
 
 
+def _secret(value: object) -> str:
+    """What an error may say of a secret option: its size or type, never its value."""
+    return f"<{len(value)} bytes>" if isinstance(value, bytes) else f"<{type(value).__name__}>"
+
+
 @dataclass(frozen=True)
 class Options:
     """The options of the signing core and the key lifecycle; the defaults are the
@@ -118,6 +123,9 @@ class Options:
     native_concurrency: int = DEFAULT_NATIVE_CONCURRENCY  # CONFIO_KMS_NATIVE_CONCURRENCY
     cache: SharedCache | None = None  # CONFIO_KMS_CACHE (a Django cache alias)
     cache_timeout: float = float(DEFAULT_CACHE_TIMEOUT)  # CONFIO_KMS_CACHE_TIMEOUT; inf: never
+    # Authenticates shared cache entries (Django: derived from SECRET_KEY); None: the
+    # shared cache holds no entries for this process. A secret: kept out of the repr.
+    cache_mac_key: bytes | None = field(default=None, repr=False)
     audit_sink: AuditSink | None = None  # CONFIO_KMS_AUDIT_DB (SigningRecord rows)
     testnet_alias: str = DEFAULT_ALIAS["testnet"]  # KMS_KEY_ALIAS_TESTNET
     mainnet_alias: str = DEFAULT_ALIAS["mainnet"]  # KMS_KEY_ALIAS_MAINNET
@@ -169,6 +177,9 @@ class Options:
              whole(self.native_concurrency, 1, 64), "1 to 64"),
             ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
              and self.cache_timeout >= 0, "seconds >= 0, or math.inf"),
+            ("cache_mac_key", _secret(self.cache_mac_key), self.cache_mac_key is None
+             or (isinstance(self.cache_mac_key, bytes) and len(self.cache_mac_key) >= 16),
+             "bytes, at least 16 of them and secret, or None"),
             ("max_fee", self.max_fee, whole(self.max_fee, 0, 2**64 - 1), "microalgos >= 0"),
             ("key_policy_account", self.key_policy_account, self.key_policy_account == ""
              or bool(_ACCOUNT_ID.fullmatch(str(self.key_policy_account))),
