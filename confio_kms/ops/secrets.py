@@ -14,6 +14,7 @@ from collections.abc import Mapping
 
 from confio_kms.algorand import validation
 from confio_kms.common.exceptions import InvalidMnemonicError
+from confio_kms.common.redaction import HiddenStr
 
 # The legacy setting that held the sponsor's 25-word mnemonic before KMS signing.
 LEGACY_MNEMONIC = "ALGORAND_ADMIN_MNEMONIC"
@@ -48,12 +49,17 @@ def secret_names(
     environ: Mapping[str, str],
     named: re.Pattern[str],
     hidden: re.Pattern[str] | None = None,
+    *,
+    shown_only: bool = False,
 ) -> list[str]:
     """The names of the non-empty ``settings`` named like a secret (``named``) or whose
     value holds an Algorand secret (``holds_algorand_secret``), then of the non-empty
     ``environ`` variables named like a mnemonic, seed, phrase or private key
     (``MNEMONIC_LIKE``) or whose value holds one (as "NAME (environment)"), leaving out
-    the names ``hidden`` matches. Names only: never a value."""
+    the names ``hidden`` matches. ``shown_only``: only what Django's error reports would
+    show, so not values that hide themselves (``HiddenStr``, as confio_kms makes
+    ``ALGORAND_ADMIN_MNEMONIC``) nor the ``ALGORAND_ADMIN_MNEMONIC`` variable (hidden in
+    runserver's copy of the environment). Names only: never a value."""
 
     def shown(name: str) -> bool:
         return not (hidden is not None and hidden.search(name))
@@ -62,6 +68,8 @@ def secret_names(
     for name, value in settings.items():
         if not shown(name) or not (named.search(name) or name.isupper()):
             continue
+        if shown_only and isinstance(value, HiddenStr):
+            continue
         # Only plain strings are read for their value: a lazy setting (such as
         # conf.sponsor_address) would ask AWS, or fail, when evaluated.
         if (named.search(name) and value) or holds_algorand_secret(value):
@@ -69,6 +77,9 @@ def secret_names(
     names += [
         f"{name} (environment)"
         for name, value in sorted(environ.items())
-        if value and shown(name) and (MNEMONIC_LIKE.search(name) or holds_algorand_secret(value))
+        if value
+        and shown(name)
+        and not (shown_only and name == LEGACY_MNEMONIC)
+        and (MNEMONIC_LIKE.search(name) or holds_algorand_secret(value))
     ]
     return names
