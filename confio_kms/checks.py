@@ -18,11 +18,16 @@ from confio_kms.reporting import SECRET_SETTING
 
 
 def secret_names(
-    hidden: re.Pattern[str] | None = None, named: re.Pattern[str] = SECRET_SETTING
+    hidden: re.Pattern[str] | None = None,
+    named: re.Pattern[str] = SECRET_SETTING,
+    *,
+    shown_only: bool = False,
 ) -> list[str]:
     """``confio_kms.ops.secrets.secret_names`` over this process's Django settings and
     environment: names only, never a value."""
-    return secrets.secret_names(config.named_values(SECRET_SETTING), os.environ, named, hidden)
+    return secrets.secret_names(
+        config.named_values(SECRET_SETTING), os.environ, named, hidden, shown_only=shown_only
+    )
 
 
 @checks.register("confio_kms")
@@ -67,7 +72,7 @@ def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.C
         hidden = DjangoFilter.hidden_settings
     # The environment too: the debug page lists request.META, which under runserver is a
     # copy of it, hiding the same names as the settings.
-    exposed = secret_names(hidden)
+    exposed = secret_names(hidden, shown_only=True)
     if not exposed:
         return []
     return [

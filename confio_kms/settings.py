@@ -32,6 +32,7 @@ from django.utils.functional import Promise
 from confio_kms import casts
 from confio_kms.algorand import networks, validation
 from confio_kms.casts import as_bool, as_int
+from confio_kms.common import redaction
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import options as core_options
 from confio_kms.core.options import Coalescing, Options
@@ -392,8 +393,21 @@ def sponsor_fee_cap(default: int) -> int:
 
 
 def admin_mnemonic() -> str:
-    """``ALGORAND_ADMIN_MNEMONIC`` (legacy, while ``USE_KMS_SIGNING`` is off); "" if unset."""
-    return setting("ALGORAND_ADMIN_MNEMONIC", "", str)
+    """``ALGORAND_ADMIN_MNEMONIC`` (legacy, while ``USE_KMS_SIGNING`` is off); "" if unset.
+    Its Django setting is a ``HiddenSetting`` (``hide_admin_mnemonic``): read through it."""
+    return setting("ALGORAND_ADMIN_MNEMONIC", "", redaction.reveal)
+
+
+def hide_admin_mnemonic() -> None:
+    """Replace a text ``settings.ALGORAND_ADMIN_MNEMONIC`` by a ``HiddenSetting`` (which
+    ``admin_mnemonic`` reads through): Django's error pages and emails render every
+    setting, hiding only names like KEY or SECRET, whatever the exception reporter filter."""
+    if not settings.configured:
+        return
+    value = getattr(settings, "ALGORAND_ADMIN_MNEMONIC", None)
+    # A lazy value (a Promise) is not a str, and stays unevaluated.
+    if isinstance(value, str) and not isinstance(value, redaction.HiddenSetting):
+        settings.ALGORAND_ADMIN_MNEMONIC = redaction.HiddenSetting(value)
 
 
 def algod() -> tuple[str, str]:

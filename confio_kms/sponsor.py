@@ -20,7 +20,7 @@ from confio_kms import settings as config
 from confio_kms.algorand import validation
 from confio_kms.algorand.networks import MAX_GROUP_SIZE
 from confio_kms.common import exceptions
-from confio_kms.common.redaction import holds_secrets
+from confio_kms.common.redaction import HiddenSetting, holds_secrets
 from confio_kms.core.signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
@@ -50,19 +50,7 @@ class AlgorandSponsorService:
         elif config.kms_settings().use_kms_signing:
             self.signer, self._address = conf.kms_signer(), None
         else:
-            phrase = config.admin_mnemonic()
-            if not phrase:
-                raise exceptions.ConfigurationError(
-                    "USE_KMS_SIGNING is off and ALGORAND_ADMIN_MNEMONIC is not set.",
-                    fix="Turn USE_KMS_SIGNING on (see `manage.py kms_setup`), or set "
-                    f"ALGORAND_ADMIN_MNEMONIC in {config.places('ALGORAND_ADMIN_MNEMONIC')}.",
-                )
-            private_key = validation.private_key_from_mnemonic(phrase)
-            self.signer = _MnemonicSigner(private_key)
-            # A rekeyed account: the mnemonic is its authorizing key's, the address its own.
-            self._address = config.configured_sponsor_address() or str(
-                account.address_from_private_key(private_key)
-            )
+            self.signer, self._address = _legacy_signer()
 
     @property
     def uses_kms(self) -> bool:
@@ -123,6 +111,26 @@ class AlgorandSponsorService:
                 txn.group = None
             raise
         return [signed, *users]
+
+
+@holds_secrets  # the phrase and its private key live in this call's frames only
+def _legacy_signer() -> tuple[_MnemonicSigner, str]:
+    """The signer and address of ``ALGORAND_ADMIN_MNEMONIC``. The phrase is held as a
+    ``HiddenSetting`` (its repr and str a marker), so no rendering of a frame shows it."""
+    phrase = HiddenSetting(config.admin_mnemonic())
+    if not phrase:
+        raise exceptions.ConfigurationError(
+            "USE_KMS_SIGNING is off and ALGORAND_ADMIN_MNEMONIC is not set.",
+            fix="Turn USE_KMS_SIGNING on (see `manage.py kms_setup`), or set "
+            f"ALGORAND_ADMIN_MNEMONIC in {config.places('ALGORAND_ADMIN_MNEMONIC')}.",
+        )
+    signer = _MnemonicSigner(validation.private_key_from_mnemonic(phrase))
+    del phrase
+    # A rekeyed account: the mnemonic is its authorizing key's, the address its own.
+    address = config.configured_sponsor_address() or str(
+        account.address_from_private_key(signer.private_key)
+    )
+    return signer, address
 
 
 class _MnemonicSigner(AccountTransactionSigner):

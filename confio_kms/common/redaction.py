@@ -112,3 +112,38 @@ def holds_secrets(func: Callable[P, R]) -> Callable[P, R]:
         raise failure.with_traceback(None)
 
     return secret_section
+
+
+HIDDEN_SETTING = "<hidden by confio_kms>"
+
+
+class HiddenSetting(HiddenStr):
+    """A setting's secret value (the legacy sponsor mnemonic) that no rendering shows.
+
+    Django's error pages and emails render every setting (by repr) and every frame's
+    locals, hiding only names like KEY or SECRET; ``repr``, ``str`` and formatting of
+    this value give a marker instead. String operations (``split``, ``join``) still
+    see the phrase; ``reveal`` returns it as a plain ``str`` for the one reader.
+    """
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return HIDDEN_SETTING
+
+    def __str__(self) -> str:
+        return HIDDEN_SETTING
+
+    def __format__(self, format_spec: str) -> str:
+        return format(HIDDEN_SETTING, format_spec)
+
+    def reveal(self) -> str:
+        """The value as a plain ``str`` (``str.__str__`` copies a subclass's text)."""
+        return str.__str__(self)
+
+
+def reveal(value: object) -> str:
+    """``value`` as text: a ``HiddenSetting``'s own text, else ``str(value)``."""
+    if isinstance(value, HiddenSetting):
+        return value.reveal()
+    return str(value)
