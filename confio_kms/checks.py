@@ -58,6 +58,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 @checks.register("confio_kms")
+def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``CONFIO_SANDBOX`` belongs to the local sandbox endpoint only (``factory.sandbox_guard``)."""
+    try:
+        config.kms_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    try:
+        conf.sandbox_guard()
+    except ConfigurationError as error:
+        return [checks.Error(error.message, hint=error.fix, id="confio_kms.E020")]
+    return []
+
+
+@checks.register("confio_kms")
 def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A mnemonic in settings must not reach Django's error pages and emails."""
     try:

@@ -46,9 +46,10 @@ class Command(KMSCommand):
                 "A native key has no mnemonic to write; nothing was changed. "
                 "Fix: drop --mnemonic-out."
             )
+        conf.sandbox_guard()  # before any AWS request: the sandbox flag on a real endpoint
         manager = conf.kms_manager()
         current = manager.get_key(name)
-        chain = conf.algorand_chain(fund=current.address)
+        chain = conf.algorand_chain(fund=current.address, network=current.network)
         if options["dry_run"]:
             self._show_plan(manager.plan_rotation(name, chain, native=options["native"]))
             return
