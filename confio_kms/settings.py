@@ -322,13 +322,27 @@ def trusted_genesis() -> frozenset[str]:
     return frozenset(trusted)
 
 
+def _delegation(value: object) -> core_options.DelegationConsent:
+    if isinstance(value, str) and value.strip().lower() == core_options.EVERY_NETWORK:
+        return core_options.EVERY_NETWORK
+    # A boolean spelling: off is False; on, alone, is refused for naming no reach.
+    return core_options.delegation_consent(as_bool(value), "CONFIO_KMS_ALLOW_DELEGATION")
+
+
+def allow_delegation() -> core_options.DelegationConsent:
+    """``CONFIO_KMS_ALLOW_DELEGATION``: ``"every-network"`` consents to logic-signature
+    delegation (valid on every network); False (the default) refuses it; True alone
+    raises ``ConfigurationError`` naming the value that consents."""
+    return setting("CONFIO_KMS_ALLOW_DELEGATION", False, _delegation)
+
+
 def signing_policy() -> SigningPolicy:
     """The signing policy the settings describe (``CONFIO_KMS_MAX_FEE``,
     ``CONFIO_KMS_TRUSTED_GENESIS``, ``CONFIO_SANDBOX``, ``CONFIO_KMS_ALLOW_DELEGATION``)."""
     return SigningPolicy(
         max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
         trusted_genesis=trusted_genesis(),
-        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+        allow_delegation=allow_delegation(),
     )
 
 
@@ -428,7 +442,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         mainnet_alias=aliases.alias_mainnet,
         max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
         trusted_genesis=trusted_genesis(),
-        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+        allow_delegation=allow_delegation(),
         key_policy_account=key_policy_account(),
     )
 
