@@ -12,6 +12,7 @@ from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
+from confio_kms.algorand.validation import Alias
 from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError
 from confio_kms.ops import secrets
 from confio_kms.reporting import SECRET_SETTING
@@ -63,6 +64,20 @@ def check_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
 
 
 @checks.register("confio_kms")
+def check_sandbox(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """``CONFIO_SANDBOX`` belongs to the local sandbox endpoint only (``factory.sandbox_guard``)."""
+    try:
+        config.kms_settings()
+    except ConfigurationError:
+        return []  # reported by check_settings
+    try:
+        conf.sandbox_guard()
+    except ConfigurationError as error:
+        return [checks.Error(error.message, hint=error.fix, id="confio_kms.E020")]
+    return []
+
+
+@checks.register("confio_kms")
 def check_error_reports(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """A mnemonic in settings must not reach Django's error pages and emails."""
     try:
@@ -107,7 +122,7 @@ def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     if record.key_state != "Enabled":
         found.append(
             checks.Error(
-                f"The KMS key behind alias/{record.name} is {record.key_state}, not Enabled.",
+                f"The KMS key behind {Alias(record.name)} is {record.key_state}, not Enabled.",
                 hint="Enable it (`aws kms enable-key`) or cancel its deletion.",
                 id="confio_kms.E011",
             )
@@ -116,7 +131,7 @@ def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
     if configured and configured != record.address:
         found.append(
             checks.Error(
-                f"ALGORAND_SPONSOR_ADDRESS is {configured} but alias/{record.name} signs for "
+                f"ALGORAND_SPONSOR_ADDRESS is {configured} but {Alias(record.name)} signs for "
                 f"{record.address}.",
                 hint="Remove ALGORAND_SPONSOR_ADDRESS (the address comes from KMS) or point "
                 f"{kms.active_alias_setting} at the right key.",

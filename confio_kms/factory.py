@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from django.utils.functional import lazy
 
-from confio_kms.algorand import validation
+from confio_kms.algorand import networks, validation
 from confio_kms.algorand.chain import AlgodChain, Chain
 from confio_kms.casts import as_bool, as_int
 from confio_kms.common.exceptions import ConfigurationError
@@ -22,10 +22,12 @@ from confio_kms.core import cache, kinds
 from confio_kms.settings import (
     KMSSettings,
     algod,
+    aws_endpoints,
     configured_sponsor_address,
     kms_settings,
     options,
     places,
+    sandbox_endpoint,
     setting,
 )
 from confio_kms.signers import AlgorandKMSManager, KMSSigner
@@ -43,6 +45,7 @@ __all__ = [
     "places",
     "reset",
     "reset_clients",
+    "sandbox_guard",
     "setting",
     "sponsor_address",
 ]
@@ -109,10 +112,59 @@ def reset() -> None:
     kinds.reset()
 
 
-def algorand_chain(fund: str | None = None) -> Chain:
+# The networks whose keys never use the sandbox ledger, whatever the endpoint: a
+# "confirmed" rekey there would switch the alias of a key that holds real money.
+# (The sandbox's own run uses testnet keys on the loopback endpoint.)
+SANDBOX_REFUSED_NETWORKS = frozenset({networks.MAINNET})
+
+
+def sandbox_guard(network: str | None = None, *, for_chain: bool = False) -> None:
+    """Refuse ``CONFIO_SANDBOX`` outside the sandbox, before anything is created or
+    switched: its in-memory ledger "confirms" what no real network saw.
+
+    With the flag on: every AWS endpoint must be on loopback (``sandbox_endpoint``),
+    and the key's ``network`` must not be mainnet; ``for_chain`` (building the chain)
+    requires the network to be named. With the flag off, nothing is checked.
+    Raises ``ConfigurationError``.
+    """
+    conf = kms_settings()
+    if not conf.sandbox:
+        return
+    if not sandbox_endpoint(conf):
+        where = ", ".join(aws_endpoints(conf)) or "an AWS endpoint boto3 could not resolve"
+        raise ConfigurationError(
+            f"CONFIO_SANDBOX is on but the AWS endpoint is {where}, not the local sandbox "
+            "(loopback): the sandbox ledger would confirm what no real network saw; "
+            "nothing was created, submitted or switched.",
+            fix="Turn CONFIO_SANDBOX off outside the sandbox (submissions then go to "
+            "ALGOD_ADDRESS), or point KMS_ENDPOINT_URL at the local sandbox "
+            "(confio_kms.sandbox.LocalAWS, on 127.0.0.1).",
+        )
+    if network is None and for_chain:
+        raise ConfigurationError(
+            "CONFIO_SANDBOX is on and algorand_chain() was not told the key's network; "
+            "nothing was created.",
+            fix="Pass network= (the signer's or key record's .network): mainnet keys never "
+            "use the sandbox ledger.",
+        )
+    if network in SANDBOX_REFUSED_NETWORKS:
+        raise ConfigurationError(
+            f"CONFIO_SANDBOX is on and the key is a {network} key: the sandbox ledger would "
+            f"confirm what {network} never saw; nothing was created, submitted or switched.",
+            fix=f"Turn CONFIO_SANDBOX off to use {network} (through ALGOD_ADDRESS); on the "
+            "sandbox use testnet or localnet keys.",
+        )
+
+
+def algorand_chain(fund: str | None = None, *, network: str | None = None) -> Chain:
     """The network to submit to: algod from ``ALGOD_ADDRESS``/``ALGOD_TOKEN``, or on the
-    sandbox (``CONFIO_SANDBOX``) a fresh local ledger, with ``fund`` given 10 ALGO."""
+    sandbox (``CONFIO_SANDBOX``) a fresh local ledger, with ``fund`` given 10 ALGO.
+
+    On the sandbox, ``network`` (the key's) is required and ``sandbox_guard`` must pass:
+    a mainnet key, or an endpoint that is not loopback, raises ``ConfigurationError``.
+    """
     if kms_settings().sandbox:
+        sandbox_guard(network, for_chain=True)
         from confio_kms.sandbox import LedgerChain, LocalLedger
 
         ledger = LocalLedger()

@@ -17,14 +17,18 @@ options; the factory, the sponsor service and the commands read the rest here.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import logging
 import os
 import re
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import boto3
+from botocore.exceptions import BotoCoreError
 from decouple import AutoConfig, UndefinedValueError
 from django.conf import settings
 from django.utils.functional import Promise
@@ -35,6 +39,7 @@ from confio_kms.casts import as_bool, as_int
 from confio_kms.common import redaction
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import options as core_options
+from confio_kms.core.aws import SERVICES
 from confio_kms.core.options import Coalescing, Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.lifecycle import policies
@@ -258,11 +263,70 @@ def key_policy_account() -> str:
     return setting("CONFIO_KMS_KEY_POLICY_ACCOUNT", "", policies.key_policy_account)
 
 
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine by a loopback address: ``localhost``,
+    127.0.0.0/8 or ::1. Names are not looked up: what a name resolves to can change."""
+    try:
+        host = urllib.parse.urlsplit(url or "").hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# boto3's variables that move an endpoint (AWS_ENDPOINT_URL, _KMS, a profile's endpoint_url).
+_ENDPOINT_VARIABLES = ("ENDPOINT", "PROFILE", "CONFIG_FILE")
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved_endpoints(
+    endpoint_url: str | None, region: str, environment: tuple[tuple[str, str], ...]
+) -> tuple[str, ...]:
+    # boto3 decides (KMS_ENDPOINT_URL, else its own variables and profile); building
+    # clients is slow, so once per configuration (``environment`` is only the cache key).
+    try:
+        # Any: boto3's stubs type client() per literal service name.
+        build: Any = boto3.Session().client
+        return tuple(
+            str(build(name, region_name=region, endpoint_url=endpoint_url).meta.endpoint_url)
+            for name in SERVICES
+        )
+    except BotoCoreError:
+        return ()
+
+
+def aws_endpoints(snapshot: KMSSettings | None = None) -> tuple[str, ...]:
+    """The KMS and SSM endpoint URLs that signers and managers built from the settings
+    reach: ``KMS_ENDPOINT_URL``, else boto3's (``AWS_ENDPOINT_URL``, a profile's), else
+    AWS itself; () when boto3 cannot tell (a missing profile). No request is made."""
+    conf = snapshot or kms_settings()
+    environment = tuple(
+        sorted(
+            (name, value)
+            for name, value in os.environ.items()
+            if name.startswith("AWS_") and any(word in name for word in _ENDPOINT_VARIABLES)
+        )
+    )
+    return _resolved_endpoints(conf.endpoint_url, conf.region, environment)
+
+
+def sandbox_endpoint(snapshot: KMSSettings | None = None) -> bool:
+    """Whether every AWS endpoint the settings reach is on loopback: the local sandbox
+    (``confio_kms.sandbox.LocalAWS``), where no key of a real account lives."""
+    endpoints = aws_endpoints(snapshot)
+    return bool(endpoints) and all(is_loopback(url) for url in endpoints)
+
+
 def trusted_genesis() -> frozenset[str]:
     """``CONFIO_KMS_TRUSTED_GENESIS``, plus the sandbox ledger's genesis hash when
-    ``CONFIO_SANDBOX`` is on."""
+    ``CONFIO_SANDBOX`` is on and every AWS endpoint is on loopback (``sandbox_endpoint``):
+    keys in real AWS never sign for a ledger that exists only in memory."""
     trusted = set(setting("CONFIO_KMS_TRUSTED_GENESIS", [], casts.hashes))
-    if setting("CONFIO_SANDBOX", False, as_bool):
+    if setting("CONFIO_SANDBOX", False, as_bool) and sandbox_endpoint():
         try:
             from confio_kms.sandbox import LocalLedger
 
@@ -275,13 +339,27 @@ def trusted_genesis() -> frozenset[str]:
     return frozenset(trusted)
 
 
+def _delegation(value: object) -> core_options.DelegationConsent:
+    if isinstance(value, str) and value.strip().lower() == core_options.EVERY_NETWORK:
+        return core_options.EVERY_NETWORK
+    # A boolean spelling: off is False; on, alone, is refused for naming no reach.
+    return core_options.delegation_consent(as_bool(value), "CONFIO_KMS_ALLOW_DELEGATION")
+
+
+def allow_delegation() -> core_options.DelegationConsent:
+    """``CONFIO_KMS_ALLOW_DELEGATION``: ``"every-network"`` consents to logic-signature
+    delegation (valid on every network); False (the default) refuses it; True alone
+    raises ``ConfigurationError`` naming the value that consents."""
+    return setting("CONFIO_KMS_ALLOW_DELEGATION", False, _delegation)
+
+
 def signing_policy() -> SigningPolicy:
     """The signing policy the settings describe (``CONFIO_KMS_MAX_FEE``,
     ``CONFIO_KMS_TRUSTED_GENESIS``, ``CONFIO_SANDBOX``, ``CONFIO_KMS_ALLOW_DELEGATION``)."""
     return SigningPolicy(
         max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
         trusted_genesis=trusted_genesis(),
-        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+        allow_delegation=allow_delegation(),
     )
 
 
@@ -382,7 +460,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         mainnet_alias=aliases.alias_mainnet,
         max_fee=setting("CONFIO_KMS_MAX_FEE", DEFAULT_MAX_FEE, as_int),
         trusted_genesis=trusted_genesis(),
-        allow_delegation=setting("CONFIO_KMS_ALLOW_DELEGATION", False, as_bool),
+        allow_delegation=allow_delegation(),
         key_policy_account=key_policy_account(),
     )
 

@@ -127,6 +127,58 @@ def test_native_signer_by_alias_key_id_and_arn(
         NativeKMSSigner(orphan["KeyMetadata"]["KeyId"])
 
 
+def test_native_signer_by_arn_asks_whose_credentials_these_are(
+    manager: AlgorandKMSManager, session: boto3.Session, counter: RequestCounter
+) -> None:
+    created = manager.create_algorand_key("sponsor-native", kind="native", network="localnet")
+    key_arn = boto3.client("kms").describe_key(KeyId=created.key_id)["KeyMetadata"]["Arn"]
+    alias_arn = key_arn.split(":key/")[0] + ":alias/sponsor-native"
+    counter.reset()
+    assert NativeKMSSigner(key_arn, session=session).key_alias == "alias/sponsor-native"
+    assert counter.by_operation() == {"sts.GetCallerIdentity": 1, "kms.ListAliases": 1}
+    counter.reset()
+    assert NativeKMSSigner(alias_arn, session=session).key_alias == "alias/sponsor-native"
+    assert counter.by_operation() == {"sts.GetCallerIdentity": 1}
+
+
+@pytest.mark.parametrize(
+    "arn, names",
+    [
+        ("arn:aws:kms:eu-central-2:111122223333:alias/sponsor-native", "111122223333 (aws)"),
+        ("arn:aws:kms:eu-central-2:111122223333:key/{key_id}", "111122223333 (aws)"),
+        ("arn:aws-cn:kms:eu-central-2:{account}:alias/sponsor-native", "{account} (aws-cn)"),
+    ],
+)
+def test_native_signer_refuses_an_arn_of_another_account_or_partition(
+    arn: str,
+    names: str,
+    manager: AlgorandKMSManager,
+    session: boto3.Session,
+    counter: RequestCounter,
+) -> None:
+    # The caller's account has an alias of the same name: it must not be used instead.
+    created = manager.create_algorand_key("sponsor-native", kind="native", network="localnet")
+    account = boto3.client("sts").get_caller_identity()["Account"]
+    arn = arn.format(key_id=created.key_id, account=account)
+    counter.reset()
+    with pytest.raises(exceptions.ConfigurationError) as refused:
+        NativeKMSSigner(arn, session=session)
+    message = str(refused.value)
+    assert f"names account {names.format(account=account)}" in message
+    assert f"these credentials are account {account} (aws)" in message
+    assert f"Fix: Use credentials of account {arn.split(':')[4]}" in message
+    assert counter.by_operation() == {"sts.GetCallerIdentity": 1}  # nothing else asked
+
+
+def test_native_signer_refuses_a_region_name_the_arn_contradicts(
+    manager: AlgorandKMSManager,
+) -> None:
+    created = manager.create_algorand_key("sponsor-native", kind="native", network="localnet")
+    arn = boto3.client("kms").describe_key(KeyId=created.key_id)["KeyMetadata"]["Arn"]
+    with pytest.raises(exceptions.ConfigurationError, match="is in eu-central-2, but region_n"):
+        NativeKMSSigner(arn, region_name="us-east-1")
+
+
 def test_manager_calls_of_the_original(
     legacy: dict[str, tuple[str, str, str]], ledger: LocalLedger
 ) -> None:

@@ -88,7 +88,7 @@ def run_runtime() -> None:
         service.sign_transaction(txn)
 
 
-@override_settings(CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION=True)
+@override_settings(CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION="every-network")
 def test_policies_cover_exactly_what_is_called(recorded: set[str], tmp_path: Path) -> None:
     run_administration(tmp_path)
     admin_calls = set(recorded)

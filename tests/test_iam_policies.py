@@ -415,7 +415,9 @@ def as_caller(recorded: Recorded, principal: str, mfa: bool | None) -> Request:
     return replace(recorded.request, principal=principal, context=context)
 
 
-@override_settings(CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION=True, KMS_REGION=REGION)
+@override_settings(
+    CONFIO_SANDBOX=True, CONFIO_KMS_ALLOW_DELEGATION="every-network", KMS_REGION=REGION
+)
 def test_every_request_the_library_makes_is_allowed(recorder: Recorder, tmp_path: Path) -> None:
     recorder.phase = "administration"
     run_administration(tmp_path)

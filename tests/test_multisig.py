@@ -208,7 +208,7 @@ def verify_lmsig(lsig: transaction.LogicSigAccount, signed_members: int) -> None
 @pytest.fixture
 def delegating(envelope: KMSSigner, native_elsewhere: KMSSigner) -> list[KMSSigner]:
     """The members again, with delegation allowed (it is off by default)."""
-    with override_settings(CONFIO_KMS_ALLOW_DELEGATION=True):
+    with override_settings(CONFIO_KMS_ALLOW_DELEGATION="every-network"):
         return [
             KMSSigner("member-envelope", session=envelope.clients.session),
             KMSSigner("member-native", session=native_elsewhere.clients.session),

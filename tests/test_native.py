@@ -246,7 +246,7 @@ def test_delegated_logic_signature_is_accepted(
     with pytest.raises(exceptions.PolicyViolationError, match="open-ended authority"):
         lsig.sign_with_signer(KMSSigner("delegating", session=session))  # off by default
     assert lsig.lsig.sig is None
-    with override_settings(CONFIO_KMS_ALLOW_DELEGATION=True):
+    with override_settings(CONFIO_KMS_ALLOW_DELEGATION="every-network"):
         lsig.sign_with_signer(KMSSigner("delegating", session=session))
     ledger.fund(created.address, 1_000_000)
     txn = transaction.PaymentTxn(created.address, ledger.suggested_params(), created.address, 0)

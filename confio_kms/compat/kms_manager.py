@@ -36,7 +36,8 @@ __all__ = [
     "get_kms_signer_from_settings",
 ]
 
-_KEY_ARN = re.compile(r"arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:(key|alias)/(.+)")
+_KEY_ARN = re.compile(r"arn:(aws[\w-]*):kms:([a-z0-9-]+):(\d{12}):(key|alias)/(.+)")
+_CALLER_ARN = re.compile(r"arn:(aws[\w-]*):[^:]*:[^:]*:(\d{12}):.*")
 _KEY_ID = re.compile(r"(mrk-)?[0-9a-f]{8}(-?[0-9a-f]{4}){3}-?[0-9a-f]{12}|mrk-[0-9a-f]{32}")
 
 
@@ -98,8 +99,11 @@ class NativeKMSSigner(KMSSigner):
     """A ``KMSSigner`` for a native key, named by alias, ``alias/...``, key id or ARN.
 
     A key id or key ARN is looked up to its alias (one ``ListAliases`` request): the
-    signer signs through the alias, like every signer. An ARN's region is used unless
-    ``region_name`` is given. A key that is not native is refused on first use.
+    signer signs through the alias, like every signer. An ARN's region is used; a
+    ``region_name`` naming another region is refused. An ARN must name the caller's
+    own account and partition (one STS ``GetCallerIdentity`` request, at construction):
+    another account's is refused with ``ConfigurationError``, never mapped to a local
+    alias of the same name. A key that is not native is refused on first use.
     """
 
     def __init__(self, key_id_or_alias: str, region_name: str | None = None, **kwargs: object):
@@ -133,19 +137,28 @@ def _alias_of(
             fix="Pass e.g. 'confio-mainnet-sponsor-native', a key id or a key ARN.",
         )
     arn = _KEY_ARN.fullmatch(reference)
-    if arn:
-        region_name = region_name or arn.group(1)
-        if arn.group(2) == "alias":
-            return arn.group(3), region_name
-        reference = arn.group(3)
-    elif not _KEY_ID.fullmatch(reference):
+    if not arn and not _KEY_ID.fullmatch(reference):
         return reference, region_name
+    if arn:
+        partition, region, account, kind, reference = arn.groups()
+        if region_name and region_name != region:
+            raise exc.ConfigurationError(
+                f"{arn.group(0)} is in {region}, but region_name is {region_name}.",
+                fix="Drop region_name (the ARN's region is used), or pass the ARN of the "
+                f"key in {region_name}.",
+            )
+        region_name = region
     aws = AWSClients(
         region_name,
         endpoint_url=kwargs.get("endpoint_url"),  # type: ignore[arg-type]
         session=kwargs.get("session"),  # type: ignore[arg-type]
+        services=("sts",) if arn else (),
         options=kwargs.get("options") or config.options(),  # type: ignore[arg-type]
     )
+    if arn:
+        _check_account(aws, arn.group(0), partition, account)
+        if kind == "alias":
+            return reference, region_name
     names = [
         a["AliasName"].removeprefix("alias/")
         for a in aws.paginate("kms", "ListAliases", reference, "Aliases", KeyId=reference)
@@ -157,6 +170,23 @@ def _alias_of(
             f"--target-key-id {reference}`.",
         )
     return sorted(names)[0], aws.region
+
+
+def _check_account(aws: AWSClients, arn: str, partition: str, account: str) -> None:
+    """Refuse an ARN of another account or partition: its alias or key id would name a
+    key of the caller's own account (aliases are per account), silently another key."""
+    identity = aws.call("sts", "GetCallerIdentity", arn)
+    caller = _CALLER_ARN.fullmatch(str(identity.get("Arn", "")))
+    own_partition = caller.group(1) if caller else "aws"
+    own_account = str(identity.get("Account", ""))
+    if (partition, account) != (own_partition, own_account):
+        raise exc.ConfigurationError(
+            f"{arn} names account {account} ({partition}), but these credentials are "
+            f"account {own_account} ({own_partition}); signing with this account's "
+            "alias of the same name would use another key. Nothing was signed.",
+            fix=f"Use credentials of account {account} (a profile or session=), or name "
+            f"the key in account {own_account} (its alias or its own ARN).",
+        )
 
 
 def get_kms_signer_from_settings(

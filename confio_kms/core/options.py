@@ -22,7 +22,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import ConfigurationError
@@ -102,6 +102,30 @@ def _secret(value: object) -> str:
     return f"<{len(value)} bytes>" if isinstance(value, bytes) else f"<{type(value).__name__}>"
 
 
+# The only consent to logic-signature delegation: it names the reach, as what is signed
+# carries no genesis hash (a delegation signed for testnet is valid on mainnet too).
+EVERY_NETWORK: Final = "every-network"
+DelegationConsent = Literal[False, "every-network"]
+
+
+def delegation_consent(value: object, name: str) -> DelegationConsent:
+    """``value`` as a delegation consent: False (refused) or ``EVERY_NETWORK``. Anything
+    else, ``True`` alone included, raises ``ConfigurationError``; ``name`` is where it
+    was given (a setting or an argument), for the message."""
+    if value is False:
+        return False
+    if value == EVERY_NETWORK:
+        return EVERY_NETWORK
+    said = "True, which no longer consents to" if value is True else f"{value!r}, not a consent to"
+    raise ConfigurationError(
+        f"{name} is {said} logic-signature delegation: a delegated logic signature names "
+        "no genesis hash, so it is valid on every network (a delegation signed for "
+        "testnet is valid on mainnet if the address exists there).",
+        fix=f'Set {name} to "{EVERY_NETWORK}" to consent to exactly that, or to False '
+        "(delegation refused).",
+    )
+
+
 @dataclass(frozen=True)
 class Options:
     """The options of the signing core and the key lifecycle; the defaults are the
@@ -132,12 +156,13 @@ class Options:
     max_fee: int = DEFAULT_MAX_FEE  # CONFIO_KMS_MAX_FEE
     # CONFIO_KMS_TRUSTED_GENESIS (base64), plus the sandbox ledger's with CONFIO_SANDBOX
     trusted_genesis: frozenset[str] = frozenset()
-    allow_delegation: bool = False  # CONFIO_KMS_ALLOW_DELEGATION
+    allow_delegation: DelegationConsent = False  # CONFIO_KMS_ALLOW_DELEGATION; "every-network"
     key_policy_account: str = ""  # CONFIO_KMS_KEY_POLICY_ACCOUNT
 
     def __post_init__(self) -> None:
         # Any iterable of hashes is accepted; a frozenset keeps the options hashable.
         object.__setattr__(self, "trusted_genesis", frozenset(self.trusted_genesis))
+        delegation_consent(self.allow_delegation, "Options.allow_delegation")
         problems = [
             f"{name}={value!r} ({rule})" for name, value, ok, rule in self._checks() if not ok
         ]

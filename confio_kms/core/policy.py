@@ -29,7 +29,9 @@
   immutable by design; an application created with OnComplete UpdateApplication
   replaces nothing).
 - Genesis hashes are compared as the 32 bytes they encode, never as strings.
-- No logic signature delegation unless ``allow_delegation`` (``CONFIO_KMS_ALLOW_DELEGATION``).
+- No logic signature delegation unless ``allow_delegation="every-network"``
+  (``CONFIO_KMS_ALLOW_DELEGATION``): a delegation names no genesis hash, so it is valid
+  on every network, and the consent says so (``True`` alone is refused).
 - A fee cap per signature: ``max_fee`` microalgos (``CONFIO_KMS_MAX_FEE``, default 50,000).
 
 A signer's policy is built from its ``Options`` (``SigningPolicy.of``) unless given.
@@ -43,9 +45,10 @@ from dataclasses import dataclass, field
 from algosdk import transaction
 
 from confio_kms.algorand import networks
+from confio_kms.algorand.validation import Alias
 from confio_kms.common.exceptions import ConfigurationError, PolicyViolationError
 from confio_kms.core.keys import KeyInfo
-from confio_kms.core.options import DEFAULT_MAX_FEE, Options
+from confio_kms.core.options import DEFAULT_MAX_FEE, DelegationConsent, Options, delegation_consent
 
 PUBLIC_GENESIS = networks.PUBLIC_GENESIS
 
@@ -71,11 +74,13 @@ class SigningPolicy:
     max_fee: int = DEFAULT_MAX_FEE
     trusted_genesis: frozenset[str] = field(default_factory=frozenset)
     """Genesis hashes (base64) of private or local networks that any key may sign for."""
-    allow_delegation: bool = False
-    """Whether logic signatures may be delegated to the key (off: it is open-ended)."""
+    allow_delegation: DelegationConsent = False
+    """``"every-network"``: logic signatures may be delegated to the key, valid on every
+    network (what is signed names no genesis). False: refused (it is open-ended)."""
     _trusted: frozenset[bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        delegation_consent(self.allow_delegation, "SigningPolicy.allow_delegation")
         decoded = {h: networks.genesis_bytes(h) for h in self.trusted_genesis}
         bad = sorted(h for h, raw in decoded.items() if not raw)
         if bad:
@@ -117,7 +122,7 @@ class SigningPolicy:
             reason, fix = self._violation(info, txn, allow)
             if reason:
                 raise PolicyViolationError(
-                    f"alias/{info.name} refused transaction {index} ({txn.get_txid()}): "
+                    f"{Alias(info.name)} refused transaction {index} ({txn.get_txid()}): "
                     f"{reason}; nothing was signed.",
                     fix=fix,
                 )

@@ -198,9 +198,10 @@ class KMSSigner(TransactionSigner):
     ) -> None:
         """Delegate ``lsig_account`` to this key, in place.
 
-        Delegation hands the program open-ended authority over the account, so it is
-        refused unless the signing policy allows it (``Options(allow_delegation=True)``,
-        ``CONFIO_KMS_ALLOW_DELEGATION``, or ``SigningPolicy(allow_delegation=True)``).
+        Delegation hands the program open-ended authority over the account on every
+        network (what is signed names no genesis), so it is refused unless the signing
+        policy consents with ``"every-network"`` (``CONFIO_KMS_ALLOW_DELEGATION``,
+        ``Options(allow_delegation=...)`` or ``SigningPolicy(allow_delegation=...)``).
         Alone, the key signs
         ``b"Program" + program``; as a member of ``multisig`` it signs
         ``b"MsigProgram" + multisig address + program`` into ``lmsig``, the

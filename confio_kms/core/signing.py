@@ -21,6 +21,7 @@ from confio_kms.common import exceptions as exc
 from confio_kms.core import audit, cache, kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
+from confio_kms.core.options import EVERY_NETWORK
 from confio_kms.core.policy import NOTHING_EXTRA, Allow, SigningPolicy
 
 
@@ -89,12 +90,14 @@ def delegation_message(
     multisig: transaction.Multisig | None,
 ) -> tuple[bytes, int]:
     """Check a delegation request; return (bytes to sign, subsignature index or -1)."""
-    if not policy.allow_delegation:
+    if policy.allow_delegation != EVERY_NETWORK:
         raise exc.PolicyViolationError(
-            f"alias/{info.name} refused to delegate a logic signature: delegation gives "
-            "the program open-ended authority over the account; nothing was signed.",
-            fix="Allow it deliberately: CONFIO_KMS_ALLOW_DELEGATION = True, or "
-            "KMSSigner(..., policy=SigningPolicy(allow_delegation=True)).",
+            f"{Alias(info.name)} refused to delegate a logic signature: delegation gives "
+            "the program open-ended authority over the account on every network (what is "
+            "signed names no genesis hash: a delegation signed for testnet is valid on "
+            "mainnet if the address exists there); nothing was signed.",
+            fix=f'Consent to that deliberately: CONFIO_KMS_ALLOW_DELEGATION = "{EVERY_NETWORK}", '
+            f'or KMSSigner(..., policy=SigningPolicy(allow_delegation="{EVERY_NETWORK}")).',
         )
     if multisig is None:
         if lsig.sig or lsig.msig or lsig.lmsig or getattr(lsig, "pqsig", None):

@@ -133,7 +133,9 @@ def test_submit_json_has_no_mnemonic_and_progress_goes_to_stderr(tmp_path: Path)
     ]
 
 
-@override_settings(CONFIO_SANDBOX=True)
+# An algod address that is never reached: the confirmation refuses first (the sandbox
+# ledger refuses mainnet keys outright: tests/test_sandbox_guard.py).
+@override_settings(ALGOD_ADDRESS="http://127.0.0.1:9")
 @pytest.mark.parametrize("how", ["--submit", "--sign-only"])
 def test_mainnet_rotation_needs_confirmation(how: str, tmp_path: Path) -> None:
     AlgorandKMSManager().create_algorand_key("confio-mainnet-sponsor")

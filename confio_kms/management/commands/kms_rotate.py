@@ -8,6 +8,7 @@ from django.core.management.base import CommandError
 
 from confio_kms import factory as conf
 from confio_kms.algorand import networks, validation
+from confio_kms.algorand.validation import Alias
 from confio_kms.lifecycle.manager import KeyRecord
 from confio_kms.lifecycle.rotation import RotationResult
 from confio_kms.lifecycle.rotation_plan import RotationPlan, with_article
@@ -47,9 +48,10 @@ class Command(KMSCommand):
                 "A native key has no mnemonic to write; nothing was changed. "
                 "Fix: drop --mnemonic-out."
             )
+        conf.sandbox_guard()  # before any AWS request: the sandbox flag on a real endpoint
         manager = conf.kms_manager()
         current = manager.get_key(name)
-        chain = conf.algorand_chain(fund=current.address)
+        chain = conf.algorand_chain(fund=current.address, network=current.network)
         if options["dry_run"]:
             self._show_plan(manager.plan_rotation(name, chain, native=options["native"]))
             return
@@ -71,11 +73,11 @@ class Command(KMSCommand):
         """On mainnet a rotation creates a billed key and moves real money's authority."""
         if current.network == networks.MAINNET:
             what = "Submit a rekey of" if options["submit"] else "Create a key to rekey"
-            self.confirm(options, name, f"{what} mainnet account {current.address} (alias/{name})")
+            self.confirm(options, name, f"{what} mainnet account {current.address} ({Alias(name)})")
 
     def _show_plan(self, plan: RotationPlan) -> None:
         lines = [
-            f"dry run: nothing was created, tagged or signed (alias/{plan.name})",
+            f"dry run: nothing was created, tagged or signed ({Alias(plan.name)})",
             f"account: {plan.account} ({plan.network})",
             f"current: key {plan.current_key_id or '(alias missing)'} ({plan.current_kind})",
             f"would:   {plan.action}, to {with_article(plan.new_kind)} key",
@@ -108,11 +110,11 @@ class Command(KMSCommand):
         ]
         if result.state == "pending":
             lines += [
-                f"pending: alias/{name} still signs with {result.previous_key_id}; submit the "
+                f"pending: {Alias(name)} still signs with {result.previous_key_id}; submit the "
                 "rekey below, then run kms_rotate again to switch.",
                 result.signed_rekey,
             ]
         else:
             how = "resumed: the rekey was already confirmed" if result.resumed else "confirmed"
-            lines.append(f"{how}; alias/{name} now signs for {result.account} with the new key")
+            lines.append(f"{how}; {Alias(name)} now signs for {result.account} with the new key")
         self.emit(data, lines)

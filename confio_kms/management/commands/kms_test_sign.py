@@ -24,6 +24,7 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         settings = conf.kms_settings()
+        conf.sandbox_guard()  # before any AWS request: the sandbox flag on a real endpoint
         signer = conf.kms_signer(options["alias"])
         submit = options["submit"]
         if submit and signer.network == networks.MAINNET:
@@ -32,7 +33,11 @@ class Command(KMSCommand):
                 validation.alias_name(signer.key_alias),
                 f"Submit a 0-ALGO self-payment from {signer.address} on mainnet (it pays the fee)",
             )
-        chain = conf.algorand_chain(fund=signer.address) if submit or settings.sandbox else None
+        chain = (
+            conf.algorand_chain(fund=signer.address, network=signer.network)
+            if submit or settings.sandbox
+            else None
+        )
         params = chain.suggested_params() if chain is not None else offline_params(signer.network)
         payment = sign_self_payment(signer, params)
         confirmed = submit_self_payment(payment, chain) if submit and chain is not None else None
