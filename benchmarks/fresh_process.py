@@ -21,6 +21,9 @@ from django.conf import settings  # noqa: E402
 
 job = json.loads(sys.argv[1])
 settings.configure(
+    # Processes sharing a cache share SECRET_KEY, as a deployment does: entries are
+    # authenticated under a key derived from it.
+    SECRET_KEY="confio-kms-benchmarks-shared-secret-key",
     INSTALLED_APPS=["confio_kms"],
     CACHES={"default": job["cache"]},
     USE_TZ=True,

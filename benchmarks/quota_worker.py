@@ -36,6 +36,9 @@ from django.conf import settings
 
 job = json.loads(sys.argv[1])
 settings.configure(
+    # Processes sharing a cache share SECRET_KEY, as a deployment does: entries are
+    # authenticated under a key derived from it.
+    SECRET_KEY="confio-kms-benchmarks-shared-secret-key",
     INSTALLED_APPS=["confio_kms"],
     CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
     USE_TZ=True,

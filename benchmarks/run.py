@@ -45,6 +45,9 @@ import django  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 settings.configure(
+    # Processes sharing a cache share SECRET_KEY, as a deployment does: entries are
+    # authenticated under a key derived from it.
+    SECRET_KEY="confio-kms-benchmarks-shared-secret-key",
     INSTALLED_APPS=["confio_kms"],
     CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
     USE_TZ=True,
