@@ -8,8 +8,10 @@ reads a setting.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
+import urllib.parse
 
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import InvalidAliasError
@@ -119,3 +121,18 @@ def hashes(value: object) -> list[str]:
     if isinstance(value, list | tuple | set | frozenset):
         return [text(h) for h in value]
     raise ValueError(f"{value!r} is not a list of base64 genesis hashes")
+
+
+def is_loopback(url: str | None) -> bool:
+    """Whether ``url`` names this machine by a loopback address: ``localhost``,
+    127.0.0.0/8 or ::1. Names are not looked up: what a name resolves to can change."""
+    try:
+        host = urllib.parse.urlsplit(url or "").hostname or ""
+    except ValueError:
+        return False
+    if host.rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

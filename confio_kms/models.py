@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db import models
 
 
@@ -25,3 +28,24 @@ class SigningRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created:%Y-%m-%d %H:%M:%S} {self.alias} {self.outcome}"
+
+
+def store_signing_record(fields: Mapping[str, Any]) -> None:
+    """The audit sink of ``CONFIO_KMS_AUDIT_DB``: one ``SigningRecord`` row per record,
+    in a savepoint, so a failed insert does not break the caller's transaction. (Rows
+    written inside a transaction the caller rolls back are lost with it; the log
+    record is not.)"""
+    from django.db import transaction as db_transaction
+
+    with db_transaction.atomic():
+        SigningRecord.objects.create(
+            alias=fields["alias"],
+            address=fields["address"],
+            signer_address=fields["signer_address"],
+            kind=fields["kind"],
+            txids=" ".join(fields["txids"]),
+            group_id=fields["group_id"][:200],
+            request_ids=" ".join(fields["request_ids"]),
+            outcome=fields["outcome"],
+            detail=fields["detail"][:500],
+        )

@@ -17,11 +17,9 @@ options; the factory, the sponsor service and the commands read the rest here.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import logging
 import os
 import re
-import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +33,7 @@ from django.utils.functional import Promise
 
 from confio_kms import casts
 from confio_kms.algorand import networks, validation
-from confio_kms.casts import as_bool, as_int
+from confio_kms.casts import as_bool, as_int, is_loopback
 from confio_kms.common import redaction
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import options as core_options
@@ -43,6 +41,9 @@ from confio_kms.core.aws import SERVICES
 from confio_kms.core.options import Coalescing, Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.lifecycle import policies
+from confio_kms.snapshot import ALIAS_SETTING as ALIAS_SETTING
+from confio_kms.snapshot import KMSSettings as KMSSettings
+from confio_kms.snapshot import LegacySettings as LegacySettings
 
 # The defaults are the core's (confio_kms.core.options), also named here for importers.
 ALIAS_CONVENTION = core_options.ALIAS_CONVENTION
@@ -60,7 +61,6 @@ DEFAULT_THROTTLE_WAIT = core_options.DEFAULT_THROTTLE_WAIT
 
 T = TypeVar("T")
 _MISSING: Any = object()
-ALIAS_SETTING = {"testnet": "KMS_KEY_ALIAS_TESTNET", "mainnet": "KMS_KEY_ALIAS_MAINNET"}
 logger = logging.getLogger("confio_kms.settings")
 
 
@@ -110,42 +110,6 @@ def setting(name: str, default: Any = _MISSING, cast: Callable[[Any], T] = str) 
             f"The setting {name} from {source} is invalid: {error}.",
             fix=f"Correct it; it is looked up in: {places(name)}.",
         ) from None
-
-
-@dataclass(frozen=True)
-class KMSSettings:
-    """A snapshot of the confio_kms settings, read by ``kms_settings``.
-
-    ``kms_region`` is ``KMS_REGION`` (None when set nowhere); ``region`` is the
-    region signers and managers built from these settings use (the region rule,
-    ``confio_kms.core.options.region``).
-    """
-
-    use_kms_signing: bool
-    confio_env: str
-    alias_testnet: str
-    alias_mainnet: str
-    kms_region: str | None
-    ssm_prefix: str
-    endpoint_url: str | None
-    sandbox: bool
-
-    @property
-    def region(self) -> str:
-        return core_options.region(None, self.kms_region, None)
-
-    def alias_for(self, network: str) -> str:
-        """The configured alias of ``network`` (testnet's for any other network)."""
-        return self.alias_mainnet if network == "mainnet" else self.alias_testnet
-
-    @property
-    def active_alias(self) -> str:
-        """The alias of the network ``CONFIO_ENV`` selects."""
-        return self.alias_for(self.confio_env)
-
-    @property
-    def active_alias_setting(self) -> str:
-        return ALIAS_SETTING[self.confio_env]
 
 
 def kms_settings() -> KMSSettings:
@@ -261,21 +225,6 @@ def key_policy_account() -> str:
     """``CONFIO_KMS_KEY_POLICY_ACCOUNT``: when set (a 12-digit account id), every key
     confio-kms creates gets the key policy for that account at creation; "" when not."""
     return setting("CONFIO_KMS_KEY_POLICY_ACCOUNT", "", policies.key_policy_account)
-
-
-def is_loopback(url: str | None) -> bool:
-    """Whether ``url`` names this machine by a loopback address: ``localhost``,
-    127.0.0.0/8 or ::1. Names are not looked up: what a name resolves to can change."""
-    try:
-        host = urllib.parse.urlsplit(url or "").hostname or ""
-    except ValueError:
-        return False
-    if host.rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # boto3's variables that move an endpoint (AWS_ENDPOINT_URL, _KMS, a profile's endpoint_url).
@@ -395,26 +344,11 @@ class DjangoCache:
 
 
 def store_signing_record(fields: Mapping[str, Any]) -> None:
-    """The audit sink of ``CONFIO_KMS_AUDIT_DB``: one ``SigningRecord`` row per record,
-    in a savepoint, so a failed insert does not break the caller's transaction. (Rows
-    written inside a transaction the caller rolls back are lost with it; the log
-    record is not.)"""
-    from django.db import transaction as db_transaction
+    """The audit sink of ``CONFIO_KMS_AUDIT_DB`` (``confio_kms.models.store_signing_record``,
+    imported when first used: the models need Django's apps loaded)."""
+    from confio_kms.models import store_signing_record as store
 
-    from confio_kms.models import SigningRecord
-
-    with db_transaction.atomic():
-        SigningRecord.objects.create(
-            alias=fields["alias"],
-            address=fields["address"],
-            signer_address=fields["signer_address"],
-            kind=fields["kind"],
-            txids=" ".join(fields["txids"]),
-            group_id=fields["group_id"][:200],
-            request_ids=" ".join(fields["request_ids"]),
-            outcome=fields["outcome"],
-            detail=fields["detail"][:500],
-        )
+    store(fields)
 
 
 def _lenient(read: Callable[[], T], fallback: T, consequence: str) -> T:
@@ -491,16 +425,6 @@ def hide_admin_mnemonic() -> None:
 def algod() -> tuple[str, str]:
     """``ALGOD_ADDRESS`` and ``ALGOD_TOKEN`` ("" when unset)."""
     return setting("ALGOD_ADDRESS", "", str), setting("ALGOD_TOKEN", "", str)
-
-
-@dataclass(frozen=True)
-class LegacySettings:
-    """The original ``kms_manager.py``'s own settings, for ``confio_kms.compat``."""
-
-    key_alias: str  # KMS_KEY_ALIAS
-    admin_key_alias: str  # KMS_ADMIN_KEY_ALIAS
-    native_signing: bool | None  # KMS_NATIVE_SIGNING (None: unset)
-    admin_address: str  # ALGORAND_ADMIN_ADDRESS
 
 
 def legacy_settings() -> LegacySettings:
