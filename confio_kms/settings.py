@@ -29,6 +29,7 @@ import boto3
 from botocore.exceptions import BotoCoreError
 from decouple import AutoConfig, UndefinedValueError
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.functional import Promise
 
 from confio_kms import casts
@@ -447,12 +448,16 @@ def legacy_mnemonic_configured() -> bool:
 
 def named_values(named: re.Pattern[str]) -> dict[str, object]:
     """The Django settings in upper case or named like ``named``, for scans that report
-    names only (a lazy setting stays unevaluated)."""
-    return {
-        name: getattr(settings, name, None)
-        for name in dir(settings)
-        if name.isupper() or named.search(name)
-    }
+    names only (a lazy setting stays unevaluated; one Django refuses to read, such as
+    an empty ``SECRET_KEY``, holds nothing to find and is left out)."""
+    values: dict[str, object] = {}
+    for name in dir(settings):
+        if name.isupper() or named.search(name):
+            try:
+                values[name] = getattr(settings, name, None)
+            except ImproperlyConfigured:
+                continue
+    return values
 
 
 def debug() -> bool:

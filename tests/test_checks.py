@@ -105,3 +105,12 @@ def test_error_report_check_names_seed_variables_and_secrets_by_value(
         with override_settings(DEFAULT_EXCEPTION_REPORTER_FILTER=REPORTER_FILTER):
             (warning,) = checks.check_error_reports()
         assert warning.msg.startswith("SPONSOR_WORDS would be shown")
+
+
+def test_an_empty_secret_key_does_not_break_the_checks() -> None:
+    # Django refuses to read an empty SECRET_KEY; W003's scan must not raise on it
+    # (found by the packaging smoke, whose settings set none).
+    from django.core import checks as django_checks
+
+    with override_settings(SECRET_KEY=""):
+        django_checks.run_checks(tags=["confio_kms"])
