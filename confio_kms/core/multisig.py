@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
+from typing import Unpack
 
 from algosdk import encoding, transaction
 from algosdk.atomic_transaction_composer import TransactionSigner
@@ -23,6 +24,7 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 from confio_kms.algorand.validation import public_key
 from confio_kms.common import exceptions as exc
 from confio_kms.core import audit
+from confio_kms.core.policy import AllowFlags, allow_from
 from confio_kms.core.signer import KMSSigner
 from confio_kms.core.signing import select
 
@@ -91,7 +93,7 @@ class KMSMultisigSigner(TransactionSigner):
         self,
         txn_group: Sequence[transaction.Transaction],
         indexes: Sequence[int] | None = None,
-        **allow: bool,
+        **allow: Unpack[AllowFlags],
     ) -> list[transaction.MultisigTransaction]:
         """Multisig transactions carrying every KMS member's subsignature.
 
@@ -108,14 +110,7 @@ class KMSMultisigSigner(TransactionSigner):
     def append(
         self,
         mtxns: Sequence[transaction.MultisigTransaction],
-        *,
-        allow_rekey: bool = False,
-        allow_close: bool = False,
-        allow_nonparticipation: bool = False,
-        allow_destroy: bool = False,
-        allow_update: bool = False,
-        allow_clear_state: bool = False,
-        allow_clear_role: bool = False,
+        **allow: Unpack[AllowFlags],
     ) -> list[transaction.MultisigTransaction]:
         """Add the KMS members' subsignatures to ``mtxns`` in place (e.g. signed elsewhere).
 
@@ -130,6 +125,7 @@ class KMSMultisigSigner(TransactionSigner):
                     fix="Build this signer with the same version, threshold and members, "
                     "in the same order.",
                 )
+        allow_from(allow)  # an unknown flag fails before any AWS request
         txns = [m.transaction for m in mtxns]
         self._check_senders(txns)
         for index, member in self.members:
@@ -145,16 +141,7 @@ class KMSMultisigSigner(TransactionSigner):
                     "with the members' current keys.",
                 )
         for index, member in self.members:
-            signed = member.sign_transactions(
-                txns,
-                allow_rekey=allow_rekey,
-                allow_close=allow_close,
-                allow_nonparticipation=allow_nonparticipation,
-                allow_destroy=allow_destroy,
-                allow_update=allow_update,
-                allow_clear_state=allow_clear_state,
-                allow_clear_role=allow_clear_role,
-            )
+            signed = member.sign_transactions(txns, **allow)
             for mtxn, stxn in zip(mtxns, signed, strict=True):
                 mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)
         return list(mtxns)

@@ -39,8 +39,9 @@ A signer's policy is built from its ``Options`` (``SigningPolicy.of``) unless gi
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from algosdk import transaction
 
@@ -67,6 +68,31 @@ class Allow:
 
 
 NOTHING_EXTRA = Allow()
+
+
+class AllowFlags(TypedDict, total=False):
+    """The per-call consents every signing entry point takes as keywords (each False
+    unless passed): ``allow_<field of Allow>``."""
+
+    allow_rekey: bool
+    allow_close: bool
+    allow_nonparticipation: bool
+    allow_destroy: bool
+    allow_update: bool
+    allow_clear_state: bool
+    allow_clear_role: bool
+
+
+_FLAGS = {f"allow_{name}" for name in Allow.__dataclass_fields__}
+
+
+def allow_from(flags: Mapping[str, object]) -> Allow:
+    """``Allow`` from ``allow_*`` keywords; an unknown keyword is a TypeError, as Python
+    raises for any other (checked before anything is signed)."""
+    unknown = sorted(set(flags) - _FLAGS)
+    if unknown:
+        raise TypeError(f"unexpected keyword argument {unknown[0]!r}")
+    return Allow(**{name.removeprefix("allow_"): bool(v) for name, v in flags.items()})
 
 
 @dataclass(frozen=True)

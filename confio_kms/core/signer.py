@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import boto3
 from algosdk import encoding, transaction
@@ -22,7 +22,7 @@ from confio_kms.core import audit
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import DEFAULTS, Options
-from confio_kms.core.policy import Allow, SigningPolicy
+from confio_kms.core.policy import AllowFlags, SigningPolicy, allow_from
 from confio_kms.core.signing import KeyHandle, delegation_message, select, sign_group
 
 
@@ -157,13 +157,7 @@ class KMSSigner(TransactionSigner):
         indexes: Sequence[int] | None = None,
         *,
         transactions: Sequence[transaction.Transaction] | None = None,
-        allow_rekey: bool = False,
-        allow_close: bool = False,
-        allow_nonparticipation: bool = False,
-        allow_destroy: bool = False,
-        allow_update: bool = False,
-        allow_clear_state: bool = False,
-        allow_clear_role: bool = False,
+        **allow: Unpack[AllowFlags],
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
 
@@ -180,15 +174,7 @@ class KMSSigner(TransactionSigner):
             self._handle,
             self.policy,
             select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
-            allow=Allow(
-                rekey=allow_rekey,
-                close=allow_close,
-                nonparticipation=allow_nonparticipation,
-                destroy=allow_destroy,
-                update=allow_update,
-                clear_state=allow_clear_state,
-                clear_role=allow_clear_role,
-            ),
+            allow=allow_from(allow),
         )
 
     def sign_logicsig(
