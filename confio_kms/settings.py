@@ -53,6 +53,7 @@ DEFAULT_CACHE_TIMEOUT = core_options.DEFAULT_CACHE_TIMEOUT
 DEFAULT_CALL_DEADLINE = core_options.DEFAULT_CALL_DEADLINE
 DEFAULT_COALESCE_MAX_CALLS = core_options.DEFAULT_COALESCE_MAX_CALLS
 DEFAULT_COALESCE_MAX_WAIT = core_options.DEFAULT_COALESCE_MAX_WAIT
+DEFAULT_COALESCE_JOIN_WINDOW = core_options.DEFAULT_COALESCE_JOIN_WINDOW
 DEFAULT_CONNECT_TIMEOUT = core_options.DEFAULT_CONNECT_TIMEOUT
 DEFAULT_MAX_ATTEMPTS = core_options.DEFAULT_MAX_ATTEMPTS
 DEFAULT_MAX_FEE = core_options.DEFAULT_MAX_FEE
@@ -205,13 +206,17 @@ def throttle_wait() -> float:
 
 def coalescing() -> Coalescing:
     """``CONFIO_KMS_COALESCE`` (on by default), ``CONFIO_KMS_COALESCE_MAX_CALLS`` (calls
-    one decrypt may serve) and ``CONFIO_KMS_COALESCE_MAX_WAIT`` (seconds a call may wait
-    for another call's decrypt)."""
+    one decrypt may serve), ``CONFIO_KMS_COALESCE_MAX_WAIT`` (seconds a call may wait
+    for another call's decrypt) and ``CONFIO_KMS_COALESCE_JOIN_WINDOW`` (seconds a decrypt
+    in flight accepts new calls)."""
     return Coalescing(
         enabled=setting("CONFIO_KMS_COALESCE", True, as_bool),
         max_calls=setting("CONFIO_KMS_COALESCE_MAX_CALLS", DEFAULT_COALESCE_MAX_CALLS, casts.calls),
         max_wait=setting(
             "CONFIO_KMS_COALESCE_MAX_WAIT", DEFAULT_COALESCE_MAX_WAIT, casts.positive_seconds
+        ),
+        join_window=setting(
+            "CONFIO_KMS_COALESCE_JOIN_WINDOW", DEFAULT_COALESCE_JOIN_WINDOW, casts.positive_seconds
         ),
     )
 

@@ -194,8 +194,8 @@ def test_the_deadline_covers_every_request_of_a_call(
     settings.CONFIO_KMS_CALL_DEADLINE = DEADLINE
     session = boto3.Session()
     sent = attempts_of(session)
-    # Every request answers, each after 0.6 s: the two lookup requests use up the
-    # deadline, so the decrypt is never sent.
+    # Every request answers, each after 0.6 s: the second lookup request is still in
+    # flight at the deadline, so it is abandoned then and the decrypt is never sent.
     session.events.register("before-send", lambda **kw: time.sleep(0.6))
     signer = KMSSigner(ALIAS, session=session)
 
@@ -205,7 +205,8 @@ def test_the_deadline_covers_every_request_of_a_call(
 
     error = outcome["error"]
     assert type(error).__name__ == "DeadlineExceededError", error
-    assert "had passed before AWS ssm:GetParameter" in str(error)
+    assert "AWS kms:ListResourceTags on alias/deadline" in str(error)
+    assert "had not answered completely when the deadline of the signing call" in str(error)
     assert sent == ["before-send.kms.DescribeKey", "before-send.kms.ListResourceTags"]
 
 

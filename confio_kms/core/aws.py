@@ -13,8 +13,12 @@ standard retries). A signing call has a
 deadline, ``CONFIO_KMS_CALL_DEADLINE`` from its start (``AWSClients.bounded``): its lookups,
 requests and retries share it, and once it has passed (or a retry's backoff would
 reach it) nothing new is sent and the call fails with ``DeadlineExceededError``.
-Any other request gets the same deadline on its own. A request already in flight
-is not interrupted: it ends within its own timeouts. The clients carry their options
+Any other request gets the same deadline on its own. The deadline covers the whole
+answer, not only each read: a request runs in a worker thread
+(``confio_kms.core.workers``) and its caller stops waiting at the deadline, even when
+the answer trickles in byte by byte; the abandoned request keeps its thread until
+its answer ends (``abandoned_requests()``). Each socket read waits at most the read
+timeout or the time left to the deadline, whichever is shorter. The clients carry their options
 (``AWSClients.options``): what is built on them (lookups, key kinds, the audit trail)
 reads its options there.
 """
@@ -49,6 +53,7 @@ from botocore.retries import standard
 
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
+from confio_kms.core import workers
 from confio_kms.core.options import DEFAULTS, Options
 
 
@@ -118,6 +123,27 @@ def _throttled(response: Any) -> bool:
         return bool(response[1]["Error"]["Code"] in _THROTTLED)
     except (TypeError, KeyError, IndexError, AttributeError):
         return False
+
+
+def abandoned_requests() -> int:
+    """AWS requests given up at their deadline whose answer has not ended yet (each
+    holds a worker thread until it does): a gauge for monitoring."""
+    return workers.abandoned()
+
+
+def _bound_reads(client: Any, read_timeout: float) -> None:
+    """Each socket read of a request waits at most the time left to its deadline
+    (botocore's per-request ``read_timeout``), so a silent answer frees its thread then."""
+
+    def shorten(request: Any, **kwargs: Any) -> None:
+        budget = _budget.get()
+        context = getattr(request, "context", None)
+        if budget is not None and context is not None:
+            left = budget.deadline - time.monotonic()
+            context["read_timeout"] = max(0.01, min(read_timeout, left))
+
+    name = client.meta.service_model.service_id.hyphenize()
+    client.meta.events.register(f"before-send.{name}", shorten, unique_id="confio-kms-reads")
 
 
 def _bound_retries(client: Any, attempts: int) -> None:
@@ -204,6 +230,7 @@ class AWSClients:
         self.ssm = self.clients["ssm"]
         for client in self.clients.values():
             _bound_retries(client, attempts)
+            _bound_reads(client, self.options.read_timeout)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 
@@ -265,7 +292,16 @@ class AWSClients:
                 raise self._deadline_error(seconds, service, operation, resource, "")
         token = _budget.set(budget)
         try:
-            response = self._send(client, operation, params, budget)
+            response = workers.run(
+                lambda: self._send(client, operation, params, budget),
+                budget.deadline - time.monotonic(),
+                f"AWS {service}:{operation} on {resource}",
+            )
+        except workers.Expired:
+            budget.cut = True  # the abandoned request retries nothing more
+            raise self._deadline_error(
+                seconds, service, operation, resource, "", unanswered=True
+            ) from None
         except ClientError as error:
             if budget.cut:
                 raise self._deadline_error(
@@ -330,14 +366,26 @@ class AWSClients:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _deadline_error(
-        self, seconds: float, service: str, operation: str, resource: str, cause: str
+        self,
+        seconds: float,
+        service: str,
+        operation: str,
+        resource: str,
+        cause: str,
+        *,
+        unanswered: bool = False,
     ) -> exc.DeadlineExceededError:
         client = self.clients[service]
         deadline = (
             f"the deadline of {'the signing call' if self.deadline is not None else 'the request'}"
             f" (CONFIO_KMS_CALL_DEADLINE = {seconds:g} s)"
         )
-        if cause:
+        if unanswered:
+            message = (
+                f"AWS {service}:{operation} on {resource} at {client.meta.endpoint_url} had "
+                f"not answered completely when {deadline} passed: the request was abandoned."
+            )
+        elif cause:
             message = (
                 f"AWS {service}:{operation} on {resource} at {client.meta.endpoint_url} "
                 f"failed and {deadline} left no time to retry it."

@@ -9,14 +9,18 @@ drops the burst's reference to it. Each call still does its own checks and its o
 signing; only the fetch is shared.
 
 Bounds: a burst serves at most ``max_calls`` calls (a full burst makes newcomers
-start the next one), and a call waits for the leader at most ``max_wait`` seconds
-(then ``CoalescingTimeoutError``). A failed fetch fails exactly the calls of its
-burst, each with its own copy of the error.
+start the next one; a call that gave up waiting still counts, so timed-out waiters
+never make room), a burst accepts newcomers only during the first ``join_window``
+seconds of its fetch (a fetch still in flight after that is throttled or stuck:
+newcomers start their own instead of waiting for it to fail), and a call waits for
+the leader at most ``max_wait`` seconds (then ``CoalescingTimeoutError``). A failed
+fetch fails exactly the calls of its burst, each with its own copy of the error.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
@@ -29,13 +33,15 @@ R = TypeVar("R")
 class _Burst(Generic[T]):
     """One fetch and the calls sharing it."""
 
-    __slots__ = ("calls", "done", "error", "open", "value")
+    __slots__ = ("calls", "done", "error", "joined", "open", "started", "value")
 
-    def __init__(self) -> None:
+    def __init__(self, started: float) -> None:
         self.done = threading.Event()
         self.value: T | None = None
         self.error: BaseException | None = None
-        self.calls = 1  # the leader
+        self.calls = 1  # in the burst now, the leader included
+        self.joined = 1  # ever joined, whether still waiting or not
+        self.started = started  # monotonic time its fetch started
         self.open = True  # newcomers may still join
 
     def __repr__(self) -> str:  # the value is a secret: never shown
@@ -58,18 +64,26 @@ class Coalescer(Generic[T]):
         *,
         max_calls: int,
         max_wait: float,
+        join_window: float = float("inf"),
     ) -> R:
         """``use(fetch())``, with ``fetch`` shared by the calls for ``key`` in flight."""
+        now = time.monotonic()
         with self._lock:
             burst = self._open.get(key)
-            leader = burst is None or not burst.open or burst.calls >= max_calls
+            leader = (
+                burst is None
+                or not burst.open
+                or burst.joined >= max_calls
+                or now - burst.started > join_window
+            )
             if leader:
-                burst = _Burst()
+                burst = _Burst(now)
                 self._open[key] = burst
                 self.fetches += 1
             else:
                 assert burst is not None
                 burst.calls += 1
+                burst.joined += 1
         assert burst is not None
         try:
             if leader:
@@ -94,6 +108,7 @@ class Coalescer(Generic[T]):
         finally:
             with self._lock:
                 burst.open = False
+                # A newer burst may have taken the key (this one was full or too old).
                 if self._open.get(key) is burst:
                     del self._open[key]
             burst.done.set()

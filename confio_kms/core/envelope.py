@@ -118,6 +118,7 @@ class EnvelopeKey(AlgorandKey):
                 lambda key: self._sign_with(key, messages),
                 max_calls=shared.max_calls,
                 max_wait=wait,
+                join_window=shared.join_window,
             )
         except exc.CoalescingTimeoutError:
             if wait >= shared.max_wait:

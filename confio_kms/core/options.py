@@ -43,6 +43,10 @@ DEFAULT_CALL_DEADLINE = 10.0
 DEFAULT_THROTTLE_WAIT = 5.0
 DEFAULT_COALESCE_MAX_CALLS = 16
 DEFAULT_COALESCE_MAX_WAIT = 5.0
+# A healthy decrypt answers in tens of milliseconds; one still in flight after this is
+# throttled or stuck, so later calls start their own (at most one more GetParameter per
+# second per key and process, 2.5% of Parameter Store's default 40/s).
+DEFAULT_COALESCE_JOIN_WINDOW = 1.0
 # One Sign request per transaction of the largest group.
 DEFAULT_NATIVE_CONCURRENCY = networks.MAX_GROUP_SIZE
 
@@ -71,11 +75,12 @@ AuditSink = Callable[[Mapping[str, Any]], None]
 @dataclass(frozen=True)
 class Coalescing:
     """How concurrent signing calls for one envelope key share its decrypt
-    (``CONFIO_KMS_COALESCE``, ``_MAX_CALLS``, ``_MAX_WAIT``)."""
+    (``CONFIO_KMS_COALESCE``, ``_MAX_CALLS``, ``_MAX_WAIT``, ``_JOIN_WINDOW``)."""
 
     enabled: bool = True
     max_calls: int = DEFAULT_COALESCE_MAX_CALLS
     max_wait: float = DEFAULT_COALESCE_MAX_WAIT
+    join_window: float = DEFAULT_COALESCE_JOIN_WINDOW
 
 
 def region(explicit: str | None, configured: str | None, session_region: str | None) -> str:
@@ -198,6 +203,8 @@ class Options:
              whole(self.coalescing.max_calls, 1, 2**31), "1 or more"),
             ("coalescing.max_wait", self.coalescing.max_wait, seconds(self.coalescing.max_wait),
              "seconds > 0"),
+            ("coalescing.join_window", self.coalescing.join_window,
+             seconds(self.coalescing.join_window), "seconds > 0"),
             ("native_concurrency", self.native_concurrency,
              whole(self.native_concurrency, 1, 64), "1 to 64"),
             ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
