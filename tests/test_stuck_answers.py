@@ -75,7 +75,7 @@ def in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     def run() -> None:
         try:
             outcome.append(call())
-        except BaseException as error:  # noqa: BLE001 - the outcome is the assertion
+        except BaseException as error:  # the outcome is the assertion
             outcome.append(error)
 
     thread = threading.Thread(target=run)
