@@ -6,8 +6,7 @@ server: the first matching request's answer is trickled a few bytes a second (ea
 read returns well within the read timeout, so only a whole-response deadline ends it)
 or held without an answer. The read timeout is set far above the deadline, so the
 deadline alone must end the stuck call. No time is asserted: the waits below are
-generous bounds that only stop a hung test, and the one sleep is a lower bound (the
-stuck decrypt is older than the join window when the others start).
+generous bounds that only stop a hung test.
 """
 
 from __future__ import annotations
@@ -92,7 +91,8 @@ def stuck_and_others(
     proxy.fault(kind, operations=[target], count=1, bytes_per_second=5)
     stuck, stuck_outcome = in_thread(lambda: signer.sign_transaction(payment(address, 0)))
     wait_for(lambda: proxy.stats()["faulted"].get(kind) == 1)
-    time.sleep(JOIN_WINDOW * 1.5)  # the stuck request is older than the join window now
+    # The others start at once: with coalescing their first calls join the stuck
+    # decrypt, and must leave it once it is older than the join window.
     others = [
         in_thread(
             lambda i=i: [

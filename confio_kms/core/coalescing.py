@@ -11,9 +11,11 @@ signing; only the fetch is shared.
 Bounds: a burst serves at most ``max_calls`` calls (a full burst makes newcomers
 start the next one; a call that gave up waiting still counts, so timed-out waiters
 never make room), a burst accepts newcomers only during the first ``join_window``
-seconds of its fetch (a fetch still in flight after that is throttled or stuck:
-newcomers start their own instead of waiting for it to fail), and a call waits for
-the leader at most ``max_wait`` seconds (then ``CoalescingTimeoutError``). A failed
+seconds of its fetch, and its waiters wait for it only that long: a fetch still in
+flight after that is throttled or stuck, so later calls start their own and the
+waiters leave it for a newer one instead of waiting for it to fail (at most one more
+fetch per ``join_window`` per key). A call waits at most ``max_wait`` seconds in all
+(then ``CoalescingTimeoutError``). A failed
 fetch fails exactly the calls of its burst, each with its own copy of the error.
 """
 
@@ -67,38 +69,46 @@ class Coalescer(Generic[T]):
         join_window: float = float("inf"),
     ) -> R:
         """``use(fetch())``, with ``fetch`` shared by the calls for ``key`` in flight."""
+        give_up = time.monotonic() + max_wait
+        while True:
+            burst, leader = self._enter(key, max_calls, join_window)
+            try:
+                patience = min(give_up, burst.started + join_window) - time.monotonic()
+                if leader:
+                    self._lead(key, burst, fetch)
+                elif not burst.done.wait(max(0.0, patience)):
+                    if time.monotonic() < give_up:
+                        continue  # the fetch is stuck: leave it, start (or join) a newer one
+                    raise exc.CoalescingTimeoutError(
+                        f"Waited {max_wait:g} s for another call's decrypt of the same key; "
+                        "nothing was signed.",
+                        fix="AWS is slow or throttling: retry, or raise "
+                        "CONFIO_KMS_COALESCE_MAX_WAIT.",
+                    )
+                if burst.error is not None:
+                    raise burst.error if leader else _copy(burst.error)
+                return use(burst.value)  # type: ignore[arg-type]
+            finally:
+                self._leave(burst)
+
+    def _enter(self, key: Hashable, max_calls: int, join_window: float) -> tuple[_Burst[T], bool]:
+        """The burst this call is in, and whether it leads it (starts its fetch)."""
         now = time.monotonic()
         with self._lock:
             burst = self._open.get(key)
-            leader = (
+            if (
                 burst is None
                 or not burst.open
                 or burst.joined >= max_calls
-                or now - burst.started > join_window
-            )
-            if leader:
+                or now - burst.started >= join_window
+            ):
                 burst = _Burst(now)
                 self._open[key] = burst
                 self.fetches += 1
-            else:
-                assert burst is not None
-                burst.calls += 1
-                burst.joined += 1
-        assert burst is not None
-        try:
-            if leader:
-                self._lead(key, burst, fetch)
-            elif not burst.done.wait(max_wait):
-                raise exc.CoalescingTimeoutError(
-                    f"Waited {max_wait:g} s for another call's decrypt of the same key; "
-                    "nothing was signed.",
-                    fix="AWS is slow or throttling: retry, or raise CONFIO_KMS_COALESCE_MAX_WAIT.",
-                )
-            if burst.error is not None:
-                raise burst.error if leader else _copy(burst.error)
-            return use(burst.value)  # type: ignore[arg-type]
-        finally:
-            self._leave(burst)
+                return burst, True
+            burst.calls += 1
+            burst.joined += 1
+            return burst, False
 
     def _lead(self, key: Hashable, burst: _Burst[T], fetch: Callable[[], T]) -> None:
         try:
