@@ -14,9 +14,16 @@ Defaults: 40 tokens/s and a burst of 40, Parameter Store's documented standard
 throughput for GetParameter (40 transactions per second, shared by GetParameter and
 GetParameters in an account and region); 20 ms round trip.
 
-Counts of forwarded and throttled requests per operation are read with
-``QuotaProxy.stats()`` in the process, or ``GET /__stats`` (JSON). The proxy is a
-context manager: leaving it stops the server and closes every open connection.
+Faults (benchmarks/proxy_faults.py: outage, hang, trickle, error, reset, throttle)
+are switched on with ``QuotaProxy.fault(kind, operations=None, **params)`` and off
+with ``QuotaProxy.clear_faults()``, or from another process with ``POST /__fault``
+and a JSON body ``{"kind": ..., "operations": [...], ...params}`` (``{"kind": null}``
+clears them all).
+
+Counts of forwarded and throttled requests per operation, and of faulted requests
+per kind, are read with ``QuotaProxy.stats()`` in the process, or ``GET /__stats``
+(JSON). The proxy is a context manager: leaving it stops the server, ends every
+hang and trickle and closes every open connection.
 
 moto's server itself is started by ``benchmarks.endpoint.local_aws(ed25519=False)``.
 """
@@ -26,7 +33,9 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import socket
+import struct
 import sys
 import threading
 import time
@@ -40,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.proxy_faults import ERROR_BODY, Fault, FaultTable, make_fault, parse_request  # noqa: E402
 
 DEFAULT_RATE = 40.0
 DEFAULT_BURST = 40
@@ -113,6 +123,9 @@ class Stats:
         }
 
 
+_REASONS = {200: "OK", 400: "Bad Request", 500: "Internal Server Error", 502: "Bad Gateway"}
+
+
 def operation(target: str | None) -> str:
     """``AmazonSSM.GetParameter`` -> ``GetParameter``; no target -> ``(none)``."""
     return target.rsplit(".", 1)[-1] if target else "(none)"
@@ -152,7 +165,10 @@ class _Handler(BaseHTTPRequestHandler):
             self._proxy()
 
     def do_POST(self) -> None:
-        self._proxy()
+        if self.path == "/__fault":
+            self._fault_request()
+        else:
+            self._proxy()
 
     def do_PUT(self) -> None:
         self._proxy()
@@ -163,16 +179,36 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self._proxy()
 
+    def _fault_request(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        try:
+            kind, fault = parse_request(body)
+        except (ValueError, TypeError) as error:
+            self._answer(400, {"Content-Type": "text/plain"}, str(error).encode())
+            return
+        if fault is None:
+            self.server.faults.clear()
+        else:
+            self.server.faults.add(fault)
+        self._answer(200, {"Content-Type": "application/json"}, json.dumps({"kind": kind}).encode())
+
     def _proxy(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         target = self.headers.get("X-Amz-Target")
         name = operation(target)
         proxy = self.server
+        fault = proxy.faults.take(target, body)
         half = proxy.delay / 2
         if half:
             time.sleep(half)  # the request on its way
-        if target in proxy.throttled_targets and not proxy.bucket.take():
+        if fault is not None and fault.kind in ("outage", "hang", "reset"):
+            self._drop(fault)
+            return
+        if fault is not None and fault.kind in ("error", "throttle"):
+            status, headers = (500 if fault.kind == "error" else 400), {"Content-Type": AWS_JSON}
+            answer = ERROR_BODY if fault.kind == "error" else THROTTLE_BODY
+        elif target in proxy.throttled_targets and not proxy.bucket.take():
             proxy.count("throttled", name)
             status, headers, answer = 400, {"Content-Type": AWS_JSON}, THROTTLE_BODY
             headers["x-amzn-RequestId"] = f"quota-proxy-{time.monotonic_ns()}"
@@ -187,7 +223,45 @@ class _Handler(BaseHTTPRequestHandler):
                 proxy.count("forwarded", name)
         if half:
             time.sleep(half)  # the answer on its way back
-        self._answer(status, headers, answer)
+        if fault is not None and fault.kind == "trickle":
+            self._trickle(fault, status, headers, answer)
+        else:
+            self._answer(status, headers, answer)
+
+    def _drop(self, fault: Fault) -> None:
+        """No answer: the connection closed (outage), held then closed (hang), or reset."""
+        self.close_connection = True
+        if fault.kind == "hang":
+            while not fault.released.wait(0.1) and not self.server.stopping.is_set():
+                pass
+        if fault.kind == "reset":
+            # Linger 0 makes close() send RST; detach so the handler's own files
+            # cannot keep the descriptor open.
+            linger = struct.pack("ii", 1, 0)
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+            os.close(self.connection.detach())
+        else:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def _trickle(self, fault: Fault, status: int, headers: dict[str, str], body: bytes) -> None:
+        """The whole answer, status line and headers included, a byte at a time."""
+        lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}"]
+        lines += [f"{key}: {value}" for key, value in headers.items()]
+        lines.append(f"Content-Length: {len(body)}")
+        raw = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+        pause = 1 / fault.bytes_per_second
+        try:
+            for index in range(len(raw)):
+                if fault.released.is_set():  # cleared: the rest at once
+                    self.connection.sendall(raw[index:])
+                    break
+                self.connection.sendall(raw[index : index + 1])
+                if self.server.stopping.wait(pause):
+                    self.close_connection = True
+                    return
+        except OSError:
+            self.close_connection = True  # the client gave up
 
     def _forward(self, body: bytes) -> tuple[int, dict[str, str], bytes]:
         """The upstream's answer; one new connection and one retry if a kept-alive
@@ -246,6 +320,8 @@ class _Server(ThreadingHTTPServer):
         self._stats = Stats()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self.faults = FaultTable()
+        self.stopping = threading.Event()  # ends every hang and trickle
 
     def count(self, kind: str, name: str) -> None:
         with self._lock:
@@ -258,7 +334,9 @@ class _Server(ThreadingHTTPServer):
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
-            return self._stats.as_dict()
+            stats = self._stats.as_dict()
+        stats["faulted"] = self.faults.counts()
+        return stats
 
     def stats_json(self) -> bytes:
         return json.dumps(self.stats()).encode()
@@ -323,6 +401,18 @@ class QuotaProxy:
         """Fill the bucket, as if no throttled request had come for a while."""
         self.bucket.refill()
 
+    def fault(self, kind: str, operations: Any = None, **params: Any) -> None:
+        """Inject ``kind`` into the requests for ``operations`` (``X-Amz-Target``
+        values; None = all) until ``clear_faults``; see benchmarks/proxy_faults.py for
+        the kinds and ``params`` (``count``, ``contains``, ``bytes_per_second``)."""
+        assert self._server is not None, "the proxy is not running"
+        self._server.faults.add(make_fault(kind, operations, **params))
+
+    def clear_faults(self) -> None:
+        """No more faults; a held hang is closed, a trickle sends the rest at once."""
+        assert self._server is not None, "the proxy is not running"
+        self._server.faults.clear()
+
     def __enter__(self) -> QuotaProxy:
         self._server = _Server(self.upstream, self.bucket, self.delay, self.throttled_targets)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
@@ -337,6 +427,7 @@ class QuotaProxy:
 
     def __exit__(self, *exc_info: object) -> None:
         assert self._server is not None and self._thread is not None
+        self._server.stopping.set()
         self._server.shutdown()  # serve_forever returns within poll_interval
         self._server.close_connections()
         self._server.server_close()
@@ -347,12 +438,13 @@ def stats_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     """What happened between two ``stats()`` snapshots."""
 
     def minus(kind: str) -> dict[str, int]:
-        names = set(before[kind]) | set(after[kind])
-        delta = {n: after[kind].get(n, 0) - before[kind].get(n, 0) for n in sorted(names)}
+        first, last = before.get(kind, {}), after.get(kind, {})
+        delta = {n: last.get(n, 0) - first.get(n, 0) for n in sorted(set(first) | set(last))}
         return {n: v for n, v in delta.items() if v}
 
     return {
         "forwarded": minus("forwarded"),
         "throttled": minus("throttled"),
         "upstream_errors": after["upstream_errors"] - before["upstream_errors"],
+        "faulted": minus("faulted"),
     }

@@ -12,9 +12,12 @@ import contextlib
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -86,6 +89,7 @@ def test_get_parameter_past_the_burst_is_answered_throttling_exception(
         "forwarded": {"PutParameter": 1, "GetParameter": 5},
         "throttled": {"GetParameter": 3, "GetParameters": 1},
         "upstream_errors": 0,
+        "faulted": {},
     }
     assert proxy.stats() == expected
     with urllib.request.urlopen(f"{proxy.url}/__stats", timeout=10) as answer:
@@ -194,3 +198,186 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
     assert "| KMSSigner, coalescing | 1 | 2 |" in page
     assert "0 failed verification | met |" in page
     assert "### Reading" in page
+
+
+# Faults: benchmarks/proxy_faults.py, injected by the proxy on request.
+
+
+def raw_request(url: str, target: str, body: str = "{}", timeout: float = 30) -> Any:
+    """One request on a fresh connection; the response object (read it) or the error."""
+    host = urllib.parse.urlsplit(url)
+    assert host.hostname is not None
+    conn = http.client.HTTPConnection(host.hostname, host.port, timeout=timeout)
+    conn.request("POST", "/", body, {"X-Amz-Target": target, "Content-Type": AWS_JSON})
+    return conn, conn.getresponse()
+
+
+AWS_JSON = "application/x-amz-json-1.1"
+
+
+def post_fault(url: str, spec: dict[str, Any]) -> int:
+    request = urllib.request.Request(
+        f"{url}/__fault", json.dumps(spec).encode(), {"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return int(error.code)
+
+
+def test_error_fault_answers_500_internal_failure_for_its_operations_only(
+    proxy: QuotaProxy,
+) -> None:
+    ssm = client("ssm", proxy.url)
+    ssm.put_parameter(Name="/fault/e", Value="v", Type="SecureString")
+    proxy.fault("error", operations=["AmazonSSM.GetParameter"])
+    with pytest.raises(ClientError) as caught:
+        ssm.get_parameter(Name="/fault/e", WithDecryption=True)
+    assert caught.value.response["ResponseMetadata"]["HTTPStatusCode"] == 500
+    assert caught.value.response["Error"]["Code"] == "InternalFailure"
+    ssm.describe_parameters()  # another operation: untouched
+    proxy.clear_faults()
+    assert ssm.get_parameter(Name="/fault/e", WithDecryption=True)["Parameter"]["Value"] == "v"
+    stats = proxy.stats()
+    assert stats["faulted"] == {"error": 1}
+    assert stats["forwarded"]["GetParameter"] == 1  # the faulted one never reached moto
+
+
+def test_throttle_fault_throttles_every_matching_request_whatever_the_bucket(
+    proxy: QuotaProxy,
+) -> None:
+    kms = client("kms", proxy.url)
+    kms.list_keys()
+    proxy.fault("throttle", operations=["TrentService.ListKeys"], count=3)
+    for _ in range(3):
+        with pytest.raises(ClientError) as caught:
+            kms.list_keys()
+        assert caught.value.response["Error"]["Code"] == "ThrottlingException"
+    kms.list_keys()  # the fault is spent after its count
+    stats = proxy.stats()
+    assert stats["faulted"] == {"throttle": 3}
+    assert stats["forwarded"]["ListKeys"] == 2 and stats["throttled"] == {}
+
+
+def test_outage_closes_the_connection_without_an_answer(proxy: QuotaProxy) -> None:
+    proxy.fault("outage")
+    with pytest.raises(http.client.RemoteDisconnected):
+        raw_request(proxy.url, "TrentService.ListKeys")
+    assert proxy.stats()["faulted"] == {"outage": 1}
+    assert proxy.stats()["forwarded"] == {}
+
+
+def test_reset_sends_a_tcp_rst(proxy: QuotaProxy) -> None:
+    proxy.fault("reset", operations=["TrentService.ListKeys"])
+    with pytest.raises(ConnectionResetError):
+        raw_request(proxy.url, "TrentService.ListKeys")
+    assert proxy.stats()["faulted"] == {"reset": 1}
+
+
+def test_hang_holds_the_request_until_cleared_then_closes_it(proxy: QuotaProxy) -> None:
+    outcome: list[object] = []
+    proxy.fault("hang", operations=["TrentService.ListKeys"])
+
+    def call() -> None:
+        try:
+            raw_request(proxy.url, "TrentService.ListKeys")
+            outcome.append("answered")
+        except Exception as error:
+            outcome.append(error)
+
+    worker = threading.Thread(target=call)
+    worker.start()
+    wait_for(lambda: proxy.stats()["faulted"].get("hang") == 1)
+    client("kms", proxy.url).list_aliases()  # other operations still answered meanwhile
+    assert worker.is_alive() and outcome == []  # still held
+    proxy.clear_faults()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], http.client.RemoteDisconnected)
+    assert "ListKeys" not in proxy.stats()["forwarded"]
+
+
+def test_trickle_forwards_then_answers_slowly_and_clearing_sends_the_rest(
+    proxy: QuotaProxy,
+) -> None:
+    ssm = client("ssm", proxy.url)
+    ssm.put_parameter(Name="/fault/t", Value="trickled", Type="SecureString")
+    proxy.fault("trickle", operations=["AmazonSSM.GetParameter"], bytes_per_second=2000, count=1)
+    start = time.perf_counter()
+    answer = ssm.get_parameter(Name="/fault/t", WithDecryption=True)
+    took = time.perf_counter() - start
+    assert answer["Parameter"]["Value"] == "trickled"
+    # A lower bound only: at least the headers and the body, a byte every 0.5 ms.
+    assert took >= 200 / 2000
+    # At 1 byte/s: the status line arrives byte by byte; clearing sends the rest.
+    proxy.fault("trickle", contains="/fault/t", bytes_per_second=1)
+    host = urllib.parse.urlsplit(proxy.url)
+    sock = socket.create_connection((host.hostname, host.port), timeout=30)
+    body = json.dumps({"Name": "/fault/t", "WithDecryption": True}).encode()
+    head = "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Target: AmazonSSM.GetParameter\r\n"
+    sock.sendall(f"{head}Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert sock.recv(100) == b"H"  # the first byte alone
+    proxy.clear_faults()
+    received = b"H"
+    while not complete(received):
+        chunk = sock.recv(4096)
+        assert chunk, f"the connection closed before the whole answer: {received!r}"
+        received += chunk
+    sock.close()
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")  # moto's answer, forwarded
+    assert proxy.stats()["faulted"] == {"trickle": 2}
+
+
+def complete(raw: bytes) -> bool:
+    """Whether ``raw`` holds a whole HTTP answer (headers and Content-Length bytes)."""
+    head, found, body = raw.partition(b"\r\n\r\n")
+    if not found:
+        return False
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    return len(body) >= length
+
+
+def test_faults_are_set_and_cleared_over_http(proxy: QuotaProxy) -> None:
+    kms = client("kms", proxy.url)
+    spec = {"kind": "error", "operations": ["TrentService.ListKeys"]}
+    assert post_fault(proxy.url, spec) == 200
+    with pytest.raises(ClientError):
+        kms.list_keys()
+    assert post_fault(proxy.url, {"kind": None}) == 200
+    kms.list_keys()
+    assert post_fault(proxy.url, {"kind": "flood"}) == 400
+    assert post_fault(proxy.url, {"kind": "hang", "operations": "TrentService.Sign"}) == 400
+    assert post_fault(proxy.url, {"kind": "hang", "cont": 1}) == 400
+    with urllib.request.urlopen(f"{proxy.url}/__stats", timeout=10) as answer:
+        assert json.loads(answer.read())["faulted"] == {"error": 1}
+
+
+def test_leaving_the_proxy_ends_a_hang(local_aws: LocalAWS) -> None:
+    outcome: list[object] = []
+    with QuotaProxy(local_aws.url, delay=0) as running:
+        running.fault("hang")
+
+        def call() -> None:
+            try:
+                raw_request(running.url, "TrentService.ListKeys")
+            except Exception as error:
+                outcome.append(error)
+
+        worker = threading.Thread(target=call)
+        worker.start()
+        wait_for(lambda: running.stats()["faulted"].get("hang") == 1)
+    worker.join(timeout=30)
+    assert not worker.is_alive() and len(outcome) == 1
+
+
+def wait_for(condition: Any, limit: float = 30) -> None:
+    """Poll until ``condition()``; the limit only stops a hung test."""
+    deadline = time.monotonic() + limit
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        time.sleep(0.01)
