@@ -46,15 +46,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import quota_run  # noqa: E402  (configures Django: the cache is set below)
-from benchmarks import soak_report as report  # noqa: E402
-
+# quota_run configures Django (a local-memory cache): run() sets the shared one.
 import boto3  # noqa: E402
 from algojig import get_suggested_params  # noqa: E402
 from algosdk import account, mnemonic  # noqa: E402
 from django.test.utils import override_settings  # noqa: E402
 
-from benchmarks import endpoint, quota_proxy  # noqa: E402
+from benchmarks import endpoint, quota_proxy, quota_run  # noqa: E402
+from benchmarks import soak_report as report  # noqa: E402
 from confio_kms import AlgorandKMSManager  # noqa: E402
 from confio_kms.sandbox import SANDBOX_REGION, LedgerChain, LocalLedger  # noqa: E402
 
@@ -226,12 +225,17 @@ def drive(
         slot["began"] = time.monotonic()
         if slot["name"] == "rotation":
             rotation = on_rotation()
+            print(f"  rotated in {rotation['confirmed'] - rotation['called']:.2f} s", flush=True)
         elif "clear" in slot:
+            before = proxy.stats().get("faulted", {})
             slot["note"] = inject(proxy, slot["name"])
             print(f"  {slot['name']} on {slot['note']}", flush=True)
             time.sleep(max(0.0, go + slot["clear"] - time.monotonic()))
             clear(proxy)
             slot["cleared"] = time.monotonic()
+            after = proxy.stats().get("faulted", {})
+            kind = FAULTS[slot["name"]][0]
+            slot["faulted"] = after.get(kind, 0) - before.get(kind, 0)
         time.sleep(max(0.0, go + slot["end"] - time.monotonic()))
         slot["ended"] = time.monotonic()
     return rotation
@@ -266,6 +270,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         key = make_key(manager, ledger)
         print(f"moto {moto.url}, proxy {proxy.url}, cache {args.cache}", flush=True)
         workers = start_workers(args, key, caches, proxy.url, logs)
+        print(f"{len(workers)} workers ready", flush=True)
         sampler = Sampler([w.process.pid for w in workers], args.sample_interval)
         try:
             sampler.start()
@@ -279,6 +284,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             for worker in workers:
                 worker.send("stop")
             summaries = [json.loads(w.read_line(args.grace + 60)) for w in workers]
+            print("workers done", flush=True)
         finally:
             sampler.done.set()
             for worker in workers:
@@ -315,6 +321,7 @@ def parse_args() -> argparse.Namespace:
     add("--delay-ms", type=float, default=quota_proxy.DEFAULT_DELAY * 1000)
     add("--sample-every", type=int, default=200, help="ledger sample: every n-th call")
     add("--ledger-sample", type=int, default=32, help="calls evaluated per ledger check")
+    add("--ledger-refusals", type=int, default=4, help="late old-key calls evaluated")
     add("--sample-interval", type=float, default=1.0, help="seconds between RSS samples")
     add("--grace", type=float, default=30.0, help="seconds a call may run past the end")
     add("--startup-timeout", type=float, default=120.0)
