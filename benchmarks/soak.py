@@ -326,7 +326,13 @@ def parse_args() -> argparse.Namespace:
     add("--grace", type=float, default=30.0, help="seconds a call may run past the end")
     add("--startup-timeout", type=float, default=120.0)
     add("--window", type=float, default=2.0, help="the rotation target, seconds")
-    add("--out", type=Path, help="markdown file (default: a new temporary directory)")
+    add(
+        "--out",
+        type=Path,
+        help="markdown file (default: a new temporary directory); "
+        "an earlier run's section in it is replaced, the text before it kept",
+    )
+    add("--note", default="", help="a sentence for the page (what this run measured)")
     add("--json", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args()
     unknown = [f for f in args.faults if f not in FAULTS]
@@ -351,10 +357,10 @@ def main() -> None:
         library=library,
         library_at_end=quota_run.library_version(),
         elapsed=time.perf_counter() - began,
+        note=args.note,
     )
     out = args.out or workdir / "soak.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(report.markdown(result))
+    report.write(report.markdown(result), out)
     print(f"report: {out} ({result['elapsed']:.0f} s)", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
