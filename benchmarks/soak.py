@@ -33,6 +33,7 @@ import contextlib
 import datetime
 import json
 import secrets
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -66,7 +67,10 @@ FAULTS: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {
     "throttle": ("throttle", GET, {}),
     "reset": ("reset", None, {}),
     "error": ("error", None, {}),
+    # One answer trickled, the rest answered: a slow answer must delay only its calls.
+    "trickle-one": ("trickle", GET, {"bytes_per_second": 1, "count": 1}),
 }
+DEFAULT_FAULTS = ["outage", "hang", "trickle", "throttle", "reset", "error"]
 # The worker's setting for each --coalesce choice, as quota_run's approaches name them.
 COALESCE = {"default": "old", "true": "coalescing", "false": "no-coalescing"}
 FUNDS = 10_000_000  # microALGO: the sampled transactions' fees
@@ -312,7 +316,7 @@ def parse_args() -> argparse.Namespace:
     add("--threads", type=int, default=4, help="even ones sign singles, odd ones groups")
     add("--group", type=int, default=16, help="transactions per group call")
     add("--seconds", type=float, default=120.0, help="the whole schedule")
-    add("--faults", type=lambda s: [f for f in s.split(",") if f], default=list(FAULTS))
+    add("--faults", type=lambda s: [f for f in s.split(",") if f], default=DEFAULT_FAULTS)
     add("--fault-seconds", type=float, default=5.0, help="how long each fault stays on")
     add("--cache", choices=["file", "redis"], default="file")
     add("--coalesce", choices=list(COALESCE), default="default", help="CONFIO_KMS_COALESCE")
@@ -351,7 +355,7 @@ def main() -> None:
         raw = run(args, workdir)
     result = report.analyse(raw, args)
     result.update(
-        command=" ".join(["python benchmarks/soak.py", *sys.argv[1:]]),
+        command=shlex.join(["python", "benchmarks/soak.py", *sys.argv[1:]]),
         date=datetime.date.today().isoformat(),
         machine=quota_run.machine(),
         library=library,
