@@ -147,3 +147,49 @@ def test_native_groups_with_a_simulated_round_trip_report_both_sides_cpu(
     assert local["delayed_native"]["16"] >= 20  # at least the simulated round trip
     assert local["delayed_native_cpu"]["16"] > local["delayed_native_cpu"]["1"] > 0
     assert "| the endpoint's CPU ms, mean |" in (out / "benchmarks.md").read_text()
+
+
+def test_soak_run_reports_every_phase_and_verifies_every_signature(tmp_path: Path) -> None:
+    """A short soak (one process, one single and one group thread, one fault, the
+    rotation): the report has its sections, the fault was injected and counted, every
+    signature verified and the ledger sample judged as expected. Its times are the
+    benchmark's to report: no rotation target is asserted here."""
+    figures, page = tmp_path / "soak.json", tmp_path / "soak.md"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "soak.py"),
+            *("--processes", "1", "--threads", "2", "--seconds", "6"),
+            *("--faults", "error", "--fault-seconds", "0.5"),
+            *("--ledger-sample", "4", "--ledger-refusals", "1"),
+            *("--out", str(page), "--json", str(figures)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    result = json.loads(figures.read_text())
+    names = [row["phase"] for row in result["phases"]]
+    assert names == ["steady", "error: on", "error: after", "rotation", "steady"]
+    [fault] = result["recovery"]
+    assert fault["fault"] == "error" and fault["note"] == "" and fault["requests_faulted"] > 0
+    assert result["whole"]["signatures"] > 0 and result["verify_failures"] == 0
+    assert set(result["signers"]) <= {"old", "new"} and result["signers"]["old"] > 0
+    assert result["rotation"]["state"] == "completed"
+    [process] = result["rotation"]["processes"]
+    assert set(process) >= {"first_new", "old_after", "last_old", "failed_after_window"}
+    before = result["rotation"]["ledger_before"]
+    assert before["calls"] > 0 and before["accepted"] == before["calls"]
+    after = result["ledger_after"]
+    new, late = after["new_key"], after["old_key_late"]
+    assert new["accepted"] == new["calls"] and late["refused"] == late["evaluated"]
+    [resources] = result["resources"]
+    assert resources["samples"] > 0 and resources["threads"][1] >= 3  # main + 2 signing
+    verdicts = {target: verdict for target, _, verdict in result["targets"]}
+    assert verdicts[next(t for t in verdicts if t.startswith("every signature"))] == "met"
+    text = page.read_text()
+    for heading in ("| phase |", "| fault |", "| process | first new-key", "| process | samples"):
+        assert heading in text
