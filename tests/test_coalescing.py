@@ -21,7 +21,7 @@ from nacl.signing import VerifyKey
 
 from confio_kms import KMSSigner
 from confio_kms.common import exceptions
-from confio_kms.core import envelope
+from confio_kms.core import cache, envelope
 from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
 
@@ -144,7 +144,7 @@ def test_one_calls_refusal_does_not_fail_the_others(
 
 
 def test_a_failed_decrypt_fails_exactly_the_calls_that_shared_it(
-    session: boto3.Session, counter: RequestCounter
+    session: boto3.Session, counter: RequestCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hold_first_decrypt(session, 4)  # registered first: it runs before the fault
     inject_error(session, "ssm", "GetParameter", "AccessDeniedException", only_call=1)
@@ -153,9 +153,17 @@ def test_a_failed_decrypt_fails_exactly_the_calls_that_shared_it(
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in payments(4)])
     assert all(isinstance(r, exceptions.AccessDeniedError) for r in results), results
     assert len({id(r) for r in results}) == 4  # each call its own error object
-    # The next call starts a new decrypt, which succeeds.
+    # The failure is remembered for cache.FAILURE_SECONDS; the next call after that
+    # starts a new decrypt, which succeeds.
+    later = time.monotonic() + cache.FAILURE_SECONDS
+    monkeypatch.setattr(cache, "_clock", lambda: later)
     assert verified(signer.sign_transaction(payments(1)[0]))
-    assert counter.by_operation() == {"ssm.GetParameter": 2}
+    # Each failed call of the burst looked its cached alias up once (the key had not moved).
+    assert counter.by_operation() == {
+        "ssm.GetParameter": 2,
+        "kms.DescribeKey": 4,
+        "kms.ListResourceTags": 4,
+    }
 
 
 def test_a_decrypt_serves_at_most_max_calls(

@@ -23,7 +23,7 @@ from algosdk.atomic_transaction_composer import (
 
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.common import exceptions
-from confio_kms.core import cache
+from confio_kms.core import cache, signing
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import EnvelopeKey, RequestCounter, new_account, same_bytes, sdk_signed
@@ -397,12 +397,17 @@ def test_a_malformed_address_in_the_cache_is_looked_up_again(
     signer: KMSSigner, imported: tuple[str, str], ledger: LocalLedger, counter: RequestCounter
 ) -> None:
     _, address = imported
-    info = cache.lookup(signer.clients, ALIAS)[0]
+    info = signing.lookup(signer.clients, ALIAS)[0]
     # A tampered or corrupted shared-cache entry: the checksum no longer matches. A
     # middle character: the last one also carries two padding bits that decode to
     # nothing, so changing it can leave the key the same.
     broken = address[:29] + ("A" if address[29] != "A" else "B") + address[30:]
-    cache.put(signer.clients.scope, ALIAS, dataclasses.replace(info, address=broken))
+    cache.put(
+        signer.clients.scope,
+        ALIAS,
+        dataclasses.replace(info, address=broken),
+        options=signer.clients.options,  # in the generation the signer checks
+    )
     ledger.fund(address, 1_000_000)
     txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
     counter.reset()

@@ -4,8 +4,17 @@
 checked and encoded (py-algorand-sdk's ``Transaction.bytes_to_sign``), the
 alias is resolved through the cache, the signing policy is checked, the key kind
 signs every message of the call at once (one decrypt for an envelope key; this is
-why py-algorand-sdk's per-transaction ``Ed25519AlgorandSigner`` is not used), a
-stale cached lookup is retried once, and one audit record is emitted per call.
+why py-algorand-sdk's per-transaction ``Ed25519AlgorandSigner`` is not used), and one
+audit record is emitted per call.
+
+A cached key that fails in a way a moved alias explains (``STALE``: key state, access
+denied, not found, address mismatch) gets one fresh lookup, and the call is retried
+once if the alias now names another key; both within the call's deadline. A call that
+still fails with one of those is remembered for ``cache.FAILURE_SECONDS`` (1 s): the
+calls in that window fail with the same typed error and no AWS request, until the
+window ends or the alias is forgotten (a rotation, here or in any process sharing the
+cache), so a failing key costs one attempt per second per process, and a recovery is
+seen within a second.
 """
 
 from __future__ import annotations
@@ -136,6 +145,21 @@ class Signatures:
     request_ids: list[str]
 
 
+# Failures of a cached key that a moved alias explains: a fresh lookup may cure them.
+STALE = (exc.KeyStateError, exc.AccessDeniedError, exc.KeyNotFoundError, exc.AddressMismatchError)
+
+
+def lookup(aws: AWSClients, name: str) -> tuple[KeyInfo, bool]:
+    """Return (key info, whether it came from a cache), asking AWS only on a miss; the
+    caches and timeout are ``aws.options``'."""
+    info, since = cache.read(aws.scope, name, aws.options, kinds.KINDS)
+    if info is not None:
+        return info, True
+    info = kinds.resolve(aws, name)
+    cache.put(aws.scope, name, info, since, aws.options)
+    return info, False
+
+
 class KeyHandle:
     """An alias in one AWS account and region, resolved through the cache."""
 
@@ -143,6 +167,9 @@ class KeyHandle:
         self.aws = aws
         self.prefix = prefix
         self.name = name
+        # The cache generation this handle's last lookup started in: what a failure
+        # is remembered under (a bounded handle serves one call).
+        self._since: cache.Generation | None = None
 
     @property
     def alias(self) -> str:
@@ -153,11 +180,23 @@ class KeyHandle:
         included) share one deadline, ``CONFIO_KMS_CALL_DEADLINE`` from now."""
         return KeyHandle(self.aws.bounded(), self.prefix, self.name)
 
-    def info(self, *, refresh: bool = False) -> tuple[KeyInfo, bool]:
-        """Return (key info, whether it came from a cache)."""
-        if refresh:
-            cache.forget(self.aws.scope, self.name, self.aws.options)
-        return cache.lookup(self.aws, self.name)
+    def info(self) -> tuple[KeyInfo, bool]:
+        """Return (key info, whether it came from a cache); a failure remembered for
+        the alias is raised again instead (no AWS request)."""
+        scope, options = self.aws.scope, self.aws.options
+        remembered = cache.remembered_failure(scope, self.name, self.prefix, options)
+        if remembered is not None:
+            raise remembered
+        info, self._since = cache.read(scope, self.name, options, kinds.KINDS)
+        if info is not None:
+            return info, True
+        try:
+            info = kinds.resolve(self.aws, self.name)
+        except STALE as error:
+            self._remember(error)
+            raise
+        cache.put(scope, self.name, info, self._since, options)
+        return info, False
 
     def sign(
         self,
@@ -167,26 +206,54 @@ class KeyHandle:
     ) -> Signatures:
         """Sign ``messages`` with the key, after ``check(info)`` passes.
 
-        A signature refused because the cached lookup is stale (the alias was
-        re-created since) is retried once with a fresh lookup, and only if AWS now
-        reports a different key.
+        A cached key that fails with a ``STALE`` error is looked up again, and the
+        call retried once if the alias now names another key; a ``STALE`` failure of
+        a call that resolved through the cache is remembered (``cache.remember_failure``).
         """
         if self.aws.deadline is None:  # not yet bounded by a caller (sign_group)
             return self.bounded().sign(messages, check, resolved)
         info, from_cache = resolved or self.info()
         check(info)
-        key = kinds.key_for(self.aws, info, self.prefix)
         try:
-            return Signatures(info, key.sign(messages), key.request_ids)
-        except exc.AddressMismatchError:
-            if not from_cache:
+            return self._sign_with(info, messages)
+        except STALE as error:
+            fresh = self._moved(info) if from_cache else None
+            if fresh is None:
+                self._remember(error)
                 raise
-            fresh, _ = self.info(refresh=True)
-            if fresh == info:
-                raise
-            check(fresh)
-            key = kinds.key_for(self.aws, fresh, self.prefix)
-            return Signatures(fresh, key.sign(messages), key.request_ids)
+        check(fresh)
+        try:
+            return self._sign_with(fresh, messages)
+        except STALE as error:
+            self._remember(error)
+            raise
+
+    def _sign_with(self, info: KeyInfo, messages: list[bytes]) -> Signatures:
+        key = kinds.key_for(self.aws, info, self.prefix)
+        return Signatures(info, key.sign(messages), key.request_ids)
+
+    def _moved(self, cached: KeyInfo) -> KeyInfo | None:
+        """What the alias names now, asked of AWS, if not ``cached``; else None."""
+        try:
+            fresh = kinds.resolve(self.aws, self.name)
+        except STALE as error:
+            self._remember(error)
+            raise
+        if fresh == cached:
+            return None
+        # Moved without this process being told (no shared cache, or moved outside
+        # confio_kms): tell every process sharing the cache. Not cached here: the next
+        # lookup, made after the forget, cannot cache what an older move left.
+        scope, options = self.aws.scope, self.aws.options
+        cache.forget(scope, self.name, options)
+        if self._since is not None:
+            self._since = cache.generation(scope, self.name, options)
+        return fresh
+
+    def _remember(self, error: exc.ConfioKMSError) -> None:
+        """Remember ``error`` for the alias, if this call resolved it through the cache."""
+        if self._since is not None:
+            cache.remember_failure(self.aws.scope, self.name, self.prefix, error, self._since)
 
 
 def sign_group(

@@ -32,7 +32,7 @@ from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import TAG_ADDRESS, TAG_MANAGED_BY
 from confio_kms.core.options import Options
 from confio_kms.core.policy import SigningPolicy
-from confio_kms.core.signing import KeyHandle, sign_group
+from confio_kms.core.signing import KeyHandle, lookup, sign_group
 from confio_kms.lifecycle import policies as iam
 from confio_kms.lifecycle import rotation, rotation_plan
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
@@ -226,7 +226,7 @@ class AlgorandKMSManager:
 
     def get_address(self, key_alias: str) -> str:
         """The address tagged on the key (cached; no request once cached)."""
-        info, _ = cache.lookup(self._aws, validation.alias_name(key_alias))
+        info, _ = lookup(self._aws, validation.alias_name(key_alias))
         return info.address
 
     def adopt_key(self, key_alias: str, network: str) -> KeyRecord:
