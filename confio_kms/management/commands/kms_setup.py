@@ -204,7 +204,8 @@ class Command(KMSCommand):
             style_func=lambda t: t,
         )
         self._report(
-            alias, network, key_id, backup.address, recovery={"already_complete": True},
+            alias, network, key_id, backup.address,
+            recovery={"cleaned_up": [], "completed": [], "already_complete": True},
             backup_path=backup.path,
         )  # fmt: skip
 
