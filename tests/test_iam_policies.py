@@ -315,7 +315,7 @@ class Recorder:
         self, aws: AWSClients, service: str, operation: str, params: dict[str, Any]
     ) -> Iterator[tuple[str, str, dict[str, Any], bool]]:
         action = f"{service}:{operation}"
-        if action == "kms:ListAliases":
+        if action in ("kms:ListAliases", "kms:ListKeys"):
             yield action, "*", {}, False
         elif action == "kms:CreateKey":
             context = {**_tags(params.get("Tags", [])), "kms:KeySpec": params["KeySpec"]}

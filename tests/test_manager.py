@@ -43,6 +43,7 @@ def test_create_stores_the_documented_layout(
         "AlgorandAddress": address,
         "AlgorandNetwork": "testnet",
         "ManagedBy": "confio-kms",
+        "CreationState": "complete",  # marked pending at CreateKey (lifecycle.recovery)
     }
     ssm = boto3.client("ssm")
     parameter = ssm.get_parameter(Name=PATH, WithDecryption=True)["Parameter"]
@@ -54,13 +55,15 @@ def test_create_stores_the_documented_layout(
     assert described["KeyId"] == key_id
     resource_tags = ssm.list_tags_for_resource(ResourceType="Parameter", ResourceId=PATH)
     assert {"Key": "AlgorandAddress", "Value": address} in resource_tags["TagList"]
-    # Two existence checks, then CreateKey, CreateAlias, PutParameter.
+    # Two existence checks, then CreateKey, CreateAlias, PutParameter, and the one
+    # request crash consistency adds: TagResource CreationState=complete.
     assert counter.by_operation() == {
         "kms.DescribeKey": 1,
         "ssm.GetParameter": 1,
         "kms.CreateKey": 1,
         "kms.CreateAlias": 1,
         "ssm.PutParameter": 1,
+        "kms.TagResource": 1,
     }
 
 

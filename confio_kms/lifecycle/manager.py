@@ -34,8 +34,11 @@ from confio_kms.core.options import Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.core.signing import KeyHandle, lookup, sign_group
 from confio_kms.lifecycle import policies as iam
-from confio_kms.lifecycle import rotation, rotation_plan
+from confio_kms.lifecycle import recovery, rotation, rotation_plan
+from confio_kms.lifecycle.created import CreatedKey as CreatedKey
+from confio_kms.lifecycle.created import ImportedKey as ImportedKey
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
+from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.lifecycle.rotation import RotationResult
 
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
@@ -46,72 +49,6 @@ logger = logging.getLogger("confio_kms.manager")
 ADOPT_PROBE = b"confio-kms adopt probe: "
 
 MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
-
-
-class CreatedKey:
-    """The result of ``create_algorand_key``: unpacks as ``(key_id, address, backup_mnemonic)``.
-
-    Its repr and str never show the mnemonic; read ``backup_mnemonic`` or unpack it.
-    A native key has no mnemonic (``None``): its private key never leaves KMS.
-    """
-
-    __slots__ = ("_mnemonic", "address", "key_id", "kind")
-
-    def __init__(
-        self, key_id: str, address: str, backup_mnemonic: str | None, kind: str = keys.ENVELOPE
-    ) -> None:
-        self.key_id = key_id
-        self.address = address
-        self._mnemonic = backup_mnemonic
-        self.kind = kind
-
-    @property
-    def backup_mnemonic(self) -> str | None:
-        return self._mnemonic
-
-    def _parts(self) -> tuple[str, str, str | None]:
-        return (self.key_id, self.address, self._mnemonic)
-
-    def __iter__(self) -> Iterator[str | None]:
-        return iter(self._parts())
-
-    def __len__(self) -> int:
-        return 3
-
-    def __getitem__(self, index: int) -> str | None:
-        return self._parts()[index]
-
-    def __repr__(self) -> str:
-        hidden = "<hidden>" if self._mnemonic else "None"
-        return (
-            f"CreatedKey(key_id={self.key_id!r}, address={self.address!r}, "
-            f"kind={self.kind!r}, backup_mnemonic={hidden})"
-        )
-
-    __str__ = __repr__
-
-
-class ImportedKey(tuple[str, str]):
-    """The result of ``import_existing_key``: unpacks as ``(key_id, address)``.
-
-    ``also_under`` names the aliases that already held this account before the
-    import (two aliases, one account: usually a mistake, so it is reported).
-    """
-
-    also_under: tuple[str, ...]
-
-    def __new__(cls, key_id: str, address: str, also_under: tuple[str, ...] = ()) -> ImportedKey:
-        imported = super().__new__(cls, (key_id, address))
-        imported.also_under = also_under
-        return imported
-
-    @property
-    def key_id(self) -> str:
-        return self[0]
-
-    @property
-    def address(self) -> str:
-        return self[1]
 
 
 @dataclass(frozen=True)
@@ -175,6 +112,8 @@ class AlgorandKMSManager:
         network: str | None = None,
         kind: str = kinds.DEFAULT_KIND,
         native: bool = False,
+        save_backup: Callable[[str, str], None] | None = None,
+        from_backup: str | None = None,
     ) -> CreatedKey:
         """Generate a new Algorand account and store its key under ``key_alias``.
 
@@ -183,15 +122,50 @@ class AlgorandKMSManager:
         ``native=True``, its shorthand): KMS generates an Ed25519 key that never
         leaves it, and no mnemonic exists. ``network`` defaults to the one the alias
         names (``confio-mainnet-*``, ``KMS_KEY_ALIAS_MAINNET``, ...), else testnet;
-        an explicit one that the alias contradicts is refused.
+        an explicit one that the alias contradicts is refused. An envelope key's
+        backup goes to ``save_backup(mnemonic, address)`` before the first AWS write;
+        ``from_backup`` (a mnemonic a ``save_backup`` stored for a creation that was
+        interrupted before its key existed) creates the key of that account instead.
         """
         cls = creator(kinds.named(keys.NATIVE if native else kind).kind)
         name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
-        created = cls(self._aws).create(
-            KeyRequest(name=name, prefix=self._prefix, network=network, description=description)
+        request = KeyRequest(
+            name=name,
+            prefix=self._prefix,
+            network=network,
+            description=description,
+            save_backup=save_backup,
+            private_key=validation.private_key_from_mnemonic(from_backup) if from_backup else "",
         )
+        del from_backup
+        created = cls(self._aws).create(request)
         cache.forget(self._aws.scope, name, self._aws.options)
         return CreatedKey(created.key_id, created.address, created.backup_mnemonic, cls.kind)
+
+    def unfinished(self, key_alias: str | None = None) -> Leftovers:
+        """Keys whose creation was interrupted (for ``key_alias`` only, when given),
+        and the complete key holding the alias; see ``confio_kms.lifecycle.recovery``."""
+        name = validation.alias_name(key_alias) if key_alias else None
+        return recovery.scan(self._aws, self._prefix, name)
+
+    def clean_up(self, item: Unfinished) -> tuple[list[str], list[str]]:
+        """Undo an unfinished creation (deletion scheduled in 7 days: cancellable);
+        return (what was undone, what could not be), as read back from AWS."""
+        outcome = recovery.clean_up(self._aws, item)
+        cache.forget(self._aws.scope, item.name, self._aws.options)
+        return outcome
+
+    @holds_secrets
+    def complete(self, item: Unfinished, mnemonic_phrase: str | None = None) -> CreatedKey:
+        """Finish an unfinished creation; an envelope key needs its backup mnemonic."""
+        private_key = (
+            validation.private_key_from_mnemonic(mnemonic_phrase) if mnemonic_phrase else None
+        )
+        del mnemonic_phrase
+        address = recovery.complete(self._aws, item, private_key)
+        cache.forget(self._aws.scope, item.name, self._aws.options)
+        kind = item.kind or keys.ENVELOPE
+        return CreatedKey(item.key_id, address, None, kind)
 
     @holds_secrets
     def import_existing_key(

@@ -140,7 +140,8 @@ def _runtime(scope: _Scope) -> list[dict[str, Any]]:
 def _administration(scope: _Scope) -> list[dict[str, Any]]:
     """Creating, importing, rotating and deleting the aliases' keys."""
     return [
-        _statement("ListAliases", ["kms:ListAliases"], "*"),
+        # ListKeys: finding keys an interrupted creation left without alias (recovery.py).
+        _statement("ListAliases", ["kms:ListAliases", "kms:ListKeys"], "*"),
         # CreateKey with tags is authorized as kms:TagResource on no particular key
         # (resource "*"), so this statement cannot name scope.keys; it only allows requests
         # that tag ManagedBy=confio-kms. On an existing key such a request is refused

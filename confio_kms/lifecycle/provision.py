@@ -3,6 +3,11 @@
 A creator makes a new key under ``alias/<name>`` from a ``KeyRequest`` and returns
 ``Provisioned`` (key id, own address, backup): every AWS step is reported to a
 ``Rollback``, so a failure leaves nothing half-made (``confio_kms.lifecycle.rollback``).
+A process killed half-way cannot roll back: CreateKey marks the key
+``CreationState=pending:<name>`` and the last step (one TagResource) marks it
+``complete``, so what a kill leaves is found and finished or cleaned up later
+(``confio_kms.lifecycle.recovery``). An envelope creation hands its backup to
+``KeyRequest.save_backup`` before its first AWS write.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from algosdk import account, mnemonic
+from algosdk.account import address_from_private_key
 
 from confio_kms.algorand.validation import RESERVED_SUFFIX, parameter_path
 from confio_kms.common import exceptions as exc
@@ -41,6 +47,23 @@ from confio_kms.lifecycle.rollback import (
     written_with,
 )
 
+# Every new key is marked while it is made (``confio_kms.lifecycle.recovery``): CreateKey
+# tags it pending for its alias, the last step retags it complete.
+TAG_CREATION = "CreationState"
+PENDING = "pending:"
+COMPLETE = "complete"
+
+
+def pending_tag(name: str) -> dict[str, str]:
+    """The mark CreateKey gives a key being made for ``alias/<name>``."""
+    return {TAG_CREATION: f"{PENDING}{name}"}
+
+
+def mark_complete(aws: AWSClients, key_id: str) -> None:
+    """The last step of every creation: the key is whole (alias, parameter, tags)."""
+    tags = [{"TagKey": TAG_CREATION, "TagValue": COMPLETE}]
+    aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
+
 
 @dataclass(frozen=True)
 class KeyRequest:
@@ -49,6 +72,10 @@ class KeyRequest:
     ``account``: the account the key will sign for when it is not the key's own
     (rotation by rekey, under a staging alias); the key's own address is then tagged
     as its auth address. ``extra_tags`` are added to the key's tags.
+    ``save_backup(mnemonic, address)``: called with a new envelope key's backup
+    before the first AWS write (it must store it durably; if it raises, nothing is
+    created). ``private_key``: the envelope account to use instead of a new one (the
+    account of a backup saved by an interrupted creation).
     """
 
     name: str
@@ -57,6 +84,8 @@ class KeyRequest:
     description: str = ""
     account: str = ""
     extra_tags: Mapping[str, str] = field(default_factory=dict)
+    save_backup: Callable[[str, str], None] | None = field(default=None, repr=False)
+    private_key: str = field(default="", repr=False)
 
 
 class KeyCreator(ABC):
@@ -88,7 +117,14 @@ class EnvelopeCreator(KeyCreator):
     @holds_secrets
     def create(self, request: KeyRequest) -> Provisioned:
         aws, name, prefix, account = self.aws, request.name, request.prefix, request.account
-        private_key, own_address = new_account()
+        if request.private_key:
+            private_key = request.private_key
+            own_address = str(address_from_private_key(private_key))
+        else:
+            private_key, own_address = new_account()
+        backup = HiddenStr(mnemonic.from_private_key(private_key))
+        if request.save_backup is not None:
+            request.save_backup(backup, own_address)  # before the first AWS write
         path = parameter_path(prefix, name)
         tags = dict(request.extra_tags)
         if account:
@@ -105,7 +141,6 @@ class EnvelopeCreator(KeyCreator):
             description=request.description,
             extra_tags=tags,
         )
-        backup = HiddenStr(mnemonic.from_private_key(private_key))
         return Provisioned(key_id, own_address, backup)
 
 
@@ -138,6 +173,7 @@ class NativeCreator(KeyCreator):
                     TAG_MANAGED_BY: MANAGED_BY,
                     **request.extra_tags,
                     TAG_ADDRESS: placeholder,  # replaced by TagResource below
+                    **pending_tag(name),
                 },
                 KeySpec=native.KEY_SPEC,
                 KeyUsage="SIGN_VERIFY",
@@ -152,6 +188,8 @@ class NativeCreator(KeyCreator):
             aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=tags)
             step("CreateAlias")
             create_alias(aws, name, key_id, rollback)
+            step("MarkComplete")
+            mark_complete(aws, key_id)
             return key_id
 
         key_id = provisioning(name, rollback, run)
@@ -206,7 +244,7 @@ def store(
             name,
             rollback,
             description=description or f"Algorand account {address} (confio-kms)",
-            tags=tags,
+            tags={**tags, **pending_tag(name)},
             KeySpec="SYMMETRIC_DEFAULT",
             KeyUsage="ENCRYPT_DECRYPT",
             **iam.creation_params(aws.options.key_policy_account),
@@ -214,14 +252,16 @@ def store(
         step("CreateAlias")
         create_alias(aws, name, key_id, rollback)
         step("PutParameter")
-        _put_parameter(aws, path, private_key, address, key_id, tags, rollback)
+        put_parameter(aws, path, private_key, address, key_id, tags, rollback)
+        step("MarkComplete")
+        mark_complete(aws, key_id)  # last: a key marked complete is whole
         return key_id
 
     return provisioning(name, rollback, run)
 
 
 @holds_secrets
-def _put_parameter(
+def put_parameter(
     aws: AWSClients,
     path: str,
     private_key: str,

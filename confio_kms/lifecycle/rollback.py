@@ -397,6 +397,7 @@ STEPS = {
     "TagResource": "tagging the key with its address",
     "CreateAlias": "pointing the alias at the key",
     "PutParameter": "storing the encrypted private key in SSM",
+    "MarkComplete": "marking the creation complete: TagResource CreationState=complete",
 }
 
 

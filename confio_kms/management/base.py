@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -100,13 +101,31 @@ class KMSCommand(BaseCommand):
         # Not styled as an error: it is news, and stdout stays for the result.
         self.stderr.write(f"... {message}", style_func=lambda text: text)
 
-    def emit(self, data: Any, lines: Iterable[str]) -> None:
-        """The result: ``data`` as JSON with --json, else ``lines`` for people."""
-        if self.as_json:
-            self.stdout.write(json.dumps(data, indent=2, default=_json_value))
+    def emit(self, data: Any, lines: Iterable[str], *, done: str = "") -> None:
+        """The result: ``data`` as JSON with --json, else ``lines`` for people.
+
+        Standard output closed, a broken pipe or an unwritable stream end as one
+        ``CommandError`` line saying ``done`` (what was already done, e.g. that a key
+        and its backup exist): the result is lost, never what was made.
+        """
+        lines = list(lines)
+        if not self.as_json and not lines:
             return
-        for line in lines:
-            self.stdout.write(line)
+        text = json.dumps(data, indent=2, default=_json_value) if self.as_json else "\n".join(lines)
+        try:
+            if getattr(self.stdout, "_out", self.stdout) is None:
+                raise OSError(errno.EBADF, "standard output is closed")
+            self.stdout.write(text)
+            self.stdout.flush()
+        except (OSError, ValueError) as error:
+            if getattr(self.stdout, "_out", None) in (None, sys.__stdout__):
+                _silence_stdout()
+            why = getattr(error, "strerror", None) or str(error)
+            raise CommandError(
+                f"Could not print the result ({why}). {done or 'The command completed.'} "
+                "Fix: run again with standard output open to see the result (a terminal, "
+                "a file, or a pipe read to the end)."
+            ) from None
 
     def confirm(self, options: dict[str, Any], name: str, action: str) -> None:
         """Have the operator type ``name`` at a terminal, or have passed --yes.
@@ -132,6 +151,17 @@ class KMSCommand(BaseCommand):
             f"{action} needs confirmation; nothing was done. Fix: run at a terminal and "
             "type the alias when asked, or pass --yes."
         )
+
+
+def _silence_stdout() -> None:
+    """Point a broken or closed standard output at /dev/null, so that Python's own
+    flush at exit reports nothing more (the failure has been said once)."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.close(null)
+    except OSError:
+        pass
 
 
 def _json_value(value: Any) -> Any:

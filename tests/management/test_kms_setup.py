@@ -22,6 +22,12 @@ from .conftest import Terminal
 ALIAS = "confio-testnet-sponsor"
 
 
+def backup_fields(path: Path) -> dict[str, str]:
+    """The ``name: value`` lines of a kms_setup backup file."""
+    lines = path.read_text().splitlines()
+    return dict(line.split(": ", 1) for line in lines if not line.startswith("#"))
+
+
 def test_create_at_a_terminal_shows_the_mnemonic_once_and_asks_to_confirm(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -60,13 +66,17 @@ def test_create_writes_the_mnemonic_to_a_new_private_file(tmp_path: Path) -> Non
         "--mnemonic-out", str(backup), stdout=out,
     )  # fmt: skip
 
-    phrase = backup.read_text().strip()
+    fields = backup_fields(backup)
+    phrase = fields["mnemonic"]
     assert stat.S_IMODE(os.stat(backup).st_mode) == 0o600
+    assert (fields["alias"], fields["network"]) == ("confio-mainnet-sponsor", "mainnet")
     assert phrase not in out.getvalue()
     assert "alias/confio-mainnet-sponsor" in out.getvalue()  # the network's default alias
     address = account.address_from_private_key(mnemonic.to_private_key(phrase))
     (record,) = AlgorandKMSManager().list_keys()
-    assert (record.address, record.network) == (address, "mainnet")
+    assert (
+        (record.address, record.network) == (address, "mainnet") == (fields["address"], "mainnet")
+    )
 
 
 def test_existing_backup_file_is_never_overwritten(tmp_path: Path) -> None:
@@ -276,7 +286,7 @@ def test_create_json_has_real_types_and_no_mnemonic(tmp_path: Path) -> None:
     )  # fmt: skip
 
     result = json.loads(out.getvalue())  # stdout is the JSON document alone
-    phrase = backup.read_text().strip()
+    phrase = backup_fields(backup)["mnemonic"]
     assert result["address"] == account.address_from_private_key(mnemonic.to_private_key(phrase))
     assert result["kind"] == result["mode"] == "envelope" and result["deletion_needs_mfa"] is False
     assert result["ssm_parameter"] == f"/confio/algorand/{ALIAS}/private-key"
@@ -304,10 +314,12 @@ def test_slow_steps_print_progress_on_stderr_unless_verbosity_0(tmp_path: Path) 
         stdout=out, stderr=err,
     )  # fmt: skip
     steps = err.getvalue().splitlines()
-    assert [line.split("(")[-1] for line in steps[1:]] == [
-        "CreateKey)", "CreateAlias)", "PutParameter)",
+    assert [line.split("(")[-1] for line in steps[3:]] == [
+        "CreateKey)", "CreateAlias)", "PutParameter)", "MarkComplete)",
     ]  # fmt: skip
-    assert steps[0].startswith(f"... alias/{ALIAS}: checking")
+    assert steps[0].startswith(f"... alias/{ALIAS}: looking for unfinished creations")
+    assert steps[1].startswith(f"... alias/{ALIAS}: checking")
+    assert steps[2].startswith("... backup of ") and "before any AWS change" in steps[2]
     assert not any(line.startswith("...") for line in out.getvalue().splitlines())
 
     quiet = io.StringIO()

@@ -1,3 +1,23 @@
+"""kms_setup: create, import, list and adopt keys.
+
+Crash consistency of ``--create-new`` (docs/commands.md, "Interrupted runs"):
+
+- With ``--mnemonic-out FILE`` the new account is generated first and its backup file
+  written whole (``confio_kms.management.backup_file``) before the first AWS write;
+  the file is never deleted afterwards. Failing to print the result (standard output
+  closed, a broken pipe) is one error line that says the key and its backup exist.
+- Every run first looks for what an interrupted run left for the alias
+  (``AlgorandKMSManager.unfinished``: keys marked ``CreationState=pending:<alias>``,
+  with or without the alias, and an earlier version's alias whose parameter is
+  missing). It finishes the one it can (same kind and network; an envelope key only
+  when FILE is the backup of its account) and cleans up the others (deletion
+  scheduled in 7 days, cancellable), saying which on stderr and under ``recovery``
+  in ``--json``; on mainnet both are part of the confirmation.
+- A FILE that is already a confio-kms backup of this alias and network is a rerun:
+  its account is used (completing its key, or creating it if none was made), and a
+  key already complete with that account is reported as such (exit 0).
+"""
+
 from __future__ import annotations
 
 import getpass
@@ -11,7 +31,18 @@ from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.algorand import networks, validation
 from confio_kms.algorand.validation import Alias
+from confio_kms.common import exceptions as exc
+from confio_kms.core import keys
+from confio_kms.lifecycle.recovery import Leftovers, Unfinished
+from confio_kms.management import backup_file
+from confio_kms.management.backup_file import Backup
 from confio_kms.management.base import BackupDestination, KMSCommand, is_terminal, write_keys
+
+NATIVE_NOTE = (
+    "No backup mnemonic: the private key was generated inside KMS and never leaves it. "
+    "Recovery options (a multi-region replica key, or an offline account this key is "
+    "rekeyed from): docs/native.md."
+)
 
 
 class Command(KMSCommand):
@@ -65,13 +96,29 @@ class Command(KMSCommand):
         else:
             self._create(alias, network, options)
 
-    def _confirm(self, alias: str, network: str, options: dict[str, Any]) -> None:
+    def _confirm(
+        self,
+        alias: str,
+        network: str,
+        options: dict[str, Any],
+        *,
+        finish: Unfinished | None = None,
+        stale: list[Unfinished] | None = None,
+    ) -> None:
         """Mainnet keys are billed and hold real money: ask, once the inputs are checked."""
-        if network == networks.MAINNET:
-            what = "Import the account into" if options["import_existing"] else "Create"
-            self.confirm(
-                options, alias, f"{what} a KMS key (billed monthly) for {Alias(alias)} on mainnet"
+        if network != networks.MAINNET:
+            return
+        what = "Import the account into" if options["import_existing"] else "Create"
+        action = f"{what} a KMS key (billed monthly) for {Alias(alias)} on mainnet"
+        if finish is not None:
+            action = f"Finish the interrupted creation of {finish.describe()}, on mainnet"
+        if stale:
+            action = (
+                "Clean up (deletion scheduled in 7 days, cancellable) the unfinished "
+                + "; ".join(item.describe() for item in stale)
+                + f", then {action[0].lower()}{action[1:]}"
             )
+        self.confirm(options, alias, action)
 
     def _adopt(self, options: dict[str, Any]) -> None:
         if not options["network"]:
@@ -95,37 +142,87 @@ class Command(KMSCommand):
         )
 
     def _create(self, alias: str, network: str, options: dict[str, Any]) -> None:
-        if options["native"]:
-            self._create_native(alias, network, options)
-            return
-        with BackupDestination(self, options["mnemonic_out"], options["interactive"]) as backup:
-            self._confirm(alias, network, options)
-            created = conf.kms_manager().create_algorand_key(
-                alias, options["description"], network=network
-            )
-            self._report(alias, network, created.key_id, created.address)
-            backup.deliver(created.backup_mnemonic or "", created.address)
-
-    def _create_native(self, alias: str, network: str, options: dict[str, Any]) -> None:
-        if options["mnemonic_out"]:
+        """Create, after finishing or cleaning up what an interrupted run left (see the
+        module docstring); the backup file is whole before the first AWS write."""
+        native, path = options["native"], options["mnemonic_out"]
+        if native and path:
             raise CommandError(
                 "A native key has no mnemonic to write; nothing was created. "
                 "Fix: drop --mnemonic-out, or drop --native for an envelope key with a backup."
             )
-        self._confirm(alias, network, options)
-        created = conf.kms_manager().create_algorand_key(
-            alias, options["description"], network=network, native=True
+        backup = backup_file.read(path, alias, network) if path else None
+        if path and backup is None:
+            backup_file.check_new(path)
+        terminal = None if path or native else BackupDestination(self, None, options["interactive"])
+        manager = conf.kms_manager()
+        found = manager.unfinished(alias)
+        finish, stale = _plan(found, keys.NATIVE if native else keys.ENVELOPE, network, backup)
+        if found.holder is not None:
+            self._existing(alias, network, found.holder, backup)
+            return
+        self._confirm(alias, network, options, finish=finish, stale=stale)
+        recovery_data = self._clean_up(manager, stale)
+        if finish is not None:
+            created = manager.complete(finish, backup.mnemonic if backup else None)
+            self.stderr.write(f"completed: {finish.describe()}", style_func=lambda t: t)
+            recovery_data["completed"] = [finish.describe()]
+        else:
+
+            def save(phrase: str, address: str) -> None:
+                if path and backup is None:
+                    backup_file.write(path, alias, network, phrase, address)
+
+            created = manager.create_algorand_key(
+                alias,
+                options["description"],
+                network=network,
+                native=native,
+                save_backup=save,
+                from_backup=backup.mnemonic if backup else None,
+            )
+        self._report(
+            alias, network, created.key_id, created.address, native=native,
+            note=NATIVE_NOTE if native else "", recovery=recovery_data, backup_path=path,
+        )  # fmt: skip
+        if terminal is not None:
+            terminal.deliver(created.backup_mnemonic or "", created.address)
+
+    def _existing(
+        self, alias: str, network: str, holder: tuple[str, dict[str, str]], backup: Any
+    ) -> None:
+        """The alias holds a complete key: this backup's (a rerun after the last step:
+        done), or another (refused, as always)."""
+        key_id, tags = holder
+        if backup is None or tags.get(keys.TAG_ADDRESS) != backup.address:
+            raise exc.AliasExistsError(
+                f"The KMS alias {Alias(alias)} already exists; nothing was changed.",
+                fix="Choose another alias, or use the existing key (`manage.py kms_list`).",
+            )
+        self.stderr.write(
+            f"already complete: {Alias(alias)} holds key {key_id} of {backup.address}, "
+            f"the account of {backup.path}; nothing was changed.",
+            style_func=lambda t: t,
         )
         self._report(
-            alias,
-            network,
-            created.key_id,
-            created.address,
-            native=True,
-            note="No backup mnemonic: the private key was generated inside KMS and never "
-            "leaves it. Recovery options (a multi-region replica key, or an offline account "
-            "this key is rekeyed from): docs/native.md.",
-        )
+            alias, network, key_id, backup.address,
+            recovery={"cleaned_up": [], "completed": [], "already_complete": True},
+            backup_path=backup.path,
+        )  # fmt: skip
+
+    def _clean_up(self, manager: Any, stale: list[Unfinished]) -> dict[str, Any]:
+        cleaned: list[str] = []
+        for item in stale:
+            done, failed = manager.clean_up(item)
+            if failed:
+                raise CommandError(
+                    f"Cleaning up the unfinished {item.describe()} failed: "
+                    f"{'; '.join(failed)}; nothing was created. Fix: check the permissions "
+                    "(manage.py kms_doctor) and run again."
+                )
+            line = f"cleaned up: {item.describe()}: {'; '.join(done)}"
+            self.stderr.write(line, style_func=lambda t: t)
+            cleaned.append(line.removeprefix("cleaned up: "))
+        return {"cleaned_up": cleaned, "completed": [], "already_complete": False}
 
     def _import(self, alias: str, network: str, options: dict[str, Any]) -> None:
         for flag in ("native", "mnemonic_out"):
@@ -165,6 +262,8 @@ class Command(KMSCommand):
         native: bool = False,
         note: str = "",
         also_under: list[str] | None = None,
+        recovery: dict[str, Any] | None = None,
+        backup_path: str | None = None,
     ) -> None:
         name = validation.alias_name(alias)
         parameter = None if native else conf.kms_manager().parameter_path(name)
@@ -181,6 +280,10 @@ class Command(KMSCommand):
         data["mode"] = data["kind"]  # deprecated name of "kind", kept for one release
         if also_under is not None:
             data["also_under"] = also_under
+        if recovery is not None:
+            data["recovery"] = recovery
+        if backup_path:
+            data["backup_file"] = backup_path
         lines = [
             f"alias:   {Alias(name)}",
             f"key id:  {key_id}",
@@ -194,8 +297,38 @@ class Command(KMSCommand):
             "CONFIO_KMS_KEY_POLICY_ACCOUNT for new keys, or apply `manage.py kms_policy "
             "--key-policy` (docs/install.md, step 5).",
             *([note] if note else []),
-        ]
-        self.emit(data, lines)
+            *(
+                [f"Backup mnemonic written to {backup_path} (mode 0600). Move it offline "
+                 "and delete the file."] if backup_path and not self.as_json else []
+            ),
+        ]  # fmt: skip
+        if backup_path and self.as_json:  # news, like progress: stdout keeps the JSON alone
+            self.stderr.write(
+                f"Backup mnemonic written to {backup_path} (mode 0600). Move it offline and "
+                "delete the file.",
+                style_func=lambda text: text,
+            )
+        where = f"; its backup is in {backup_path}" if backup_path else ""
+        done = f"The key exists: {Alias(name)} ({key_id}) signs for {address}{where}."
+        self.emit(data, lines, done=done)
+
+
+def _plan(
+    found: Leftovers, kind: str, network: str, backup: Backup | None
+) -> tuple[Unfinished | None, list[Unfinished]]:
+    """Which unfinished key to finish (same kind and network; an envelope one only
+    with the backup of its account), and which to clean up (all the others)."""
+    fits = [
+        item
+        for item in found.unfinished
+        if item.marked
+        and item.kind == kind
+        and item.network == network
+        and (kind == keys.NATIVE or (backup is not None and item.address == backup.address))
+    ]
+    fits.sort(key=lambda item: not item.aliased)  # the one the alias points at, first
+    finish = fits[0] if fits else None
+    return finish, [item for item in found.unfinished if item is not finish]
 
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
