@@ -944,8 +944,7 @@ def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
     if earlier:
         assert signing.status is Status.WARN
         assert signing.message.startswith(
-            f"arn:aws:iam::{ACCOUNT}:user/confio-web may make every request signing needs "
-            "today: "
+            f"arn:aws:iam::{ACCOUNT}:user/confio-web may make every request signing needs today: "
         )
         assert (
             "but not kms:Decrypt (direct, with the parameter's encryption context) on the key "
