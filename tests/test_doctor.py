@@ -637,8 +637,14 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
         aws_session_token=credentials["SessionToken"],
     )
     found = by_check(diagnose(session=session))
-    assert found["iam.signing"].status is Status.PASS
-    assert "key policy/AppDecryptsViaSSM" in found["iam.signing"].message
+    # Signing works today (through SSM); a direct decrypt of the ciphertext would not.
+    signing = found["iam.signing"]
+    assert signing.status is Status.WARN
+    assert "key policy/AppDecryptsViaSSM" in signing.message
+    assert "but not kms:Decrypt (direct, with the parameter's encryption context)" in (
+        signing.message
+    )
+    assert "manage.py kms_policy --runtime" in str(signing.fix)
     assert found["iam.least_privilege"].status is Status.PASS
 
     policy["Statement"].append(
@@ -903,6 +909,54 @@ def simulator_answer(
     return respond
 
 
+# The runtime policy of earlier releases: kms:Decrypt only through SSM.
+VIA_SSM_ONLY = {
+    "Sid": "EnvelopeKeyDecryptViaSSM",
+    "Effect": "Allow",
+    "Action": ["kms:Decrypt"],
+    "Resource": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/*",
+    "Condition": {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": [f"alias/{ALIAS}"]},
+        "StringEquals": {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"},
+    },
+}
+
+
+@pytest.mark.parametrize("earlier", [True, False], ids=["ViaService policy", "current policy"])
+def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
+    use_kms: None, earlier: bool
+) -> None:
+    """The earlier runtime policy still signs (GetParameter with decryption), but would
+    refuse decrypting the parameter's ciphertext directly: warn, naming the fix. The
+    current one allows both, by the parameter's encryption context."""
+    key_id, _, _ = AlgorandKMSManager().create_algorand_key(ALIAS)
+    mfa_key_policy(key_id)
+    runtime = runtime_policy()
+    if earlier:
+        runtime["Statement"] = [
+            VIA_SSM_ONLY if s["Action"] == ["kms:Decrypt"] else s for s in runtime["Statement"]
+        ]
+    session = identity(managed=(runtime,))
+    trail()
+
+    signing = by_check(diagnose(session=session))["iam.signing"]
+
+    if earlier:
+        assert signing.status is Status.WARN
+        assert signing.message.startswith(
+            f"arn:aws:iam::{ACCOUNT}:user/confio-web may make every request signing needs today: "
+        )
+        assert (
+            "but not kms:Decrypt (direct, with the parameter's encryption context) on the key "
+            f"of alias/{ALIAS} (no statement allows it)" in signing.message
+        )
+        assert "kms:PARAMETER_ARN" not in signing.message
+        assert "kms:EncryptionContext:PARAMETER_ARN" in str(signing.fix)
+    else:
+        assert signing.status is Status.PASS
+        assert "EnvelopeKeyDecrypt1" in signing.message
+
+
 def test_the_simulators_answer_is_used_when_aws_gives_one(use_kms: None) -> None:
     """The one test that injects an answer instead of a fault: moto has no simulator."""
     setup = deploy()
@@ -924,9 +978,10 @@ def test_the_simulators_answer_is_used_when_aws_gives_one(use_kms: None) -> None
     failure = found["iam.least_privilege"]
     assert failure.status is Status.FAIL
     assert "kms:Decrypt on another application's key (allowed)" in failure.message
-    # Simulated, so no policy was read: one request per resource and context.
+    # Simulated, so no policy was read: one request per resource and context (the
+    # direct decrypt, without kms:ViaService, is a context of its own).
     assert "iam.GetUser" not in setup.counter.calls
-    assert setup.counter.by_operation()["iam.SimulatePrincipalPolicy"] == 9
+    assert setup.counter.by_operation()["iam.SimulatePrincipalPolicy"] == 10
 
 
 def test_the_simulators_missing_keys_per_resource_leave_the_answer_open(

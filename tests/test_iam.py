@@ -113,5 +113,19 @@ def test_policy_names_the_configured_aliases_region_and_prefix() -> None:
         "arn:aws:ssm:eu-west-1:123456789012:parameter/acme/keys/confio-testnet-sponsor/private-key*"
         in text
     )
-    decrypt = next(s for s in documents["runtime"]["Statement"] if s["Action"] == ["kms:Decrypt"])
-    assert decrypt["Condition"]["StringEquals"] == {"kms:ViaService": "ssm.eu-west-1.amazonaws.com"}
+    decrypts = [s for s in documents["runtime"]["Statement"] if s["Action"] == ["kms:Decrypt"]]
+    # One statement per alias: its key decrypts only its own parameters' ciphertexts,
+    # through SSM or directly (no kms:ViaService).
+    assert [d["Condition"] for d in decrypts] == [
+        {
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": [f"alias/{name}"]},
+            "StringLike": {
+                "kms:EncryptionContext:PARAMETER_ARN": [
+                    f"arn:aws:ssm:eu-west-1:123456789012:parameter/acme/keys/{name}/private-key",
+                    f"arn:aws:ssm:eu-west-1:123456789012:parameter/acme/keys/{name}/private-key-*",
+                ]
+            },
+        }
+        for name in ("confio-testnet-sponsor", "confio-mainnet-sponsor")
+    ]
+    assert "kms:ViaService" not in json.dumps(documents["runtime"])

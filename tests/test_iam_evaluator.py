@@ -408,3 +408,46 @@ def test_a_conditional_delegation_is_undecidable_for_a_concrete_request() -> Non
 def test_a_key_policy_needs_the_principals_account() -> None:
     with pytest.raises(ValueError, match="not a principal ARN"):
         decide(Request("kms:Sign", KEY, "caller"), [], default_key_policy(ACCOUNT))
+
+
+CONTEXT = "kms:EncryptionContext:PARAMETER_ARN"
+PARAMETER = f"arn:aws:ssm:eu-central-2:{ACCOUNT}:parameter/confio/algorand/a/private-key"
+OWN_PARAMETERS = {"StringLike": {CONTEXT: [PARAMETER, f"{PARAMETER}-*"]}}
+
+
+@pytest.mark.parametrize(
+    ("condition", "context", "want"),
+    [
+        (OWN_PARAMETERS, {CONTEXT: PARAMETER}, True),
+        (OWN_PARAMETERS, {CONTEXT: f"{PARAMETER}-1a2b3c4d"}, True),  # a rotated parameter
+        (OWN_PARAMETERS, {CONTEXT: f"{PARAMETER}x"}, False),
+        (OWN_PARAMETERS, {CONTEXT: PARAMETER.replace("/a/", "/b/")}, False),  # another alias's
+        (OWN_PARAMETERS, {CONTEXT: PARAMETER.upper()}, False),  # values: case-sensitive
+        (OWN_PARAMETERS, {"kms:encryptioncontext:parameter_arn": PARAMETER}, True),  # names: not
+        (OWN_PARAMETERS, {}, False),  # no encryption context: refused
+        (OWN_PARAMETERS, {"kms:EncryptionContext:Other": PARAMETER}, False),  # another key
+        ({"StringEquals": {CONTEXT: PARAMETER}}, {CONTEXT: f"{PARAMETER}-1"}, False),  # no glob
+        ({"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["PARAMETER_ARN"]}},
+         {"kms:EncryptionContextKeys": ["PARAMETER_ARN"]}, True),
+        ({"ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["PARAMETER_ARN"]}},
+         {"kms:EncryptionContextKeys": ["PARAMETER_ARN", "x"]}, False),
+        ({"ForAnyValue:StringEquals": {"kms:EncryptionContextKeys": "PARAMETER_ARN"}},
+         {"kms:EncryptionContextKeys": ["x"]}, False),
+    ],
+)  # fmt: skip
+def test_encryption_context_conditions(
+    condition: dict[str, Any], context: dict[str, Any], want: bool
+) -> None:
+    """kms:EncryptionContext:KEY as IAM reads it: the key name (the part after the
+    prefix too) in any case, the value case-sensitive; a missing context fails."""
+    assert condition_holds(condition, Request("kms:Decrypt", KEY, ALICE, context)) is want
+
+
+def test_encryption_context_keys_is_multivalued_even_with_one_value() -> None:
+    """AWS defines kms:EncryptionContextKeys as multivalued: a single-valued operator on
+    it is not decided, whether the request lists one key or several."""
+    single = {"StringEquals": {"kms:EncryptionContextKeys": "PARAMETER_ARN"}}
+    query = Query("kms:Decrypt", KEY, Context({"kms:encryptioncontextkeys": ("PARAMETER_ARN",)}))
+    decision = evaluate([("p", policy(allow("kms:Decrypt", **single)))], query)
+    assert decision.result == UNDETERMINED
+    assert "multivalued" in " ".join(decision.unsure)

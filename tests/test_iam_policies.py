@@ -337,7 +337,7 @@ class Recorder:
             yield action, _parameter_arn(aws, name), {}, False
             key_id = _parameter_key(aws, name) if params.get("WithDecryption") else None
             if key_id:
-                yield from _on_key(aws, "kms:Decrypt", key_id, _via_ssm(aws))
+                yield from _on_key(aws, "kms:Decrypt", key_id, _via_ssm(aws, name))
         elif action == "ssm:PutParameter":
             arn = _parameter_arn(aws, params["Name"])
             overwrite = {"ssm:Overwrite": str(params["Overwrite"]).lower()}
@@ -345,7 +345,7 @@ class Recorder:
             yield action, arn, overwrite if "Overwrite" in params else {}, False
             if tags:
                 yield "ssm:AddTagsToResource", arn, tagging(tags), False
-            yield from _on_key(aws, "kms:Encrypt", params["KeyId"], _via_ssm(aws))
+            yield from _on_key(aws, "kms:Encrypt", params["KeyId"], _via_ssm(aws, params["Name"]))
 
 
 def _tags(tags: list[dict[str, str]]) -> dict[str, Any]:
@@ -386,8 +386,14 @@ def _parameter_key(aws: AWSClients, name: str) -> str | None:
     return found[0].get("KeyId") if found else None
 
 
-def _via_ssm(aws: AWSClients) -> dict[str, Any]:
-    return {"kms:ViaService": f"ssm.{aws.region}.amazonaws.com"}
+def _via_ssm(aws: AWSClients, name: str) -> dict[str, Any]:
+    """What SSM's request to KMS on the caller's behalf carries: the service and the
+    parameter's encryption context (its ARN)."""
+    return {
+        "kms:ViaService": f"ssm.{aws.region}.amazonaws.com",
+        iam.PARAMETER_ARN_CONTEXT: _parameter_arn(aws, name),
+        "kms:EncryptionContextKeys": [iam.PARAMETER_ARN],
+    }
 
 
 @pytest.fixture
@@ -575,3 +581,47 @@ def test_keys_get_the_key_policy_at_creation_when_asked(tmp_path: Path) -> None:
         pytest.raises(exceptions.ConfigurationError, match="CONFIO_KMS_KEY_POLICY_ACCOUNT"),
     ):
         AlgorandKMSManager().create_algorand_key("bad-account")
+
+
+# --- (g) decrypting an envelope key's parameter -------------------------------------
+
+
+def _parameter(name: str, suffix: str = "") -> str:
+    return f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter{PREFIX}/{name}/private-key{suffix}"
+
+
+def decrypt(key: Key, context: Mapping[str, Any], *, via_ssm: bool) -> str:
+    extra = {"kms:ViaService": f"ssm.{REGION}.amazonaws.com"} if via_ssm else {}
+    return outcome(on_key("kms:Decrypt", key, RUNTIME, **context, **extra), KEY_POLICY)
+
+
+@pytest.mark.parametrize("via_ssm", [True, False], ids=["through SSM", "direct"])
+def test_the_runtime_role_decrypts_only_its_own_parameters_ciphertext(via_ssm: bool) -> None:
+    own, other = NAMES
+    for key in (ENVELOPE, LEGACY):  # a key of the alias, made by us or by the old scripts
+        for suffix in ("", "-1a2b3c4d"):  # the parameter it was created with, a rotated one
+            context = {iam.PARAMETER_ARN_CONTEXT: _parameter(own, suffix)}
+            assert decrypt(key, context, via_ssm=via_ssm) == ALLOW
+        refused = [
+            {},  # no encryption context: any ciphertext under the key
+            {iam.PARAMETER_ARN_CONTEXT: _parameter(other)},  # another alias's parameter
+            {iam.PARAMETER_ARN_CONTEXT: f"arn:aws:ssm:{REGION}:{ACCOUNT}:parameter/payments/x"},
+            {iam.PARAMETER_ARN_CONTEXT: _parameter(own, "x")},
+            {"kms:EncryptionContext:Purpose": _parameter(own)},
+        ]
+        for context in refused:
+            assert decrypt(key, context, via_ssm=via_ssm) == IMPLICIT_DENY, context
+    # Another application's key, even with our parameter's context.
+    context = {iam.PARAMETER_ARN_CONTEXT: _parameter(own)}
+    assert decrypt(FOREIGN, context, via_ssm=via_ssm) == IMPLICIT_DENY
+
+
+def test_an_alias_key_never_decrypts_with_another_alias_parameter_context() -> None:
+    """One statement per alias: the testnet key with the mainnet parameter's context is
+    refused, although both aliases are in the policy."""
+    mainnet_key = Key("m1", tags=OURS, aliases=["confio-mainnet-sponsor"])
+    for key, name in ((ENVELOPE, NAMES[1]), (mainnet_key, NAMES[0])):
+        context = {iam.PARAMETER_ARN_CONTEXT: _parameter(name)}
+        assert decrypt(key, context, via_ssm=True) == IMPLICIT_DENY
+    own = {iam.PARAMETER_ARN_CONTEXT: _parameter(NAMES[1])}
+    assert decrypt(mainnet_key, own, via_ssm=False) == ALLOW

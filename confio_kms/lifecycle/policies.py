@@ -13,6 +13,16 @@ Three actions are called by AWS on the caller's behalf and so never appear among
 library's own requests: ``kms:Decrypt`` and ``kms:Encrypt`` (SSM, for SecureString
 parameters) and ``ssm:AddTagsToResource`` (PutParameter with tags).
 
+The runtime policy allows ``kms:Decrypt`` on each envelope key only with the
+encryption context Parameter Store encrypts that key's parameter under:
+``kms:EncryptionContext:PARAMETER_ARN`` equal to the ARN of ``<prefix>/<name>/private-key``
+or of a rotated ``<prefix>/<name>/private-key-*``. SSM sends that context when it
+decrypts on the caller's behalf (GetParameter with decryption), and so does a direct
+KMS Decrypt of the parameter's ciphertext, so the one statement covers both; a
+``kms:ViaService`` condition would refuse the direct one. Nothing else can be
+decrypted with the key by the runtime identity: another ciphertext under another
+context is refused.
+
 ``key_policy`` returns the key policy for the confio keys: the account keeps full
 administration through IAM (the key never becomes unmanageable), deleting, disabling
 and changing the key policy need an MFA session, and a native key (no backup exists)
@@ -28,7 +38,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confio_kms.algorand.validation import Alias, staging_name
+from confio_kms.algorand.validation import Alias, parameter_path, staging_name
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core.keys import MANAGED_BY, TAG_MANAGED_BY
 
@@ -53,6 +63,10 @@ KEY_ADMIN_ACTIONS = [
 MFA_ACTIONS = ["kms:ScheduleKeyDeletion", "kms:DisableKey"]
 # Called by AWS on the caller's behalf, never by the library itself.
 SERVER_SIDE_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "ssm:AddTagsToResource"}
+# The encryption context key Parameter Store encrypts a SecureString under (its ARN),
+# and the condition key that reads it.
+PARAMETER_ARN = "PARAMETER_ARN"
+PARAMETER_ARN_CONTEXT = f"kms:EncryptionContext:{PARAMETER_ARN}"
 _ACCOUNT_ID = re.compile(r"[0-9]{12}")
 # Where `kms_policy --key-policy`'s printed commands save the key policy, and apply it from.
 KEY_POLICY_FILE = "confio-kms-key-policy.json"
@@ -83,6 +97,7 @@ class _Scope:
     by_alias: dict[str, Any]
     by_tag: dict[str, Any]
     parameters: list[str]
+    decrypts: dict[str, list[str]]  # alias name -> the ARNs its key's parameters may have
     via_ssm: dict[str, str]
     alias_arns: list[str]
 
@@ -102,6 +117,7 @@ def policies(
         parameters=[
             arn.format(service="ssm") + f"parameter{ssm_prefix}/{n}/private-key*" for n in names
         ],
+        decrypts={n: parameter_arns(n, region, ssm_prefix, account_id) for n in names},
         via_ssm={"kms:ViaService": f"ssm.{region}.amazonaws.com"},
         alias_arns=[
             arn.format(service="kms") + str(Alias(alias))
@@ -118,6 +134,13 @@ def policies(
     }
 
 
+def parameter_arns(name: str, region: str, ssm_prefix: str, account_id: str = "*") -> list[str]:
+    """The ARNs the envelope parameters of alias ``name`` may have (``StringLike``
+    patterns): the parameter the key was created or imported with, and a rotated one."""
+    parameter = f"arn:aws:ssm:{region}:{account_id}:parameter{parameter_path(ssm_prefix, name)}"
+    return [parameter, f"{parameter}-*"]
+
+
 def _runtime(scope: _Scope) -> list[dict[str, Any]]:
     """Signing only: key metadata, the envelope parameter and its decrypt, native Sign."""
     return [
@@ -125,11 +148,18 @@ def _runtime(scope: _Scope) -> list[dict[str, Any]]:
             "KeyMetadata", ["kms:DescribeKey", "kms:ListResourceTags"], scope.keys, scope.by_alias
         ),
         _statement("EnvelopeKeyParameters", ["ssm:GetParameter"], scope.parameters),
-        _statement(
-            "EnvelopeKeyDecryptViaSSM",
-            ["kms:Decrypt"],
-            scope.keys,
-            {**scope.by_alias, "StringEquals": scope.via_ssm},
+        # One statement per alias: its key decrypts its own parameters only.
+        *(
+            _statement(
+                f"EnvelopeKeyDecrypt{index}",
+                ["kms:Decrypt"],
+                scope.keys,
+                {
+                    "ForAnyValue:StringEquals": {"kms:ResourceAliases": [str(Alias(name))]},
+                    "StringLike": {PARAMETER_ARN_CONTEXT: arns},
+                },
+            )
+            for index, (name, arns) in enumerate(scope.decrypts.items(), start=1)
         ),
         _statement(
             "NativeKeySigning", ["kms:Sign", "kms:GetPublicKey"], scope.keys, scope.by_alias

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 # Keys AWS defines as multivalued, whether or not a request carries them.
-MULTIVALUED = frozenset({"aws:tagkeys", "kms:resourcealiases"})
+MULTIVALUED = frozenset({"aws:tagkeys", "kms:resourcealiases", "kms:encryptioncontextkeys"})
 
 Outcome = tuple[bool | None, str]  # holds, fails or undecidable (None), and why not decided
 

@@ -16,8 +16,9 @@ operators, multivalued context keys; KMS: key policies):
   holds if a request value matches any of the policy's values (negated operators:
   none). ``String*``, ``Arn*`` (each of the six colon-separated parts matched on its
   own), ``Bool``, ``Null``; the ``IfExists`` suffix; ``ForAnyValue:`` and
-  ``ForAllValues:``. Key names are case-insensitive; values are case-sensitive except
-  with ``...IgnoreCase`` and ``Bool``.
+  ``ForAllValues:``. Key names are case-insensitive, the part after a prefix too
+  (``kms:EncryptionContext:PARAMETER_ARN``, ``aws:ResourceTag/Name``); values are
+  case-sensitive except with ``...IgnoreCase`` and ``Bool``.
 - A key absent from the request (or an empty list): ``Null`` tests exactly that;
   ``...IfExists`` and ``ForAllValues:`` hold; ``ForAnyValue:`` fails; a negated
   operator holds; any other fails.
@@ -25,7 +26,8 @@ operators, multivalued context keys; KMS: key policies):
 What it cannot decide is undecidable, with the reason: a key whose value the request
 does not say (the doctor knows some keys only), numeric, date, IP and binary
 operators, policy variables, an unknown set operator, a single-valued operator on a
-multivalued key (``aws:TagKeys``, ``kms:ResourceAliases``, a list in the request),
+multivalued key (``aws:TagKeys``, ``kms:ResourceAliases``,
+``kms:EncryptionContextKeys``, a list in the request),
 ``Null`` with a set operator or more than one value, an element it does not know, a
 ``Principal`` in an identity policy or none in a key policy, an Effect other than
 Allow or Deny.

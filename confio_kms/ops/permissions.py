@@ -209,7 +209,7 @@ def decide(
 # --- IAM's policy simulator -----------------------------------------------------------
 
 # SimulatePrincipalPolicy's context key types for the keys the probes carry.
-_LIST_KEYS = {"kms:resourcealiases", "aws:tagkeys"}
+_LIST_KEYS = {"kms:resourcealiases", "aws:tagkeys", "kms:encryptioncontextkeys"}
 _BOOL_KEYS = {"aws:multifactorauthpresent"}
 
 

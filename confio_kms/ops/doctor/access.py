@@ -73,7 +73,11 @@ def check_permissions(doctor: Checkup, principal: str | None) -> list[Finding]:
     policies = {k.arn: k.policy for k in doctor.found.values() if k.policy is not None}
     try:
         decisions, method = decide(
-            doctor.aws, who, [*probes.needed, *probes.excess], doctor.account, policies
+            doctor.aws,
+            who,
+            [*probes.needed, *probes.excess, *probes.advised],
+            doctor.account,
+            policies,
         )
     except CannotTell as why:
         return [*found, *_cannot_tell(checked, str(why))]
@@ -118,7 +122,8 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
         "kms:ViaService": (),
         **{f"aws:ResourceTag/{k}": (v,) for k, v in (active.tags or {}).items()},
     }
-    tagged = ("aws:resourcetag/",) if active.tags is not None else ()
+    # No request on the key but Decrypt carries an encryption context.
+    tagged = ("aws:resourcetag/", *_NO_CONTEXT) if active.tags is not None else _NO_CONTEXT
     on_key = f"the key of {alias}"
     for action in ("kms:DescribeKey", "kms:ListResourceTags"):
         probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
@@ -127,8 +132,10 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
             probes.needed.append(Probe(action, active.arn, on_key, context, tagged))
     else:
         probes.needed.append(Probe("ssm:GetParameter", parameter, path, {}, ()))
-        via = {**context, "kms:ViaService": (f"ssm.{region}.amazonaws.com",)}
+        sealed = {**context, **encryption_context(parameter)}
+        via = {**sealed, "kms:ViaService": (f"ssm.{region}.amazonaws.com",)}
         probes.needed.append(Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged))
+        probes.advised.append(Probe(DIRECT_DECRYPT, active.arn, on_key, sealed, tagged))
     for action in _EXCESS_ON_KEY:
         probes.excess.append(Probe(action, active.arn, on_key, {**context, **_MFA}, tagged))
     writes = {"ssm:Overwrite": (), **_MFA}
@@ -141,10 +148,12 @@ def _elsewhere(doctor: Checkup, probes: _Probes) -> None:
     application's key or parameter."""
     region, account = doctor.aws.region, doctor.account or "*"
     other_key = f"arn:aws:kms:{region}:{account}:key/00000000-0000-0000-0000-000000000000"
+    other_parameter = f"arn:aws:ssm:{region}:{account}:parameter{_OTHER_PARAMETER}"
     foreign = {
         "kms:ResourceAliases": (),
         "kms:ViaService": (),
         "kms:KeySpec": (iam.ENVELOPE_KEY_SPEC,),
+        **encryption_context(other_parameter),
     }
     created = {
         "aws:RequestTag/ManagedBy": (keys.MANAGED_BY,),
@@ -152,7 +161,7 @@ def _elsewhere(doctor: Checkup, probes: _Probes) -> None:
         **_MFA,
     }
     probes.excess.append(Probe("kms:CreateKey", "*", "", created, ()))
-    elsewhere = ("aws:resourcetag/",)
+    elsewhere = ("aws:resourcetag/", *_NO_CONTEXT)
     for action, spec in (("kms:Decrypt", iam.ENVELOPE_KEY_SPEC), ("kms:Sign", native.KEY_SPEC)):
         probes.excess.append(
             Probe(
@@ -166,7 +175,7 @@ def _elsewhere(doctor: Checkup, probes: _Probes) -> None:
     probes.excess.append(
         Probe(
             "ssm:GetParameter",
-            f"arn:aws:ssm:{region}:{account}:parameter{_OTHER_PARAMETER}",
+            other_parameter,
             "another application's parameter",
             _MFA,
             (),
@@ -194,7 +203,13 @@ def _aliases(doctor: Checkup, key: Key, probes: _Probes) -> tuple[str, ...]:
     return tuple(sorted({alias, *listed}))
 
 
-# -- CloudTrail ---------------------------------------------------------------
+def encryption_context(parameter: str) -> dict[str, tuple[str, ...]]:
+    """The encryption context condition keys of a Decrypt of ``parameter``'s ciphertext
+    (Parameter Store's context: its ARN), through SSM or direct."""
+    return {
+        iam.PARAMETER_ARN_CONTEXT: (parameter,),
+        "kms:EncryptionContextKeys": (iam.PARAMETER_ARN,),
+    }
 
 
 # What a runtime identity should not do on the key (asked from an MFA session).
@@ -209,6 +224,12 @@ _EXCESS_ON_KEY = (
 )
 # A parameter outside the configured prefix: another application's.
 _OTHER_PARAMETER = "/another-application/private-key"
+# Condition keys a request carries only with an encryption context (kms:EncryptionContext:*
+# and kms:EncryptionContextKeys): absent unless a probe names them.
+_NO_CONTEXT = ("kms:encryptioncontext",)
+# Decrypting the parameter's ciphertext with KMS directly (GetParameter without
+# decryption, then kms:Decrypt with its PARAMETER_ARN context): no kms:ViaService.
+DIRECT_DECRYPT = "kms:Decrypt (direct, with the parameter's encryption context)"
 
 
 @dataclass
@@ -218,6 +239,8 @@ class _Probes:
 
     needed: list[Probe] = field(default_factory=list)
     excess: list[Probe] = field(default_factory=list)
+    # Not needed by today's signing path but by the direct one: a denial is a warning.
+    advised: list[Probe] = field(default_factory=list)
     missing: str = ""
     note: str = ""  # what was not known when they were made
 
@@ -225,10 +248,12 @@ class _Probes:
 def _permission_findings(
     subject: str, probes: _Probes, decisions: Sequence[Decision], method: str
 ) -> list[Finding]:
-    needed = list(zip(probes.needed, decisions[: len(probes.needed)], strict=True))
-    excess = list(zip(probes.excess, decisions[len(probes.needed) :], strict=True))
+    ends = (len(probes.needed), len(probes.needed) + len(probes.excess))
+    needed = list(zip(probes.needed, decisions[: ends[0]], strict=True))
+    excess = list(zip(probes.excess, decisions[ends[0] : ends[1]], strict=True))
+    advised = list(zip(probes.advised, decisions[ends[1] :], strict=True))
     return [
-        _signing(subject, probes, needed, method),
+        _signing(subject, probes, needed, method, advised),
         _least_privilege(subject, probes, excess, method),
     ]
 
@@ -236,8 +261,11 @@ def _permission_findings(
 Answered = list[tuple[Probe, Decision]]
 
 
-def _signing(subject: str, probes: _Probes, needed: Answered, method: str) -> Finding:
-    """``iam.signing``: whether every request signing needs is allowed."""
+def _signing(
+    subject: str, probes: _Probes, needed: Answered, method: str, advised: Answered
+) -> Finding:
+    """``iam.signing``: whether every request signing needs is allowed (and a warning
+    when what the direct decrypt path needs is not)."""
     if probes.missing:
         return Finding(
             "iam.signing",
@@ -270,6 +298,20 @@ def _signing(subject: str, probes: _Probes, needed: Answered, method: str) -> Fi
         )
     granted = sorted({d.reason.removeprefix("allowed by ") for _, d in needed} - {""})
     by = f", allowed by {', '.join(granted)}" if granted else ""
+    refused = [f"{p.label} ({d.reason})" for p, d in advised if d.result != ALLOWED]
+    if refused:
+        return Finding(
+            "iam.signing",
+            Status.WARN,
+            f"{subject} may make every request signing needs today: "
+            f"{_grouped(p for p, _ in needed)}{by}; but not {'; '.join(refused)}: a "
+            "policy that allows kms:Decrypt only through SSM (kms:ViaService) refuses "
+            f"decrypting the parameter's ciphertext directly ({method}).",
+            "Re-apply the runtime policy from `manage.py kms_policy --runtime`: it allows "
+            "kms:Decrypt with the parameter's encryption context "
+            f"({iam.PARAMETER_ARN_CONTEXT}), through SSM or directly.",
+            subject,
+        )
     return Finding(
         "iam.signing",
         Status.PASS,
