@@ -174,6 +174,7 @@ HEALTHY = {
     "key.network": "pass",
     "key.address": "pass",
     "key.mfa": "pass",
+    "key.unfinished": "pass",
     "iam.identity": "pass",
     "iam.signing": "pass",
     "iam.least_privilege": "pass",
@@ -220,13 +221,14 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
         ", and the key policy's statements that name the identity or everyone; not a full "
         "simulation: no SCPs"
     ) in found["iam.least_privilege"].message
-    # Stated in docs/doctor.md: 19 requests for this deployment (one envelope key, a
+    # Stated in docs/doctor.md: 22 requests for this deployment (one envelope key, a
     # runtime user with one managed policy and no group, one trail).
     assert setup.counter.by_operation() == {
         "kms.DescribeKey": 3,  # active alias, the mainnet alias (not found), the signer
-        "kms.ListResourceTags": 2,
+        "kms.ListResourceTags": 3,  # the key's tags: its checks, the signer, key.unfinished
         "kms.GetKeyPolicy": 1,
-        "kms.ListAliases": 1,  # the active key's aliases (kms:ResourceAliases)
+        "kms.ListAliases": 2,  # the active key's aliases (kms:ResourceAliases), key.unfinished
+        "kms.ListKeys": 1,  # key.unfinished
         "sts.GetCallerIdentity": 1,
         "iam.SimulatePrincipalPolicy": 1,  # moto: HTTP 500, then the policies are read
         "iam.GetUser": 1,
@@ -240,7 +242,7 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
         "cloudtrail.GetEventSelectors": 1,
         "ssm.GetParameter": 1,
     }
-    assert setup.counter.total == 19
+    assert setup.counter.total == 22
 
 
 def test_the_report_is_plain_data_with_real_json_types(use_kms: None) -> None:
@@ -831,7 +833,7 @@ def test_a_native_key_needs_sign_and_has_no_backup_reminder(use_kms: None) -> No
     assert found["reminder.recovery"].status is Status.REMINDER
     assert "reminder.backups" not in found
     # docs/doctor.md: the same 19 requests, kms:Sign in place of ssm:GetParameter.
-    assert setup.counter.total == 19
+    assert setup.counter.total == 22
     assert setup.counter.by_operation()["kms.Sign"] == 1
     assert "ssm.GetParameter" not in setup.counter.calls
 

@@ -85,11 +85,13 @@ class Unfinished:
 @dataclass(frozen=True)
 class Leftovers:
     """What ``scan`` found: unfinished keys, the complete key already holding the alias
-    (its id and tags, or None), and how many keys could not be read."""
+    (its id and tags, or None), how many keys could not be read, and the names of every
+    alias that points at a key."""
 
     unfinished: tuple[Unfinished, ...]
     holder: tuple[str, dict[str, str]] | None = None
     unreadable: int = 0
+    taken: frozenset[str] = frozenset()
 
 
 def scan(aws: AWSClients, prefix: str, name: str | None = None) -> Leftovers:
@@ -114,7 +116,8 @@ def scan(aws: AWSClients, prefix: str, name: str | None = None) -> Leftovers:
             found.append(item)
         elif key_id == target:
             holder = (key_id, tags)
-    return Leftovers(tuple(found), holder, unreadable)
+    taken = frozenset(n for names in aliases.values() for n in names)
+    return Leftovers(tuple(found), holder, unreadable, taken)
 
 
 def _candidates(aws: AWSClients, aliases: dict[str, set[str]], name: str | None) -> Iterator[str]:

@@ -47,7 +47,7 @@ def test_a_healthy_deployment_prints_one_line_per_check_and_exits_0(
         "PASS" if c in HEALTHY else "REMINDER" for c in checks
     ]
     assert set(HEALTHY) <= set(checks)
-    assert lines[-1] == "12 pass, 0 warn, 0 fail, 0 unknown, 5 reminder (region eu-central-2)"
+    assert lines[-1] == "13 pass, 0 warn, 0 fail, 0 unknown, 5 reminder (region eu-central-2)"
     assert "Fix:" not in out  # nothing to fix
     assert "... checking alias/confio-testnet-sponsor" in err  # progress, on stderr
 
@@ -95,7 +95,7 @@ def test_json_has_real_types_and_the_same_exit_status(monkeypatch: pytest.Monkey
 
     data = json.loads(out)
     assert data["failed"] == [] and data["region"] == "eu-central-2"
-    assert data["counts"] == {"pass": 12, "warn": 0, "fail": 0, "unknown": 0, "reminder": 5}
+    assert data["counts"] == {"pass": 13, "warn": 0, "fail": 0, "unknown": 0, "reminder": 5}
     for finding in data["findings"]:
         assert finding["status"] in {"pass", "warn", "fail", "unknown", "reminder"}
         assert finding["fix"] is None or isinstance(finding["fix"], str)
@@ -117,7 +117,7 @@ def test_verbosity_0_prints_no_progress(monkeypatch: pytest.MonkeyPatch) -> None
     setup = deploy()
     as_runtime_user(setup.session, monkeypatch)
     out, err = run(verbosity=0)
-    assert err == "" and out.splitlines()[-1].startswith("12 pass")
+    assert err == "" and out.splitlines()[-1].startswith("13 pass")
 
 
 @override_settings(USE_KMS_SIGNING=True)

@@ -17,7 +17,8 @@ codes. Nothing is changed in AWS and nothing is submitted to a network.
 
 One module per check area, run in this order on one ``Checkup`` (state.py: what the
 checks found so far): ``configured`` (the settings), ``key_checks`` (each configured
-alias and its key), ``access`` (the identity's permissions, decided by
+alias and its key), ``leftovers`` (keys interrupted creations left: orphan keys,
+stuck aliases), ``access`` (the identity's permissions, decided by
 ``confio_kms.ops.permissions`` on the requests ``access._probes`` lists), ``trail``
 (CloudTrail, read by ``confio_kms.ops.cloudtrail``), ``signature`` (the test signature
 and the reminders); ``report`` holds the report types. An ``iam.signing`` failure for
@@ -38,6 +39,7 @@ from confio_kms.core.aws import AWSClients
 from confio_kms.ops.doctor.access import check_permissions, signed_anyway
 from confio_kms.ops.doctor.configured import check_settings
 from confio_kms.ops.doctor.key_checks import check_keys
+from confio_kms.ops.doctor.leftovers import check_unfinished
 from confio_kms.ops.doctor.report import Finding, Report, Status
 from confio_kms.ops.doctor.signature import reminders, signature
 from confio_kms.ops.doctor.state import Checkup, Configuration, SignerFactory
@@ -83,6 +85,7 @@ def run(
     findings = [
         *check_settings(doctor),
         *check_keys(doctor),
+        *check_unfinished(doctor),
         *check_permissions(doctor, target),
         *check_cloudtrail(doctor),
         *signature(doctor),
