@@ -175,19 +175,37 @@ class AlgorandKMSManager:
         description: str = "",
         *,
         network: str | None = None,
+        resume: recovery.Outcome | None = None,
     ) -> ImportedKey:
         """Store the account of ``mnemonic_phrase`` under ``key_alias``; return (key_id, address).
 
         The mnemonic is validated before any AWS request; ``network`` is as for
         ``create_algorand_key``. Aliases that already hold the account are logged as a
         warning and named in ``also_under`` (the import goes ahead: both sign).
+        ``resume`` (a rerun, ``kms_setup``): first finish this account's key that an
+        interrupted import left, or clean up what else it left for the alias
+        (``recovery.resume_import``), saying which in ``resume``.
         """
         private_key = validation.private_key_from_mnemonic(mnemonic_phrase)
         del mnemonic_phrase  # not needed further; @holds_secrets keeps frames out of reports
         address = str(account.address_from_private_key(private_key))
+        if resume is not None:
+            name = validation.alias_name(key_alias)
+            chosen = self._network(name, network)
+            found = recovery.scan(self._aws, self._prefix, name)
+            key_id = recovery.resume_import(self._aws, found, private_key, address, chosen, resume)
+            cache.forget(self._aws.scope, name, self._aws.options)
+            if key_id is not None:
+                return ImportedKey(key_id, address, self._also(name, address))
         name, network = self._check_new(key_alias, network)
+        also = self._also(name, address)
+        key_id = self._store(name, private_key, address, network, description)
+        return ImportedKey(key_id, address, also)
+
+    def _also(self, name: str, address: str) -> tuple[str, ...]:
+        """The other aliases that hold ``address`` (logged as a warning)."""
         progress.step(f"{Alias(name)}: looking for other aliases of {address}")
-        also = tuple(other for other, _, _ in self._tagged(TAG_ADDRESS, address))
+        also = tuple(o for o, _, _ in self._tagged(TAG_ADDRESS, address) if o != name)
         if also:
             logger.warning(
                 "Importing %s as alias/%s: the account is already stored under %s.",
@@ -195,8 +213,7 @@ class AlgorandKMSManager:
                 name,
                 ", ".join(str(Alias(other)) for other in also),
             )
-        key_id = self._store(name, private_key, address, network, description)
-        return ImportedKey(key_id, address, also)
+        return also
 
     def get_address(self, key_alias: str) -> str:
         """The address tagged on the key (cached; no request once cached)."""
@@ -386,15 +403,7 @@ class AlgorandKMSManager:
         """Validate the inputs and refuse an alias or parameter that already exists."""
         name = validation.alias_name(key_alias)
         iam.creation_params(self.options.key_policy_account)  # a malformed account fails here
-        named = self.options.network_of_alias(name)
-        network = validation.network_name(network or named or "testnet")
-        if named and named != network:
-            raise exc.NetworkMismatchError(
-                f"{Alias(name)} names a {named} key, but network={network!r} was asked "
-                "for; nothing was changed.",
-                fix=f"Drop network= (the alias says {named}), or choose an alias that "
-                f"does not name {named}.",
-            )
+        network = self._network(name, network)
         alias = str(Alias(name))
         progress.step(f"{alias}: checking the alias and its SSM parameter are free")
         try:
@@ -422,6 +431,20 @@ class AlgorandKMSManager:
         return name, network
 
     @holds_secrets
+    def _network(self, name: str, network: str | None) -> str:
+        """The network asked for, else the one the alias names, else testnet; refused
+        when the alias names another."""
+        named = self.options.network_of_alias(name)
+        chosen = validation.network_name(network or named or "testnet")
+        if named and named != chosen:
+            raise exc.NetworkMismatchError(
+                f"{Alias(name)} names a {named} key, but network={chosen!r} was asked "
+                "for; nothing was changed.",
+                fix=f"Drop network= (the alias says {named}), or choose an alias that "
+                f"does not name {named}.",
+            )
+        return chosen
+
     def _store(
         self, name: str, private_key: str, address: str, network: str, description: str
     ) -> str:

@@ -16,7 +16,9 @@ earlier version leaves.
 it, alias removed when pointing at it, key scheduled for deletion in the shortest
 window, 7 days: cancellable, nothing lost), reading AWS back like a rollback;
 ``complete`` finishes one (the missing alias, parameter and public-key tag, then the
-mark). Only keys tagged ``ManagedBy=confio-kms`` are ever touched: keys of other
+mark); ``plan`` picks which one a rerun finishes, and ``resume_import`` is a rerun of
+an import (the same account: finished; anything else left for the alias: cleaned
+up). Only keys tagged ``ManagedBy=confio-kms`` are ever touched: keys of other
 applications and of the old setup scripts (NOTES.md, "Legacy layout") carry neither
 tag and are only reported as what holds the alias.
 
@@ -28,8 +30,8 @@ a name (the doctor) it reads the tags of every customer key.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from algosdk import account, encoding
@@ -173,6 +175,82 @@ def _unfinished(
         stored=stored,
         marked=bool(mark),
     )
+
+
+def _no_confirmation(finish: Unfinished | None, stale: list[Unfinished]) -> None:
+    return None
+
+
+@dataclass
+class Outcome:
+    """What a rerun finished or cleaned up; ``confirm(finish, stale)`` is called before
+    its first change (the command's mainnet confirmation)."""
+
+    confirm: Callable[[Unfinished | None, list[Unfinished]], None] = _no_confirmation
+    cleaned_up: list[str] = field(default_factory=list)
+    completed: list[str] = field(default_factory=list)
+    already_complete: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cleaned_up": list(self.cleaned_up),
+            "completed": list(self.completed),
+            "already_complete": self.already_complete,
+        }
+
+
+def plan(
+    found: Leftovers, kind: str, network: str, address: str | None
+) -> tuple[Unfinished | None, list[Unfinished]]:
+    """Which unfinished key to finish (marked, same kind and network; an envelope one
+    only for ``address``, the account whose private key the caller holds), and which
+    to clean up (all the others)."""
+    fits = [
+        item
+        for item in found.unfinished
+        if item.marked
+        and item.kind == kind
+        and item.network == network
+        and (kind == NATIVE or (address is not None and item.address == address))
+    ]
+    fits.sort(key=lambda item: not item.aliased)  # the one the alias points at, first
+    finish = fits[0] if fits else None
+    return finish, [item for item in found.unfinished if item is not finish]
+
+
+@holds_secrets
+def resume_import(
+    aws: AWSClients,
+    found: Leftovers,
+    private_key: str,
+    address: str,
+    network: str,
+    outcome: Outcome,
+) -> str | None:
+    """Resolve what an interrupted import left for the alias ``found`` was scanned for:
+    return the key id when the account's key is whole (finished now, or already
+    complete), None when a new key is still to be made (or the alias holds another
+    account's key, which the caller refuses as always)."""
+    if found.holder is not None:
+        key_id, tags = found.holder
+        outcome.already_complete = tags.get(TAG_ADDRESS) == address
+        return key_id if outcome.already_complete else None
+    finish, stale = plan(found, ENVELOPE, network, address)
+    outcome.confirm(finish, stale)
+    for item in stale:
+        done, failed = clean_up(aws, item)
+        if failed:
+            raise exc.ProvisioningError(
+                f"Cleaning up the unfinished {item.describe()} failed: {'; '.join(failed)}; "
+                "nothing was imported.",
+                fix="Check the permissions (manage.py kms_doctor) and run again.",
+            )
+        outcome.cleaned_up.append(f"{item.describe()}: {'; '.join(done)}")
+    if finish is None:
+        return None
+    complete(aws, finish, private_key)
+    outcome.completed.append(finish.describe())
+    return finish.key_id
 
 
 def clean_up(aws: AWSClients, item: Unfinished) -> tuple[list[str], list[str]]:

@@ -44,9 +44,11 @@ def run(aws: LocalAWS, *args: str, kill_after: int = 0, log: Path | None = None,
         "CONFIO_TEST_WRITE_LOG": str(log or ""),
     }
     command = [sys.executable, str(ROOT / "example_project" / "manage.py"), "kms_setup", *args]
+    # The mnemonic of an import goes in through standard input (``input=``), never argv.
     options: dict[str, Any] = {"capture_output": True, **popen}
-    return subprocess.run(command, env=env, text=True, stdin=subprocess.DEVNULL, timeout=120,
-                          **options)  # fmt: skip
+    if "input" not in options:
+        options["stdin"] = subprocess.DEVNULL
+    return subprocess.run(command, env=env, text=True, timeout=120, **options)
 
 
 def backup(path: Path) -> dict[str, str] | None:
@@ -209,3 +211,88 @@ def test_broken_pipe_keeps_the_backup_and_is_one_line(
     fields = backup(path)
     assert fields is not None
     assert_converged(ledger, fields["address"])
+
+
+def new_mnemonic() -> tuple[str, str]:
+    private_key, address = account.generate_account()
+    return mnemonic.from_private_key(private_key), address
+
+
+def test_an_import_makes_the_writes_the_kill_tests_cover(aws_env: LocalAWS, tmp_path: Path) -> None:
+    log = tmp_path / "import.log"
+    phrase, _ = new_mnemonic()
+    made = run(aws_env, "--import-existing", "--no-input", log=log, input=phrase)
+    assert made.returncode == 0, made.stderr
+    assert log.read_text().split() == ENVELOPE_WRITES
+
+
+@pytest.mark.parametrize("kill_after", range(1, len(ENVELOPE_WRITES) + 1))
+def test_an_import_killed_after_each_write_is_finished_by_its_rerun(
+    aws_env: LocalAWS, ledger: LocalLedger, kill_after: int
+) -> None:
+    phrase, address = new_mnemonic()
+    killed = run(aws_env, "--import-existing", "--no-input", kill_after=kill_after, input=phrase)
+    assert killed.returncode == -signal.SIGKILL
+
+    rerun = run(aws_env, "--import-existing", "--no-input", "--json", input=phrase)
+
+    assert rerun.returncode == 0, rerun.stderr
+    result = json.loads(rerun.stdout)
+    assert result["address"] == address
+    if kill_after == len(ENVELOPE_WRITES):  # complete already: nothing to finish
+        assert f"already complete: alias/{ALIAS} holds key " in rerun.stderr
+        assert result["recovery"] == {
+            "cleaned_up": [], "completed": [], "already_complete": True,
+        }  # fmt: skip
+    else:
+        assert "completed: envelope key " in rerun.stderr
+        assert len(result["recovery"]["completed"]) == 1
+        assert result["recovery"]["cleaned_up"] == []
+    assert result["also_under"] == []
+    assert phrase not in rerun.stdout + rerun.stderr
+    assert_converged(ledger, address)
+
+
+@pytest.mark.parametrize("kill_after", range(1, len(ENVELOPE_WRITES)))
+def test_an_import_of_another_account_cleans_up_what_the_killed_one_left(
+    aws_env: LocalAWS, ledger: LocalLedger, kill_after: int
+) -> None:
+    first, _ = new_mnemonic()
+    killed = run(aws_env, "--import-existing", "--no-input", kill_after=kill_after, input=first)
+    assert killed.returncode == -signal.SIGKILL
+    phrase, address = new_mnemonic()
+
+    rerun = run(aws_env, "--import-existing", "--no-input", "--json", input=phrase)
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert "cleaned up: envelope key " in rerun.stderr
+    result = json.loads(rerun.stdout)
+    assert len(result["recovery"]["cleaned_up"]) == 1 and result["recovery"]["completed"] == []
+    assert result["address"] == address
+    assert_converged(ledger, address)
+
+
+def test_a_mainnet_import_rerun_names_what_it_finishes_in_its_confirmation(
+    aws_env: LocalAWS,
+) -> None:
+    phrase, address = new_mnemonic()
+    alias = "confio-mainnet-sponsor"
+    args = ("--import-existing", "--no-input", "--alias", alias)
+    killed = run(aws_env, *args, "--yes", kill_after=2, input=phrase)  # after CreateAlias
+    assert killed.returncode == -signal.SIGKILL
+    before = keys_state()
+
+    refused = run(aws_env, *args, input=phrase)
+
+    assert refused.returncode == 1
+    assert (
+        f"Finish the interrupted creation of envelope key {before[0]['key_id']} made for "
+        f"alias/{alias}, behind alias/{alias} (a stuck alias), its SSM parameter missing, on "
+        "mainnet needs confirmation; nothing was done."
+    ) in refused.stderr
+    assert keys_state() == before
+    done = run(aws_env, *args, "--yes", input=phrase)
+    assert done.returncode == 0, done.stderr
+    assert "completed: envelope key " in done.stderr
+    (key,) = keys_state()
+    assert key["tags"]["CreationState"] == "complete" and key["tags"]["AlgorandAddress"] == address

@@ -16,6 +16,9 @@ Crash consistency of ``--create-new`` (docs/commands.md, "Interrupted runs"):
 - A FILE that is already a confio-kms backup of this alias and network is a rerun:
   its account is used (completing its key, or creating it if none was made), and a
   key already complete with that account is reported as such (exit 0).
+- ``--import-existing`` reruns alike (``recovery.resume_import``): the unfinished key
+  of the mnemonic's account is finished, anything else left for the alias cleaned
+  up, and a complete key of that account under the alias is ``already complete``.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from confio_kms.algorand import networks, validation
 from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core import keys
+from confio_kms.lifecycle import recovery
 from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.management import backup_file
 from confio_kms.management.backup_file import Backup
@@ -232,11 +236,26 @@ class Command(KMSCommand):
                     "key is an envelope key, and its mnemonic is already yours); nothing was "
                     f"imported. Fix: drop --{flag.replace('_', '-')}."
                 )
-        self._confirm(alias, network, options)
+        outcome = recovery.Outcome(
+            confirm=lambda finish, stale: self._confirm(
+                alias, network, options, finish=finish, stale=stale
+            )
+        )
         # The phrase is never bound to a name here: error reporters record frame locals.
         imported = conf.kms_manager().import_existing_key(
-            alias, _read_mnemonic(options), options["description"], network=network
-        )
+            alias, _read_mnemonic(options), options["description"], network=network,
+            resume=outcome,
+        )  # fmt: skip
+        for line in outcome.cleaned_up:
+            self.stderr.write(f"cleaned up: {line}", style_func=lambda t: t)
+        for line in outcome.completed:
+            self.stderr.write(f"completed: {line}", style_func=lambda t: t)
+        if outcome.already_complete:
+            self.stderr.write(
+                f"already complete: {Alias(alias)} holds key {imported.key_id} of "
+                f"{imported.address}; nothing was changed.",
+                style_func=lambda t: t,
+            )
         also = ", ".join(str(Alias(other)) for other in imported.also_under)
         if also:
             self.stderr.write(
@@ -250,6 +269,7 @@ class Command(KMSCommand):
             imported.key_id,
             imported.address,
             also_under=[str(Alias(other)) for other in imported.also_under],
+            recovery=outcome.as_dict(),
         )
 
     def _report(
@@ -316,19 +336,9 @@ class Command(KMSCommand):
 def _plan(
     found: Leftovers, kind: str, network: str, backup: Backup | None
 ) -> tuple[Unfinished | None, list[Unfinished]]:
-    """Which unfinished key to finish (same kind and network; an envelope one only
-    with the backup of its account), and which to clean up (all the others)."""
-    fits = [
-        item
-        for item in found.unfinished
-        if item.marked
-        and item.kind == kind
-        and item.network == network
-        and (kind == keys.NATIVE or (backup is not None and item.address == backup.address))
-    ]
-    fits.sort(key=lambda item: not item.aliased)  # the one the alias points at, first
-    finish = fits[0] if fits else None
-    return finish, [item for item in found.unfinished if item is not finish]
+    """Which unfinished key to finish (an envelope one only with the backup of its
+    account), and which to clean up (all the others)."""
+    return recovery.plan(found, kind, network, backup.address if backup else None)
 
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
