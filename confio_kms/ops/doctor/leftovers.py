@@ -19,7 +19,6 @@ from __future__ import annotations
 import shlex
 
 from confio_kms.common import exceptions as exc
-from confio_kms.common import progress
 from confio_kms.core.keys import NATIVE
 from confio_kms.lifecycle import recovery
 from confio_kms.lifecycle.recovery import Unfinished
@@ -31,7 +30,6 @@ CHECK = "key.unfinished"
 
 def check_unfinished(doctor: Checkup) -> list[Finding]:
     """One finding per unfinished key, or one ``pass`` when there is none."""
-    progress.step("looking for keys interrupted creations left")
     try:
         found = recovery.scan(doctor.aws, doctor.conf.ssm_prefix, None)
     except exc.ConfioKMSError as error:
