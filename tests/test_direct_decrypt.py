@@ -354,3 +354,19 @@ def test_a_kept_ciphertext_of_another_key_is_read_again(
 
     assert signer.address == new_address
     assert counter.by_operation() == {**FIRST, "kms.Decrypt": 2}
+
+
+def test_the_audit_record_names_the_parameter_arn_cloudtrail_shows(
+    session: boto3.Session, envelope_key: EnvelopeKey, caplog: pytest.LogCaptureFixture
+) -> None:
+    _, address = envelope_key()
+    signer = KMSSigner(ALIAS, session=session)
+    caplog.set_level(logging.INFO, logger="confio_kms.audit")
+
+    signer.sign_transaction(
+        transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+    )
+
+    (record,) = [r.audit for r in caplog.records if hasattr(r, "audit")]
+    arn = boto3.client("ssm").get_parameter(Name=f"/confio/algorand/{ALIAS}/private-key")
+    assert record["parameter_arn"] == arn["Parameter"]["ARN"]

@@ -637,13 +637,10 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
         aws_session_token=credentials["SessionToken"],
     )
     found = by_check(diagnose(session=session))
-    # Signing works today (through SSM); a direct decrypt of the ciphertext would not.
+    # Signing decrypts the ciphertext directly, which a through-SSM-only grant refuses.
     signing = found["iam.signing"]
-    assert signing.status is Status.WARN
-    assert "key policy/AppDecryptsViaSSM" in signing.message
-    assert "but not kms:Decrypt (direct, with the parameter's encryption context)" in (
-        signing.message
-    )
+    assert signing.status is Status.FAIL
+    assert "kms:Decrypt (direct, with the parameter's encryption context)" in signing.message
     assert "manage.py kms_policy --runtime" in str(signing.fix)
     assert found["iam.least_privilege"].status is Status.PASS
 
@@ -923,12 +920,12 @@ VIA_SSM_ONLY = {
 
 
 @pytest.mark.parametrize("earlier", [True, False], ids=["ViaService policy", "current policy"])
-def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
+def test_a_runtime_policy_that_decrypts_only_through_ssm_fails(
     use_kms: None, earlier: bool
 ) -> None:
-    """The earlier runtime policy still signs (GetParameter with decryption), but would
-    refuse decrypting the parameter's ciphertext directly: warn, naming the fix. The
-    current one allows both, by the parameter's encryption context."""
+    """The earlier runtime policy refuses decrypting the parameter's ciphertext
+    directly, which signing does: a failure naming the fix. The current one allows
+    it, by the parameter's encryption context."""
     key_id, _, _ = AlgorandKMSManager().create_algorand_key(ALIAS)
     mfa_key_policy(key_id)
     runtime = runtime_policy()
@@ -942,12 +939,12 @@ def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
     signing = by_check(diagnose(session=session))["iam.signing"]
 
     if earlier:
-        assert signing.status is Status.WARN
+        assert signing.status is Status.FAIL
         assert signing.message.startswith(
-            f"arn:aws:iam::{ACCOUNT}:user/confio-web may make every request signing needs today: "
+            f"arn:aws:iam::{ACCOUNT}:user/confio-web may not make requests signing needs: "
         )
         assert (
-            "but not kms:Decrypt (direct, with the parameter's encryption context) on the key "
+            "kms:Decrypt (direct, with the parameter's encryption context) on the key "
             f"of alias/{ALIAS} (no statement allows it)" in signing.message
         )
         assert "kms:PARAMETER_ARN" not in signing.message

@@ -117,8 +117,6 @@ class EnvelopeKey(AlgorandKey):
                 fix=f"Correct the key's SSMParameter tag to a path under {own}-.",
             )
         self.path = info.parameter or own
-        # The ARN of the parameter the key was decrypted from (the audit joins CloudTrail on it).
-        self.parameter_arn = ""
 
     @holds_secrets
     def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
