@@ -4,8 +4,9 @@ Prices default to the setup guide's: $1 per key-month and $0.03 per 10,000
 requests. AWS's pricing page has the current figures for your region, a monthly
 free tier, and may price requests to asymmetric (native) keys higher: pass your own
 prices if they differ. Each request counted here is one KMS request as AWS bills
-it: an envelope signing call's ``ssm:GetParameter`` makes one ``kms:Decrypt`` on the
-caller's behalf.
+it: an envelope signing call makes one ``kms:Decrypt`` of the parameter's ciphertext
+(read once per process, without decryption: no KMS request); the old scripts'
+``ssm:GetParameter`` made one on the caller's behalf.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class MonthlyCost:
     calls: int
     """Signing calls: groups of up to ``group_size`` transactions."""
     signing_requests: int
-    """``kms:Sign`` (native) or ``ssm:GetParameter`` with its ``kms:Decrypt``."""
+    """``kms:Sign`` (native), ``kms:Decrypt`` (envelope) or ``ssm:GetParameter`` with its
+    ``kms:Decrypt`` (baseline)."""
     lookup_requests: int
     """Address lookups (``kms:DescribeKey``, ``kms:ListResourceTags``): an upper bound."""
     public_key_requests: int
