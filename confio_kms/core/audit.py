@@ -5,7 +5,8 @@ Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
 ids, group id, AWS request ids, outcome and, for envelope keys, the SSM parameter's
 ARN, so they can be joined with CloudTrail by request id (or by the Decrypt events'
 ``PARAMETER_ARN`` encryption context), then handed to the options' audit sink
-(``Options.audit_sink``; the Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores ``confio_kms.models.SigningRecord``
+(``Options.audit_sink``; the Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores
+``confio_kms.models.SigningRecord``
 rows). Records never carry key material: they are built from public facts only.
 """
 
