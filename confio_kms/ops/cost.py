@@ -136,10 +136,12 @@ def monthly_cost(
 ) -> MonthlyCost:
     """Requests and dollars for ``transactions`` a month signed in groups of ``group_size``.
 
-    Signing: an envelope key makes 1 request per signing call, whatever the group
-    size; a native key 1 per transaction; the old scripts (``baseline``) 1 per
-    transaction plus an address lookup (2 requests) per call, as a request handler
-    built a new signer for each. confio-kms looks the address up at most once per
+    Signing: an envelope key makes 1 request (``kms:Decrypt``) per signing call,
+    whatever the group size (its parameter's ciphertext, read once per process with
+    ``ssm:GetParameter`` without decryption, is no KMS request and is not counted); a
+    native key 1 per transaction; the old scripts (``baseline``) 1 per transaction plus
+    an address lookup (2 requests) per call, as a request handler built a new signer
+    for each. confio-kms looks the address up at most once per
     ``cache_timeout`` seconds (0: every call; ``None``: never expires) in each cache:
     one cache when ``shared_cache`` (Redis, memcached), else one per process. A
     native key also fetches its public key once per process start. ``processes``

@@ -281,7 +281,7 @@ def _signing(
     denied = [f"{p.label} ({d.reason})" for p, d in needed if d.result == DENIED]
     unclear = [f"{p.label} ({d.reason})" for p, d in needed if d.result == UNDETERMINED]
     if denied:
-        if any(p.label == DIRECT_DECRYPT and d.result == DENIED for p, d in needed):
+        if any(p.action == DIRECT_DECRYPT and d.result == DENIED for p, d in needed):
             runtime += (
                 " Signing calls kms:Decrypt directly with the parameter's encryption context: "
                 "re-apply `manage.py kms_policy --runtime` if the policy allows kms:Decrypt "
