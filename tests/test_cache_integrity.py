@@ -218,7 +218,7 @@ def test_an_envelope_entry_naming_another_alias_does_not_decrypt_its_parameter(
     signed = KMSSigner(ALIAS, session=session).sign_transaction(payment(address))
 
     assert parameters == [f"/confio/algorand/{ALIAS}/private-key"]
-    assert counter.by_operation() == {**LOOKUP, "ssm.GetParameter": 1}
+    assert counter.by_operation() == {**LOOKUP, "ssm.GetParameter": 1, "kms.Decrypt": 1}
     assert signed.authorizing_address is None
     ledger.evaluate([signed])
 

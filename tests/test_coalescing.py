@@ -1,6 +1,6 @@
 """Coalescing: concurrent signing calls for one envelope key share one decrypt.
 
-The first GetParameter is held at the endpoint's door until the other calls have
+The first kms:Decrypt is held at the endpoint's door until the other calls have
 joined it, so the sharing is deterministic, not a matter of timing.
 """
 
@@ -47,7 +47,7 @@ def new_signer(session: boto3.Session, **settings: Any) -> KMSSigner:
 
 
 def hold_first_decrypt(session: boto3.Session, joined: int) -> threading.Event:
-    """Hold the first GetParameter until ``joined`` calls share its burst (or 5 s).
+    """Hold the first kms:Decrypt until ``joined`` calls share its burst (or 5 s).
     Register before building the signer."""
     released = threading.Event()
     first = [True]
@@ -61,7 +61,7 @@ def hold_first_decrypt(session: boto3.Session, joined: int) -> threading.Event:
             time.sleep(0.005)
         released.set()
 
-    session.events.register("before-send.ssm.GetParameter", hold)
+    session.events.register("before-send.kms.Decrypt", hold)
     return released
 
 
@@ -113,7 +113,8 @@ def test_concurrent_calls_share_one_decrypt(
     counter.reset()
     txns = payments(CALLS)
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in txns])
-    assert counter.by_operation() == {"ssm.GetParameter": 1}  # 8 calls, one decrypt
+    # 8 calls, one decrypt (and the ciphertext's one read).
+    assert counter.by_operation() == {"ssm.GetParameter": 1, "kms.Decrypt": 1}
     assert all(verified(r) for r in results)
     ledger.fund(SENTINEL_ADDRESS, 10_000_000)
     ledger.evaluate(results)  # and go-algorand's evaluator accepts every one
@@ -123,10 +124,11 @@ def test_without_coalescing_each_call_decrypts(
     session: boto3.Session, counter: RequestCounter
 ) -> None:
     signer = new_signer(session, CONFIO_KMS_COALESCE=False)
+    assert verified(signer.sign_transaction(payments(1)[0]))  # reads the ciphertext
     counter.reset()
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in payments(4)])
     assert all(verified(r) for r in results)
-    assert counter.by_operation() == {"ssm.GetParameter": 4}
+    assert counter.by_operation() == {"kms.Decrypt": 4}
 
 
 def test_one_calls_refusal_does_not_fail_the_others(
@@ -140,14 +142,14 @@ def test_one_calls_refusal_does_not_fail_the_others(
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in txns])
     assert isinstance(results[3], exceptions.PolicyViolationError)
     assert all(verified(r) for i, r in enumerate(results) if i != 3)
-    assert counter.by_operation() == {"ssm.GetParameter": 1}
+    assert counter.by_operation() == {"ssm.GetParameter": 1, "kms.Decrypt": 1}
 
 
 def test_a_failed_decrypt_fails_exactly_the_calls_that_shared_it(
     session: boto3.Session, counter: RequestCounter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hold_first_decrypt(session, 4)  # registered first: it runs before the fault
-    inject_error(session, "ssm", "GetParameter", "AccessDeniedException", only_call=1)
+    inject_error(session, "kms", "Decrypt", "AccessDeniedException", only_call=1)
     signer = new_signer(session)
     counter.reset()
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in payments(4)])
@@ -160,7 +162,8 @@ def test_a_failed_decrypt_fails_exactly_the_calls_that_shared_it(
     assert verified(signer.sign_transaction(payments(1)[0]))
     # Each failed call of the burst looked its cached alias up once (the key had not moved).
     assert counter.by_operation() == {
-        "ssm.GetParameter": 2,
+        "ssm.GetParameter": 1,  # the ciphertext, kept after the failed decrypt
+        "kms.Decrypt": 2,
         "kms.DescribeKey": 4,
         "kms.ListResourceTags": 4,
     }
@@ -174,7 +177,7 @@ def test_a_decrypt_serves_at_most_max_calls(
     counter.reset()
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in payments(6)])
     assert all(verified(r) for r in results)
-    assert counter.by_operation()["ssm.GetParameter"] >= 3  # 6 calls, 2 per decrypt at most
+    assert counter.by_operation()["kms.Decrypt"] >= 3  # 6 calls, 2 per decrypt at most
 
 
 def test_a_call_waits_at_most_max_wait(session: boto3.Session) -> None:
@@ -205,7 +208,7 @@ def test_no_key_material_outlives_the_burst(
     results = concurrently([lambda t=t: signer.sign_transaction(t) for t in payments(CALLS)])
     scanned.extend(repr(r) for r in results)
     assert all(verified(r) for r in results)
-    assert counter.by_operation() == {"ssm.GetParameter": 1}
+    assert counter.by_operation() == {"ssm.GetParameter": 1, "kms.Decrypt": 1}
     assert envelope._decrypts._open == {}
     gc.collect()
     alive = [o for o in gc.get_objects() if type(o) is envelope._PrivateKey]

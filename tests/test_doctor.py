@@ -240,9 +240,10 @@ def test_a_deployment_that_follows_the_checklist_passes_and_its_requests_are_cou
         "cloudtrail.DescribeTrails": 1,
         "cloudtrail.GetTrailStatus": 1,
         "cloudtrail.GetEventSelectors": 1,
-        "ssm.GetParameter": 1,
+        "ssm.GetParameter": 1,  # the test signature: the ciphertext, then one Decrypt
+        "kms.Decrypt": 1,
     }
-    assert setup.counter.total == 22
+    assert setup.counter.total == 23
 
 
 def test_the_report_is_plain_data_with_real_json_types(use_kms: None) -> None:
@@ -639,15 +640,16 @@ def test_a_key_policy_that_grants_the_role_directly_allows_signing(use_kms: None
         aws_session_token=credentials["SessionToken"],
     )
     found = by_check(diagnose(session=session))
-    # Signing works today (through SSM); a direct decrypt of the ciphertext would not.
-    signing = found["iam.signing"]
-    assert signing.status is Status.WARN
-    assert "key policy/AppDecryptsViaSSM" in signing.message
-    assert "but not kms:Decrypt (direct, with the parameter's encryption context)" in (
-        signing.message
-    )
-    assert "manage.py kms_policy --runtime" in str(signing.fix)
+    # Signing decrypts the ciphertext directly, which a through-SSM-only grant refuses
+    # (moto enforces no IAM, so the test signature with these credentials passed: the
+    # failure is reported as contradicted; asked for the role alone, it fails).
+    assert found["iam.signing"].status is Status.UNKNOWN
+    assert "kms:Decrypt (direct, with the parameter's" in found["iam.signing"].message
     assert found["iam.least_privilege"].status is Status.PASS
+    signing = by_check(diagnose(principal=role))["iam.signing"]
+    assert signing.status is Status.FAIL
+    assert "kms:Decrypt (direct, with the parameter's encryption context)" in signing.message
+    assert "manage.py kms_policy --runtime" in str(signing.fix)
 
     policy["Statement"].append(
         {
@@ -832,7 +834,7 @@ def test_a_native_key_needs_sign_and_has_no_backup_reminder(use_kms: None) -> No
     assert "ssm:GetParameter" not in found["iam.signing"].message
     assert found["reminder.recovery"].status is Status.REMINDER
     assert "reminder.backups" not in found
-    # docs/doctor.md: the same 19 requests, kms:Sign in place of ssm:GetParameter.
+    # docs/doctor.md: 22 requests, kms:Sign in place of ssm:GetParameter and kms:Decrypt.
     assert setup.counter.total == 22
     assert setup.counter.by_operation()["kms.Sign"] == 1
     assert "ssm.GetParameter" not in setup.counter.calls
@@ -925,12 +927,12 @@ VIA_SSM_ONLY = {
 
 
 @pytest.mark.parametrize("earlier", [True, False], ids=["ViaService policy", "current policy"])
-def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
+def test_a_runtime_policy_that_decrypts_only_through_ssm_fails(
     use_kms: None, earlier: bool
 ) -> None:
-    """The earlier runtime policy still signs (GetParameter with decryption), but would
-    refuse decrypting the parameter's ciphertext directly: warn, naming the fix. The
-    current one allows both, by the parameter's encryption context."""
+    """The earlier runtime policy refuses decrypting the parameter's ciphertext
+    directly, which signing does: a failure naming the fix. The current one allows
+    it, by the parameter's encryption context."""
     key_id, _, _ = AlgorandKMSManager().create_algorand_key(ALIAS)
     mfa_key_policy(key_id)
     runtime = runtime_policy()
@@ -944,12 +946,17 @@ def test_a_runtime_policy_that_decrypts_only_through_ssm_is_warned_of(
     signing = by_check(diagnose(session=session))["iam.signing"]
 
     if earlier:
-        assert signing.status is Status.WARN
+        # moto enforces no IAM: the test signature passed, so ask for the user alone.
+        assert signing.status is Status.UNKNOWN
+        signing = by_check(diagnose(principal=f"arn:aws:iam::{ACCOUNT}:user/confio-web"))[
+            "iam.signing"
+        ]
+        assert signing.status is Status.FAIL
         assert signing.message.startswith(
-            f"arn:aws:iam::{ACCOUNT}:user/confio-web may make every request signing needs today: "
+            f"arn:aws:iam::{ACCOUNT}:user/confio-web may not make requests signing needs: "
         )
         assert (
-            "but not kms:Decrypt (direct, with the parameter's encryption context) on the key "
+            "kms:Decrypt (direct, with the parameter's encryption context) on the key "
             f"of alias/{ALIAS} (no statement allows it)" in signing.message
         )
         assert "kms:PARAMETER_ARN" not in signing.message

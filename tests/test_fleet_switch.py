@@ -58,27 +58,13 @@ import boto3
 from algosdk import encoding, transaction
 from confio_kms import KMSSigner
 from confio_kms.sandbox import LocalLedger
-from tests.helpers import error_body, json_response
-
 calls = []
 session = boto3.Session()
 session.events.register("before-send", lambda event_name, **kw: calls.append(event_name))
-failing = set()
-
-def key_state(request, **kw):
-    if json.loads(request.body).get("Name") in failing:
-        body = error_body("InvalidKeyId", "injected: the key is disabled")
-        return json_response(request.url, 400, body, {"x-amzn-RequestId": "injected"})
-
-session.events.register("before-send.ssm.GetParameter", key_state)
 signer = KMSSigner(sys.argv[1], session=session)
 print(json.dumps({"ready": True}), flush=True)
 for line in sys.stdin:
     command, _, argument = line.strip().partition(" ")
-    if command == "fail-parameter":
-        failing.add(argument)
-        print(json.dumps({}), flush=True)
-        continue
     calls.clear()
     sp = LocalLedger.suggested_params()
     txn = transaction.PaymentTxn(signer.address, sp, signer.address, 0, note=argument.encode())
@@ -212,10 +198,11 @@ def test_every_process_signs_with_the_new_key_on_its_next_call_after_a_rotation(
             assert signed is not None, answer
             assert signed.authorizing_address == result.auth_address
             ledger.evaluate([signed])  # the rekeyed account accepts the new key
-            # The first worker looks the alias up in AWS and shares it; the others
-            # read the shared entry: one request each, the signing one.
-            lookup = ["kms.DescribeKey", "kms.ListResourceTags"] if i == 0 else []
-            assert answer["requests"] == [*lookup, "ssm.GetParameter"]
+            # The first worker looks the alias up in AWS and reads the new parameter's
+            # ciphertext, and shares both; the others read the shared entries: one
+            # request each, the signing one.
+            first = ["kms.DescribeKey", "kms.ListResourceTags", "ssm.GetParameter"]
+            assert answer["requests"] == [*(first if i == 0 else []), "kms.Decrypt"]
     finally:
         for worker in fleet:
             worker.close()
@@ -243,16 +230,16 @@ def test_a_process_that_missed_the_rotation_switches_when_the_old_key_fails(
         ledger.evaluate([signed])
 
         result = manager.rotate_key(ALIAS, LedgerChain(ledger), native=kind == "native")
-        if kind == "native":  # the sandbox's Ed25519 stand-in enforces key state
-            boto3.client("kms").disable_key(KeyId=old.key_id)
+        # The sandbox's stand-ins (Ed25519, Parameter Store) enforce key state.
+        boto3.client("kms").disable_key(KeyId=old.key_id)
+        if kind == "native":
             signing = "kms.Sign"
             # A native key's public key is checked once per process before its first Sign.
             first_use = ["kms.GetPublicKey"]
-        else:  # moto's SSM does not: KMS's refusal is injected for the old parameter
+        else:  # the new key's parameter: its ciphertext is read once
             assert kms_tags(result.key_id)["SSMParameter"] != OLD_PARAMETER
-            assert worker.send(f"fail-parameter {OLD_PARAMETER}") == {}
-            signing = "ssm.GetParameter"
-            first_use = []
+            signing = "kms.Decrypt"
+            first_use = ["ssm.GetParameter"]
 
         signed, answer = worker.sign("after")
         assert signed is not None, answer

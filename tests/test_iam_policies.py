@@ -331,6 +331,10 @@ class Recorder:
                 yield from _on_key(aws, action, target, {})
         elif service == "kms":
             extra = _tags(params.get("Tags", [])) if operation == "TagResource" else {}
+            if operation == "Decrypt":  # envelope signing: the parameter's context
+                context = params.get("EncryptionContext", {})
+                extra = {f"kms:EncryptionContext:{k}": v for k, v in context.items()}
+                extra["kms:EncryptionContextKeys"] = sorted(context)
             yield from _on_key(aws, action, params["KeyId"], extra)
         elif action == "ssm:GetParameter":
             name = params["Name"]

@@ -5,6 +5,7 @@ encryption context, as AWS documents it, and key state is enforced as on AWS."""
 from __future__ import annotations
 
 import base64
+import time
 from typing import Any
 
 import boto3
@@ -14,6 +15,7 @@ from botocore.exceptions import ClientError
 
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.common import exceptions
+from confio_kms.core import cache
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import EnvelopeKey, RequestCounter
@@ -159,6 +161,7 @@ def test_an_envelope_key_pending_deletion_stops_signing_until_cancelled(
     ledger: LocalLedger,
     counter: RequestCounter,
     session: boto3.Session,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Issue 25: in the sandbox an envelope key pending deletion still signed."""
     _, address = envelope_key("doomed")
@@ -175,8 +178,17 @@ def test_an_envelope_key_pending_deletion_stops_signing_until_cancelled(
         signer.sign_transaction(payment())
     assert "cancel" in str(refused.value.fix)
     assert "is pending deletion" in str(refused.value.cause)
-    # One GetParameter, refused by the key's state: not retried.
-    assert counter.by_operation() == {"ssm.GetParameter": 1}
+    # The ciphertext read, and one Decrypt, refused by the key's state: not retried
+    # (the cached alias is looked up once: it had not moved).
+    assert counter.by_operation() == {
+        "ssm.GetParameter": 1,
+        "kms.Decrypt": 1,
+        "kms.DescribeKey": 1,
+        "kms.ListResourceTags": 1,
+    }
 
     manager.cancel_key_deletion("doomed")
+    # The failure is remembered for cache.FAILURE_SECONDS (1 s): past it, signing works.
+    later = time.monotonic() + cache.FAILURE_SECONDS
+    monkeypatch.setattr(cache, "_clock", lambda: later)
     ledger.evaluate([KMSSigner("doomed", session=session).sign_transaction(payment())])

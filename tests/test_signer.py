@@ -105,7 +105,8 @@ def test_atomic_group_through_composer(
     )
     signed = composer.gather_signatures()
 
-    assert counter.by_operation() == {"ssm.GetParameter": 1}
+    # The ciphertext read once, then one decrypt for the three transactions.
+    assert counter.by_operation() == {"ssm.GetParameter": 1, "kms.Decrypt": 1}
     grouped = [t.txn for t in composer.txn_list]
     assert grouped[0].group is not None
     for stxn, txn in zip(signed, grouped, strict=True):
@@ -182,7 +183,8 @@ def test_one_request_per_signing_call_whatever_the_group_size(
 
     signed = signer.sign_transactions(txns)
 
-    assert counter.by_operation() == {"ssm.GetParameter": 1}
+    # The ciphertext's first (and only) read, and one decrypt for the whole group.
+    assert counter.by_operation() == {"ssm.GetParameter": 1, "kms.Decrypt": 1}
     assert [s.transaction.amt for s in signed] == list(range(size))
     assert all(same_bytes(s, sdk_signed(t, private_key)) for s, t in zip(signed, txns, strict=True))
     ledger.evaluate(signed)
@@ -276,6 +278,7 @@ def test_swapped_parameter_never_produces_a_signature(
         "kms.DescribeKey": 1,
         "kms.ListResourceTags": 1,
         "ssm.GetParameter": 1,
+        "kms.Decrypt": 1,
     }
 
 
@@ -416,7 +419,8 @@ def test_a_malformed_address_in_the_cache_is_looked_up_again(
 
     ledger.evaluate([signed])
     assert counter.by_operation() == {
-        "ssm.GetParameter": 2,  # refused against the broken address, then signed
+        "ssm.GetParameter": 1,  # the ciphertext, read once
+        "kms.Decrypt": 2,  # refused against the broken address, then signed
         "kms.DescribeKey": 1,
         "kms.ListResourceTags": 1,
     }

@@ -2,9 +2,11 @@
 
 Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
 ``record.audit`` for JSON formatters) with alias, address, key kind, transaction
-ids, group id, AWS request ids and outcome, so they can be joined with CloudTrail
-by request id, then handed to the options' audit sink (``Options.audit_sink``; the
-Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores ``confio_kms.models.SigningRecord``
+ids, group id, AWS request ids, outcome and, for envelope keys, the SSM parameter's
+ARN, so they can be joined with CloudTrail by request id (or by the Decrypt events'
+``PARAMETER_ARN`` encryption context), then handed to the options' audit sink
+(``Options.audit_sink``; the Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores
+``confio_kms.models.SigningRecord``
 rows). Records never carry key material: they are built from public facts only.
 """
 
@@ -33,6 +35,7 @@ def record(
     detail: str = "",
     messages: Sequence[bytes] | None = None,
     sink: AuditSink | None = None,
+    parameter_arn: str = "",
 ) -> dict[str, Any]:
     """Emit the record of one signing call; return its fields.
 
@@ -51,6 +54,8 @@ def record(
         "request_ids": [r for r in request_ids if r],
         "outcome": outcome,
         "detail": detail,
+        # CloudTrail's Decrypt events carry it as their PARAMETER_ARN encryption context.
+        "parameter_arn": parameter_arn,
     }
     fields["mode"] = fields["kind"]  # deprecated name of "kind", kept for one release
     logger.info(

@@ -488,6 +488,11 @@ def translate_client_error(
         fix = f"Grant the IAM action {action} on {resource} to the credentials in use"
         if service == "ssm" and operation == "GetParameter":
             fix += ", and kms:Decrypt on the KMS key that encrypts the parameter"
+        if service == "kms" and operation == "Decrypt":
+            fix += (  # envelope signing decrypts the parameter's ciphertext itself
+                " with the condition kms:EncryptionContext:PARAMETER_ARN equal to the key's "
+                "SSM parameter ARN (`manage.py kms_policy --runtime` writes it)"
+            )
         return exc.AccessDeniedError(
             f"AWS denied {action} on {resource}.", fix=fix + ".", cause=cause
         )

@@ -390,3 +390,62 @@ def clear_process_cache() -> None:
         _warned.clear()
         _unkeyed_warned = False
         _bypass_until = 0.0
+
+
+# Envelope ciphertexts (confio_kms.core.envelope): an SSM SecureString's KMS ciphertext
+# and its PARAMETER_ARN, shared under the same HMAC as key entries. The MAC's name says
+# what the entry is ("ciphertext|" cannot start an alias name), so neither kind of
+# entry can stand for the other, nor for another parameter or key.
+_CIPHERTEXT = "ciphertext"
+
+
+def _ciphertext_name(path: str, key_id: str) -> str:
+    return f"{_CIPHERTEXT}|{path}|{key_id}"
+
+
+def read_ciphertext(
+    scope: str, path: str, key_id: str, options: Options = DEFAULTS
+) -> tuple[str, str] | None:
+    """(base64 ciphertext, parameter ARN) of ``path`` under ``key_id`` from the shared
+    cache, if an authentic entry is there; None otherwise (an unverifiable one is logged)."""
+    entries = _entries(options)
+    if entries is None or options.cache_mac_key is None or _clock() < _bypass_until:
+        return None
+    name = _ciphertext_name(path, key_id)
+    key = _key(scope, name)
+    raw = _shared(entries, "get", key)
+    if raw is None:
+        return None
+    if not isinstance(raw, dict) or not all(
+        isinstance(field, str) and isinstance(value, str) for field, value in raw.items()
+    ):
+        _refused(key, name, "is not an entry confio_kms writes")
+        return None
+    entry = {field: value for field, value in raw.items() if field != _MAC}
+    expected = _mac(options.cache_mac_key, scope, name, entry)
+    if not hmac.compare_digest(str(raw.get(_MAC, "")).encode(errors="replace"), expected.encode()):
+        _refused(key, name, "has a MAC that does not verify (another key, or another entry)")
+        return None
+    if set(entry) != {"blob", "arn"}:
+        _refused(key, name, "is of an unknown layout")
+        return None
+    return entry["blob"], entry["arn"]
+
+
+def put_ciphertext(
+    scope: str, path: str, key_id: str, blob: str, arn: str, options: Options = DEFAULTS
+) -> None:
+    """Share the ciphertext of ``path`` under ``key_id`` (authenticated; none without a MAC key)."""
+    entries = _entries(options)
+    if entries is None or options.cache_mac_key is None:
+        return
+    name = _ciphertext_name(path, key_id)
+    entry = {"blob": blob, "arn": arn}
+    entry[_MAC] = _mac(options.cache_mac_key, scope, name, entry)
+    seconds = options.cache_timeout
+    _shared(entries, "set", _key(scope, name), entry, None if seconds == math.inf else int(seconds))
+
+
+def forget_ciphertext(scope: str, path: str, key_id: str, options: Options = DEFAULTS) -> None:
+    """Drop the shared ciphertext entry (a stale one: it decrypted to another key)."""
+    _shared(_entries(options), "delete", _key(scope, _ciphertext_name(path, key_id)))

@@ -3,8 +3,12 @@
 This is the layout existing deployments have: a symmetric KMS key per account
 (alias ``alias/<name>``, address in its tags) encrypting the private key stored at
 ``<prefix>/<name>/private-key`` as py-algorand-sdk's base64 private key string.
-Signing decrypts it with one SSM GetParameter request per call, signs every
-message of the call, and drops it; calls for the same key that overlap in a process
+Signing reads the parameter's KMS ciphertext once (GetParameter without decryption;
+kept in the process and, authenticated, in the shared cache), then decrypts it with
+one kms:Decrypt per call under the encryption context Parameter Store uses
+(``PARAMETER_ARN``), signs every message of the call, and drops the key. A parameter
+KMS will not decrypt directly (advanced tier) is decrypted by Parameter Store as
+before (GetParameter with decryption), logged once; calls for the same key that overlap in a process
 share one decrypt (``confio_kms.core.coalescing``), and the last of them drops it.
 
 Python cannot wipe memory: the decrypted key lives only in locals of the calls that
@@ -17,8 +21,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
+import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from algosdk import encoding
 from nacl.signing import SigningKey
@@ -26,6 +33,7 @@ from nacl.signing import SigningKey
 from confio_kms.algorand.validation import Alias, parameter_path, public_key
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import holds_secrets
+from confio_kms.core import cache
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.coalescing import Coalescer
 from confio_kms.core.keys import (
@@ -36,6 +44,15 @@ from confio_kms.core.keys import (
 
 # Decrypts in flight in this process, shared by the signing calls that overlap them.
 _decrypts: Coalescer[_PrivateKey] = Coalescer()
+_Slot = tuple[str, str, str]  # (AWS scope, parameter path, KMS key id)
+# Each parameter's ciphertext and ARN, read once (GetParameter without decryption).
+_ciphertexts: dict[_Slot, tuple[bytes, str]] = {}
+# Parameters KMS will not decrypt directly (advanced tier): Parameter Store decrypts them.
+_fallback: set[_Slot] = set()
+_lock = threading.Lock()
+# KMS's answers to a ciphertext it cannot decrypt (not its format, or another key's).
+_REFUSED_CIPHERTEXT = ("InvalidCiphertextException", "IncorrectKeyException")
+logger = logging.getLogger("confio_kms.envelope")
 
 
 class _PrivateKey:
@@ -67,7 +84,7 @@ def _signing_key(value: object) -> tuple[SigningKey | None, str]:
     holds the secret (error reporters record the locals of every frame).
     """
     try:
-        raw = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+        raw = base64.b64decode(value, validate=True) if isinstance(value, (str, bytes)) else b""
     except (binascii.Error, ValueError):
         raw = b""
     if len(raw) != 64:
@@ -113,7 +130,7 @@ class EnvelopeKey(AlgorandKey):
             wait = max(0.0, min(wait, self.aws.deadline - time.monotonic()))
         try:
             return _decrypts.run(
-                (id(self.aws.ssm), self.path),
+                (id(self.aws.ssm), id(self.aws.kms), self.path, self.info.key_id),
                 self._decrypt,
                 lambda key: self._sign_with(key, messages),
                 max_calls=shared.max_calls,
@@ -143,12 +160,92 @@ class EnvelopeKey(AlgorandKey):
         return [key.sign(message) for message in messages]
 
     def _decrypt(self) -> _PrivateKey:
+        """The private key: one kms:Decrypt of the parameter's ciphertext (read once, then
+        kept), or today's SSM decrypt for a parameter KMS will not decrypt directly."""
+        slot = (self.aws.scope, self.path, self.info.key_id)
+        if slot in _fallback:
+            return self._decrypt_by_ssm()
+        found, cached = self._ciphertext(slot)
+        if found is None:
+            return self._fall_back(slot, "its value is not a KMS ciphertext (advanced tier?)")
+        try:
+            key = self._decrypt_by_kms(*found)
+            if cached and key.public_key != public_key(self.info.signer_address):
+                # A kept ciphertext of an older value: never reuse it, read it again once.
+                self._drop(slot)
+                found, _ = self._ciphertext(slot)
+                if found is None:
+                    return self._fall_back(slot, "its value is not a KMS ciphertext")
+                key = self._decrypt_by_kms(*found)
+        except exc.AWSError as error:
+            code = (error.cause or "").split(":", 1)[0]
+            if type(error) is not exc.AWSError or code not in _REFUSED_CIPHERTEXT:
+                raise
+            self._drop(slot)
+            return self._fall_back(slot, f"KMS refused its ciphertext ({code})")
+        return key
+
+    def _ciphertext(self, slot: _Slot) -> tuple[tuple[bytes, str] | None, bool]:
+        """((ciphertext, parameter ARN) or None when the value is no KMS ciphertext,
+        whether it was kept from before)."""
+        with _lock:
+            kept = _ciphertexts.get(slot)
+        if kept is not None:
+            return kept, True
+        shared = cache.read_ciphertext(*slot, options=self.aws.options)
+        if shared is not None:
+            blob = _blob(shared[0])
+            if blob is not None:
+                with _lock:
+                    _ciphertexts[slot] = (blob, shared[1])
+                return (blob, shared[1]), True
+        response = self.aws.call(
+            "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=False
+        )
+        parameter = response.get("Parameter", {})
+        value, arn = parameter.get("Value"), str(parameter.get("ARN", ""))
+        secure = parameter.get("Type") == "SecureString"
+        response.clear()  # a String parameter's value would be the key itself
+        if not arn.endswith(f":parameter{self.path}"):
+            raise exc.KeyMaterialError(
+                f"SSM answered for {self.path} with the parameter {arn or '(no ARN)'}; "
+                "nothing was signed.",
+                fix="Check the endpoint (AWS_ENDPOINT_URL / KMS_ENDPOINT_URL) and the SSM prefix.",
+            )
+        blob = _blob(value) if secure else None
+        if blob is None:
+            return None, False
+        with _lock:
+            _ciphertexts[slot] = (blob, arn)
+        cache.put_ciphertext(*slot, str(value), arn, self.aws.options)
+        return (blob, arn), False
+
+    def _decrypt_by_kms(self, blob: bytes, arn: str) -> _PrivateKey:
+        response = self.aws.call(
+            "kms",
+            "Decrypt",
+            self.info.key_id,
+            CiphertextBlob=blob,
+            KeyId=self.info.key_id,  # a ciphertext under another key is refused
+            EncryptionContext={"PARAMETER_ARN": arn},
+        )
+        self.parameter_arn = arn
+        return self._parsed(response)
+
+    def _decrypt_by_ssm(self) -> _PrivateKey:
         response = self.aws.call(
             "ssm", "GetParameter", self.path, Name=self.path, WithDecryption=True
         )
+        self.parameter_arn = str(response.get("Parameter", {}).get("ARN", ""))
+        return self._parsed(response)
+
+    def _parsed(self, response: dict[str, Any]) -> _PrivateKey:
+        """The key in a Decrypt or GetParameter answer, which is cleared."""
         request_id = str(response.get("ResponseMetadata", {}).get("RequestId", ""))
-        key, problem = _signing_key(response.get("Parameter", {}).get("Value"))
+        value = response.get("Plaintext", response.get("Parameter", {}).get("Value"))
+        key, problem = _signing_key(value)
         response.clear()  # the decrypted value must not outlive this line in any frame
+        del value
         if key is None:
             raise exc.KeyMaterialError(
                 f"The SSM parameter {self.path} {problem}.",
@@ -156,3 +253,38 @@ class EnvelopeKey(AlgorandKey):
                 "`manage.py kms_setup --import-existing` under a new alias.",
             )
         return _PrivateKey(key, request_id)
+
+    def _fall_back(self, slot: _Slot, why: str) -> _PrivateKey:
+        """Use today's path for this parameter from now on in this process; say so once."""
+        with _lock:
+            first = slot not in _fallback
+            _fallback.add(slot)
+        if first:
+            logger.warning(
+                "%s (%s): %s; it is decrypted through Parameter Store (GetParameter "
+                "WithDecryption) from now on in this process.",
+                self.path,
+                Alias(self.info.name),
+                why,
+            )
+        return self._decrypt_by_ssm()
+
+    def _drop(self, slot: _Slot) -> None:
+        with _lock:
+            _ciphertexts.pop(slot, None)
+        cache.forget_ciphertext(*slot, self.aws.options)
+
+    @classmethod
+    def reset(cls) -> None:
+        with _lock:
+            _ciphertexts.clear()
+            _fallback.clear()
+
+
+def _blob(value: object) -> bytes | None:
+    """The bytes of a base64 KMS ciphertext, or None when ``value`` is not one."""
+    try:
+        blob = base64.b64decode(value, validate=True) if isinstance(value, str) else b""
+    except (binascii.Error, ValueError):
+        return None
+    return blob or None

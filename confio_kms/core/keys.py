@@ -81,6 +81,8 @@ class AlgorandKey(ABC):
 
     kind: ClassVar[str]
     key_spec: ClassVar[str]
+    # The SSM parameter whose ciphertext was decrypted, if any (audit joins CloudTrail on it).
+    parameter_arn = ""
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         self.aws = aws

@@ -143,6 +143,7 @@ class Signatures:
     info: KeyInfo
     signatures: list[bytes]
     request_ids: list[str]
+    parameter_arn: str = ""  # the envelope key's parameter (CloudTrail's Decrypt context)
 
 
 # Failures of a cached key that a moved alias explains: a fresh lookup may cure them.
@@ -230,7 +231,7 @@ class KeyHandle:
 
     def _sign_with(self, info: KeyInfo, messages: list[bytes]) -> Signatures:
         key = kinds.key_for(self.aws, info, self.prefix)
-        return Signatures(info, key.sign(messages), key.request_ids)
+        return Signatures(info, key.sign(messages), key.request_ids, key.parameter_arn)
 
     def _moved(self, cached: KeyInfo) -> KeyInfo | None:
         """What the alias names now, asked of AWS, if not ``cached``; else None."""
@@ -301,5 +302,6 @@ def sign_group(
         detail,
         messages=messages,
         sink=handle.aws.options.audit_sink,
+        parameter_arn=result.parameter_arn,
     )
     return signed

@@ -4,8 +4,9 @@ Prices default to the setup guide's: $1 per key-month and $0.03 per 10,000
 requests. AWS's pricing page has the current figures for your region, a monthly
 free tier, and may price requests to asymmetric (native) keys higher: pass your own
 prices if they differ. Each request counted here is one KMS request as AWS bills
-it: an envelope signing call's ``ssm:GetParameter`` makes one ``kms:Decrypt`` on the
-caller's behalf.
+it: an envelope signing call makes one ``kms:Decrypt`` of the parameter's ciphertext
+(read once per process, without decryption: no KMS request); the old scripts'
+``ssm:GetParameter`` made one on the caller's behalf.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ class MonthlyCost:
     calls: int
     """Signing calls: groups of up to ``group_size`` transactions."""
     signing_requests: int
-    """``kms:Sign`` (native) or ``ssm:GetParameter`` with its ``kms:Decrypt``."""
+    """``kms:Sign`` (native), ``kms:Decrypt`` (envelope) or ``ssm:GetParameter`` with its
+    ``kms:Decrypt`` (baseline)."""
     lookup_requests: int
     """Address lookups (``kms:DescribeKey``, ``kms:ListResourceTags``): an upper bound."""
     public_key_requests: int
@@ -134,10 +136,12 @@ def monthly_cost(
 ) -> MonthlyCost:
     """Requests and dollars for ``transactions`` a month signed in groups of ``group_size``.
 
-    Signing: an envelope key makes 1 request per signing call, whatever the group
-    size; a native key 1 per transaction; the old scripts (``baseline``) 1 per
-    transaction plus an address lookup (2 requests) per call, as a request handler
-    built a new signer for each. confio-kms looks the address up at most once per
+    Signing: an envelope key makes 1 request (``kms:Decrypt``) per signing call,
+    whatever the group size (its parameter's ciphertext, read once per process with
+    ``ssm:GetParameter`` without decryption, is no KMS request and is not counted); a
+    native key 1 per transaction; the old scripts (``baseline``) 1 per transaction plus
+    an address lookup (2 requests) per call, as a request handler built a new signer
+    for each. confio-kms looks the address up at most once per
     ``cache_timeout`` seconds (0: every call; ``None``: never expires) in each cache:
     one cache when ``shared_cache`` (Redis, memcached), else one per process. A
     native key also fetches its public key once per process start. ``processes``

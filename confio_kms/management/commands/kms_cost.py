@@ -183,7 +183,7 @@ class Command(KMSCommand):
 
     def _render(self, c: cost.MonthlyCost, timeout: float | None, shared: bool) -> None:
         per_call = {
-            cost.ENVELOPE: "1 ssm:GetParameter per call, billed as one kms:Decrypt",
+            cost.ENVELOPE: "1 kms:Decrypt per call; the ciphertext is read once per process",
             cost.NATIVE: "1 kms:Sign per transaction",
             cost.BASELINE: "1 ssm:GetParameter per transaction, billed as one kms:Decrypt",
         }[c.mode]

@@ -134,8 +134,9 @@ def _on_active_key(doctor: Checkup, active: Key, probes: _Probes) -> None:
         probes.needed.append(Probe("ssm:GetParameter", parameter, path, {}, ()))
         sealed = {**context, **encryption_context(parameter)}
         via = {**sealed, "kms:ViaService": (f"ssm.{region}.amazonaws.com",)}
+        # Signing decrypts the ciphertext directly; through SSM for the fallback path.
+        probes.needed.append(Probe(DIRECT_DECRYPT, active.arn, on_key, sealed, tagged))
         probes.needed.append(Probe("kms:Decrypt (through SSM)", active.arn, on_key, via, tagged))
-        probes.advised.append(Probe(DIRECT_DECRYPT, active.arn, on_key, sealed, tagged))
     for action in _EXCESS_ON_KEY:
         probes.excess.append(Probe(action, active.arn, on_key, {**context, **_MFA}, tagged))
     writes = {"ssm:Overwrite": (), **_MFA}
@@ -239,7 +240,7 @@ class _Probes:
 
     needed: list[Probe] = field(default_factory=list)
     excess: list[Probe] = field(default_factory=list)
-    # Not needed by today's signing path but by the direct one: a denial is a warning.
+    # Advised but not needed: a denial is a warning (none since signing decrypts directly).
     advised: list[Probe] = field(default_factory=list)
     missing: str = ""
     note: str = ""  # what was not known when they were made
@@ -280,6 +281,12 @@ def _signing(
     denied = [f"{p.label} ({d.reason})" for p, d in needed if d.result == DENIED]
     unclear = [f"{p.label} ({d.reason})" for p, d in needed if d.result == UNDETERMINED]
     if denied:
+        if any(p.action == DIRECT_DECRYPT and d.result == DENIED for p, d in needed):
+            runtime += (
+                " Signing calls kms:Decrypt directly with the parameter's encryption context: "
+                "re-apply `manage.py kms_policy --runtime` if the policy allows kms:Decrypt "
+                f"only through SSM (kms:ViaService); it allows {iam.PARAMETER_ARN_CONTEXT}."
+            )
         return Finding(
             "iam.signing",
             Status.FAIL,
