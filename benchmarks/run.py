@@ -245,10 +245,11 @@ def local_cpu(
 ) -> dict[int, LocalCpu]:
     """The envelope signer's own CPU against the floor, per group size.
 
-    Own CPU is the whole call less its request, the request being what lies between
-    botocore's first and last events for GetParameter (``provide-client-params`` to
+    Own CPU is the whole call less its request (kms:Decrypt, the one request of an
+    envelope signing call after the first), the request being what lies between
+    botocore's first and last events for it (``provide-client-params`` to
     ``after-call``): building, signing, sending and parsing it. Measured twice: with
-    GetParameter's real answer replayed in the process (a ``before-call`` handler),
+    Decrypt's real answer replayed in the process (a ``before-call`` handler),
     so nothing waits on a socket, and on calls that really go to the endpoint.
     """
     marks: dict[str, float] = {}
@@ -259,16 +260,16 @@ def local_cpu(
 
     def signer(replay: bool) -> KMSSigner:
         session = new_session(aws)
-        session.events.register("provide-client-params.ssm.GetParameter", mark("sent"))
-        session.events.register("after-call.ssm.GetParameter", mark("answered"))
+        session.events.register("provide-client-params.kms.Decrypt", mark("sent"))
+        session.events.register("after-call.kms.Decrypt", mark("answered"))
         if replay:  # a before-call handler's answer stands in for the HTTP exchange
             session.events.register(
-                "before-call.ssm.GetParameter",
+                "before-call.kms.Decrypt",
                 lambda **kw: (AWSResponse("", 200, {}, None), copy.deepcopy(answers[0])),
             )
         else:
             session.events.register(
-                "after-call.ssm.GetParameter",
+                "after-call.kms.Decrypt",
                 lambda parsed, **kw: answers.append(copy.deepcopy(parsed)) if not answers else None,
             )
         return KMSSigner(

@@ -109,7 +109,7 @@ def test_the_core_signs_outside_django_with_explicit_options(aws_env: LocalAWS) 
         "models_imported": False,
         "region": "eu-west-1",
         "outcomes": ["signed", "refused"],
-        "shared_entries": ["generation", "key"],
+        "shared_entries": ["generation", "key", "key"],  # the alias, the ciphertext
         "refused": True,
         "verified": True,
     }
