@@ -30,6 +30,7 @@ from confio_kms.algorand import validation
 from confio_kms.common import exceptions as exc
 from confio_kms.common import progress
 from confio_kms.common.redaction import HiddenStr, holds_secrets
+from confio_kms.management.base import unwritable
 
 HEADER = (
     "# confio-kms backup of an Algorand account held in AWS KMS. Anyone holding the\n"
@@ -120,16 +121,8 @@ def write(path: str, alias: str, network: str, phrase: str, address: str) -> Non
         finally:
             os.unlink(partial)
         _sync_folder(path)
-    except FileExistsError:
-        raise CommandError(
-            f"{path} already exists; nothing was created. Fix: choose a new file name "
-            "(confio_kms never overwrites a backup)."
-        ) from None
     except OSError as error:
-        raise CommandError(
-            f"Cannot write {path} ({error.strerror}); nothing was created. "
-            "Fix: choose a writable location."
-        ) from None
+        raise unwritable(path, error, "write") from None
     progress.step(f"backup of {address} written to {path} (mode 0600), before any AWS change")
 
 

@@ -286,18 +286,23 @@ def is_terminal(stream: Any) -> bool:
         return False
 
 
+def unwritable(path: str, error: OSError, verb: str = "create") -> CommandError:
+    """The one-line refusal when the backup file ``path`` cannot be made."""
+    if isinstance(error, FileExistsError):
+        return CommandError(
+            f"{path} already exists; nothing was created. Fix: choose a new file name "
+            "(confio_kms never overwrites a backup)."
+        )
+    return CommandError(
+        f"Cannot {verb} {path} ({error.strerror}); nothing was created. "
+        "Fix: choose a writable location."
+    )
+
+
 def new_private_file(path: str) -> IO[str]:
     """Open a file that did not exist, readable by its owner only."""
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        raise CommandError(
-            f"{path} already exists; nothing was created. Fix: choose a new file name "
-            "(confio_kms never overwrites a backup)."
-        ) from None
     except OSError as error:
-        raise CommandError(
-            f"Cannot create {path} ({error.strerror}); nothing was created. "
-            "Fix: choose a writable location."
-        ) from None
+        raise unwritable(path, error) from None
     return os.fdopen(fd, "w")
