@@ -30,7 +30,7 @@ import itertools
 import os
 import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -54,6 +54,8 @@ from botocore.retries import standard
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
 from confio_kms.core import workers
+from confio_kms.core.aws_errors import THROTTLED as _THROTTLED
+from confio_kms.core.aws_errors import error_cause, translate_client_error
 from confio_kms.core.options import DEFAULTS, Options
 
 
@@ -159,13 +161,9 @@ def _bound_retries(client: Any, attempts: int) -> None:
     )
 
 
-_DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
-_KEY_STATE = {"DisabledException", "KMSInvalidStateException", "KeyUnavailableException"}
-_KEY_STATE_SSM = {"InvalidKeyId"}
 _CARRIES_SECRET = {"PutParameter"}
 # First backoff when AWS throttles; it doubles per retry, up to 1 s, with jitter.
 THROTTLE_BACKOFF = 0.05
-_THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
 
 
 # What every AWSClients builds; ``services`` adds to it.
@@ -429,92 +427,3 @@ def _missing_profile(profile: str) -> exc.ConfigurationError:
         f"--profile {profile}`), or {unset} to use other credentials (AWS_ACCESS_KEY_ID/"
         "AWS_SECRET_ACCESS_KEY, or an instance/task role).",
     )
-
-
-# AWS error code -> (error class, message, fix); {r} is the resource, {op} the operation.
-_BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
-    "AliasNotFound": (
-        exc.AliasNotFoundError,
-        "The KMS alias {r} does not exist in this account and region.",
-        "List the aliases with `manage.py kms_list` or `aws kms list-aliases`, check "
-        "KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
-    ),
-    "NotFoundException": (
-        exc.KeyNotFoundError,
-        "The KMS key {r} does not exist in this account and region.",
-        "Check the key id and KMS_REGION; list keys with `manage.py kms_list`.",
-    ),
-    "InvalidKeyUsageException": (
-        exc.NotAnAlgorandKeyError,
-        "The KMS key behind {r} cannot be used for {op}.",
-        "Point the alias at a key of the right kind: symmetric ENCRYPT_DECRYPT (envelope) "
-        "or ECC_NIST_EDWARDS25519 SIGN_VERIFY (native).",
-    ),
-    "ParameterNotFound": (
-        exc.ParameterNotFoundError,
-        "The SSM parameter {r} does not exist.",
-        "Create the key with `manage.py kms_setup --create-new` or `--import-existing`, "
-        "or check the SSM prefix and region.",
-    ),
-    "AlreadyExistsException": (
-        exc.AliasExistsError,
-        "The KMS alias {r} already exists.",
-        "Choose another alias; confio_kms never replaces an existing key.",
-    ),
-    "ParameterAlreadyExists": (
-        exc.ParameterExistsError,
-        "The SSM parameter {r} already exists.",
-        "Choose another alias, or delete the old parameter deliberately after checking "
-        "nothing depends on it.",
-    ),
-}
-
-
-def error_cause(error: ClientError) -> str:
-    """AWS's code and message of ``error``, as errors quote them."""
-    err: Mapping[str, Any] = error.response.get("Error", {})
-    return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
-
-
-def translate_client_error(
-    error: ClientError, service: str, operation: str, resource: str
-) -> exc.ConfioKMSError:
-    """Map an AWS error onto the narrowest confio_kms error, naming cause and fix."""
-    err: Mapping[str, Any] = error.response.get("Error", {})
-    code = str(err.get("Code", ""))
-    cause = error_cause(error)
-    action = f"{service}:{operation}"
-    if code in _DENIED:
-        fix = f"Grant the IAM action {action} on {resource} to the credentials in use"
-        if service == "ssm" and operation == "GetParameter":
-            fix += ", and kms:Decrypt on the KMS key that encrypts the parameter"
-        if service == "kms" and operation == "Decrypt":
-            fix += (  # envelope signing decrypts the parameter's ciphertext itself
-                " with the condition kms:EncryptionContext:PARAMETER_ARN equal to the key's "
-                "SSM parameter ARN (`manage.py kms_policy --runtime` writes it)"
-            )
-        return exc.AccessDeniedError(
-            f"AWS denied {action} on {resource}.", fix=fix + ".", cause=cause
-        )
-    if code == "NotFoundException" and resource.startswith("alias/"):
-        code = "AliasNotFound"  # KMS uses one code for aliases and keys
-    if code in _BY_CODE:
-        cls, message, fix = _BY_CODE[code]
-        return cls(message.format(r=resource, op=operation), fix=fix, cause=cause)
-    if code in _KEY_STATE or (service == "ssm" and code in _KEY_STATE_SSM):
-        return exc.KeyStateError(
-            f"The KMS key behind {resource} cannot be used for {operation}.",
-            fix="Enable the key (`aws kms enable-key`) or cancel its pending deletion "
-            "(AlgorandKMSManager.cancel_key_deletion).",
-            cause=cause,
-        )
-    if code in _THROTTLED:
-        return exc.AWSError(
-            f"AWS throttled {action} on {resource}, after retries for up to "
-            "CONFIO_KMS_THROTTLE_WAIT.",
-            fix="Lower the request rate, or raise the quota: Parameter Store's throughput "
-            "(40 requests/s by default; 'higher throughput' in the SSM settings) for envelope "
-            "keys, KMS's request quota for native keys (Service Quotas console).",
-            cause=cause,
-        )
-    return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)

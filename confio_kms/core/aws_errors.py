@@ -1,0 +1,105 @@
+"""AWS's error codes, translated into confio_kms errors: the table is data, one row
+per code, with the message and fix each error carries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from confio_kms.common import exceptions as exc
+
+_DENIED = {"AccessDeniedException", "AccessDenied", "UnauthorizedOperation"}
+_KEY_STATE = {"DisabledException", "KMSInvalidStateException", "KeyUnavailableException"}
+_KEY_STATE_SSM = {"InvalidKeyId"}
+THROTTLED = {"ThrottlingException", "Throttling", "TooManyRequestsException"}
+
+
+# AWS error code -> (error class, message, fix); {r} is the resource, {op} the operation.
+_BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
+    "AliasNotFound": (
+        exc.AliasNotFoundError,
+        "The KMS alias {r} does not exist in this account and region.",
+        "List the aliases with `manage.py kms_list` or `aws kms list-aliases`, check "
+        "KMS_REGION, or create the key with `manage.py kms_setup --create-new`.",
+    ),
+    "NotFoundException": (
+        exc.KeyNotFoundError,
+        "The KMS key {r} does not exist in this account and region.",
+        "Check the key id and KMS_REGION; list keys with `manage.py kms_list`.",
+    ),
+    "InvalidKeyUsageException": (
+        exc.NotAnAlgorandKeyError,
+        "The KMS key behind {r} cannot be used for {op}.",
+        "Point the alias at a key of the right kind: symmetric ENCRYPT_DECRYPT (envelope) "
+        "or ECC_NIST_EDWARDS25519 SIGN_VERIFY (native).",
+    ),
+    "ParameterNotFound": (
+        exc.ParameterNotFoundError,
+        "The SSM parameter {r} does not exist.",
+        "Create the key with `manage.py kms_setup --create-new` or `--import-existing`, "
+        "or check the SSM prefix and region.",
+    ),
+    "AlreadyExistsException": (
+        exc.AliasExistsError,
+        "The KMS alias {r} already exists.",
+        "Choose another alias; confio_kms never replaces an existing key.",
+    ),
+    "ParameterAlreadyExists": (
+        exc.ParameterExistsError,
+        "The SSM parameter {r} already exists.",
+        "Choose another alias, or delete the old parameter deliberately after checking "
+        "nothing depends on it.",
+    ),
+}
+
+
+def error_cause(error: ClientError) -> str:
+    """AWS's code and message of ``error``, as errors quote them."""
+    err: Mapping[str, Any] = error.response.get("Error", {})
+    return f"{err.get('Code', '')}: {err.get('Message', '')}".strip(": ")
+
+
+def translate_client_error(
+    error: ClientError, service: str, operation: str, resource: str
+) -> exc.ConfioKMSError:
+    """Map an AWS error onto the narrowest confio_kms error, naming cause and fix."""
+    err: Mapping[str, Any] = error.response.get("Error", {})
+    code = str(err.get("Code", ""))
+    cause = error_cause(error)
+    action = f"{service}:{operation}"
+    if code in _DENIED:
+        fix = f"Grant the IAM action {action} on {resource} to the credentials in use"
+        if service == "ssm" and operation == "GetParameter":
+            fix += ", and kms:Decrypt on the KMS key that encrypts the parameter"
+        if service == "kms" and operation == "Decrypt":
+            fix += (  # envelope signing decrypts the parameter's ciphertext itself
+                " with the condition kms:EncryptionContext:PARAMETER_ARN equal to the key's "
+                "SSM parameter ARN (`manage.py kms_policy --runtime` writes it)"
+            )
+        return exc.AccessDeniedError(
+            f"AWS denied {action} on {resource}.", fix=fix + ".", cause=cause
+        )
+    if code == "NotFoundException" and resource.startswith("alias/"):
+        code = "AliasNotFound"  # KMS uses one code for aliases and keys
+    if code in _BY_CODE:
+        cls, message, fix = _BY_CODE[code]
+        return cls(message.format(r=resource, op=operation), fix=fix, cause=cause)
+    if code in _KEY_STATE or (service == "ssm" and code in _KEY_STATE_SSM):
+        return exc.KeyStateError(
+            f"The KMS key behind {resource} cannot be used for {operation}.",
+            fix="Enable the key (`aws kms enable-key`) or cancel its pending deletion "
+            "(AlgorandKMSManager.cancel_key_deletion).",
+            cause=cause,
+        )
+    if code in THROTTLED:
+        return exc.AWSError(
+            f"AWS throttled {action} on {resource}, after retries for up to "
+            "CONFIO_KMS_THROTTLE_WAIT.",
+            fix="Lower the request rate, or raise the quota: Parameter Store's throughput "
+            "(40 requests/s by default; 'higher throughput' in the SSM settings) for envelope "
+            "keys, KMS's request quota for native keys (Service Quotas console).",
+            cause=cause,
+        )
+    return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)
