@@ -124,7 +124,7 @@ class EnvelopeKey(AlgorandKey):
         if not shared.enabled:
             return self._sign_with(self._decrypt(), messages)
         # Calls for this key in flight now share one decrypt; each checks and signs
-        # on its own. Keyed by the SSM client too: its credentials are the caller's.
+        # on its own. Keyed by the clients too: their credentials are the caller's.
         wait = shared.max_wait
         if self.aws.deadline is not None:
             wait = max(0.0, min(wait, self.aws.deadline - time.monotonic()))
