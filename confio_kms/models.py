@@ -21,6 +21,9 @@ class SigningRecord(models.Model):
     request_ids = models.TextField(blank=True, help_text="AWS request ids, for CloudTrail.")
     outcome = models.CharField(max_length=32, db_index=True)
     detail = models.CharField(max_length=500, blank=True)
+    fee = models.PositiveBigIntegerField(
+        default=0, help_text="Microalgos of fees the signed transactions carry (0 before 0003)."
+    )
 
     class Meta:
         ordering = ("-created",)
@@ -48,4 +51,5 @@ def store_signing_record(fields: Mapping[str, Any]) -> None:
             request_ids=" ".join(fields["request_ids"]),
             outcome=fields["outcome"],
             detail=fields["detail"][:500],
+            fee=fields.get("fee", 0),
         )

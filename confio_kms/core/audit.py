@@ -2,9 +2,9 @@
 
 Records go to the ``confio_kms.audit`` logger (level INFO, the fields also under
 ``record.audit`` for JSON formatters) with alias, address, key kind, transaction
-ids, group id, AWS request ids, outcome and, for envelope keys, the SSM parameter's
-ARN, so they can be joined with CloudTrail by request id (or by the Decrypt events'
-``PARAMETER_ARN`` encryption context), then handed to the options' audit sink
+ids, their fees summed, group id, AWS request ids, outcome and, for envelope keys,
+the SSM parameter's ARN, so they can be joined with CloudTrail by request id (or by
+the Decrypt events' ``PARAMETER_ARN`` encryption context), then handed to the options' audit sink
 (``Options.audit_sink``; the Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores
 ``confio_kms.models.SigningRecord``
 rows). Records never carry key material: they are built from public facts only.
@@ -54,6 +54,8 @@ def record(
         "request_ids": [r for r in request_ids if r],
         "outcome": outcome,
         "detail": detail,
+        # What the signed transactions' senders pay in fees: the sponsor's spend.
+        "fee": _fees(txns),
         # CloudTrail's Decrypt events carry it as their PARAMETER_ARN encryption context.
         "parameter_arn": parameter_arn,
     }
@@ -90,6 +92,13 @@ def _sha512_256(data: bytes) -> bytes:
         return hashlib.new("sha512_256", data).digest()
     except ValueError:
         return bytes(encoding.checksum(data))
+
+
+def _fees(txns: Sequence[transaction.Transaction]) -> int:
+    try:
+        return sum(int(t.fee or 0) for t in txns)
+    except (AttributeError, TypeError, ValueError):  # a malformed transaction is reported
+        return 0
 
 
 def _txid(txn: transaction.Transaction) -> str:
