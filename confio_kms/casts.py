@@ -36,6 +36,13 @@ def as_int(value: object) -> int:
     return int(str(value)) if not isinstance(value, int) else value
 
 
+def microalgos(value: object) -> int:
+    amount = as_int(value)
+    if amount < 0:
+        raise ValueError(f"{value!r} is not 0 microalgos or more")
+    return amount
+
+
 def confio_env(value: object) -> str:
     if value not in networks.DEPLOYMENT_NETWORKS:
         raise ValueError(f"{value!r} is not one of {', '.join(networks.DEPLOYMENT_NETWORKS)}")

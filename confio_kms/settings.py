@@ -410,6 +410,10 @@ def sponsor_fee_cap(default: int) -> int:
     return setting("ALGORAND_SPONSOR_FEE_CAP", default, as_int)
 
 
+def sponsor_min_balance() -> int:  # CONFIO_KMS_SPONSOR_MIN_BALANCE, microalgos; 0: no floor
+    return setting("CONFIO_KMS_SPONSOR_MIN_BALANCE", 0, casts.microalgos)
+
+
 def admin_mnemonic() -> str:
     """``ALGORAND_ADMIN_MNEMONIC`` (legacy, while ``USE_KMS_SIGNING`` is off); "" if unset.
     Its Django setting is a ``HiddenSetting`` (``hide_admin_mnemonic``): read through it."""

@@ -175,6 +175,10 @@ class SponsorPolicyError(ConfioKMSError, ValueError):
     """The sponsor refused to sign: the request breaks its fee or group policy."""
 
 
+class SponsorBalanceError(SponsorPolicyError):
+    """The sponsor refused to sign: paying the fee would take its balance below the floor."""
+
+
 class RotationError(ConfioKMSError):
     """A rotation could not proceed; the alias still signs with the key it had."""
 
