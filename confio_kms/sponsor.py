@@ -17,6 +17,7 @@ from algosdk.atomic_transaction_composer import AccountTransactionSigner, Transa
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
+from confio_kms import sponsor_health
 from confio_kms.algorand import validation
 from confio_kms.algorand.networks import MAX_GROUP_SIZE
 from confio_kms.common import exceptions
@@ -34,12 +35,21 @@ class AlgorandSponsorService:
 
     ``USE_KMS_SIGNING`` on: ``KMSSigner`` for the active network's alias.
     Off: the legacy ``ALGORAND_ADMIN_MNEMONIC``. Pass ``signer`` and ``address``
-    to use another signer (tests, a multisig).
+    to use another signer (tests, a multisig). ``balance_guard``: refuses sponsoring
+    below the floor (``confio_kms.sponsor_health``); None takes the settings' (none
+    unless ``CONFIO_KMS_SPONSOR_MIN_BALANCE`` is set).
     """
 
     @holds_secrets  # the legacy path holds the mnemonic and its private key
-    def __init__(self, signer: TransactionSigner | None = None, address: str | None = None) -> None:
+    def __init__(
+        self,
+        signer: TransactionSigner | None = None,
+        address: str | None = None,
+        *,
+        balance_guard: sponsor_health.BalanceGuard | None = None,
+    ) -> None:
         self.fee_cap: int = config.sponsor_fee_cap(DEFAULT_FEE_CAP)
+        self.balance_guard = balance_guard or sponsor_health.guard_from_settings()
         if signer is not None:
             if address is None and not isinstance(signer, KMSSigner):
                 raise exceptions.ConfigurationError(
@@ -103,14 +113,23 @@ class AlgorandSponsorService:
                 "The sponsor payment would close or rekey the sponsor account; nothing was signed.",
                 fix="Report this as a bug in confio-kms.",
             )
+        self._require_balance(sponsor, payment.fee)
         transaction.assign_group_id([payment, *users])
         try:
             signed = self.sign_transaction(payment)
         except BaseException:
             for txn in users:  # as they came: the caller may retry with them
                 txn.group = None
+            if self.balance_guard is not None:
+                self.balance_guard.release(sponsor, payment.fee)
             raise
         return [signed, *users]
+
+    def _require_balance(self, sponsor: str, fee: int) -> None:
+        """Refuse (``SponsorBalanceError``, before any signing request) a fee that would
+        take the sponsor under its floor; the balance is read at most every few seconds."""
+        if self.balance_guard is not None:
+            self.balance_guard.require(sponsor, fee)
 
 
 @holds_secrets  # the phrase and its private key live in this call's frames only
