@@ -12,6 +12,7 @@ from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 
 from confio_kms import factory as conf
 from confio_kms import settings as config
+from confio_kms import sponsor_health
 from confio_kms.algorand.validation import Alias
 from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError
 from confio_kms.ops import secrets
@@ -139,3 +140,37 @@ def check_kms_key(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMe
             )
         )
     return found
+
+
+@checks.register("confio_kms", deploy=True)
+def check_sponsor_balance(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """The sponsor holds at least ``CONFIO_KMS_SPONSOR_MIN_BALANCE``. A deploy check
+    (``check --deploy``) because it reads the balance from algod: plain ``check``, and
+    the checks ``runserver`` and ``migrate`` run, make no network request for it."""
+    try:
+        floor = config.sponsor_min_balance()
+        if not floor:
+            return []
+        account = sponsor_health.sponsor_account()
+        balance = sponsor_health.BalanceGuard(floor).read(account.address)
+    except ConfioKMSError as error:
+        return [
+            checks.Warning(
+                f"The sponsor's balance could not be checked against its floor: {error.message}",
+                hint=error.fix,
+                id="confio_kms.W031",
+            )
+        ]
+    if balance.amount >= floor:
+        return []
+    return [
+        checks.Warning(
+            f"The sponsor account {balance.address} holds {balance.amount} microalgos, under "
+            f"the floor of {floor} (CONFIO_KMS_SPONSOR_MIN_BALANCE): the sponsor service "
+            "refuses to sponsor until it is funded.",
+            hint=f"Fund the sponsor address {balance.address} with at least "
+            f"{floor - balance.amount} microalgos (`manage.py kms_sponsor_status` shows "
+            "its runway).",
+            id="confio_kms.W030",
+        )
+    ]
