@@ -129,8 +129,8 @@ def balances_from_settings(address: str, network: str | None = None) -> BalanceS
     if not algod_address:
         raise exceptions.ConfigurationError(
             "Reading the sponsor's balance needs an algod node and ALGOD_ADDRESS is not set.",
-            fix=f"Set ALGOD_ADDRESS (and ALGOD_TOKEN) in {config.places('ALGOD_ADDRESS')}, "
-            "or CONFIO_KMS_SPONSOR_MIN_BALANCE to 0 to turn the floor off.",
+            fix=f"Set ALGOD_ADDRESS (and ALGOD_TOKEN) in {config.places('ALGOD_ADDRESS')}; "
+            "the floor (CONFIO_KMS_SPONSOR_MIN_BALANCE) and kms_sponsor_status read it.",
         )
     return AlgodBalances(algod_address, token)
 

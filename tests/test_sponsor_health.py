@@ -279,7 +279,8 @@ def test_the_status_command_table_and_json(
     assert f"sponsor:      alias/{ALIAS} {sponsor} (testnet)" in lines
     assert "balance:      3,100,000 microalgos (3.100000 ALGO)" in lines
     assert "fees 7 days:  4,000 microalgos for 3 transactions in 2 signing calls" in lines
-    assert "runway:       3,675 days" in lines and "              1,575 transactions" in lines
+    assert "runway:       3,675 days" in lines
+    assert "              1,575 transactions at the average fee" in lines
     assert "limits:       none configured" in lines
 
 

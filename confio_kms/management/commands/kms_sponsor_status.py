@@ -24,10 +24,6 @@ def _micro(value: int) -> str:
     return f"{value:,} microalgos ({value / 1_000_000:,.6f} ALGO)"
 
 
-def _number(value: float | None, unit: str, missing: str) -> str:
-    return missing if value is None else f"{value:,.0f} {unit}"
-
-
 class Command(KMSCommand):
     help = (
         "Show the sponsor account's balance, the minimum balance Algorand makes it keep, "
@@ -68,7 +64,6 @@ def _lines(s: dict[str, Any]) -> list[str]:
             f"{fees['fees']:,} microalgos for {fees['transactions']:,} transactions "
             f"in {fees['calls']:,} signing calls"
         )
-    no_rate = "unknown (no fees recorded in the window)"
     rows = [
         ("sponsor", f"{who}{s['address']} ({s['network']})"),
         ("source", s["balance_source"]),
@@ -77,11 +72,16 @@ def _lines(s: dict[str, Any]) -> list[str]:
         ("floor", floor),
         ("spendable", f"{_micro(s['spendable'])} above both"),
         (f"fees {days}", spent),
-        ("per day", _number(s["fees_per_day"], "microalgos", no_rate)),
-        ("per txn", _number(s["average_fee_per_transaction"], "microalgos", no_rate)),
-        ("runway", _number(s["runway_days"], "days", no_rate)),
-        ("", _number(s["runway_transactions"], "transactions", no_rate)),
     ]
+    if s["runway_days"] is None:
+        rows.append(("runway", "unknown: no fees recorded in the window"))
+    else:
+        rows += [
+            ("per day", f"{s['fees_per_day']:,.0f} microalgos"),
+            ("per txn", f"{s['average_fee_per_transaction']:,.0f} microalgos"),
+            ("runway", f"{s['runway_days']:,.0f} days"),
+            ("", f"{s['runway_transactions']:,} transactions at the average fee"),
+        ]
     limits = s["limits"] or [{"name": "none configured"}]
     for limit in limits:
         text = str(limit.get("name", ""))
