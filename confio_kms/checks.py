@@ -152,7 +152,8 @@ def check_sponsor_balance(app_configs: Any = None, **kwargs: Any) -> list[checks
         if not floor:
             return []
         account = sponsor_health.sponsor_account()
-        balance = sponsor_health.BalanceGuard(floor).read(account.address)
+        source = sponsor_health.balances_from_settings(account.address, account.network)
+        balance = sponsor_health.BalanceGuard(floor, source).read(account.address)
     except ConfioKMSError as error:
         return [
             checks.Warning(
