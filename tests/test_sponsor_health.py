@@ -132,6 +132,32 @@ def test_the_guard_reads_algod_once_per_ttl_and_counts_what_it_let_through(
     assert len(algod.paths) == 2
 
 
+def test_concurrent_calls_share_one_read_and_never_pass_the_floor(
+    algod: AlgodStandIn, ledger: LocalLedger
+) -> None:
+    _, sponsor = new_account()
+    ledger.fund(sponsor, FLOOR + 5_000)
+    guard = BalanceGuard(FLOOR, AlgodBalances(algod.url), clock=lambda: 0.0)
+    start = threading.Barrier(8)
+    outcomes: list[str] = []
+
+    def sponsor_one() -> None:
+        start.wait(timeout=30)
+        try:
+            guard.require(sponsor, 1_000)
+            outcomes.append("let through")
+        except exceptions.SponsorBalanceError:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=sponsor_one) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["let through"] * 5 + ["refused"] * 3
+    assert len(algod.paths) == 1
+
+
 def test_the_signal_is_sent_once_per_crossing(
     ledger: LocalLedger, crossings: list[dict[str, Any]]
 ) -> None:
