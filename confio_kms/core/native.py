@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import copy_context
 
 from algosdk import encoding
 
@@ -99,7 +100,8 @@ class NativeKey(AlgorandKey):
         pool, slots = _executor(self.aws.options.native_concurrency)
         if len(messages) == 1:
             return [self._sign_one(slots, messages[0])]
-        jobs = [pool.submit(self._sign_one, slots, m) for m in messages]
+        # Each request runs in a copy of the caller's context (its tracing span, as in workers).
+        jobs = [pool.submit(copy_context().run, self._sign_one, slots, m) for m in messages]
         # Wait for every request, so none is still in flight when the call returns; then
         # result() re-raises the first failure: the whole call fails, never a partial group.
         wait(jobs)
