@@ -9,6 +9,7 @@ locally against the account's public key before it is returned.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -39,6 +40,16 @@ _pools: dict[int, tuple[ThreadPoolExecutor, threading.BoundedSemaphore]] = {}
 _pool_lock = threading.Lock()
 # (key id, address) pairs whose KMS public key this process has checked.
 _checked: set[tuple[str, str]] = set()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's pool threads: new pools on first use."""
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _executor(size: int) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
