@@ -45,6 +45,13 @@ except ImportError:  # the optional extra is not installed: every hook is a no-o
 F = TypeVar("F", bound=Callable[..., Any])
 SCOPE = "confio_kms"
 SPAN = "confio_kms.sign"
+DURATION, REQUESTS, THROTTLES, COALESCED, REFUSALS = METRICS = (
+    "confio_kms.signing.duration",
+    "confio_kms.aws.requests",
+    "confio_kms.aws.throttles",
+    "confio_kms.coalesced_waits",
+    "confio_kms.refusals",
+)
 
 
 class _Instruments:
@@ -54,21 +61,21 @@ class _Instruments:
         self.tracer = otel_trace.get_tracer(SCOPE, tracer_provider=tracer_provider)
         meter = otel_metrics.get_meter(SCOPE, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
-            "confio_kms.signing.duration", unit="s", description="Signing call latency"
+            DURATION, unit="s", description="Signing call latency"
         )
         self.requests = meter.create_counter(
-            "confio_kms.aws.requests", unit="{request}", description="AWS HTTP requests"
+            REQUESTS, unit="{request}", description="AWS HTTP requests"
         )
         self.throttles = meter.create_counter(
-            "confio_kms.aws.throttles", unit="{request}", description="Requests AWS throttled"
+            THROTTLES, unit="{request}", description="Requests AWS throttled"
         )
         self.coalesced = meter.create_counter(
-            "confio_kms.coalesced_waits",
+            COALESCED,
             unit="{call}",
             description="Calls that shared another call's decrypt",
         )
         self.refusals = meter.create_counter(
-            "confio_kms.refusals", unit="{call}", description="Calls the signing policy refused"
+            REFUSALS, unit="{call}", description="Calls the signing policy refused"
         )
 
 
