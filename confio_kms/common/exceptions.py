@@ -155,12 +155,33 @@ class PrivateKeyExportError(ConfioKMSError, PermissionError):
 
 
 class PolicyViolationError(ConfioKMSError, PermissionError):
-    """The signing policy refused a transaction (network, fee cap, rekey, close-out)."""
+    """The signing policy refused a transaction (network, fee cap, rekey, close-out).
+
+    ``rule`` names the rule that refused it (``network``, ``max_fee``, ``rekey``,
+    ``close``, ``nonparticipation``, ``destroy``, ``clear_role``, ``update``,
+    ``clear_state``, ``delegation``, ``multisig_sender``), for audit and metrics.
+    """
+
+    rule = "policy"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        fix: str | None = None,
+        cause: str | None = None,
+        rule: str | None = None,
+    ) -> None:
+        super().__init__(message, fix=fix, cause=cause)
+        if rule is not None:
+            self.rule = rule
 
 
 class MultisigSenderError(PolicyViolationError):
     """A multisig member was asked to sign a transaction the multisig account does not
     authorize (its sender is neither the multisig nor an account rekeyed to it)."""
+
+    rule = "multisig_sender"
 
 
 class SignatureVerificationError(ConfioKMSError):

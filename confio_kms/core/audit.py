@@ -7,7 +7,9 @@ the SSM parameter's ARN, so they can be joined with CloudTrail by request id (or
 the Decrypt events' ``PARAMETER_ARN`` encryption context), then handed to the options' audit sink
 (``Options.audit_sink``; the Django app's, with ``CONFIO_KMS_AUDIT_DB`` on, stores
 ``confio_kms.models.SigningRecord``
-rows). Records never carry key material: they are built from public facts only.
+rows), and to OpenTelemetry (``confio_kms.core.telemetry``: the call's span and
+metrics). A refusal names the policy ``rule`` that refused. Records never carry key
+material: they are built from public facts only.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+import sys
 from collections.abc import Sequence
 from typing import Any
 
 from algosdk import encoding, transaction
 
+from confio_kms.core import telemetry
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import AuditSink
 
@@ -36,13 +40,17 @@ def record(
     messages: Sequence[bytes] | None = None,
     sink: AuditSink | None = None,
     parameter_arn: str = "",
+    rule: str | None = None,
 ) -> dict[str, Any]:
     """Emit the record of one signing call; return its fields.
 
     ``messages``, the signed bytes of ``txns`` when the caller has them, spare
     encoding each transaction a second time for its id. ``sink`` (the signer's
-    ``Options.audit_sink``) receives the fields after they are logged.
+    ``Options.audit_sink``) receives the fields after they are logged. ``rule``: the
+    policy rule of a refusal; None: the ``rule`` of the error being handled, if any.
     """
+    if rule is None:
+        rule = getattr(sys.exc_info()[1], "rule", "") if outcome == "refused" else ""
     groups = {base64.b64encode(t.group).decode() for t in txns if t.group}
     fields: dict[str, Any] = {
         "alias": alias,
@@ -58,6 +66,7 @@ def record(
         "fee": _fees(txns),
         # CloudTrail's Decrypt events carry it as their PARAMETER_ARN encryption context.
         "parameter_arn": parameter_arn,
+        "rule": rule,
     }
     fields["mode"] = fields["kind"]  # deprecated name of "kind", kept for one release
     logger.info(
@@ -77,6 +86,7 @@ def record(
             sink(fields)
         except Exception as error:  # the trail must not undo a signing call; say so loudly
             logger.error("the audit sink failed, the record was only logged: %r", error)
+    telemetry.recorded(fields)
     return fields
 
 

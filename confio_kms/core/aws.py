@@ -53,7 +53,7 @@ from botocore.retries import standard
 
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
-from confio_kms.core import workers
+from confio_kms.core import telemetry, workers
 from confio_kms.core.aws_errors import THROTTLED as _THROTTLED
 from confio_kms.core.aws_errors import error_cause, translate_client_error
 from confio_kms.core.options import DEFAULTS, Options
@@ -229,6 +229,7 @@ class AWSClients:
         for client in self.clients.values():
             _bound_retries(client, attempts)
             _bound_reads(client, self.options.read_timeout)
+            telemetry.watch(client)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 

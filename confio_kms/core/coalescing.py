@@ -27,6 +27,7 @@ from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 from confio_kms.common import exceptions as exc
+from confio_kms.core import telemetry
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -72,6 +73,8 @@ class Coalescer(Generic[T]):
         give_up = time.monotonic() + max_wait
         while True:
             burst, leader = self._enter(key, max_calls, join_window)
+            if not leader:
+                telemetry.coalesced()
             try:
                 patience = min(give_up, burst.started + join_window) - time.monotonic()
                 if leader:

@@ -170,6 +170,7 @@ class KMSMultisigSigner(TransactionSigner):
                     (),
                     f"multisig {sender} not authorized",
                     sink=member.options.audit_sink,
+                    rule=error.rule,
                 )
             raise error
 

@@ -9,9 +9,11 @@ locally against the account's public key before it is returned.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from contextvars import copy_context
 
 from algosdk import encoding
 
@@ -38,6 +40,16 @@ _pools: dict[int, tuple[ThreadPoolExecutor, threading.BoundedSemaphore]] = {}
 _pool_lock = threading.Lock()
 # (key id, address) pairs whose KMS public key this process has checked.
 _checked: set[tuple[str, str]] = set()
+
+
+def _after_fork() -> None:
+    """A forked child has none of the parent's pool threads: new pools on first use."""
+    global _pool_lock
+    _pool_lock = threading.Lock()
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def _executor(size: int) -> tuple[ThreadPoolExecutor, threading.BoundedSemaphore]:
@@ -99,7 +111,8 @@ class NativeKey(AlgorandKey):
         pool, slots = _executor(self.aws.options.native_concurrency)
         if len(messages) == 1:
             return [self._sign_one(slots, messages[0])]
-        jobs = [pool.submit(self._sign_one, slots, m) for m in messages]
+        # Each request runs in a copy of the caller's context (its tracing span, as in workers).
+        jobs = [pool.submit(copy_context().run, self._sign_one, slots, m) for m in messages]
         # Wait for every request, so none is still in flight when the call returns; then
         # result() re-raises the first failure: the whole call fails, never a partial group.
         wait(jobs)

@@ -145,23 +145,26 @@ class SigningPolicy:
     ) -> None:
         """Raise ``PolicyViolationError`` for the first transaction the key must refuse."""
         for index, txn in enumerate(txns):
-            reason, fix = self._violation(info, txn, allow)
+            rule, reason, fix = self._violation(info, txn, allow)
             if reason:
                 raise PolicyViolationError(
                     f"{Alias(info.name)} refused transaction {index} ({txn.get_txid()}): "
                     f"{reason}; nothing was signed.",
                     fix=fix,
+                    rule=rule,
                 )
 
     def _violation(
         self, info: KeyInfo, txn: transaction.Transaction, allow: Allow
-    ) -> tuple[str, str]:
+    ) -> tuple[str, str, str]:
+        """(rule, reason, fix) of the first rule ``txn`` breaks; ("", "", "") if none."""
         genesis = networks.genesis_bytes(txn.genesis_hash)
         expected = networks.GENESIS_BYTES.get(info.network, b"")
         if not genesis or (genesis not in self._trusted and genesis != expected):
-            return _network_violation(info, genesis)
+            return ("network", *_network_violation(info, genesis))
         if txn.fee > self.max_fee:
             return (
+                "max_fee",
                 f"fee {txn.fee} microalgos is over the cap of {self.max_fee}",
                 "Lower the fee, or raise CONFIO_KMS_MAX_FEE deliberately.",
             )
@@ -169,22 +172,26 @@ class SigningPolicy:
         # it, a multisig it is a member of.
         if txn.rekey_to and not allow.rekey:
             return (
+                "rekey",
                 f"it rekeys {txn.sender} to {txn.rekey_to}",
                 "Rotate keys with kms_rotate; other rekeys must pass allow_rekey=True.",
             )
         closes = getattr(txn, "close_remainder_to", None) or getattr(txn, "close_assets_to", None)
         if closes and not allow.close:
             return (
+                "close",
                 f"it closes {txn.sender} out to {closes}",
                 "Pass allow_close=True to sign a close-out deliberately.",
             )
         return _irreversible(txn, allow)
 
 
-def _irreversible(txn: transaction.Transaction, allow: Allow) -> tuple[str, str]:
-    """An irreversible action the call did not allow, with its fix; ("", "") if none."""
+def _irreversible(txn: transaction.Transaction, allow: Allow) -> tuple[str, str, str]:
+    """An irreversible action the call did not allow: (rule, reason, fix); ("", "", "")
+    if none."""
     if isinstance(txn, transaction.KeyregTxn) and txn.nonpart and not allow.nonparticipation:
         return (
+            "nonparticipation",
             f"it marks {txn.sender} non-participating, which can never be undone",
             "Pass allow_nonparticipation=True to sign it deliberately.",
         )
@@ -192,33 +199,35 @@ def _irreversible(txn: transaction.Transaction, allow: Allow) -> tuple[str, str]
         return _asset_config(txn, allow)
     if isinstance(txn, transaction.ApplicationCallTxn):
         return _application_call(txn, allow)
-    return "", ""
+    return "", "", ""
 
 
 # An asset's role addresses as the wire names them (``AssetConfigTxn.dictify``).
 _ROLES = (("m", "manager"), ("r", "reserve"), ("f", "freeze"), ("c", "clawback"))
 
 
-def _asset_config(txn: transaction.AssetConfigTxn, allow: Allow) -> tuple[str, str]:
+def _asset_config(txn: transaction.AssetConfigTxn, allow: Allow) -> tuple[str, str, str]:
     """A reconfiguration of an existing asset that destroys it or clears a role."""
     params = txn.dictify().get("apar")
     if not params:
         if allow.destroy:
-            return "", ""
+            return "", "", ""
         return (
+            "destroy",
             f"it destroys asset {txn.index} (an asset config with no parameters: a destroy, "
             "also when it was meant to clear every role)",
             "Pass allow_destroy=True to sign it deliberately.",
         )
     cleared = [name for key, name in _ROLES if key not in params]
     if not cleared or allow.clear_role:
-        return "", ""
+        return "", "", ""
     consequence = (
         "the asset can never be reconfigured or destroyed again"
         if "manager" in cleared
         else "a cleared role can never be set again"
     )
     return (
+        "clear_role",
         f"it clears the {_listed(cleared)} of asset {txn.index}: {consequence}",
         "Name an address for every role to keep (handing a role over is allowed), or pass "
         "allow_clear_role=True to sign it deliberately (also needed when the role is "
@@ -230,29 +239,32 @@ def _listed(names: list[str]) -> str:
     return " and ".join(names) if len(names) < 3 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
-def _application_call(txn: transaction.ApplicationCallTxn, allow: Allow) -> tuple[str, str]:
+def _application_call(txn: transaction.ApplicationCallTxn, allow: Allow) -> tuple[str, str, str]:
     """An application call that deletes, replaces the programs of, or clears state in an app."""
     on_complete = txn.on_complete
     if on_complete == transaction.OnComplete.DeleteApplicationOC and not allow.destroy:
         return (
+            "destroy",
             f"it deletes application {txn.index}",
             "Pass allow_destroy=True to sign it deliberately.",
         )
     # At creation (index 0) an update replaces nothing.
     if on_complete == transaction.OnComplete.UpdateApplicationOC and txn.index and not allow.update:
         return (
+            "update",
             f"it updates application {txn.index}, replacing its approval and clear programs "
             "(whoever wrote the new programs controls the application)",
             "Pass allow_update=True to sign it deliberately.",
         )
     if on_complete == transaction.OnComplete.ClearStateOC and not allow.clear_state:
         return (
+            "clear_state",
             f"it clears {txn.sender}'s local state in application {txn.index}, which the "
             "application's program cannot refuse",
             "Opt out with a CloseOut call (the application decides), or pass "
             "allow_clear_state=True to sign the ClearState deliberately.",
         )
-    return "", ""
+    return "", "", ""
 
 
 def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:

@@ -18,7 +18,7 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 from confio_kms.algorand import validation
 from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX, alias_name
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit
+from confio_kms.core import audit, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import DEFAULTS, Options
@@ -177,6 +177,7 @@ class KMSSigner(TransactionSigner):
             allow=allow_from(allow),
         )
 
+    @telemetry.signing_call
     def sign_logicsig(
         self,
         lsig_account: transaction.LogicSigAccount,

@@ -27,7 +27,7 @@ from algosdk import constants, encoding, transaction
 
 from confio_kms.algorand.validation import Alias, same_address
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit, cache, kinds
+from confio_kms.core import audit, cache, kinds, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import EVERY_NETWORK
@@ -107,6 +107,7 @@ def delegation_message(
             "mainnet if the address exists there); nothing was signed.",
             fix=f'Consent to that deliberately: CONFIO_KMS_ALLOW_DELEGATION = "{EVERY_NETWORK}", '
             f'or KMSSigner(..., policy=SigningPolicy(allow_delegation="{EVERY_NETWORK}")).',
+            rule="delegation",
         )
     if multisig is None:
         if lsig.sig or lsig.msig or lsig.lmsig or getattr(lsig, "pqsig", None):
@@ -257,6 +258,7 @@ class KeyHandle:
             cache.remember_failure(self.aws.scope, self.name, self.prefix, error, self._since)
 
 
+@telemetry.signing_call
 def sign_group(
     handle: KeyHandle,
     policy: SigningPolicy,

@@ -7,7 +7,7 @@ for as long as the sender likes. ``run`` hands the request to a worker thread (a
 idle one if there is one, else a new one, so a stuck request never delays another)
 with a copy of the caller's context variables (the deadline the retry handler reads,
 the progress reporter), and waits for it until the deadline; past it, the caller
-gets ``Expired`` and goes on.
+gets ``Expired`` and goes on. A forked child starts with an empty pool of its own.
 
 The abandoned request keeps its worker thread until its answer ends or its socket
 times out (each read is bounded by the read timeout, no longer than the deadline
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import os
 import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -118,6 +119,17 @@ class _Pool:
 
 
 _pool = _Pool()
+
+
+def _after_fork() -> None:
+    """In a forked child (a prefork server's or Celery's worker): the parent's worker
+    threads do not exist here, and its lock may have been held at the fork; without a
+    fresh pool the child's first request would wait for a dead thread until its deadline."""
+    global _pool
+    _pool = _Pool()
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 
 def run(function: Callable[[], T], seconds: float, what: str) -> T:

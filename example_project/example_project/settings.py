@@ -32,3 +32,7 @@ USE_TZ = True
 ALGORAND_SPONSOR_ADDRESS = sponsor_address(config("ALGORAND_SPONSOR_ADDRESS", default=""))
 # Error pages and emails list settings; this filter hides a legacy mnemonic among them.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "confio_kms.reporting.SafeExceptionReporterFilter"
+
+# Celery (example_project/celery.py, payments/tasks.py); unused unless a worker runs.
+CELERY_BROKER_URL = config("CELERY_BROKER_URL", default="redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = config("CELERY_RESULT_BACKEND", default=CELERY_BROKER_URL)
