@@ -226,12 +226,10 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
             "0.5",
             "--settle",
             "0.2",
-            "--processes",
-            "1",
-            "--threads",
-            "2",
+            "--cells",
+            "1x2",
             "--approaches",
-            "coalescing",
+            "direct",
             "--out",
             str(tmp_path / "quota.md"),
             "--json",
@@ -245,15 +243,18 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
     )
     result = json.loads((tmp_path / "quota.json").read_text())
     [cell] = result["cells"]
-    assert (cell["approach"], cell["processes"], cell["threads"]) == ("coalescing", 1, 2)
+    assert (cell["approach"], cell["processes"], cell["threads"]) == ("direct", 1, 2)
     assert cell["signatures"] > 0 and cell["signatures_all"] >= cell["signatures"]
     assert cell["verify_failures"] == 0 and cell["unfinished"] == 0
     # through the proxy: envelope keys decrypt with KMS once the ciphertext is read
     assert cell["proxy_all"]["forwarded"]["Decrypt"] > 0
+    assert "GetParameter" not in cell["proxy_window"]["forwarded"]  # read once, at warm-up
     assert result["proxy"]["rate"] == 40 and result["proxy"]["burst"] == 40
+    rates = {q["name"]: q["rate"] for q in result["proxy"]["quotas"]}
+    assert rates == {"Parameter Store": 40, "KMS symmetric": 10_000, "KMS ECC": 1_000}
     page = (tmp_path / "quota.md").read_text()
     assert page.startswith("## Throughput under AWS quotas")
-    assert "| KMSSigner, coalescing | 1 | 2 |" in page
+    assert "| KMSSigner, direct KMS Decrypt | 1 x 2 |" in page
     assert "0 failed verification | met |" in page
     assert "### Reading" in page
 
