@@ -71,6 +71,7 @@ class Cell:
     warmup_errors: dict[str, int] = field(default_factory=dict)
     cpu_busy: float | None = None
     cpu_ceiling: float | None = None  # signatures/s were every core busy
+    moto_busy: float | None = None  # moto's CPU over the cell's time, of one core
     proxy_window: dict[str, Any] = field(default_factory=dict)
     proxy_all: dict[str, Any] = field(default_factory=dict)
 
@@ -120,7 +121,13 @@ def _cpu(cell: Cell) -> str:
     if cell.cpu_busy is None or cell.cpu_ceiling is None:
         return "—"
     bound = "CPU-bound, " if cell.cpu_busy >= BUSY else ""
-    return f"{bound}{cell.cpu_busy:.0%} busy; ceiling {_num(cell.cpu_ceiling)}/s"
+    text = f"{bound}{cell.cpu_busy:.0%} busy; ceiling {_num(cell.cpu_ceiling)}/s"
+    if cell.moto_busy is not None and cell.moto_busy >= BUSY:
+        # moto is one Python process: past one core (its GIL) it is the limit.
+        text += f"; moto-bound ({cell.moto_busy:.0%} of a core)"
+    elif cell.moto_busy is not None:
+        text += f"; moto {cell.moto_busy:.0%} of a core"
+    return text
 
 
 def _verdict(ok: bool, cell: Cell | None = None) -> str:
@@ -128,6 +135,8 @@ def _verdict(ok: bool, cell: Cell | None = None) -> str:
         return "met"
     if cell is not None and cell.cpu_busy is not None and cell.cpu_busy >= BUSY:
         return "NOT met (CPU-bound on this machine)"
+    if cell is not None and cell.moto_busy is not None and cell.moto_busy >= BUSY:
+        return "NOT met (moto-bound on this machine)"
     return "NOT met"
 
 
@@ -294,7 +303,8 @@ def header(result: dict[str, Any]) -> list[str]:
         f"throttle, over every call of the cell. CPU: the workers', the proxy's and "
         f"moto's CPU time over the cell's time and {result['cores']} cores; ceiling: "
         f"signatures/s were every core busy at the measured CPU per signature; "
-        f"CPU-bound: at least {BUSY:.0%} busy.",
+        f"CPU-bound: at least {BUSY:.0%} busy; moto-bound: moto's one process "
+        f"(one core, its GIL) at least {BUSY:.0%} busy.",
         "",
     ]
 

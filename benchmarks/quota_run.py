@@ -188,7 +188,8 @@ def run_cell(
         set_ecc_rate(proxy, cell.ecc_rate or args.ecc_rate)
         proxy.refill()  # every cell starts as after a quiet second
         before = proxy.stats()
-        cpu_before = time.process_time() + (moto_cpu() if moto_cpu else 0.0)
+        moto_before = moto_cpu() if moto_cpu else 0.0
+        cpu_before = time.process_time() + moto_before
         for worker in workers:
             worker.send("go")
         # The workers' window is [go + settle, go + settle + seconds] on their clocks;
@@ -201,7 +202,8 @@ def run_cell(
         wait = cell.settle + cell.seconds + args.grace + 60
         results = [json.loads(worker.read_line(wait)) for worker in workers]
         after = proxy.stats()
-        cpu_after = time.process_time() + (moto_cpu() if moto_cpu else 0.0)
+        moto_after = moto_cpu() if moto_cpu else 0.0
+        cpu_after = time.process_time() + moto_after
     finally:
         for worker in workers:
             worker.close()
@@ -210,6 +212,7 @@ def run_cell(
     # The workers' CPU from "go" to their last call, the proxy's (this process), moto's.
     busy = cpu_after - cpu_before + sum(r["cpu"] for r in results)
     tally(cell, results, busy)
+    cell.moto_busy = (moto_after - moto_before) / cell.wall if moto_cpu else None
 
 
 def set_ecc_rate(proxy: quota_proxy.QuotaProxy, rate: float) -> None:
@@ -329,7 +332,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--ecc-scaled",
         type=float,
-        default=100.0,
+        default=40.0,
         help="native cells again at this ECC quota, low enough to bind here (0: not)",
     )
     parser.add_argument(
