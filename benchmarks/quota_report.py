@@ -72,6 +72,7 @@ class Cell:
     cpu_busy: float | None = None
     cpu_ceiling: float | None = None  # signatures/s were every core busy
     moto_busy: float | None = None  # moto's CPU over the cell's time, of one core
+    worker_cpu_ms: float | None = None  # the workers' own CPU per signature (the library's side)
     proxy_window: dict[str, Any] = field(default_factory=dict)
     proxy_all: dict[str, Any] = field(default_factory=dict)
 
@@ -122,6 +123,8 @@ def _cpu(cell: Cell) -> str:
         return "—"
     bound = "CPU-bound, " if cell.cpu_busy >= BUSY else ""
     text = f"{bound}{cell.cpu_busy:.0%} busy; ceiling {_num(cell.cpu_ceiling)}/s"
+    if cell.worker_cpu_ms is not None:
+        text += f"; workers {_num(cell.worker_cpu_ms)} ms CPU/signature"
     if cell.moto_busy is not None and cell.moto_busy >= BUSY:
         # moto is one Python process: past one core (its GIL) it is the limit.
         text += f"; moto-bound ({cell.moto_busy:.0%} of a core)"
@@ -310,8 +313,10 @@ def header(result: dict[str, Any]) -> list[str]:
         f"throttle, over every call of the cell. CPU: the workers', the proxy's and "
         f"moto's CPU time over the cell's time and {result['cores']} cores; ceiling: "
         f"signatures/s were every core busy at the measured CPU per signature; "
-        f"CPU-bound: at least {BUSY:.0%} busy; moto-bound: moto's one process "
-        f"(one core, its GIL) at least {BUSY:.0%} busy.",
+        f"CPU-bound: at least {BUSY:.0%} busy; workers: the worker processes' own "
+        f"CPU (signer, verification, the benchmark loop; no proxy, no moto) per "
+        f"signature; moto-bound: moto's one process (one core, its GIL) at least "
+        f"{BUSY:.0%} busy.",
         "",
     ]
 

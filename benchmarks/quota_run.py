@@ -257,6 +257,7 @@ def tally(cell: Cell, results: list[dict[str, Any]], busy: float) -> None:
     cell.cpu_busy = busy / (cell.wall * cores)
     if busy > 0 and cell.after_go:
         cell.cpu_ceiling = cores * cell.after_go / busy  # every core busy, same CPU/signature
+        cell.worker_cpu_ms = 1000 * sum(r["cpu"] for r in results) / cell.after_go
 
 
 # --- the run's facts ----------------------------------------------------------------
