@@ -4,15 +4,24 @@ Every request is forwarded to the upstream endpoint (moto) unchanged, after an a
 delay that stands in for the network round trip to AWS: half of it before the
 request reaches the "service" (where the quota is checked) and half after the
 answer, so that a throttled answer costs a round trip too, as it does against AWS.
-Requests for the throttled operations (``X-Amz-Target`` ``AmazonSSM.GetParameter``
-and ``AmazonSSM.GetParameters``) each take a token from one bucket shared by every
-client; when it is empty the proxy answers as AWS does, HTTP 400 with
-``{"__type": "ThrottlingException", "message": "Rate exceeded"}`` and content type
-``application/x-amz-json-1.1``, and the request never reaches moto.
 
-Defaults: 40 tokens/s and a burst of 40, Parameter Store's documented standard
-throughput for GetParameter (40 transactions per second, shared by GetParameter and
-GetParameters in an account and region); 20 ms round trip.
+Each quota is a token bucket shared by every client, for the operations
+(``X-Amz-Target``) AWS counts against it (``Quota``; ``QUOTAS`` are the defaults):
+
+- Parameter Store: 40 requests/s, burst 40, shared by GetParameter, GetParameters,
+  GetParametersByPath and PutParameter (AWS's standard throughput); over it, HTTP 400
+  ``{"__type": "ThrottlingException", "message": "Rate exceeded"}``.
+- KMS symmetric cryptographic operations (Decrypt, Encrypt, GenerateDataKey, ...):
+  10,000 requests/s, burst 10,000 (eu-central-2's default).
+- KMS ECC cryptographic operations (Sign, Verify, GetPublicKey): 1,000 requests/s,
+  burst 1,000, shared by all ECC keys. The proxy cannot see a key's type: every
+  Sign, Verify and GetPublicKey counts here (the only asymmetric keys confio_kms
+  uses are ECC_NIST_EDWARDS25519).
+
+Over a KMS quota the answer is HTTP 400 ``ThrottlingException`` with KMS's message
+("You have exceeded the rate at which you may call KMS. ..."). A throttled request
+never reaches moto. AWS documents no burst; the burst here is one second of the rate.
+Every answer has content type ``application/x-amz-json-1.1``.
 
 Faults (benchmarks/proxy_faults.py: outage, hang, trickle, error, reset, throttle)
 are switched on with ``QuotaProxy.fault(kind, operations=None, **params)`` and off
@@ -54,8 +63,35 @@ from benchmarks.proxy_faults import ERROR_BODY, Fault, FaultTable, make_fault, p
 DEFAULT_RATE = 40.0
 DEFAULT_BURST = 40
 DEFAULT_DELAY = 0.020
-THROTTLED_TARGETS = frozenset({"AmazonSSM.GetParameter", "AmazonSSM.GetParameters"})
+SSM_TARGETS = frozenset(
+    f"AmazonSSM.{op}"
+    for op in ("GetParameter", "GetParameters", "GetParametersByPath", "PutParameter")
+)
+KMS_SYMMETRIC_TARGETS = frozenset(
+    f"TrentService.{op}"
+    for op in (
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateMac",
+        "GenerateRandom",
+        "ReEncrypt",
+        "VerifyMac",
+    )
+)
+KMS_ECC_TARGETS = frozenset(f"TrentService.{op}" for op in ("Sign", "Verify", "GetPublicKey"))
+THROTTLED_TARGETS = SSM_TARGETS  # the Parameter Store quota's, as before
+KMS_SYMMETRIC_RATE = 10_000.0
+KMS_ECC_RATE = 1_000.0
 THROTTLE_BODY = json.dumps({"__type": "ThrottlingException", "message": "Rate exceeded"}).encode()
+KMS_THROTTLE_BODY = json.dumps(
+    {
+        "__type": "ThrottlingException",
+        "message": "You have exceeded the rate at which you may call KMS. "
+        "Reduce the frequency of your calls.",
+    }
+).encode()
 AWS_JSON = "application/x-amz-json-1.1"
 # An idle client connection is closed after this many seconds (keeps handler
 # threads bounded when clients drop their connection pools without closing them).
@@ -105,6 +141,48 @@ class TokenBucket:
         with self._lock:
             self._tokens = float(self.burst)
             self._stamp = self._clock()
+
+
+@dataclass
+class Quota:
+    """One AWS request quota: a bucket shared by every client for ``targets``, and the
+    body AWS answers a throttled request with."""
+
+    name: str
+    targets: frozenset[str]
+    bucket: TokenBucket
+    body: bytes
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "rate": self.bucket.rate,
+            "burst": self.bucket.burst,
+            "operations": sorted(t.rsplit(".", 1)[-1] for t in self.targets),
+        }
+
+
+def default_quotas(
+    rate: float = DEFAULT_RATE,
+    burst: int = DEFAULT_BURST,
+    *,
+    ssm_targets: frozenset[str] = SSM_TARGETS,
+    kms_rate: float = KMS_SYMMETRIC_RATE,
+    ecc_rate: float = KMS_ECC_RATE,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[Quota]:
+    """Parameter Store's (``rate``, ``burst``), KMS symmetric and KMS ECC (burst: one
+    second of the rate); a rate of 0 leaves that quota out."""
+    quotas = [Quota("Parameter Store", ssm_targets, TokenBucket(rate, burst, clock), THROTTLE_BODY)]
+    for name, targets, per_second in (
+        ("KMS symmetric", KMS_SYMMETRIC_TARGETS, kms_rate),
+        ("KMS ECC", KMS_ECC_TARGETS, ecc_rate),
+    ):
+        if per_second:
+            bucket = TokenBucket(per_second, max(1, int(per_second)), clock)
+            quotas.append(Quota(name, targets, bucket, KMS_THROTTLE_BODY))
+    return quotas
 
 
 @dataclass
@@ -208,9 +286,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind in ("error", "throttle"):
             status, headers = (500 if fault.kind == "error" else 400), {"Content-Type": AWS_JSON}
             answer = ERROR_BODY if fault.kind == "error" else THROTTLE_BODY
-        elif target in proxy.throttled_targets and not proxy.bucket.take():
+        elif (quota := proxy.quota_for(target)) is not None and not quota.bucket.take():
             proxy.count("throttled", name)
-            status, headers, answer = 400, {"Content-Type": AWS_JSON}, THROTTLE_BODY
+            status, headers, answer = 400, {"Content-Type": AWS_JSON}, quota.body
             headers["x-amzn-RequestId"] = f"quota-proxy-{time.monotonic_ns()}"
         else:
             try:
@@ -303,25 +381,21 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(
-        self,
-        upstream: str,
-        bucket: TokenBucket,
-        delay: float,
-        throttled_targets: frozenset[str],
-    ) -> None:
+    def __init__(self, upstream: str, quotas: list[Quota], delay: float) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
         parsed = urllib.parse.urlsplit(upstream)
         self.upstream_host = parsed.hostname or "127.0.0.1"
         self.upstream_port = parsed.port or 80
-        self.bucket = bucket
+        self._quotas = {target: quota for quota in quotas for target in quota.targets}
         self.delay = delay
-        self.throttled_targets = throttled_targets
         self._stats = Stats()
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self.faults = FaultTable()
         self.stopping = threading.Event()  # ends every hang and trickle
+
+    def quota_for(self, target: str | None) -> Quota | None:
+        return self._quotas.get(target or "")
 
     def count(self, kind: str, name: str) -> None:
         with self._lock:
@@ -359,9 +433,11 @@ class _Server(ThreadingHTTPServer):
 class QuotaProxy:
     """The proxy on a free loopback port; ``url`` once entered.
 
-    ``rate`` tokens per second and ``burst`` at most, for the operations in
-    ``throttled_targets`` (``X-Amz-Target`` values); ``delay`` seconds added to every
-    request (the round trip, half each way).
+    Parameter Store's quota: ``rate`` tokens per second and ``burst`` at most, for the
+    operations in ``throttled_targets`` (``X-Amz-Target`` values); KMS's symmetric and
+    ECC quotas: ``kms_rate`` and ``ecc_rate`` per second (0: not emulated); or
+    ``quotas`` given whole. ``delay`` seconds added to every request (the round trip,
+    half each way).
     """
 
     def __init__(
@@ -372,13 +448,19 @@ class QuotaProxy:
         burst: int = DEFAULT_BURST,
         delay: float = DEFAULT_DELAY,
         throttled_targets: frozenset[str] = THROTTLED_TARGETS,
+        kms_rate: float = KMS_SYMMETRIC_RATE,
+        ecc_rate: float = KMS_ECC_RATE,
+        quotas: list[Quota] | None = None,
     ) -> None:
         if delay < 0:
             raise ValueError("delay must be 0 or more seconds")
         self.upstream = upstream
-        self.bucket = TokenBucket(rate, burst)
+        self.quotas = quotas or default_quotas(
+            rate, burst, ssm_targets=throttled_targets, kms_rate=kms_rate, ecc_rate=ecc_rate
+        )
+        self.bucket = self.quotas[0].bucket  # the first quota's (Parameter Store's)
         self.delay = delay
-        self.throttled_targets = throttled_targets
+        self.throttled_targets = self.quotas[0].targets
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
@@ -390,6 +472,7 @@ class QuotaProxy:
             "burst": self.bucket.burst,
             "delay_ms": self.delay * 1000,
             "throttled": sorted(self.throttled_targets),
+            "quotas": [quota.settings for quota in self.quotas],
         }
 
     def stats(self) -> dict[str, Any]:
@@ -398,8 +481,9 @@ class QuotaProxy:
         return self._server.stats()
 
     def refill(self) -> None:
-        """Fill the bucket, as if no throttled request had come for a while."""
-        self.bucket.refill()
+        """Fill every bucket, as if no request had come for a while."""
+        for quota in self.quotas:
+            quota.bucket.refill()
 
     def fault(self, kind: str, operations: Any = None, **params: Any) -> None:
         """Inject ``kind`` into the requests for ``operations`` (``X-Amz-Target``
@@ -414,7 +498,7 @@ class QuotaProxy:
         self._server.faults.clear()
 
     def __enter__(self) -> QuotaProxy:
-        self._server = _Server(self.upstream, self.bucket, self.delay, self.throttled_targets)
+        self._server = _Server(self.upstream, self.quotas, self.delay)
         self.url = f"http://127.0.0.1:{self._server.server_port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,

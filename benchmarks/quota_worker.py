@@ -4,7 +4,8 @@ Run with a JSON job as its argument. Django is configured as benchmarks/
 fresh_process.py does (confio_kms installed, a local-memory cache); the approach's
 settings come from the environment the parent gives (``CONFIO_KMS_COALESCE``,
 ``AWS_ENDPOINT_URL``). Protocol on stdin/stdout, one line each: the worker builds
-its signers, signs one warm-up transaction per thread (outside the clock), prints
+its signers (approaches: benchmarks/quota_run.py's ``APPROACHES``), signs one
+warm-up transaction per thread (outside the clock), prints
 ``ready``; on a ``go`` line it signs single 0-ALGO self-payments from every thread
 for ``settle`` seconds and then the measured window of ``seconds``, waits at most
 ``grace`` seconds for the calls still running, and prints its result as JSON:
@@ -47,6 +48,7 @@ django.setup()
 
 from algosdk import encoding, transaction  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402
+from botocore.retries import adaptive  # noqa: E402
 from nacl.exceptions import BadSignatureError  # noqa: E402
 from nacl.signing import VerifyKey  # noqa: E402
 
@@ -54,6 +56,7 @@ from benchmarks.baseline import ScriptSigner  # noqa: E402
 from confio_kms import KMSSigner  # noqa: E402
 from confio_kms.algorand.networks import GENESIS_HASH, GENESIS_ID  # noqa: E402
 from confio_kms.common.exceptions import ConfioKMSError  # noqa: E402
+from confio_kms.core.envelope import EnvelopeKey  # noqa: E402
 
 ADDRESS: str = job["address"]
 VERIFY_KEY = VerifyKey(encoding.decode_address(ADDRESS))
@@ -108,12 +111,21 @@ def build_signers(threads: int) -> list[Any]:
             ScriptSigner(job["alias"], job["region"], job["endpoint"], boto3.Session(**credentials))
             for _ in range(threads)
         ]
+    if job["approach"].startswith("fallback"):
+        # As for a parameter KMS will not decrypt directly (advanced tier): the library
+        # then decrypts through Parameter Store (GetParameter WithDecryption), coalesced.
+        EnvelopeKey._ciphertext = lambda self, slot: (None, False)  # type: ignore[method-assign]
     shared = KMSSigner(
         job["alias"],
         job["region"],
         endpoint_url=job["endpoint"],
         session=boto3.Session(**credentials),
     )
+    if job["approach"].endswith("-adaptive"):
+        # botocore's retry mode "adaptive": a client-side token bucket per client that,
+        # after a throttle, paces requests to a rate adjusted by CUBIC.
+        for aws_client in shared._handle.aws.clients.values():
+            adaptive.register_retry_handler(aws_client)
     return [shared] * threads
 
 

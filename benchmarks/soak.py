@@ -72,7 +72,7 @@ FAULTS: dict[str, tuple[str, list[str] | None, dict[str, Any]]] = {
 }
 DEFAULT_FAULTS = ["outage", "hang", "trickle", "throttle", "reset", "error"]
 # The worker's setting for each --coalesce choice, as quota_run's approaches name them.
-COALESCE = {"default": "old", "true": "coalescing", "false": "no-coalescing"}
+COALESCE = {"default": "old", "true": "direct", "false": "no-coalescing"}
 FUNDS = 10_000_000  # microALGO: the sampled transactions' fees
 
 

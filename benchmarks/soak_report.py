@@ -14,7 +14,7 @@ from typing import Any
 
 from algosdk import encoding
 
-from benchmarks.quota_run import _errors, _num, percentile
+from benchmarks.quota_report import _errors, _num, percentile
 
 SETTINGS = (
     "processes",

@@ -29,7 +29,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from benchmarks.quota_proxy import QuotaProxy, TokenBucket
+from benchmarks.quota_proxy import QuotaProxy, TokenBucket, default_quotas
 from confio_kms.sandbox import SANDBOX_REGION, LocalAWS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,20 +80,77 @@ def test_get_parameter_past_the_burst_is_answered_throttling_exception(
             assert error.response["ResponseMetadata"]["HTTPStatusCode"] == 400
             assert error.response["Error"]["Message"] == "Rate exceeded"
             outcomes.append(error.response["Error"]["Code"])
-    assert outcomes == ["ok"] * 5 + ["ThrottlingException"] * 3
+    # PutParameter took the first of the 5 tokens: it shares Parameter Store's quota.
+    assert outcomes == ["ok"] * 4 + ["ThrottlingException"] * 4
     # GetParameters shares the bucket, as it shares Parameter Store's quota.
     with pytest.raises(ClientError) as caught:
         ssm.get_parameters(Names=["/quota/p"], WithDecryption=True)
     assert caught.value.response["Error"]["Code"] == "ThrottlingException"
     expected = {
-        "forwarded": {"PutParameter": 1, "GetParameter": 5},
-        "throttled": {"GetParameter": 3, "GetParameters": 1},
+        "forwarded": {"PutParameter": 1, "GetParameter": 4},
+        "throttled": {"GetParameter": 4, "GetParameters": 1},
         "upstream_errors": 0,
         "faulted": {},
     }
     assert proxy.stats() == expected
     with urllib.request.urlopen(f"{proxy.url}/__stats", timeout=10) as answer:
         assert json.loads(answer.read()) == expected
+
+
+def outcome(call: Any, **params: Any) -> str:
+    """ "ok", or the code and message AWS answered."""
+    try:
+        call(**params)
+    except ClientError as error:
+        return f"{error.response['Error']['Code']}: {error.response['Error']['Message']}"
+    return "ok"
+
+
+KMS_RATE_EXCEEDED = (
+    "ThrottlingException: You have exceeded the rate at which you may call KMS. "
+    "Reduce the frequency of your calls."
+)
+
+
+def test_each_quota_has_its_own_bucket_and_answer(local_aws: LocalAWS) -> None:
+    # A clock that never moves: no token ever comes back, so the counts are exact.
+    quotas = default_quotas(2, 2, kms_rate=3, ecc_rate=1, clock=lambda: 0.0)
+    with QuotaProxy(local_aws.url, quotas=quotas, delay=0) as running:
+        kms, ssm = client("kms", running.url), client("ssm", running.url)
+        symmetric = kms.create_key()["KeyMetadata"]["KeyId"]
+        ecc = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"][
+            "KeyId"
+        ]
+        blob = client("kms", local_aws.url).encrypt(KeyId=symmetric, Plaintext=b"k")[
+            "CiphertextBlob"
+        ]
+        # Parameter Store: 2 tokens, PutParameter and GetParameter share them.
+        ssm.put_parameter(Name="/quota/each", Value="v", Type="SecureString", KeyId=symmetric)
+        got = [outcome(ssm.get_parameter, Name="/quota/each") for _ in range(2)]
+        assert got == ["ok", "ThrottlingException: Rate exceeded"]
+        # KMS symmetric: 3 tokens, untouched by Parameter Store's empty bucket.
+        decrypts = [outcome(kms.decrypt, CiphertextBlob=blob) for _ in range(4)]
+        assert decrypts == ["ok"] * 3 + [KMS_RATE_EXCEEDED]
+        # KMS ECC: 1 token, shared by GetPublicKey and Sign, untouched by Decrypt's.
+        message = {"KeyId": ecc, "Message": b"m", "SigningAlgorithm": "ECDSA_SHA_256"}
+        assert outcome(kms.get_public_key, KeyId=ecc) == "ok"
+        assert outcome(kms.sign, **message) == KMS_RATE_EXCEEDED
+        for _ in range(5):  # no quota emulated for the rest
+            kms.describe_key(KeyId=ecc)
+        stats = running.stats()
+    assert stats["throttled"] == {"GetParameter": 1, "Decrypt": 1, "Sign": 1}
+    assert {k: stats["forwarded"].get(k) for k in ("PutParameter", "GetParameter", "Decrypt")} == {
+        "PutParameter": 1,
+        "GetParameter": 1,
+        "Decrypt": 3,
+    }
+    assert stats["forwarded"]["GetPublicKey"] == 1 and "Sign" not in stats["forwarded"]
+    assert stats["forwarded"]["DescribeKey"] == 5 and stats["forwarded"]["CreateKey"] == 2
+    assert [q["name"] for q in running.settings["quotas"]] == [
+        "Parameter Store",
+        "KMS symmetric",
+        "KMS ECC",
+    ]
 
 
 def test_the_throttled_answer_is_aws_json(proxy: QuotaProxy) -> None:
@@ -136,13 +193,13 @@ def test_other_operations_are_forwarded_untouched_and_never_throttled(
         assert proxied["KeyMetadata"] == direct["KeyMetadata"]
         ssm.describe_parameters()
     stats = proxy.stats()
-    assert stats["throttled"] == {"GetParameter": 1}
+    assert stats["throttled"] == {"GetParameter": 2}  # 5 tokens: PutParameter and 4 gets
     assert stats["forwarded"]["DescribeKey"] == 10
     assert stats["forwarded"]["DescribeParameters"] == 10
 
 
 def test_every_answer_waits_at_least_the_delay(local_aws: LocalAWS) -> None:
-    with QuotaProxy(local_aws.url, rate=0.05, burst=1, delay=0.1) as slow:
+    with QuotaProxy(local_aws.url, rate=0.05, burst=2, delay=0.1) as slow:
         ssm = client("ssm", slow.url)
         ssm.put_parameter(Name="/quota/d", Value="v", Type="SecureString")
         for _ in range(2):  # forwarded, then throttled: both cost the round trip
@@ -169,12 +226,10 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
             "0.5",
             "--settle",
             "0.2",
-            "--processes",
-            "1",
-            "--threads",
-            "2",
+            "--cells",
+            "1x2",
             "--approaches",
-            "coalescing",
+            "direct",
             "--out",
             str(tmp_path / "quota.md"),
             "--json",
@@ -188,15 +243,18 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
     )
     result = json.loads((tmp_path / "quota.json").read_text())
     [cell] = result["cells"]
-    assert (cell["approach"], cell["processes"], cell["threads"]) == ("coalescing", 1, 2)
+    assert (cell["approach"], cell["processes"], cell["threads"]) == ("direct", 1, 2)
     assert cell["signatures"] > 0 and cell["signatures_all"] >= cell["signatures"]
     assert cell["verify_failures"] == 0 and cell["unfinished"] == 0
     # through the proxy: envelope keys decrypt with KMS once the ciphertext is read
     assert cell["proxy_all"]["forwarded"]["Decrypt"] > 0
+    assert "GetParameter" not in cell["proxy_window"]["forwarded"]  # read once, at warm-up
     assert result["proxy"]["rate"] == 40 and result["proxy"]["burst"] == 40
+    rates = {q["name"]: q["rate"] for q in result["proxy"]["quotas"]}
+    assert rates == {"Parameter Store": 40, "KMS symmetric": 10_000, "KMS ECC": 1_000}
     page = (tmp_path / "quota.md").read_text()
     assert page.startswith("## Throughput under AWS quotas")
-    assert "| KMSSigner, coalescing | 1 | 2 |" in page
+    assert "| KMSSigner, direct KMS Decrypt | 1 x 2 |" in page
     assert "0 failed verification | met |" in page
     assert "### Reading" in page
 

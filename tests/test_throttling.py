@@ -67,3 +67,36 @@ def test_botocore_retries_of_a_throttle_wait_the_short_backoff(
     KMSSigner("k", session=session).sign_transaction(payment(address))
     assert len(slept) == 3  # botocore's three retries, each after a short wait
     assert all(wait <= bound for wait, bound in zip(slept, (0.05, 0.1, 0.2), strict=True))
+
+
+@pytest.mark.parametrize(
+    ("kind", "operation", "named", "not_named"),
+    [
+        ("envelope", "Decrypt", "Cryptographic operations (symmetric)", "Parameter Store"),
+        ("native", "Sign", "Cryptographic operations (ECC)", "Parameter Store"),
+    ],
+)
+def test_the_error_names_the_quota_its_operation_hit(
+    kind: str,
+    operation: str,
+    named: str,
+    not_named: str,
+    envelope_key: object,
+    native_key: object,
+    session: boto3.Session,
+    counter: RequestCounter,
+) -> None:
+    # The direct path decrypts with kms:Decrypt: KMS's quota binds, not Parameter Store's.
+    make = envelope_key if kind == "envelope" else native_key
+    created = make("k", "localnet")  # type: ignore[operator]
+    address = created[1]
+    inject_error(session, "kms", operation, "ThrottlingException", "Rate exceeded")
+    with override_settings(CONFIO_KMS_MAX_ATTEMPTS=1, CONFIO_KMS_THROTTLE_WAIT=0):
+        signer = KMSSigner("k", session=session)
+    counter.reset()
+    with pytest.raises(exceptions.AWSError) as raised:
+        signer.sign_transaction(payment(address))
+    text = str(raised.value)
+    assert f"AWS throttled kms:{operation}" in text and named in text
+    assert not_named not in text and "Service Quotas console" in text
+    assert counter.by_operation()[f"kms.{operation}"] == 1

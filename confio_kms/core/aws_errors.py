@@ -55,6 +55,60 @@ _BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
 }
 
 
+# Which quota a throttled request hit, by service and operation: (quota, fix). AWS
+# counts requests per quota, not per key kind: an envelope key's signing call hits
+# KMS's symmetric quota on the direct path, Parameter Store's on the fallback path.
+_RAISE = "raise it in the Service Quotas console (AWS Key Management Service)"
+_QUOTAS: tuple[tuple[str, frozenset[str], str, str], ...] = (
+    (
+        "ssm",
+        frozenset({"GetParameter", "GetParameters", "GetParametersByPath", "PutParameter"}),
+        "Parameter Store's throughput quota (40 requests/s by default per account and "
+        "region, shared by GetParameter(s) and PutParameter)",
+        "Lower the request rate, or turn on Parameter Store's 'higher throughput' "
+        "setting (SSM settings; billed per request).",
+    ),
+    (
+        "kms",
+        frozenset(
+            {
+                "Decrypt",
+                "Encrypt",
+                "GenerateDataKey",
+                "GenerateDataKeyWithoutPlaintext",
+                "GenerateMac",
+                "GenerateRandom",
+                "ReEncrypt",
+                "VerifyMac",
+            }
+        ),
+        "KMS's 'Cryptographic operations (symmetric) request rate' quota (10,000/s by "
+        "default in eu-central-2, shared by every symmetric key of the account and region)",
+        f"Lower the request rate, or {_RAISE}.",
+    ),
+    (
+        "kms",
+        frozenset({"Sign", "Verify", "GetPublicKey"}),
+        "KMS's 'Cryptographic operations (ECC) request rate' quota (1,000/s by default, "
+        "shared by every ECC key of the account and region, native keys included)",
+        f"Lower the request rate, or {_RAISE}.",
+    ),
+)
+
+
+def _quota(service: str, operation: str) -> tuple[str, str]:
+    """(the quota a throttled ``service:operation`` hit, its fix)."""
+    for row_service, operations, quota, fix in _QUOTAS:
+        if service == row_service and operation in operations:
+            return quota, fix
+    if service == "kms":
+        return f"KMS's request quota for {operation}", f"Lower the request rate, or {_RAISE}."
+    return (
+        f"the {service} request quota for {operation}",
+        "Lower the request rate, or raise the quota in the Service Quotas console.",
+    )
+
+
 def error_cause(error: ClientError) -> str:
     """AWS's code and message of ``error``, as errors quote them."""
     err: Mapping[str, Any] = error.response.get("Error", {})
@@ -94,12 +148,11 @@ def translate_client_error(
             cause=cause,
         )
     if code in THROTTLED:
+        quota, fix = _quota(service, operation)
         return exc.AWSError(
-            f"AWS throttled {action} on {resource}, after retries for up to "
-            "CONFIO_KMS_THROTTLE_WAIT.",
-            fix="Lower the request rate, or raise the quota: Parameter Store's throughput "
-            "(40 requests/s by default; 'higher throughput' in the SSM settings) for envelope "
-            "keys, KMS's request quota for native keys (Service Quotas console).",
+            f"AWS throttled {action} on {resource}: {quota} was exceeded, after retries "
+            "for up to CONFIO_KMS_THROTTLE_WAIT.",
+            fix=fix,
             cause=cause,
         )
     return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)
