@@ -66,7 +66,10 @@ def test_names_import_from_earlier_paths() -> None:
     from confio_kms.signer import KMSSigner
 
     import confio_kms
+    from confio_kms.core import keys
 
     assert KMSSigner is confio_kms.KMSSigner
-    assert KeyInfo.__module__ == "confio_kms.core.keys"
+    # Defined in core.key_info (plain data, below AWS); core.keys is its documented path.
+    assert KeyInfo is keys.KeyInfo
+    assert KeyInfo.__module__ == "confio_kms.core.key_info"
     assert kms_signer.__module__ == "confio_kms.factory"

@@ -24,7 +24,7 @@ from typing import Any
 from algosdk import encoding, transaction
 
 from confio_kms.core import telemetry
-from confio_kms.core.keys import KeyInfo
+from confio_kms.core.key_info import KeyInfo
 from confio_kms.core.options import AuditSink
 
 logger = logging.getLogger("confio_kms.audit")

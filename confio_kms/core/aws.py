@@ -301,35 +301,8 @@ class AWSClients:
             raise self._deadline_error(
                 seconds, service, operation, resource, "", unanswered=True
             ) from None
-        except ClientError as error:
-            if budget.cut:
-                raise self._deadline_error(
-                    seconds, service, operation, resource, error_cause(error)
-                ) from error
-            raise translate_client_error(error, service, operation, resource) from error
-        except (NoCredentialsError, PartialCredentialsError) as error:
-            raise exc.CredentialsError(
-                f"No usable AWS credentials for {service}:{operation} on {resource}.",
-                fix="Configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
-                "or an instance/task role).",
-            ) from error
-        except (BotoConnectionError, HTTPClientError) as error:
-            if budget.cut:
-                raise self._deadline_error(
-                    seconds, service, operation, resource, type(error).__name__
-                ) from error
-            # Connection refused, reset or timed out, after botocore's retries.
-            raise exc.AWSConnectionError(
-                f"Could not reach AWS {service} at {client.meta.endpoint_url} "
-                f"for {operation} on {resource}.",
-                fix=f"Check the network, {ENDPOINT_SETTINGS}.",
-                cause=type(error).__name__,
-            ) from error
-        except BotoCoreError as error:
-            raise exc.AWSError(
-                f"AWS {service}:{operation} on {resource} failed.",
-                cause=type(error).__name__,
-            ) from error
+        except (ClientError, BotoCoreError) as error:
+            raise self._failure(error, budget, client, service, operation, resource) from error
         except ResponseParserError as error:
             # Not a BotoCoreError: an answer that is no AWS response (an HTML error page
             # from a proxy, or an endpoint that does not implement the operation). Its
@@ -343,6 +316,46 @@ class AWSClients:
         finally:
             _budget.reset(token)
         return response
+
+    def _failure(
+        self,
+        error: ClientError | BotoCoreError,
+        budget: _Budget,
+        client: Any,
+        service: str,
+        operation: str,
+        resource: str,
+    ) -> exc.ConfioKMSError:
+        """The confio_kms error for a request that botocore failed with ``error``."""
+        seconds = self.call_deadline
+        if isinstance(error, ClientError):
+            if budget.cut:
+                return self._deadline_error(
+                    seconds, service, operation, resource, error_cause(error)
+                )
+            return translate_client_error(error, service, operation, resource)
+        if isinstance(error, NoCredentialsError | PartialCredentialsError):
+            return exc.CredentialsError(
+                f"No usable AWS credentials for {service}:{operation} on {resource}.",
+                fix="Configure credentials (AWS_PROFILE, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, "
+                "or an instance/task role).",
+            )
+        if isinstance(error, BotoConnectionError | HTTPClientError):
+            if budget.cut:
+                return self._deadline_error(
+                    seconds, service, operation, resource, type(error).__name__
+                )
+            # Connection refused, reset or timed out, after botocore's retries.
+            return exc.AWSConnectionError(
+                f"Could not reach AWS {service} at {client.meta.endpoint_url} "
+                f"for {operation} on {resource}.",
+                fix=f"Check the network, {ENDPOINT_SETTINGS}.",
+                cause=type(error).__name__,
+            )
+        return exc.AWSError(
+            f"AWS {service}:{operation} on {resource} failed.",
+            cause=type(error).__name__,
+        )
 
     def _send(
         self, client: Any, operation: str, params: dict[str, Any], budget: _Budget

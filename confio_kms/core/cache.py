@@ -52,7 +52,7 @@ from dataclasses import asdict
 from typing import Any, NamedTuple
 
 from confio_kms.common import exceptions as exc
-from confio_kms.core.keys import ENVELOPE, NATIVE, KeyInfo
+from confio_kms.core.key_info import ENVELOPE, NATIVE, KeyInfo
 from confio_kms.core.options import DEFAULT_CACHE_TIMEOUT, DEFAULTS, Options, SharedCache
 
 logger = logging.getLogger("confio_kms.cache")

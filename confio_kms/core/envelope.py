@@ -104,6 +104,7 @@ class EnvelopeKey(AlgorandKey):
 
     kind = ENVELOPE
     key_spec = "SYMMETRIC_DEFAULT"
+    aws: AWSClients  # built by kinds.key_for with the whole clients
 
     def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
         super().__init__(aws, info, prefix)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import functools
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Protocol
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import VerifyKey
@@ -24,7 +23,11 @@ from confio_kms.algorand import validation
 from confio_kms.algorand.networks import NETWORKS, UNKNOWN
 from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
-from confio_kms.core.aws import AWSClients
+
+# Re-exported: their documented path is this module.
+from confio_kms.core.key_info import ENVELOPE as ENVELOPE
+from confio_kms.core.key_info import NATIVE as NATIVE
+from confio_kms.core.key_info import KeyInfo as KeyInfo
 from confio_kms.core.options import DEFAULTS, Options
 
 TAG_ADDRESS = "AlgorandAddress"
@@ -38,31 +41,21 @@ MANAGED_BY = "confio-kms"
 
 PENDING_DELETION = "PendingDeletion"  # a KMS key state
 
-# Kind names; each kind's class is in confio_kms.core.kinds.
-ENVELOPE = "envelope"
-NATIVE = "native"
 
+class AWSRequests(Protocol):
+    """What the key abstraction uses of ``confio_kms.core.aws.AWSClients``: its options
+    and its translated requests. A kind that needs more (envelope keys: coalescing, the
+    deadline) narrows ``aws`` to ``AWSClients``; this module stays below the AWS layer."""
 
-@dataclass(frozen=True)
-class KeyInfo:
-    """Public facts about the KMS key an alias points at.
+    options: Options
 
-    ``address`` is the account the key signs for; ``auth_address`` is the key's own
-    address, which differs once the account has been rekeyed to this key.
-    """
+    def call(self, service: str, operation: str, resource: str, **params: Any) -> dict[str, Any]:
+        """One request; its failures translated into confio_kms errors."""
 
-    name: str
-    key_id: str
-    address: str
-    network: str
-    kind: str  # the key kind (envelope, native), from its key spec
-    auth_address: str = ""
-    parameter: str = ""
-
-    @property
-    def signer_address(self) -> str:
-        """The address whose key this is (the authorizer of the account's transactions)."""
-        return self.auth_address or self.address
+    def paginate(
+        self, service: str, operation: str, resource: str, items: str, **params: Any
+    ) -> Iterator[dict[str, Any]]:
+        """Every item of ``items`` across the pages of a list operation."""
 
 
 @functools.lru_cache(maxsize=256)
@@ -84,7 +77,7 @@ class AlgorandKey(ABC):
     # The SSM parameter whose ciphertext was decrypted, if any (audit joins CloudTrail on it).
     parameter_arn = ""
 
-    def __init__(self, aws: AWSClients, info: KeyInfo, prefix: str) -> None:
+    def __init__(self, aws: AWSRequests, info: KeyInfo, prefix: str) -> None:
         self.aws = aws
         self.info = info
         self.prefix = prefix
@@ -153,11 +146,11 @@ def network_of(name: str, tags: dict[str, str], options: Options = DEFAULTS) -> 
     return tagged_network(tags) or options.network_of_alias(name) or UNKNOWN
 
 
-def read_tags(aws: AWSClients, key_id: str, resource: str) -> dict[str, str]:
+def read_tags(aws: AWSRequests, key_id: str, resource: str) -> dict[str, str]:
     return tags_dict(list(aws.paginate("kms", "ListResourceTags", resource, "Tags", KeyId=key_id)))
 
 
-def describe_key(aws: AWSClients, name: str) -> dict[str, Any]:
+def describe_key(aws: AWSRequests, name: str) -> dict[str, Any]:
     alias = str(Alias(name))
     metadata: dict[str, Any] = aws.call("kms", "DescribeKey", alias, KeyId=alias)["KeyMetadata"]
     return metadata

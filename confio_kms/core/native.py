@@ -102,6 +102,7 @@ class NativeKey(AlgorandKey):
 
     kind = NATIVE
     key_spec = KEY_SPEC
+    aws: AWSClients  # built by kinds.key_for with the whole clients
 
     def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
         for index, message in enumerate(messages):

@@ -1,9 +1,12 @@
 """What ``AlgorandKMSManager`` returns for a created or imported key (kept apart from
-the manager so the secret-holding result type is small and easy to audit)."""
+the manager so the secret-holding result type is small and easy to audit), and for a
+listed one (``KeyRecord``, so the commands that print keys need not import the manager)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 
 from confio_kms.core import keys
 
@@ -72,3 +75,21 @@ class ImportedKey(tuple[str, str]):
     @property
     def address(self) -> str:
         return self[1]
+
+
+@dataclass(frozen=True)
+class KeyRecord:
+    """One Algorand key found in KMS, as ``list_keys`` reports it."""
+
+    name: str
+    key_id: str
+    address: str
+    network: str
+    key_state: str
+    creation_date: datetime | None
+    kind: str
+    managed: bool
+    """True for keys tagged ManagedBy=confio-kms, False for the old scripts' keys."""
+    deletion_date: datetime | None = None
+    auth_address: str = ""
+    """The key's own address when the account (``address``) was rekeyed to it."""

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +36,7 @@ from confio_kms.lifecycle import policies as iam
 from confio_kms.lifecycle import recovery, rotation, rotation_plan
 from confio_kms.lifecycle.created import CreatedKey as CreatedKey
 from confio_kms.lifecycle.created import ImportedKey as ImportedKey
+from confio_kms.lifecycle.created import KeyRecord as KeyRecord
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
 from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.lifecycle.rotation import RotationResult
@@ -49,24 +49,6 @@ logger = logging.getLogger("confio_kms.manager")
 ADOPT_PROBE = b"confio-kms adopt probe: "
 
 MIN_PENDING_DAYS, MAX_PENDING_DAYS = 7, 30
-
-
-@dataclass(frozen=True)
-class KeyRecord:
-    """One Algorand key found in KMS, as ``list_keys`` reports it."""
-
-    name: str
-    key_id: str
-    address: str
-    network: str
-    key_state: str
-    creation_date: datetime | None
-    kind: str
-    managed: bool
-    """True for keys tagged ManagedBy=confio-kms, False for the old scripts' keys."""
-    deletion_date: datetime | None = None
-    auth_address: str = ""
-    """The key's own address when the account (``address``) was rekeyed to it."""
 
 
 class AlgorandKMSManager:

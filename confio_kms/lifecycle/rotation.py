@@ -41,14 +41,21 @@ from confio_kms.core.policy import Allow, SigningPolicy
 from confio_kms.core.signing import KeyHandle, sign_group
 from confio_kms.lifecycle.provision import KeyCreator, KeyRequest, creator
 from confio_kms.lifecycle.rollback import ROLLBACK_PENDING_DAYS, Provisioned
+from confio_kms.lifecycle.rotation_state import (
+    FINISH,
+    NOTE,
+    SWITCH,
+    TAG_PREVIOUS,
+    TAG_REKEY_LAST_VALID,
+    TAG_REKEY_TXID,
+    TAG_STATE,
+    decide,
+    previous_of,
+    tags_of,
+)
 
-TAG_STATE = "RotationState"
-TAG_PREVIOUS = "PreviousKeyId"
 TAG_HISTORY = "RotationHistory"
-TAG_REKEY_TXID = "RekeyTxId"
-TAG_REKEY_LAST_VALID = "RekeyLastValid"
 HISTORY_KEEP = 6  # key ids of 36 characters, space-separated, within a tag's 256
-NOTE = b"confio-kms rotation"
 
 
 @dataclass(frozen=True)
@@ -94,7 +101,7 @@ def rotate(
     decision = decide(aws, name, chain, policy, sp)
     current, pending = decision.current, decision.pending
     if decision.action == FINISH and pending is not None:
-        return _finish(aws, name, pending, resumed=True, previous_key_id=_previous(aws, pending))
+        return _finish(aws, name, pending, resumed=True, previous_key_id=previous_of(aws, pending))
     assert current is not None  # only FINISH has no current key
     if decision.action == SWITCH and pending is not None:
         return _switch(aws, name, current, pending, resumed=True)
@@ -132,7 +139,7 @@ def _create_staged(
     aws: AWSClients, prefix: str, name: str, current: KeyInfo, new_creator: type[KeyCreator]
 ) -> Provisioned:
     """The new key under the staging alias, tagged pending, with the key history."""
-    history = _tags(aws, current.key_id).get(TAG_HISTORY, "")
+    history = tags_of(aws, current.key_id).get(TAG_HISTORY, "")
     # Space-separated: SSM tag values (copied from these) do not allow ";".
     history = " ".join([*history.split(), current.key_id][-HISTORY_KEEP:])
     tags = {
@@ -208,89 +215,6 @@ def _submit(
         ) from error
 
 
-FINISH, SWITCH, ROTATE = "finish", "switch", "rotate"
-
-
-@dataclass(frozen=True)
-class _Decision:
-    """What a run does, decided from reads only. ROTATE with a ``pending`` key rolls
-    that expired rotation back first; FINISH may have no ``current`` (alias gone)."""
-
-    action: str
-    current: KeyInfo | None
-    pending: KeyInfo | None
-
-
-def decide(
-    aws: AWSClients,
-    name: str,
-    chain: Chain,
-    policy: SigningPolicy,
-    sp: transaction.SuggestedParams,
-) -> _Decision:
-    pending = _pending(aws, name)
-    try:
-        current = kinds.resolve(aws, name)
-    except exc.AliasNotFoundError:
-        # Interrupted between DeleteAlias and CreateAlias of a switch across key types.
-        if pending is None:
-            raise
-        _check_chain(policy, pending, sp)
-        if chain.auth_address(pending.address) != pending.signer_address:
-            raise
-        return _Decision(FINISH, None, pending)
-    # Whatever is decided from the chain below, it must be the key's own network.
-    _check_chain(policy, current, sp)
-    if pending is None:
-        return _Decision(ROTATE, current, None)
-    _check_pending(aws, name, current, pending)
-    if pending.key_id == current.key_id:  # switched; only the cleanup was interrupted
-        return _Decision(FINISH, current, pending)
-    if chain.auth_address(current.address) == pending.signer_address:
-        return _Decision(SWITCH, current, pending)
-    _check_abandoned(aws, name, pending, chain)
-    return _Decision(ROTATE, current, pending)
-
-
-def _check_chain(policy: SigningPolicy, info: KeyInfo, sp: transaction.SuggestedParams) -> None:
-    """The chain must be the key's network: its answers decide resumes and rollbacks."""
-    probe = transaction.PaymentTxn(
-        info.address, sp, info.address, 0, note=NOTE, rekey_to=info.signer_address
-    )
-    policy.check(info, [probe], Allow(rekey=True))
-
-
-def _pending(aws: AWSClients, name: str) -> KeyInfo | None:
-    try:
-        return kinds.resolve(aws, staging_name(name))
-    except exc.AliasNotFoundError:
-        return None
-
-
-def _tags(aws: AWSClients, key_id: str) -> dict[str, str]:
-    return keys.read_tags(aws, key_id, key_id)
-
-
-def _previous(aws: AWSClients, pending: KeyInfo) -> str:
-    return _tags(aws, pending.key_id).get(TAG_PREVIOUS, "")
-
-
-def _check_pending(aws: AWSClients, name: str, current: KeyInfo, pending: KeyInfo) -> None:
-    """A staging alias is acted on only if it really is this account's pending rotation."""
-    tags = _tags(aws, pending.key_id)
-    ours = (
-        pending.address == current.address
-        and tags.get(TAG_STATE) in ("pending", "active")
-        and tags.get(TAG_PREVIOUS) in (current.key_id, _previous(aws, current) or None)
-    )
-    if not ours:
-        raise exc.RotationError(
-            f"{Alias(name).staging} exists but is not a pending rotation of "
-            f"{Alias(name)}; nothing was changed.",
-            fix=f"Inspect {Alias(name).staging} and remove it by hand if it is stray.",
-        )
-
-
 def _tag_state(aws: AWSClients, key_id: str, state: str) -> None:
     aws.call("kms", "TagResource", key_id, KeyId=key_id, Tags=keys.kms_tags({TAG_STATE: state}))
 
@@ -330,7 +254,7 @@ def _finish(
     if previous_key_id and previous_key_id != new.key_id:
         _tag_state(aws, previous_key_id, "retired")
     cache.forget(aws.scope, name, aws.options)
-    tags = _tags(aws, new.key_id)
+    tags = tags_of(aws, new.key_id)
     with contextlib.suppress(exc.AliasNotFoundError):  # already removed by a former run
         aws.call("kms", "DeleteAlias", staging, AliasName=staging)
     return RotationResult(
@@ -360,34 +284,6 @@ def _roll_back(aws: AWSClients, name: str, pending: KeyInfo) -> str:
         PendingWindowInDays=ROLLBACK_PENDING_DAYS,
     )
     return pending.key_id
-
-
-def _check_abandoned(aws: AWSClients, name: str, pending: KeyInfo, chain: Chain) -> None:
-    """Refuse unless the pending rotation's signed rekey can no longer land."""
-    tags = _tags(aws, pending.key_id)
-    last_valid = tags.get(TAG_REKEY_LAST_VALID)
-    if last_valid and not last_valid.isdigit():
-        raise exc.RotationError(
-            f"The staging key of {Alias(name)} has a malformed {TAG_REKEY_LAST_VALID} tag; "
-            "nothing was changed.",
-            fix=f"Set the tag to the rekey's last valid round (check {TAG_REKEY_TXID} on "
-            "chain), or remove the staging alias by hand if the rekey never left.",
-        )
-    if last_valid and chain.current_round() <= int(last_valid):
-        raise exc.RotationError(
-            f"A rotation of {Alias(name)} is pending: rekey {tags.get(TAG_REKEY_TXID)} to "
-            f"{pending.signer_address} was signed and can still be confirmed until round "
-            f"{last_valid}. Nothing was changed.",
-            fix="Submit that rekey (or let it expire), then run the rotation again: it "
-            "finishes or rolls back accordingly.",
-        )
-    # The rekey may have landed between the first look and the round check: look again.
-    if chain.auth_address(pending.address) == pending.signer_address:
-        raise exc.RotationError(
-            f"The rekey to {pending.signer_address} was confirmed while checking; nothing "
-            "was rolled back.",
-            fix="Run the rotation again: it finishes the switch.",
-        )
 
 
 def decode_signed(encoded: str) -> transaction.SignedTransaction:

@@ -15,7 +15,7 @@ from confio_kms.core import kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.policy import SigningPolicy
-from confio_kms.lifecycle import rotation
+from confio_kms.lifecycle import rotation_state as rotation
 from confio_kms.lifecycle.provision import creator
 from confio_kms.lifecycle.rollback import ROLLBACK_PENDING_DAYS
 

@@ -15,7 +15,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from confio_kms.common import progress
 from confio_kms.common.exceptions import ConfioKMSError
 from confio_kms.common.redaction import holds_secrets
-from confio_kms.lifecycle.manager import KeyRecord
+from confio_kms.lifecycle.created import KeyRecord
 
 # The arguments several commands take, declared once: name -> (flags, add_argument's
 # keywords). A command lists the ones it takes in ``arguments``.

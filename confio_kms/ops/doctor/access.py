@@ -274,26 +274,10 @@ def _signing(
             f"Cannot tell what signing needs: {probes.missing}.",
             subject=subject,
         )
-    runtime = (
-        f"Attach the runtime policy from `manage.py kms_policy` to {subject} (docs/install.md, "
-        "step 5)."
-    )
     denied = [f"{p.label} ({d.reason})" for p, d in needed if d.result == DENIED]
     unclear = [f"{p.label} ({d.reason})" for p, d in needed if d.result == UNDETERMINED]
     if denied:
-        if any(p.action == DIRECT_DECRYPT and d.result == DENIED for p, d in needed):
-            runtime += (
-                " Signing calls kms:Decrypt directly with the parameter's encryption context: "
-                "re-apply `manage.py kms_policy --runtime` if the policy allows kms:Decrypt "
-                f"only through SSM (kms:ViaService); it allows {iam.PARAMETER_ARN_CONTEXT}."
-            )
-        return Finding(
-            "iam.signing",
-            Status.FAIL,
-            f"{subject} may not make requests signing needs: {'; '.join(denied)} ({method}).",
-            runtime,
-            subject,
-        )
+        return _signing_denied(subject, needed, denied, method)
     if unclear:
         return Finding(
             "iam.signing",
@@ -303,6 +287,33 @@ def _signing(
             "Check those conditions by hand, or run IAM's policy simulator.",
             subject,
         )
+    return _signing_allowed(subject, needed, method, advised)
+
+
+def _signing_denied(subject: str, needed: Answered, denied: list[str], method: str) -> Finding:
+    """``iam.signing`` failing: the requests signing needs that the policies refuse."""
+    runtime = (
+        f"Attach the runtime policy from `manage.py kms_policy` to {subject} (docs/install.md, "
+        "step 5)."
+    )
+    if any(p.action == DIRECT_DECRYPT and d.result == DENIED for p, d in needed):
+        runtime += (
+            " Signing calls kms:Decrypt directly with the parameter's encryption context: "
+            "re-apply `manage.py kms_policy --runtime` if the policy allows kms:Decrypt "
+            f"only through SSM (kms:ViaService); it allows {iam.PARAMETER_ARN_CONTEXT}."
+        )
+    return Finding(
+        "iam.signing",
+        Status.FAIL,
+        f"{subject} may not make requests signing needs: {'; '.join(denied)} ({method}).",
+        runtime,
+        subject,
+    )
+
+
+def _signing_allowed(subject: str, needed: Answered, method: str, advised: Answered) -> Finding:
+    """``iam.signing`` when every needed request is allowed: a pass, or a warning when
+    the advised direct-decrypt requests are refused."""
     granted = sorted({d.reason.removeprefix("allowed by ") for _, d in needed} - {""})
     by = f", allowed by {', '.join(granted)}" if granted else ""
     refused = [f"{p.label} ({d.reason})" for p, d in advised if d.result != ALLOWED]
