@@ -1,0 +1,79 @@
+"""Awaitable signing: the blocking signing calls, run so that an event loop never waits.
+
+``KMSSigner.asign_transactions``, ``KMSMultisigSigner.asign_transactions`` and the
+sponsor service's ``a*`` methods await ``run(call)``: the blocking call, unchanged,
+runs in a thread of this module's pool while the coroutine yields to the loop. The
+policy, the audit record, the cache, the deadlines and the coalescing are therefore
+those of the blocking call, by construction: coroutines overlapping one envelope
+key's decrypt are threads overlapping it, and join its burst exactly as threads do
+(``confio_kms.core.coalescing``).
+
+Threads, not aiobotocore: every AWS request already runs in a worker thread with a
+whole-response deadline (``confio_kms.core.workers``), so the calling thread only
+waits; an aiobotocore path would be a second implementation of the requests,
+retries, deadlines, error translation and coalescing, to save one idle thread per
+call in flight. Measured by ``benchmarks/event_loop_lag.py`` (docs/async.md).
+
+The pool is bounded (``THREADS``, more than a coalesced burst's default 16 calls, so
+a burst can fill): calls beyond it wait in the pool's queue, not in the loop. It is
+per process (a forked child, a Celery worker, builds its own).
+
+Cancellation: a call still queued is dropped (nothing was sent, nothing signed, no
+audit record). A call already running finishes in its thread: its requests end
+(within ``CONFIO_KMS_CALL_DEADLINE``), its burst closes and the last call of the
+burst drops the decrypted key as usual, the signature is made and audited
+("signed"), and the signed transactions are dropped unseen: nothing is submitted.
+The cancelled coroutine does not wait for that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# Threads that run awaited calls, per process (a call in flight holds one).
+THREADS = 64
+
+_lock = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool)
+_running = 0
+
+
+def _executor() -> ThreadPoolExecutor:
+    """This process's pool (a forked child's inherited one has no threads: rebuilt)."""
+    global _pool
+    with _lock:
+        if _pool is None or _pool[0] != os.getpid():
+            _pool = (os.getpid(), ThreadPoolExecutor(THREADS, thread_name_prefix="confio-kms-aio"))
+        return _pool[1]
+
+
+def _counted(function: Callable[[], T]) -> T:
+    global _running
+    with _lock:
+        _running += 1
+    try:
+        return function()
+    finally:
+        with _lock:
+            _running -= 1
+
+
+async def run(function: Callable[[], T]) -> T:
+    """``function()`` in a pool thread, with the caller's context variables; the
+    coroutine yields to the loop until it ends (see the module's note on cancelling)."""
+    loop = asyncio.get_running_loop()
+    context = contextvars.copy_context()
+    return await loop.run_in_executor(_executor(), context.run, _counted, function)
+
+
+def running() -> int:
+    """Awaited calls running in a pool thread now (a cancelled one until it ends)."""
+    return _running
