@@ -32,6 +32,7 @@ import asyncio
 import contextvars
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -42,6 +43,7 @@ T = TypeVar("T")
 THREADS = 64
 
 _lock = threading.Lock()
+_idle = threading.Condition(_lock)  # notified when the last running call ends
 _pool: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool)
 _running = 0
 
@@ -64,6 +66,8 @@ def _counted(function: Callable[[], T]) -> T:
     finally:
         with _lock:
             _running -= 1
+            if _running == 0:
+                _idle.notify_all()
 
 
 async def run(function: Callable[[], T]) -> T:
@@ -77,3 +81,16 @@ async def run(function: Callable[[], T]) -> T:
 def running() -> int:
     """Awaited calls running in a pool thread now (a cancelled one until it ends)."""
     return _running
+
+
+def wait_idle(timeout: float) -> bool:
+    """Wait until no awaited call runs in a pool thread (cancelled ones included), at
+    most ``timeout`` seconds; whether none runs. For a clean shutdown, and tests."""
+    give_up = time.monotonic() + timeout
+    with _idle:
+        while _running:
+            left = give_up - time.monotonic()
+            if left <= 0:
+                return False
+            _idle.wait(left)
+        return True
