@@ -203,6 +203,35 @@ def test_a_cancelled_call_leaves_no_burst_or_key_and_the_next_call_works(
     ledger.evaluate([signed])
 
 
+def test_a_call_cancelled_while_queued_sends_and_signs_nothing(
+    session: boto3.Session,
+    counter: RequestCounter,
+    imported: tuple[str, str],
+    records: list[dict[str, Any]],
+) -> None:
+    _, address = imported
+    signer = new_signer(session, records)
+    signer.sign_transaction(payments(address, 1)[0])  # the ciphertext is read once
+    entered, release = hold(session, "kms.Decrypt")
+    signer = new_signer(session, records)
+    txns = payments(address, awaitable.THREADS + 1)  # the last one waits for a thread
+    records.clear()
+    counter.reset()
+
+    async def main() -> None:
+        tasks = [asyncio.create_task(signer.asign_transaction(t)) for t in txns]
+        await until(lambda: entered.is_set() and joined() == awaitable.THREADS)
+        tasks[-1].cancel()
+        release.set()
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        assert isinstance(done[-1], asyncio.CancelledError)
+
+    asyncio.run(main())
+    assert counter.by_operation() == {"kms.Decrypt": 1}
+    assert len(records) == awaitable.THREADS
+    assert txns[-1].get_txid() not in {t for r in records for t in r["txids"]}
+
+
 def test_multisig_and_sponsor_service_are_awaitable(
     session: boto3.Session, imported: tuple[str, str], ledger: LocalLedger
 ) -> None:

@@ -14,9 +14,13 @@ waits; an aiobotocore path would be a second implementation of the requests,
 retries, deadlines, error translation and coalescing, to save one idle thread per
 call in flight. Measured by ``benchmarks/event_loop_lag.py`` (docs/async.md).
 
-The pool is bounded (``THREADS``, more than a coalesced burst's default 16 calls, so
-a burst can fill): calls beyond it wait in the pool's queue, not in the loop. It is
-per process (a forked child, a Celery worker, builds its own).
+The pool is bounded (``THREADS``, 16: as many calls as a coalesced burst serves and
+as many native Sign requests as a process sends at once, by default): calls beyond it
+wait in the pool's queue, not in the loop. More threads would let several bursts of
+one key decrypt side by side, but every runnable thread competes for the GIL, which
+the loop's thread needs each time it wakes: 64 threads measured several times the
+worst lag of 16 (docs/async.md). It is per process (a forked
+child, a Celery worker, builds its own).
 
 Cancellation: a call still queued is dropped (nothing was sent, nothing signed, no
 audit record). A call already running finishes in its thread: its requests end
@@ -39,8 +43,9 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-# Threads that run awaited calls, per process (a call in flight holds one).
-THREADS = 64
+# Threads that run awaited calls, per process (a call in flight holds one); read when
+# the pool is first built.
+THREADS = 16
 
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)  # notified when the last running call ends
