@@ -7,7 +7,9 @@ one transaction at once, while a heartbeat coroutine asks to wake every
 ``--tick`` ms and records how late it woke (its lag: how long the loop could not
 serve anything else). Per kind (envelope, native) and way, the report gives the
 median and worst of the rounds' worst lag, the median lag of all beats, the round's
-wall time (median), the AWS requests per round and the most threads alive.
+wall time (median), the AWS requests per round and the most threads alive. The
+``idle`` way signs nothing: the heartbeat alone for 0.3 s, the lag the machine's
+load causes by itself.
 
 Run: python benchmarks/event_loop_lag.py [--rounds 7] [--calls 50] [--json out.json]
 """
@@ -39,7 +41,8 @@ from confio_kms.lifecycle.manager import AlgorandKMSManager  # noqa: E402
 from confio_kms.sandbox import DUMMY_CREDENTIALS, SANDBOX_REGION  # noqa: E402
 
 TESTNET = ("SGO1GKSzyE7IEPItTxCByw9x8FmnrCDexi9/cOUJOiI=", "testnet-v1.0")
-WAYS = ("blocking", "awaited")
+WAYS = ("idle", "blocking", "awaited")
+IDLE_SECONDS = 0.3  # "idle": the heartbeat alone for this long (the machine's own lag)
 
 
 def session(counts: Counter[str]) -> boto3.Session:
@@ -74,6 +77,8 @@ async def one_round(signer: KMSSigner, way: str, txns: list[Any], tick: float) -
             threads.append(threading.active_count())
 
     async def sign(txn: Any) -> Any:
+        if way == "idle":
+            return await asyncio.sleep(IDLE_SECONDS)
         if way == "awaited":
             return await signer.asign_transaction(txn)
         return signer.sign_transaction(txn)  # blocks the loop for the whole call
@@ -123,6 +128,7 @@ def main() -> int:
     parser.add_argument(
         "--threads", type=int, default=awaitable.THREADS, help="awaitable.THREADS for this run"
     )
+    parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     awaitable.THREADS = args.threads  # read when the pool is first built
@@ -134,7 +140,7 @@ def main() -> int:
         )
         for kind in ("envelope", "native"):
             manager.create_algorand_key(f"lag-{kind}", network="testnet", kind=kind)
-            for way in WAYS:
+            for way in args.ways:
                 figures.append(
                     measure(aws.url, kind, way, args.rounds, args.calls, args.tick / 1000)
                 )
