@@ -14,6 +14,7 @@ import base64
 import dataclasses
 import gc
 import json
+import os
 import sys
 import threading
 from pathlib import Path
@@ -312,3 +313,26 @@ def test_the_example_async_view_sponsors_a_group(
     ledger.evaluate([paid, sdk_signed(grouped, user_key)])
     refused = asyncio.run(post({"transactions": ["not base64!"]}))
     assert refused.status_code == 400 and "base64" in refused.json()["error"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_has_its_own_pool_and_none_of_the_parents_calls() -> None:
+    # Celery's and gunicorn's workers are forked, possibly while the parent awaits a call.
+    held, release = threading.Event(), threading.Event()
+
+    async def parent() -> None:
+        task = asyncio.create_task(awaitable.run(lambda: held.set() or release.wait(LONG)))
+        await until(held.is_set)
+        pid = os.fork()
+        if pid == 0:  # the child: no pytest from here, only an exit status
+            ok = False
+            try:
+                ok = awaitable.running() == 0 and awaitable.wait_idle(1)
+                ok = ok and asyncio.run(awaitable.run(os.getpid)) == os.getpid()
+            finally:
+                os._exit(0 if ok else 1)
+        release.set()
+        await task
+        assert os.waitpid(pid, 0)[1] == 0
+
+    asyncio.run(parent())

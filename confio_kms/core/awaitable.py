@@ -62,6 +62,18 @@ def _executor() -> ThreadPoolExecutor:
         return _pool[1]
 
 
+def _forget_parent() -> None:
+    """In a forked child: the parent's calls, pool and lock state are not this process's."""
+    global _lock, _idle, _pool, _running
+    _lock = threading.Lock()
+    _idle = threading.Condition(_lock)
+    _pool, _running = None, 0
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; elsewhere nothing forks
+    os.register_at_fork(after_in_child=_forget_parent)
+
+
 def _counted(function: Callable[[], T]) -> T:
     global _running
     with _lock:
