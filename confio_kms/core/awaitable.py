@@ -18,8 +18,8 @@ The pool is bounded (``THREADS``, 16: as many calls as a coalesced burst serves 
 as many native Sign requests as a process sends at once, by default): calls beyond it
 wait in the pool's queue, not in the loop. More threads would let several bursts of
 one key decrypt side by side, but every runnable thread competes for the GIL, which
-the loop's thread needs each time it wakes: 64 threads measured several times the
-worst lag of 16 (docs/async.md). It is per process (a forked
+the loop's thread needs each time it wakes: on a loaded machine 64 threads measured
+about twice the worst lag of 16 (docs/async.md). It is per process (a forked
 child, a Celery worker, builds its own).
 
 Cancellation: a call still queued is dropped (nothing was sent, nothing signed, no
