@@ -8,8 +8,10 @@ the fee of every transaction in the group.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import threading
 from collections.abc import Sequence
 
 from algosdk import account, constants, encoding, transaction
@@ -22,6 +24,7 @@ from confio_kms.algorand import validation
 from confio_kms.algorand.networks import MAX_GROUP_SIZE
 from confio_kms.common import exceptions
 from confio_kms.common.redaction import HiddenSetting, holds_secrets
+from confio_kms.core import awaitable
 from confio_kms.core.signer import KMSSigner
 
 DEFAULT_FEE_CAP = 20_000  # microalgos for a whole sponsored group
@@ -130,6 +133,69 @@ class AlgorandSponsorService:
         take the sponsor under its floor; the balance is read at most every few seconds."""
         if self.balance_guard is not None:
             self.balance_guard.require(sponsor, fee)
+    async def asign_transaction(
+        self, txn: transaction.Transaction
+    ) -> transaction.GenericSignedTransaction:
+        """``sign_transaction``, awaitable: the event loop runs on meanwhile."""
+        return (await self.asign_transactions([txn]))[0]
+
+    async def asign_transactions(
+        self, txns: Sequence[transaction.Transaction]
+    ) -> list[transaction.GenericSignedTransaction]:
+        """``sign_transactions``, awaitable (``confio_kms.core.awaitable``), KMS or
+        legacy signer alike."""
+        group = list(txns)
+        return await awaitable.run(lambda: self.sign_transactions(group))
+
+    async def asponsor_group(
+        self, user_txns: Sequence[transaction.Transaction], sp: transaction.SuggestedParams
+    ) -> list[transaction.GenericSignedTransaction | transaction.Transaction]:
+        """``sponsor_group``, awaitable: the same checks, fee cap and audit record.
+
+        Cancelled, the user transactions are left without a group id, as after a
+        failure, so they can be sponsored again: at once if the work had not started
+        or had ended, else when it ends in its thread (within the call deadline).
+        """
+        users = list(user_txns)
+        undo = _UndoOnCancel(users)
+
+        def work() -> list[transaction.GenericSignedTransaction | transaction.Transaction]:
+            try:
+                return self.sponsor_group(users, sp)
+            finally:
+                undo.finished()
+
+        try:
+            return await awaitable.run(work)
+        except asyncio.CancelledError:
+            undo.cancelled()
+            raise
+
+
+class _UndoOnCancel:
+    """Ungroups the user transactions of a cancelled ``asponsor_group`` once, from
+    whichever side (the coroutine or the thread) comes second."""
+
+    def __init__(self, users: list[transaction.Transaction]) -> None:
+        self._users = users
+        self._lock = threading.Lock()
+        self._done = self._cancel = False
+
+    def finished(self) -> None:
+        with self._lock:
+            self._done, undo = True, self._cancel
+        if undo:
+            self._ungroup()
+
+    def cancelled(self) -> None:
+        with self._lock:
+            self._cancel, undo = True, self._done
+        if undo:
+            self._ungroup()
+
+    def _ungroup(self) -> None:
+        for txn in self._users:
+            txn.group = None
 
 
 @holds_secrets  # the phrase and its private key live in this call's frames only

@@ -23,7 +23,7 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 
 from confio_kms.algorand.validation import public_key
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit
+from confio_kms.core import audit, awaitable
 from confio_kms.core.policy import AllowFlags, allow_from
 from confio_kms.core.signer import KMSSigner
 from confio_kms.core.signing import select
@@ -145,6 +145,25 @@ class KMSMultisigSigner(TransactionSigner):
             for mtxn, stxn in zip(mtxns, signed, strict=True):
                 mtxn.multisig.subsigs[index].signature = base64.b64decode(stxn.signature)
         return list(mtxns)
+
+    async def asign_transactions(
+        self,
+        txn_group: Sequence[transaction.Transaction],
+        indexes: Sequence[int] | None = None,
+        **allow: Unpack[AllowFlags],
+    ) -> list[transaction.MultisigTransaction]:
+        """``sign_transactions``, awaitable (``confio_kms.core.awaitable``): the same
+        checks, one audit record per member, the event loop free meanwhile."""
+        return await awaitable.run(lambda: self.sign_transactions(txn_group, indexes, **allow))
+
+    async def aappend(
+        self,
+        mtxns: Sequence[transaction.MultisigTransaction],
+        **allow: Unpack[AllowFlags],
+    ) -> list[transaction.MultisigTransaction]:
+        """``append``, awaitable. Cancelled while running, the subsignatures still land
+        in ``mtxns`` when the members' calls end (the work finishes in its thread)."""
+        return await awaitable.run(lambda: self.append(mtxns, **allow))
 
     def _check_senders(self, txns: Sequence[transaction.Transaction]) -> None:
         """Refuse (and audit, per member) a transaction the multisig does not authorize."""

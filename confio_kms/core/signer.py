@@ -18,7 +18,7 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 from confio_kms.algorand import validation
 from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX, alias_name
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit, telemetry
+from confio_kms.core import audit, awaitable, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import DEFAULTS, Options
@@ -176,6 +176,30 @@ class KMSSigner(TransactionSigner):
             select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
             allow=allow_from(allow),
         )
+
+    async def asign_transaction(
+        self,
+        txn: transaction.Transaction | None = None,
+        *,
+        transaction: transaction.Transaction | None = None,
+    ) -> transaction.SignedTransaction:
+        """``sign_transaction``, awaitable: the event loop runs on meanwhile
+        (``confio_kms.core.awaitable``; cancelling it: docs/async.md)."""
+        one = _one(txn, transaction, "txn", "transaction")
+        return await awaitable.run(lambda: self.sign_transaction(one))
+
+    async def asign_transactions(
+        self,
+        txn_group: Sequence[transaction.Transaction] | None = None,
+        indexes: Sequence[int] | None = None,
+        *,
+        transactions: Sequence[transaction.Transaction] | None = None,
+        **allow: Unpack[AllowFlags],
+    ) -> list[transaction.SignedTransaction]:
+        """``sign_transactions``, awaitable, with the same policy, audit record and
+        coalescing: coroutines overlapping an envelope key's decrypt share it."""
+        group = _one(txn_group, transactions, "txn_group", "transactions")
+        return await awaitable.run(lambda: self.sign_transactions(group, indexes, **allow))
 
     @telemetry.signing_call
     def sign_logicsig(
