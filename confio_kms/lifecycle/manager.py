@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from algosdk import account
@@ -40,6 +40,9 @@ from confio_kms.lifecycle.created import ImportedKey as ImportedKey
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
 from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.lifecycle.rotation import RotationResult
+
+if TYPE_CHECKING:
+    from confio_kms.lifecycle.unaliased import Unaliased
 
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
 # Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
@@ -291,6 +294,13 @@ class AlgorandKMSManager:
             metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
             records.append(self._record(name, metadata, tags))
         return sorted(records, key=lambda record: record.name)
+
+    def unaliased(self) -> Unaliased:
+        """This library's keys no alias names (retired, orphaned): to list, or to delete
+        by key id; see ``confio_kms.lifecycle.unaliased``."""
+        from confio_kms.lifecycle.unaliased import Unaliased  # it imports KeyRecord
+
+        return Unaliased(self._aws)
 
     def _tagged(
         self, tag: str, value: str | None = None
