@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import boto3
 from algosdk import account
@@ -40,9 +40,7 @@ from confio_kms.lifecycle.created import ImportedKey as ImportedKey
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
 from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.lifecycle.rotation import RotationResult
-
-if TYPE_CHECKING:
-    from confio_kms.lifecycle.unaliased import Unaliased
+from confio_kms.lifecycle.unaliased import Unaliased
 
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
 # Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
@@ -295,12 +293,10 @@ class AlgorandKMSManager:
             records.append(self._record(name, metadata, tags))
         return sorted(records, key=lambda record: record.name)
 
-    def unaliased(self) -> Unaliased:
+    def unaliased(self) -> Unaliased[KeyRecord]:
         """This library's keys no alias names (retired, orphaned): to list, or to delete
         by key id; see ``confio_kms.lifecycle.unaliased``."""
-        from confio_kms.lifecycle.unaliased import Unaliased  # it imports KeyRecord
-
-        return Unaliased(self._aws)
+        return Unaliased(self._aws, KeyRecord)
 
     def _tagged(
         self, tag: str, value: str | None = None

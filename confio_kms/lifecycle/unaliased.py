@@ -14,9 +14,10 @@ ListResourceTags per customer key, one DescribeKey per key listed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Generic, Protocol, TypeVar
 
 from algosdk import encoding
 
@@ -24,24 +25,36 @@ from confio_kms.common import exceptions as exc
 from confio_kms.core import keys, kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import MANAGED_BY, TAG_ADDRESS, TAG_MANAGED_BY
-from confio_kms.lifecycle.manager import KeyRecord
 from confio_kms.lifecycle.provision import PENDING, TAG_CREATION
 from confio_kms.lifecycle.rotation import TAG_HISTORY, TAG_PREVIOUS, TAG_STATE
 
 RETIRED, ORPHANED, UNALIASED = "retired", "orphaned", "unaliased"
 
 
+class Record(Protocol):
+    """What is read of a key record here (the manager's ``KeyRecord``, passed in as
+    ``make_record``: this module is imported by the manager, not the other way)."""
+
+    @property
+    def key_id(self) -> str: ...
+    @property
+    def creation_date(self) -> datetime | None: ...
+
+
+R = TypeVar("R", bound=Record)
+
+
 @dataclass(frozen=True)
-class UnaliasedKey:
+class UnaliasedKey(Generic[R]):
     """A key of this library with no alias. ``record.name`` is the alias it served
     (retired) or was made for (orphaned), "" when no tag says; ``status`` is
     ``retired``, ``orphaned`` or ``unaliased`` (neither mark)."""
 
-    record: KeyRecord
+    record: R
     status: str
 
 
-def find(aws: AWSClients) -> list[UnaliasedKey]:
+def find(aws: AWSClients, make_record: Callable[..., R]) -> list[UnaliasedKey[R]]:
     """Every unaliased key tagged ``ManagedBy=confio-kms``, oldest first."""
     aliased: dict[str, str] = {}
     for entry in aws.paginate("kms", "ListAliases", "aliases", "Aliases", Limit=100):
@@ -55,14 +68,16 @@ def find(aws: AWSClients) -> list[UnaliasedKey]:
             served.update((old, aliased[key_id]) for old in older if old)
         elif tags.get(TAG_MANAGED_BY) == MANAGED_BY:
             found.append((key_id, tags))
-    listed = [_unaliased(aws, key_id, tags, served.get(key_id, "")) for key_id, tags in found]
+    listed = [
+        _unaliased(aws, make_record, key_id, tags, served.get(key_id, "")) for key_id, tags in found
+    ]
     return sorted(listed, key=lambda k: k.record.creation_date or datetime.min)
 
 
-def get(aws: AWSClients, key_id: str) -> UnaliasedKey:
+def get(aws: AWSClients, make_record: Callable[..., R], key_id: str) -> UnaliasedKey[R]:
     """The unaliased key ``key_id`` (an id, or an ARN), or a typed refusal."""
     wanted = key_id.rsplit("/", 1)[-1]
-    for key in find(aws):
+    for key in find(aws, make_record):
         if key.record.key_id == wanted:
             return key
     raise exc.KeyNotFoundError(
@@ -96,7 +111,9 @@ def _tagged(aws: AWSClients) -> Iterator[tuple[str, dict[str, str]]]:
             continue  # another application's key (least privilege), or just deleted
 
 
-def _unaliased(aws: AWSClients, key_id: str, tags: dict[str, str], served: str) -> UnaliasedKey:
+def _unaliased(
+    aws: AWSClients, make_record: Callable[..., R], key_id: str, tags: dict[str, str], served: str
+) -> UnaliasedKey[R]:
     metadata = aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
     mark = tags.get(TAG_CREATION, "")
     if tags.get(TAG_STATE) == RETIRED:
@@ -108,7 +125,7 @@ def _unaliased(aws: AWSClients, key_id: str, tags: dict[str, str], served: str) 
     spec = str(metadata.get("KeySpec", "SYMMETRIC_DEFAULT"))
     address = tags.get(TAG_ADDRESS, "")
     auth = tags.get(keys.TAG_AUTH_ADDRESS, "")
-    record = KeyRecord(
+    record = make_record(
         name=name,
         key_id=metadata["KeyId"],
         address=address if encoding.is_valid_address(address) else "",
@@ -123,17 +140,17 @@ def _unaliased(aws: AWSClients, key_id: str, tags: dict[str, str], served: str) 
     return UnaliasedKey(record, status)
 
 
-class Unaliased:
+class Unaliased(Generic[R]):
     """The functions above on one account's clients (``AlgorandKMSManager.unaliased()``)."""
 
-    def __init__(self, aws: AWSClients) -> None:
-        self._aws = aws
+    def __init__(self, aws: AWSClients, make_record: Callable[..., R]) -> None:
+        self._aws, self._make_record = aws, make_record
 
-    def keys(self) -> list[UnaliasedKey]:
-        return find(self._aws)
+    def keys(self) -> list[UnaliasedKey[R]]:
+        return find(self._aws, self._make_record)
 
-    def get(self, key_id: str) -> UnaliasedKey:
-        return get(self._aws, key_id)
+    def get(self, key_id: str) -> UnaliasedKey[R]:
+        return get(self._aws, self._make_record, key_id)
 
     def schedule(self, key_id: str, days: int) -> datetime | None:
         return schedule(self._aws, key_id, days)

@@ -343,7 +343,16 @@ def _plan(
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
     """Hidden input at a terminal, else standard input (never echoed)."""
-    stdin: IO[str] = options.get("stdin") or sys.stdin
-    if is_terminal(stdin):
+    stdin: IO[str] | None = options.get("stdin") or sys.stdin
+    if stdin is not None and is_terminal(stdin):
         return getpass.getpass("25-word mnemonic (input hidden): ")
-    return stdin.read()
+    try:
+        if stdin is None:  # Python sets sys.stdin to None when descriptor 0 is closed
+            raise OSError("standard input is closed")
+        return stdin.read()
+    except (OSError, ValueError) as error:
+        raise CommandError(
+            f"Cannot read the mnemonic ({error}); nothing was created. Fix: run "
+            "`manage.py kms_setup --import-existing` at a terminal, or pipe the 25 words "
+            "into its standard input."
+        ) from None
