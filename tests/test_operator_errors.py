@@ -4,13 +4,18 @@ or a setting that fixes it."""
 from __future__ import annotations
 
 import http.server
+import io
+import json
+import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import boto3
 import pytest
 from algosdk import transaction
 from django.core.management import CommandError, call_command
+from django.test import override_settings
 
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.common import exceptions
@@ -56,3 +61,43 @@ def test_a_key_pending_deletion_names_the_command_that_cancels_it(
     assert "manage.py kms_delete" in str(raised.value.fix)
     assert "--cancel" in str(raised.value.fix)
     assert "AlgorandKMSManager" not in str(raised.value)
+
+
+def test_kms_doctor_against_an_endpoint_that_never_answers_waits_one_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 25: each check waited out its own deadline (five of them, 42 s); after the
+    first request is abandoned, the later checks say so without sending anything."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:  # accepts every connection and never answers
+        while True:
+            try:
+                accepted.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", url)
+    out = io.StringIO()
+    started = time.monotonic()
+    try:
+        with override_settings(
+            USE_KMS_SIGNING=True, KMS_ENDPOINT_URL=url, CONFIO_KMS_CALL_DEADLINE=1
+        ):
+            call_command("kms_doctor", "--json", stdout=out, stderr=io.StringIO())
+        elapsed = time.monotonic() - started
+    finally:
+        listener.close()
+        for connection in accepted:
+            connection.close()
+    findings = json.loads(out.getvalue())["findings"]
+    unknown = [f["message"] for f in findings if f["status"] == "unknown"]
+    assert "abandoned" in unknown[0]
+    assert sum("was not sent: the endpoint did not answer" in m for m in unknown) >= 3
+    assert len(accepted) == 1  # one request reached the endpoint, not one per check
+    assert elapsed < 10  # generous: it waited one 1 s deadline (the count above is exact)
