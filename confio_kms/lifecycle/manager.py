@@ -115,6 +115,7 @@ class AlgorandKMSManager:
         native: bool = False,
         save_backup: Callable[[str, str], None] | None = None,
         from_backup: str | None = None,
+        multi_region: bool = False,
     ) -> CreatedKey:
         """Generate a new Algorand account and store its key under ``key_alias``.
 
@@ -127,6 +128,7 @@ class AlgorandKMSManager:
         backup goes to ``save_backup(mnemonic, address)`` before the first AWS write;
         ``from_backup`` (a mnemonic a ``save_backup`` stored for a creation that was
         interrupted before its key existed) creates the key of that account instead.
+        ``multi_region`` (native keys): a multi-Region key, which can get replicas.
         """
         cls = creator(kinds.named(keys.NATIVE if native else kind).kind)
         name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
@@ -137,6 +139,7 @@ class AlgorandKMSManager:
             description=description,
             save_backup=save_backup,
             private_key=validation.private_key_from_mnemonic(from_backup) if from_backup else "",
+            multi_region=multi_region,
         )
         del from_backup
         created = cls(self._aws).create(request)
