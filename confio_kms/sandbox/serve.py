@@ -10,6 +10,7 @@ Keys live in this process's memory: they are gone when it stops.
 
 from __future__ import annotations
 
+import json
 import signal
 import threading
 from types import FrameType
@@ -33,8 +34,9 @@ def settings_lines(url: str) -> list[str]:
     ]
 
 
-def serve(out: Stream, port: int = 0, host: str = "127.0.0.1") -> None:
-    """Run the endpoint until SIGINT or SIGTERM; ``port`` 0 picks a free one."""
+def serve(out: Stream, port: int = 0, host: str = "127.0.0.1", *, as_json: bool = False) -> None:
+    """Run the endpoint until SIGINT or SIGTERM; ``port`` 0 picks a free one.
+    ``as_json``: the settings as one JSON object on ``out``, and nothing else."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -45,16 +47,11 @@ def serve(out: Stream, port: int = 0, host: str = "127.0.0.1") -> None:
     aws = LocalAWS(host, port)
     try:
         url = aws.start()  # warmed: the first request is already served
-        out.write(
-            f"# confio-kms sandbox: a local AWS endpoint (KMS and SSM) at {url}, ready.\n"
-            "# Point your project at it with these settings (environment, .env or Django\n"
-            "# settings); the credentials are dummies the endpoint accepts:\n"
-        )
-        out.write("".join(line + "\n" for line in settings_lines(url)))
-        out.write(
-            "# Optional: CONFIO_SANDBOX=true makes kms_test_sign and kms_rotate submit to\n"
-            "# the local ledger evaluator. Keys live in this process only. Ctrl-C stops it.\n"
-        )
+        if as_json:
+            pairs = (line.split("=", 1) for line in settings_lines(url))
+            out.write(json.dumps({"settings": dict(pairs)}) + "\n")
+        else:
+            _write_settings(out, url)
         out.flush()
         while not stop.wait(0.5):  # a bounded wait so the handler's event is seen
             pass
@@ -62,5 +59,19 @@ def serve(out: Stream, port: int = 0, host: str = "127.0.0.1") -> None:
         aws.stop()
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    out.write("# confio-kms sandbox: stopped.\n")
-    out.flush()
+    if not as_json:
+        out.write("# confio-kms sandbox: stopped.\n")
+        out.flush()
+
+
+def _write_settings(out: Stream, url: str) -> None:
+    out.write(
+        f"# confio-kms sandbox: a local AWS endpoint (KMS and SSM) at {url}, ready.\n"
+        "# Point your project at it with these settings (environment, .env or Django\n"
+        "# settings); the credentials are dummies the endpoint accepts:\n"
+    )
+    out.write("".join(line + "\n" for line in settings_lines(url)))
+    out.write(
+        "# Optional: CONFIO_SANDBOX=true makes kms_test_sign and kms_rotate submit to\n"
+        "# the local ledger evaluator. Keys live in this process only. Ctrl-C stops it.\n"
+    )

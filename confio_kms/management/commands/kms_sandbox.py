@@ -3,15 +3,17 @@ from __future__ import annotations
 from argparse import ArgumentParser
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import CommandError
+
+from confio_kms.management.base import KMSCommand
 
 
-class Command(BaseCommand):
+class Command(KMSCommand):
     help = (
         "Run a local AWS endpoint (KMS and SSM on loopback, the sandbox extra) and print "
-        "the settings that point this project at it; Ctrl-C stops it."
+        "the settings that point this project at it (--json: as one JSON object); "
+        "Ctrl-C stops it."
     )
-    requires_system_checks: list[str] = []  # noqa: RUF012 (Django's own attribute)
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--port", type=int, default=0, help="Loopback port (default: free).")
@@ -24,4 +26,4 @@ class Command(BaseCommand):
                 f"The local endpoint needs the sandbox extra ({error.name} is missing). "
                 'Fix: pip install "confio-kms[sandbox]".'
             ) from None
-        serve(self.stdout, options["port"])
+        serve(self.stdout, options["port"], as_json=options["json"])
