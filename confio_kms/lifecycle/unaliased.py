@@ -5,8 +5,9 @@ A rotation tags the key it replaces ``RotationState=retired`` and moves the alia
 the new key, whose ``PreviousKeyId`` / ``RotationHistory`` tags name the old one (so
 the alias a retired key served is known while the newer key exists). An interrupted
 ``kms_setup`` leaves a key tagged ``CreationState=pending:<alias>`` (see
-``confio_kms.lifecycle.recovery``). Only keys tagged ``ManagedBy=confio-kms`` are listed
-or deleted here: an unaliased key of another application is never ours to judge.
+``confio_kms.lifecycle.recovery``). Only keys tagged ``ManagedBy=confio-kms``, or retired
+by this library's rotation (an old setup script's key included), are listed or deleted
+here: an unaliased key of another application is never ours to judge.
 
 Requests: one ListAliases per 100 aliases, one ListKeys per 1,000 keys, one
 ListResourceTags per customer key, one DescribeKey per key listed.
@@ -66,7 +67,8 @@ def find(aws: AWSClients, make_record: Callable[..., R]) -> list[UnaliasedKey[R]
         if key_id in aliased:
             older = [tags.get(TAG_PREVIOUS, ""), *tags.get(TAG_HISTORY, "").split()]
             served.update((old, aliased[key_id]) for old in older if old)
-        elif tags.get(TAG_MANAGED_BY) == MANAGED_BY:
+        elif tags.get(TAG_MANAGED_BY) == MANAGED_BY or tags.get(TAG_STATE) == RETIRED:
+            # A legacy key (no ManagedBy tag) that a rotation retired is ours too.
             found.append((key_id, tags))
     listed = [
         _unaliased(aws, make_record, key_id, tags, served.get(key_id, "")) for key_id, tags in found
@@ -133,7 +135,7 @@ def _unaliased(
         key_state=metadata.get("KeyState", "Unknown"),
         creation_date=metadata.get("CreationDate"),
         kind=kinds.for_spec(spec) or f"unsupported ({spec})",
-        managed=True,
+        managed=tags.get(TAG_MANAGED_BY) == MANAGED_BY,
         deletion_date=metadata.get("DeletionDate"),
         auth_address=auth if encoding.is_valid_address(auth) else "",
     )
