@@ -97,7 +97,7 @@ def test_kms_doctor_against_an_endpoint_that_never_answers_waits_one_deadline(
             connection.close()
     findings = json.loads(out.getvalue())["findings"]
     unknown = [f["message"] for f in findings if f["status"] == "unknown"]
-    assert "abandoned" in unknown[0]
+    assert "CONFIO_KMS_CALL_DEADLINE = 1 s" in unknown[0]  # abandoned, or its read timed out
     assert sum("was not sent: the endpoint did not answer" in m for m in unknown) >= 3
     assert len(accepted) == 1  # one request reached the endpoint, not one per check
     assert elapsed < 10  # generous: it waited one 1 s deadline (the count above is exact)
