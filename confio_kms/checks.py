@@ -13,8 +13,9 @@ from django.views.debug import SafeExceptionReporterFilter as DjangoFilter
 from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms import sponsor_health
+from confio_kms.algorand import validation
 from confio_kms.algorand.validation import Alias
-from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError
+from confio_kms.common.exceptions import ConfigurationError, ConfioKMSError, InvalidMnemonicError
 from confio_kms.ops import secrets
 from confio_kms.reporting import SECRET_SETTING
 
@@ -175,3 +176,29 @@ def check_sponsor_balance(app_configs: Any = None, **kwargs: Any) -> list[checks
             id="confio_kms.W030",
         )
     ]
+@checks.register("confio_kms")
+def check_legacy_mnemonic(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """With KMS signing off, signing uses ALGORAND_ADMIN_MNEMONIC: it must be one."""
+    try:
+        if config.kms_settings().use_kms_signing:
+            return []
+        phrase = config.admin_mnemonic()
+    except ConfigurationError:
+        return []  # check_settings reports it
+    if not phrase:
+        return []
+    try:
+        validation.private_key_from_mnemonic(phrase)
+    except InvalidMnemonicError as error:  # its text names a position, never a word
+        return [
+            checks.Warning(
+                f"ALGORAND_ADMIN_MNEMONIC is not a valid Algorand mnemonic: {error.message} "
+                "USE_KMS_SIGNING is off, so every signing call will fail.",
+                hint=f"{error.fix} Or sign with KMS: `manage.py kms_setup --import-existing`, "
+                "then USE_KMS_SIGNING=True.",
+                id="confio_kms.W010",
+            )
+        ]
+    finally:
+        del phrase
+    return []

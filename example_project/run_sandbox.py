@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from confio_kms.sandbox import LocalAWS  # noqa: E402
+from confio_kms.sandbox.serve import settings_lines  # noqa: E402
 
 
 def manage(*args: str, env: dict[str, str]) -> None:
@@ -30,17 +31,16 @@ def manage(*args: str, env: dict[str, str]) -> None:
 
 
 def main() -> int:
+    # LocalAWS() serves each service's first request before it returns (moto builds
+    # its backends then, slowly on a busy machine), so no command races it.
     with LocalAWS() as aws, tempfile.TemporaryDirectory() as tmp:
         # The sandbox is chosen here, explicitly, through settings a deployment would
-        # use: an endpoint URL for KMS/SSM and CONFIO_SANDBOX for the ledger.
+        # use: an endpoint URL for KMS/SSM (what `manage.py kms_sandbox` prints) and
+        # CONFIO_SANDBOX for the ledger.
         env = {
             **os.environ,
-            "AWS_ACCESS_KEY_ID": "sandbox",
-            "AWS_SECRET_ACCESS_KEY": "sandbox",
-            "KMS_ENDPOINT_URL": aws.url,
-            "KMS_REGION": "eu-central-2",
+            **dict(line.split("=", 1) for line in settings_lines(aws.url)),
             "CONFIO_ENV": "testnet",
-            "USE_KMS_SIGNING": "true",
             "CONFIO_SANDBOX": "true",
             "DJANGO_SETTINGS_MODULE": "example_project.settings",
         }

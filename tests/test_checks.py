@@ -53,6 +53,21 @@ def test_leftover_mnemonic_is_warned() -> None:
     assert "twenty" not in warning.msg + (warning.hint or "")
 
 
+def test_an_invalid_legacy_mnemonic_is_warned_without_showing_it() -> None:
+    """Issue 25: with KMS signing off, ``check`` said nothing about a broken mnemonic."""
+    words = mnemonic.from_private_key(new_account()[0]).split()
+    broken = " ".join([*words[:24], "notaword"])
+    with override_settings(USE_KMS_SIGNING=False, ALGORAND_ADMIN_MNEMONIC=broken):
+        (warning,) = checks.check_legacy_mnemonic()
+    assert warning.id == "confio_kms.W010" and "Word 25" in warning.msg
+    shown = warning.msg + (warning.hint or "")
+    pairs = (f"{a} {b}" for a, b in zip(words[:24], [*words[1:24], "notaword"], strict=True))
+    assert "notaword" not in shown and not any(pair in shown for pair in pairs)
+    for valid, kms in ((" ".join(words), False), (broken, True)):
+        with override_settings(USE_KMS_SIGNING=kms, ALGORAND_ADMIN_MNEMONIC=valid):
+            assert checks.check_legacy_mnemonic() == []
+
+
 @override_settings(USE_KMS_SIGNING=True)
 def test_deploy_check_passes_for_a_matching_enabled_key(manager: AlgorandKMSManager) -> None:
     _, address, _ = manager.create_algorand_key(ALIAS)

@@ -118,6 +118,33 @@ def test_prices() -> None:
     assert native.request_dollars == (20_001 * Decimal("0.15") + 2 * Decimal("0.03")) / 10_000
 
 
+def test_default_prices_and_free_tier_are_awss() -> None:
+    """Issue 25: native requests were priced like symmetric ones ($0.03 per 10,000).
+    AWS: $0.15 per 10,000 asymmetric (non-RSA-2048) requests, outside the free tier."""
+    assert (
+        Decimal("0.03"),
+        Decimal("0.15"),
+    ) == (cost.PRICE_PER_10K_REQUESTS, cost.ASYMMETRIC_PRICE_PER_10K)
+    assert cost.FREE_TIER_REQUESTS == FREE_TIER
+    native = cost.monthly_cost(30_000, 1, cost.NATIVE, cache_timeout=None)
+    assert native.asymmetric_request_price == Decimal("0.15")
+    assert native.request_dollars == (30_001 * Decimal("0.15") + 2 * Decimal("0.03")) / 10_000
+    # The free tier takes the two symmetric lookups, never a Sign or GetPublicKey.
+    assert native.request_dollars_after_free_tier == 30_001 * Decimal("0.15") / 10_000
+    envelope = cost.monthly_cost(30_000, 1, cost.ENVELOPE, cache_timeout=None)
+    assert envelope.request_dollars_after_free_tier == 10_002 * Decimal("0.03") / 10_000
+
+
+def test_the_cost_page_states_the_prices_and_quotas_the_model_uses() -> None:
+    page = " ".join(COST_PAGE.read_text().split())
+    assert f"${cost.PRICE_PER_10K_REQUESTS} per 10,000 symmetric requests" in page
+    assert f"${cost.ASYMMETRIC_PRICE_PER_10K} per 10,000 requests to asymmetric keys" in page
+    assert f"free tier of {cost.FREE_TIER_REQUESTS:,} requests a month" in page
+    assert "1,000 a second, shared by all ECC keys of the account and region" in page
+    assert "hundreds a second" not in page
+    assert "`PutParameter`" in page and "shares the same 40/s with the reads" in page
+
+
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [

@@ -234,6 +234,7 @@ def test_messages_over_4096_bytes_fail_before_any_request(
         )
 
     assert f"signs {size} bytes" in str(raised.value) and "at most 4096" in str(raised.value)
+    assert "envelope key" in str(raised.value.fix) and "deploy" in str(raised.value.fix)
     assert counter.total == 0
 
 

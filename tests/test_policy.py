@@ -80,6 +80,22 @@ def test_unknown_networks_need_an_explicit_setting(
     ledger.evaluate([KMSSigner("localnet", session=session).sign_transaction(txn)])  # trusted
 
 
+def test_a_private_networks_refusal_names_the_setting_that_trusts_it(
+    keys: dict[str, str], session: boto3.Session, counter: RequestCounter, ledger: LocalLedger
+) -> None:
+    """Issue 25: the fix said "Sign an unknown network transactions with a an unknown
+    network key"; it names CONFIO_KMS_TRUSTED_GENESIS and AlgoKit LocalNet now."""
+    for name in ("testnet", "localnet"):
+        address = keys[name]
+        txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
+        with override_settings(CONFIO_KMS_TRUSTED_GENESIS=[]):
+            signer = KMSSigner(name, session=session)
+        refused(signer, txn, counter, "AlgoKit LocalNet.*CONFIO_KMS_TRUSTED_GENESIS")
+        with pytest.raises(exceptions.PolicyViolationError) as raised:
+            signer.sign_transaction(txn)
+        assert "a an" not in str(raised.value) and "unknown network key" not in str(raised.value)
+
+
 def test_trusting_a_public_genesis_is_a_configuration_error() -> None:
     with pytest.raises(exceptions.ConfigurationError, match="public network's genesis hash"):
         SigningPolicy(trusted_genesis=frozenset({networks.GENESIS_HASH["mainnet"]}))

@@ -223,6 +223,10 @@ class CredentialsError(AWSError, PermissionError):
     """No AWS credentials were found, or they are incomplete."""
 
 
+class NotAnAWSEndpointError(AWSError):
+    """The endpoint answered, but not as an AWS API (e.g. another web server's page)."""
+
+
 class AWSConnectionError(AWSError, ConnectionError):
     """The AWS endpoint could not be reached or did not answer in time."""
 

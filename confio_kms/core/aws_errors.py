@@ -144,7 +144,7 @@ def translate_client_error(
         return exc.KeyStateError(
             f"The KMS key behind {resource} cannot be used for {operation}.",
             fix="Enable the key (`aws kms enable-key`) or cancel its pending deletion "
-            "(AlgorandKMSManager.cancel_key_deletion).",
+            f"(`manage.py kms_delete {_name(resource)} --cancel`).",
             cause=cause,
         )
     if code in THROTTLED:
@@ -155,4 +155,30 @@ def translate_client_error(
             fix=fix,
             cause=cause,
         )
+    if _not_aws(error):
+        return exc.NotAnAWSEndpointError(
+            f"The endpoint answered {action} with HTTP "
+            f"{error.response.get('ResponseMetadata', {}).get('HTTPStatusCode', '?')} "
+            "and no AWS error: it is not an AWS API.",
+            fix="Point KMS_ENDPOINT_URL (or boto3's AWS_ENDPOINT_URL) at KMS and SSM, or unset "
+            "it to use AWS (`manage.py kms_sandbox` runs a local endpoint).",
+            cause=" ".join(cause.split())[:80],
+        )
     return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)
+
+
+def _name(resource: str) -> str:
+    """The alias name a KeyStateError's fix can name (from an alias, or a parameter at
+    ``<prefix>/<name>/private-key``), or a placeholder."""
+    if resource.startswith("alias/"):
+        return resource.removeprefix("alias/")
+    parts = resource.split("/")
+    return parts[-2] if len(parts) > 2 and parts[-1] == "private-key" else "ALIAS_NAME"
+
+
+def _not_aws(error: ClientError) -> bool:
+    """An answer no AWS API gives: botocore makes the HTTP status the code of a body it
+    could not parse (e.g. an HTML page from another web server)."""
+    err: Mapping[str, Any] = error.response.get("Error", {})
+    message = str(err.get("Message", "")).lstrip().lower()
+    return str(err.get("Code", "")).isdigit() or message.startswith(("<!doctype", "<html"))

@@ -92,8 +92,10 @@ def check_size(message: bytes, index: int) -> None:
         raise exc.MessageTooLargeError(
             f"Item {index} signs {len(message)} bytes; KMS signs at most {MAX_MESSAGE_BYTES} "
             "bytes with a native key. Nothing was sent.",
-            fix="Make the transaction smaller (large programs: split the application create "
-            "into create + update, or use extra program pages) or sign it with an envelope key.",
+            fix="Sign it with an envelope key (give the accounts that deploy large "
+            "applications one: `manage.py kms_setup --create-new` without --native; it signs "
+            "locally, with no size limit), or make the transaction smaller (split the "
+            "application create into create + update).",
         )
 
 

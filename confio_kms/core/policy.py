@@ -274,8 +274,9 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
         if not on:  # a private network nobody trusted
             return (
                 f"the key is tagged {info.network} but the transaction is for an unknown network",
-                f"Sign only {info.network} transactions with this key; for a private network, "
-                "trust its genesis hash (Options.trusted_genesis, CONFIO_KMS_TRUSTED_GENESIS).",
+                f"Sign only {info.network} transactions with this key; for a private network "
+                "(AlgoKit LocalNet, a sandbox), add its genesis hash to the setting "
+                "CONFIO_KMS_TRUSTED_GENESIS and use a key made for it.",
             )
         return (
             f"the key is tagged {info.network} but the transaction is for {on}",
@@ -291,5 +292,6 @@ def _network_violation(info: KeyInfo, genesis: bytes) -> tuple[str, str]:
     return (
         f"the key's network is {info.network}, and the transaction's private network "
         "needs its genesis hash trusted explicitly",
-        "Add the private network's genesis hash to CONFIO_KMS_TRUSTED_GENESIS.",
+        "Add the private network's genesis hash (AlgoKit LocalNet's, a sandbox's) to the "
+        "setting CONFIO_KMS_TRUSTED_GENESIS.",
     )

@@ -9,6 +9,7 @@ its output, so code deleting keys gets the same rules as the operator.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,6 +26,8 @@ from confio_kms.lifecycle.manager import (
 )
 
 PENDING_DELETION = keys.PENDING_DELETION
+# A KMS key id: a UUID, or a multi-Region key's mrk- followed by 32 hex digits.
+_KEY_ID = re.compile(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|mrk-[0-9a-f]{32}")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class DeletionPlan:
     days: int
     configured: bool
     """True when the alias is one the settings name: the app stops signing with it."""
+    status: str = ""
+    """For an unaliased key, deleted by key id: ``retired``, ``orphaned`` or ``unaliased``."""
 
     @property
     def native(self) -> bool:
@@ -44,6 +49,12 @@ class DeletionPlan:
     def action(self) -> str:
         """What scheduling it does, in one sentence without its period (for a prompt)."""
         r = self.record
+        if self.status:
+            served = f", alias/{r.name} before" if r.name else ""
+            return (
+                f"Schedule the deletion of the {self.status} {r.kind} key {r.key_id} "
+                f"(account {r.address or 'unknown'}{served}) in {self.days} days"
+            )
         return (
             f"Schedule the deletion of {Alias(r.name)} ({r.kind} key {r.key_id}, account "
             f"{r.address}, {r.network}) in {self.days} days"
@@ -59,6 +70,8 @@ class ScheduledDeletion:
     record: KeyRecord
     days: int
     deletion_date: datetime | None
+    status: str = ""
+    """Set when the key was deleted by key id (see ``DeletionPlan.status``)."""
 
     @property
     def native(self) -> bool:
@@ -70,6 +83,41 @@ class CancelledDeletion:
     """A scheduled deletion cancelled: the key is enabled and signs as before."""
 
     record: KeyRecord
+    status: str = ""
+
+
+def is_key_id(value: str) -> bool:
+    """Whether ``value`` names a key by id or ARN (an alias name never looks so)."""
+    last = value.rsplit("/", 1)[-1]
+    return value.startswith("arn:aws") or bool(_KEY_ID.fullmatch(last))
+
+
+def plan_key_id_deletion(
+    manager: AlgorandKMSManager,
+    key_id: str,
+    days: int = MAX_PENDING_DAYS,
+    *,
+    no_backup: bool = False,
+) -> DeletionPlan:
+    """``plan_deletion`` for a key of this library that no alias names (retired by a
+    rotation, orphaned by an interrupted creation), by key id; same rules."""
+    _check_days(days)
+    key = manager.unaliased().get(key_id)
+    record = key.record
+    if record.key_state == PENDING_DELETION:
+        when = record.deletion_date.isoformat() if record.deletion_date else "its date"
+        raise exc.KeyStateError(
+            f"Key {record.key_id} is already scheduled for deletion on {when}; nothing was "
+            "changed.",
+            fix=f"to keep it, run `manage.py kms_delete {record.key_id} --cancel`.",
+        )
+    if record.kind == keys.NATIVE and not no_backup:
+        raise exc.ConfigurationError(
+            f"Key {record.key_id} is a native key: its private key exists only in KMS, so "
+            "once deleted nothing can ever sign with it again; nothing was changed.",
+            fix="to delete it anyway, pass --i-understand-there-is-no-backup (kms_delete).",
+        )
+    return DeletionPlan(record, days, configured=False, status=key.status)
 
 
 def plan_deletion(
@@ -88,14 +136,7 @@ def plan_deletion(
     signs with (the plan says so).
     """
     name = validation.alias_name(key_alias)
-    # A bool is an int to Python, but no number of days.
-    whole = isinstance(days, int) and not isinstance(days, bool)
-    if not whole or not MIN_PENDING_DAYS <= days <= MAX_PENDING_DAYS:
-        raise exc.ConfigurationError(
-            f"The waiting period must be from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS} days "
-            f"(AWS's limits), not {days!r}; nothing was changed.",
-            fix=f"pass --days (kms_delete) or days= from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS}.",
-        )
+    _check_days(days)
     record = manager.get_key(name)
     if record.key_state == PENDING_DELETION:
         when = record.deletion_date.isoformat() if record.deletion_date else "its date"
@@ -116,10 +157,37 @@ def plan_deletion(
     return DeletionPlan(record, days, configured=name in configured_aliases)
 
 
+def _check_days(days: int) -> None:
+    # A bool is an int to Python, but no number of days.
+    whole = isinstance(days, int) and not isinstance(days, bool)
+    if not whole or not MIN_PENDING_DAYS <= days <= MAX_PENDING_DAYS:
+        raise exc.ConfigurationError(
+            f"The waiting period must be from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS} days "
+            f"(AWS's limits), not {days!r}; nothing was changed.",
+            fix=f"pass --days (kms_delete) or days= from {MIN_PENDING_DAYS} to {MAX_PENDING_DAYS}.",
+        )
+
+
 def schedule_deletion(manager: AlgorandKMSManager, plan: DeletionPlan) -> ScheduledDeletion:
     """Schedule the planned deletion; the key stops signing at once."""
+    if plan.status:
+        date = manager.unaliased().schedule(plan.record.key_id, plan.days)
+        return ScheduledDeletion(plan.record, plan.days, date, plan.status)
     date = manager.delete_key(plan.record.name, pending_window_days=plan.days)
     return ScheduledDeletion(plan.record, plan.days, date)
+
+
+def cancel_key_id_deletion(manager: AlgorandKMSManager, key_id: str) -> CancelledDeletion:
+    """``cancel_deletion`` for an unaliased key of this library, by key id."""
+    key = manager.unaliased().get(key_id)
+    if key.record.key_state != PENDING_DELETION:
+        raise exc.KeyStateError(
+            f"Key {key.record.key_id} is not scheduled for deletion (it is "
+            f"{key.record.key_state}); nothing was changed.",
+            fix="there is nothing to cancel; `manage.py kms_list --all` shows each key's state.",
+        )
+    manager.unaliased().cancel(key.record.key_id)
+    return CancelledDeletion(key.record, key.status)
 
 
 def cancel_deletion(manager: AlgorandKMSManager, key_alias: str) -> CancelledDeletion:

@@ -40,6 +40,7 @@ from confio_kms.lifecycle.created import KeyRecord as KeyRecord
 from confio_kms.lifecycle.provision import KeyRequest, creator, store
 from confio_kms.lifecycle.recovery import Leftovers, Unfinished
 from confio_kms.lifecycle.rotation import RotationResult
+from confio_kms.lifecycle.unaliased import Unaliased
 
 # Signed by ``adopt_key`` to prove the key material is the tagged account's. No
 # Algorand signature domain ("TX", "Program", "MX", ...) starts like this, so the
@@ -96,6 +97,7 @@ class AlgorandKMSManager:
         native: bool = False,
         save_backup: Callable[[str, str], None] | None = None,
         from_backup: str | None = None,
+        multi_region: bool = False,
     ) -> CreatedKey:
         """Generate a new Algorand account and store its key under ``key_alias``.
 
@@ -108,6 +110,7 @@ class AlgorandKMSManager:
         backup goes to ``save_backup(mnemonic, address)`` before the first AWS write;
         ``from_backup`` (a mnemonic a ``save_backup`` stored for a creation that was
         interrupted before its key existed) creates the key of that account instead.
+        ``multi_region`` (native keys): a multi-Region key, which can get replicas.
         """
         cls = creator(kinds.named(keys.NATIVE if native else kind).kind)
         name, network = self._check_new(key_alias, network, check_parameter=cls.uses_parameter)
@@ -118,6 +121,7 @@ class AlgorandKMSManager:
             description=description,
             save_backup=save_backup,
             private_key=validation.private_key_from_mnemonic(from_backup) if from_backup else "",
+            multi_region=multi_region,
         )
         del from_backup
         created = cls(self._aws).create(request)
@@ -273,6 +277,11 @@ class AlgorandKMSManager:
             metadata = self._aws.call("kms", "DescribeKey", key_id, KeyId=key_id)["KeyMetadata"]
             records.append(self._record(name, metadata, tags))
         return sorted(records, key=lambda record: record.name)
+
+    def unaliased(self) -> Unaliased[KeyRecord]:
+        """This library's keys no alias names (retired, orphaned): to list, or to delete
+        by key id; see ``confio_kms.lifecycle.unaliased``."""
+        return Unaliased(self._aws, KeyRecord)
 
     def _tagged(
         self, tag: str, value: str | None = None

@@ -86,6 +86,8 @@ class KeyRequest:
     extra_tags: Mapping[str, str] = field(default_factory=dict)
     save_backup: Callable[[str, str], None] | None = field(default=None, repr=False)
     private_key: str = field(default="", repr=False)
+    multi_region: bool = False
+    """CreateKey ``MultiRegion=true``: a key that can get replicas (native keys only)."""
 
 
 class KeyCreator(ABC):
@@ -177,6 +179,8 @@ class NativeCreator(KeyCreator):
                 },
                 KeySpec=native.KEY_SPEC,
                 KeyUsage="SIGN_VERIFY",
+                # AWS cannot make a single-Region key multi-Region later: now or never.
+                **({"MultiRegion": True} if request.multi_region else {}),
                 **iam.creation_params(self.aws.options.key_policy_account),
             )
             step("GetPublicKey")

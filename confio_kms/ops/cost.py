@@ -1,12 +1,14 @@
 """The monthly AWS cost of signing: requests and dollars per key kind.
 
-Prices default to the setup guide's: $1 per key-month and $0.03 per 10,000
-requests. AWS's pricing page has the current figures for your region, a monthly
-free tier, and may price requests to asymmetric (native) keys higher: pass your own
-prices if they differ. Each request counted here is one KMS request as AWS bills
-it: an envelope signing call makes one ``kms:Decrypt`` of the parameter's ciphertext
-(read once per process, without decryption: no KMS request); the old scripts'
-``ssm:GetParameter`` made one on the caller's behalf.
+Prices default to AWS KMS's published ones: $1 per key-month, $0.03 per 10,000
+symmetric requests and $0.15 per 10,000 requests to asymmetric keys other than RSA
+2048 (a native key's ``kms:Sign`` and ``kms:GetPublicKey``). The free tier, 20,000
+requests a month per account, covers symmetric requests only; it is shared by every
+key and use of KMS in the account, so estimates give dollars with and without it.
+Pass your own prices if your region's differ. Each request counted here is one KMS
+request as AWS bills it: an envelope signing call makes one ``kms:Decrypt`` of the
+parameter's ciphertext (read once per process, without decryption: no KMS request);
+the old scripts' ``ssm:GetParameter`` made one on the caller's behalf.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from confio_kms.core.keys import NATIVE as NATIVE
 
 KEY_MONTH_PRICE = Decimal("1")
 PRICE_PER_10K_REQUESTS = Decimal("0.03")
+ASYMMETRIC_PRICE_PER_10K = Decimal("0.15")  # ECC (Ed25519 included): not RSA 2048's $0.10
+FREE_TIER_REQUESTS = 20_000  # a month, per account; never requests to asymmetric keys
 MONTH_SECONDS = 30 * 24 * 3600
 # CONFIO_KMS_CACHE_TIMEOUT's default (tests/test_cost.py holds it to the settings'):
 # kms_cost passes the configured one.
@@ -73,6 +77,16 @@ class MonthlyCost:
     @property
     def total_dollars(self) -> Decimal:
         return self.request_dollars + self.key_price
+
+    @property
+    def request_dollars_after_free_tier(self) -> Decimal:
+        """``request_dollars`` when this key has the account's whole free tier (its
+        symmetric requests only: asymmetric ones are never free)."""
+        symmetric = max(0, self.requests - self.asymmetric_requests - FREE_TIER_REQUESTS)
+        return (
+            symmetric * self.request_price
+            + self.asymmetric_requests * self.asymmetric_request_price
+        ) / 10_000
 
 
 def _whole(value: object, what: str, low: int, fix: str) -> int:
@@ -151,7 +165,7 @@ def monthly_cost(
     _price(request_price, "request price")
     _price(key_price, "key price")
     asymmetric = _price(
-        request_price if asymmetric_request_price is None else asymmetric_request_price,
+        ASYMMETRIC_PRICE_PER_10K if asymmetric_request_price is None else asymmetric_request_price,
         "asymmetric request price",
     )
     calls = -(-transactions // group_size)  # exact ceiling for any size

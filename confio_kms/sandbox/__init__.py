@@ -28,6 +28,8 @@ DUMMY_CREDENTIALS = {
     "AWS_SECRET_ACCESS_KEY": "sandbox",
 }
 SANDBOX_REGION = "eu-central-2"
+# Seconds the first request to each service may take (moto builds its backend then).
+WARM_TIMEOUT = 300.0
 
 
 class LocalAWS:
@@ -75,7 +77,31 @@ class LocalAWS:
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.url = f"http://{host}:{port}"
+        self.warm()
         return self.url
+
+    def warm(self, timeout: float = WARM_TIMEOUT) -> None:
+        """Serve one KMS and one SSM request before anyone else does.
+
+        moto builds each service's backend on its first request (SSM loads its public
+        parameters), which took longer than a signer's 10 s deadline on a busy machine;
+        here it is done once, with ``timeout`` seconds of slack.
+        """
+        import boto3
+        from botocore.config import Config
+
+        config = Config(
+            connect_timeout=timeout, read_timeout=timeout, retries={"total_max_attempts": 1}
+        )
+        session = boto3.Session(
+            aws_access_key_id=DUMMY_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+            region_name=SANDBOX_REGION,
+        )
+        session.client("kms", endpoint_url=self.url, config=config).list_keys(Limit=1)
+        session.client("ssm", endpoint_url=self.url, config=config).describe_parameters(
+            MaxResults=1
+        )
 
     def stop(self) -> None:
         self._server.stop()

@@ -141,9 +141,10 @@ def test_json_is_one_object_with_integers_and_exact_dollar_strings() -> None:
         "requests": 42280,
         "asymmetric_requests": 0,
         "price_per_10k_requests_usd": "0.03",
-        "price_per_10k_asymmetric_usd": "0.03",
+        "price_per_10k_asymmetric_usd": "0.15",
         "key_usd": "1",
         "requests_usd": "0.12684",
+        "requests_usd_after_free_tier": "0.06684",
         "total_usd": "1.12684",
     }
     # the text rounds the same figures to cents

@@ -76,6 +76,7 @@ def estimate_data(
         "price_per_10k_asymmetric_usd": _exact(c.asymmetric_request_price),
         "key_usd": _exact(c.key_price),
         "requests_usd": _exact(c.request_dollars),
+        "requests_usd_after_free_tier": _exact(c.request_dollars_after_free_tier),
         "total_usd": _exact(c.total_dollars),
     }
 
@@ -83,7 +84,8 @@ def estimate_data(
 class Command(KMSCommand):
     help = (
         "Estimate the monthly AWS requests and dollars of signing with one key "
-        "(default prices: $1 per key-month, $0.03 per 10,000 requests). With --json: "
+        "(default prices, AWS's: $1 per key-month, $0.03 per 10,000 symmetric requests, "
+        "$0.15 per 10,000 Sign and GetPublicKey of native keys). With --json: "
         "one object, request counts as integers and US dollars as exact decimal strings "
         '(fields ending in _usd, e.g. "0.12684": unrounded, unlike the text\'s cents); '
         'with --compare, {"estimates": [...]} of such objects.'
@@ -123,7 +125,9 @@ class Command(KMSCommand):
         parser.add_argument(
             "--price-per-10k-asymmetric",
             type=_dollars,
-            help="price of native keys' Sign and GetPublicKey (default: --price-per-10k-requests)",
+            default=cost.ASYMMETRIC_PRICE_PER_10K,
+            help="price of native keys' Sign and GetPublicKey (default 0.15: asymmetric ECC, "
+            "never in the free tier)",
         )
         parser.add_argument("--price-per-key-month", type=_dollars, default=cost.KEY_MONTH_PRICE)
 
@@ -214,8 +218,15 @@ class Command(KMSCommand):
         prices = f"${c.request_price} per 10,000"
         if c.asymmetric_requests and c.asymmetric_request_price != c.request_price:
             prices += f", Sign and GetPublicKey ${c.asymmetric_request_price}"
+        free = (
+            f"{_money(c.request_dollars_after_free_tier, 4)} if this key has the account's "
+            f"{cost.FREE_TIER_REQUESTS:,} free requests a month"
+        )
+        if c.asymmetric_requests:
+            free += " (Sign and GetPublicKey are never free)"
         lines += [
             ("requests", f"{c.requests:,} a month: {_money(c.request_dollars, 4)} at {prices}"),
+            ("free tier", free),
             ("key", f"{_money(c.key_price)} a month"),
             ("total", f"{_money(c.total_dollars)} a month"),
         ]

@@ -6,7 +6,7 @@ from typing import Any
 from confio_kms import factory as conf
 from confio_kms.algorand.validation import Alias
 from confio_kms.lifecycle import deletion
-from confio_kms.lifecycle.manager import MAX_PENDING_DAYS, MIN_PENDING_DAYS
+from confio_kms.lifecycle.manager import MAX_PENDING_DAYS, MIN_PENDING_DAYS, AlgorandKMSManager
 from confio_kms.management.base import KMSCommand
 
 
@@ -19,7 +19,11 @@ class Command(KMSCommand):
     confirms = True
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("name", help="Key alias, with or without alias/.")
+        parser.add_argument(
+            "name",
+            help="Key alias, with or without alias/; or the key id of a retired or orphaned "
+            "key (one no alias names: `kms_list --all` lists them).",
+        )
         parser.add_argument(
             "--days",
             type=int,
@@ -40,6 +44,9 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         manager = conf.kms_manager()
+        if deletion.is_key_id(options["name"]):
+            self._by_key_id(manager, options)
+            return
         if options["cancel"]:
             self._show_cancelled(deletion.cancel_deletion(manager, options["name"]))
             return
@@ -54,8 +61,25 @@ class Command(KMSCommand):
         self.confirm(options, plan.record.name, plan.action)
         self._show_scheduled(deletion.schedule_deletion(manager, plan))
 
+    def _by_key_id(self, manager: AlgorandKMSManager, options: dict[str, Any]) -> None:
+        """A retired or orphaned key: the same rules and confirmation, by its key id."""
+        if options["cancel"]:
+            self._show_cancelled(deletion.cancel_key_id_deletion(manager, options["name"]))
+            return
+        plan = deletion.plan_key_id_deletion(
+            manager, options["name"], options["days"], no_backup=options["no_backup"]
+        )
+        self.confirm(options, plan.record.key_id, plan.action)
+        self._show_scheduled(deletion.schedule_deletion(manager, plan))
+
     def _show_cancelled(self, cancelled: deletion.CancelledDeletion) -> None:
         record = cancelled.record
+        if cancelled.status:
+            self.emit(
+                {"alias": None, "key_id": record.key_id, "state": "Enabled"},
+                [f"key {record.key_id}: deletion cancelled, enabled again ({cancelled.status})."],
+            )
+            return
         self.emit(
             {"alias": str(Alias(record.name)), "key_id": record.key_id, "state": "Enabled"},
             [
@@ -73,9 +97,17 @@ class Command(KMSCommand):
             else "its SSM parameter can no longer be decrypted; only the offline backup "
             "mnemonic can restore the account."
         )
+        if scheduled.status:
+            after = f"it is gone for good ({scheduled.status}: it signed for nobody)."
+        label = (
+            f"key {record.key_id}"
+            if scheduled.status
+            else f"{Alias(record.name)}: key {record.key_id}"
+        )
+        handle = record.key_id if scheduled.status else record.name
         self.emit(
             {
-                "alias": str(Alias(record.name)),
+                "alias": None if scheduled.status else str(Alias(record.name)),
                 "key_id": record.key_id,
                 "address": record.address,
                 "kind": record.kind,
@@ -85,9 +117,8 @@ class Command(KMSCommand):
                 "recoverable_until": date,
             },
             [
-                f"{Alias(record.name)}: key {record.key_id} is scheduled for deletion on {when}; "
-                "it does not sign from now on.",
-                f"recover: until then, `manage.py kms_delete {record.name} --cancel` restores it.",
+                f"{label} is scheduled for deletion on {when}; it does not sign from now on.",
+                f"recover: until then, `manage.py kms_delete {handle} --cancel` restores it.",
                 f"after:   {after}",
             ],
         )

@@ -48,6 +48,13 @@ NATIVE_NOTE = (
     "rekeyed from): docs/native.md."
 )
 
+# Said before a native key is created: the choice cannot be changed afterwards.
+SINGLE_REGION_NOTE = (
+    "note: creating a single-Region native key: AWS can never give it replicas in other "
+    "regions later, and its private key never leaves KMS. For a key that can be "
+    "replicated, use --multi-region instead (CreateKey MultiRegion=true)."
+)
+
 
 class Command(KMSCommand):
     help = (
@@ -77,6 +84,12 @@ class Command(KMSCommand):
             "--network", choices=networks.NETWORKS, help="Default: CONFIO_ENV's network."
         )
         parser.add_argument("--description", default="", help="KMS key description.")
+        parser.add_argument(
+            "--multi-region",
+            action="store_true",
+            help="With --native: a multi-Region KMS key (CreateKey MultiRegion=true), which "
+            "can get replicas in other regions; AWS cannot convert a single-Region key later.",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["list"]:
@@ -157,6 +170,13 @@ class Command(KMSCommand):
         backup = backup_file.read(path, alias, network) if path else None
         if path and backup is None:
             backup_file.check_new(path)
+        multi_region = bool(options.get("multi_region"))
+        if multi_region and not native:
+            raise CommandError(
+                "--multi-region is for native keys (an envelope key's backup mnemonic "
+                "restores it in any region); nothing was created. Fix: add --native, or "
+                "drop --multi-region."
+            )
         terminal = None if path or native else BackupDestination(self, None, options["interactive"])
         manager = conf.kms_manager()
         found = manager.unfinished(alias)
@@ -164,6 +184,8 @@ class Command(KMSCommand):
         if found.holder is not None:
             self._existing(alias, network, found.holder, backup)
             return
+        if native and not multi_region and finish is None:
+            self.stderr.write(SINGLE_REGION_NOTE, style_func=lambda t: t)
         self._confirm(alias, network, options, finish=finish, stale=stale)
         recovery_data = self._clean_up(manager, stale)
         if finish is not None:
@@ -183,6 +205,7 @@ class Command(KMSCommand):
                 native=native,
                 save_backup=save,
                 from_backup=backup.mnemonic if backup else None,
+                multi_region=multi_region,
             )
         self._report(
             alias, network, created.key_id, created.address, native=native,
@@ -343,7 +366,16 @@ def _plan(
 
 def _read_mnemonic(options: dict[str, Any]) -> str:
     """Hidden input at a terminal, else standard input (never echoed)."""
-    stdin: IO[str] = options.get("stdin") or sys.stdin
-    if is_terminal(stdin):
+    stdin: IO[str] | None = options.get("stdin") or sys.stdin
+    if stdin is not None and is_terminal(stdin):
         return getpass.getpass("25-word mnemonic (input hidden): ")
-    return stdin.read()
+    try:
+        if stdin is None:  # Python sets sys.stdin to None when descriptor 0 is closed
+            raise OSError("standard input is closed")
+        return stdin.read()
+    except (OSError, ValueError) as error:
+        raise CommandError(
+            f"Cannot read the mnemonic ({error}); nothing was created. Fix: run "
+            "`manage.py kms_setup --import-existing` at a terminal, or pipe the 25 words "
+            "into its standard input."
+        ) from None

@@ -35,14 +35,13 @@ from collections.abc import Callable
 import boto3
 
 from confio_kms.common import exceptions as exc
-from confio_kms.core.aws import AWSClients
 from confio_kms.ops.doctor.access import check_permissions, signed_anyway
 from confio_kms.ops.doctor.configured import check_settings
 from confio_kms.ops.doctor.key_checks import check_keys
 from confio_kms.ops.doctor.leftovers import check_unfinished
 from confio_kms.ops.doctor.report import Finding, Report, Status
 from confio_kms.ops.doctor.signature import reminders, signature
-from confio_kms.ops.doctor.state import Checkup, Configuration, SignerFactory
+from confio_kms.ops.doctor.state import Checkup, Configuration, DoctorClients, SignerFactory
 from confio_kms.ops.doctor.trail import check_cloudtrail
 from confio_kms.ops.permissions import principal_arn
 
@@ -74,7 +73,7 @@ def run(
         conf = configuration()
     except exc.ConfigurationError as error:
         return Report((Finding("settings.valid", Status.FAIL, error.message, error.fix or ""),))
-    aws = AWSClients(
+    aws = DoctorClients(  # an endpoint that never answers costs one deadline, not one per check
         conf.region,
         endpoint_url=conf.endpoint_url,
         session=session,

@@ -22,6 +22,34 @@ from confio_kms.core.aws import AWSClients
 from confio_kms.core.options import DEFAULTS, Options
 from confio_kms.core.signer import KMSSigner
 
+
+class DoctorClients(AWSClients):
+    """The doctor's clients: once an endpoint has failed to answer one request (its
+    deadline passed, or no connection), every later request of the run to that endpoint
+    fails at once with that news, so each check ends at once instead of waiting out its
+    own deadline (a run against an endpoint that never answers took five deadlines, 42 s)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # endpoint URL -> its first failure; shared by copies (``bounded``).
+        self.outage: dict[str, exc.AWSConnectionError] = {}
+
+    def call(self, service: str, operation: str, resource: str, **params: Any) -> dict[str, Any]:
+        endpoint = str(self.clients[service].meta.endpoint_url)
+        first = self.outage.get(endpoint)
+        if first is not None:
+            raise exc.AWSConnectionError(
+                f"{service}:{operation} was not sent: the endpoint did not answer an earlier "
+                f"request of this run ({first.message})",
+                fix=first.fix,
+            )
+        try:
+            return super().call(service, operation, resource, **params)
+        except exc.AWSConnectionError as error:
+            self.outage.setdefault(endpoint, error)
+            raise
+
+
 # Builds the signer of an alias, with the session given to ``run`` (None: the default).
 SignerFactory = Callable[[str, boto3.Session | None], KMSSigner]
 
