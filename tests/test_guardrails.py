@@ -11,6 +11,7 @@ process refuses a worker's next call. Steps are ordered through pipes, never by 
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import logging
@@ -137,7 +138,9 @@ class Worker:
 
 def _postgres(root: Path) -> Iterator[dict[str, Any]]:
     """A PostgreSQL cluster of its own in ``root``, on a free loopback port."""
-    initdb = shutil.which("initdb") or shutil.which("pg_ctl")
+    # Debian's package keeps the binaries off PATH, in /usr/lib/postgresql/VERSION/bin.
+    found = [shutil.which("initdb"), *sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))]
+    initdb = next((path for path in found if path), None)
     if initdb is None:
         pytest.skip("PostgreSQL (initdb, pg_ctl) is not installed: `apt-get install postgresql`")
     pytest.importorskip("psycopg", reason="psycopg is not installed (the tests extra)")
