@@ -35,7 +35,9 @@ from confio_kms import settings as config
 from confio_kms.common import exceptions
 from confio_kms.core.guard import Limits
 from confio_kms.core.options import Options
+from confio_kms.management.commands.kms_doctor import diagnose
 from confio_kms.models import KeyPause, LimitUsage
+from confio_kms.ops.doctor import Status
 from confio_kms.sandbox import LocalLedger
 
 from .helpers import inject_error
@@ -321,3 +323,13 @@ def test_limits_are_checked_and_need_a_guard() -> None:
         Limits.of({"fee": 1}, "CONFIO_KMS_LIMITS['x']")
     with override_settings(CONFIO_KMS_LIMITS='{"k": {"assets": {"31566704": 10}}}'):
         assert config.limits() == {"k": Limits(assets={31566704: 10})}
+
+
+@pytest.mark.django_db
+def test_kms_doctor_warns_about_a_paused_configured_key() -> None:
+    KeyPause.objects.create(alias="confio-testnet-sponsor", reason="drill")
+    with override_settings(CONFIO_KMS_GUARD=True, USE_KMS_SIGNING=True):
+        report = diagnose()
+    (paused,) = [f for f in report.findings if f.check == "key.paused"]
+    assert (paused.status, paused.subject) == (Status.WARN, "alias/confio-testnet-sponsor")
+    assert "drill" in paused.message and "kms_resume confio-testnet-sponsor" in paused.fix

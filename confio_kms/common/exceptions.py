@@ -220,8 +220,10 @@ class KeyPausedError(PolicyViolationError):
     """The key is paused fleet-wide (``manage.py kms_pause``): nothing is signed with it
     until ``manage.py kms_resume``. ``reason`` is what the operator gave."""
 
-    def __init__(self, message: str, *, reason: str = "", fix: str | None = None) -> None:
-        super().__init__(message, fix=fix)
+    def __init__(
+        self, message: str, *, reason: str = "", fix: str | None = None, cause: str | None = None
+    ) -> None:
+        super().__init__(message, fix=fix, cause=cause)
         self.reason = reason
 
 
@@ -237,14 +239,15 @@ class LimitExceededError(PolicyViolationError):
         self,
         message: str,
         *,
-        limit: str,
-        window: int,
-        used: int,
-        maximum: int,
-        frees_at: float,
+        limit: str = "",
+        window: int = 0,
+        used: int = 0,
+        maximum: int = 0,
+        frees_at: float = 0.0,
         fix: str | None = None,
+        cause: str | None = None,
     ) -> None:
-        super().__init__(message, fix=fix)
+        super().__init__(message, fix=fix, cause=cause)
         self.limit, self.window, self.used = limit, window, used
         self.maximum, self.frees_at = maximum, frees_at
 
