@@ -41,6 +41,10 @@ def _unavailable(error: DatabaseError) -> exc.GuardUnavailableError:
     )
 
 
+class _Missing(Exception):
+    """Rolls back a reservation's transaction when a counter row does not exist yet."""
+
+
 class _Refused(Exception):
     """Rolls back a reservation's transaction when one of its limits is full."""
 
@@ -107,10 +111,12 @@ class DatabaseGuard:
     def reserve(self, name: str, window: int, demands: Sequence[Demand]) -> DatabaseReservation:
         start = int(time.time()) // window * window
         try:
-            with transaction.atomic(using=self.using):
-                refused = self._take(name, window, demands, start)
-                if refused is not None:
-                    raise _Refused(refused)
+            for attempt in range(2):
+                try:
+                    self._take(name, demands, start, last=attempt == 1)
+                    break
+                except _Missing:  # rolled back: nothing of this call is counted
+                    self._make_rows(name, window, demands, start)
         except _Refused as refused:
             raise refusal(name, refused.demand, window, self._used(name, refused.demand, start),
                           start) from None  # fmt: skip
@@ -118,24 +124,29 @@ class DatabaseGuard:
             raise _unavailable(error) from None
         return DatabaseReservation(self, name, start, demands)
 
-    def _take(self, name: str, window: int, demands: Sequence[Demand], start: int) -> Demand | None:
-        """Add every demand to its row where it fits, in one UPDATE; return a demand that
-        does not fit (the caller's transaction then rolls the others back), else None.
-        Rows are made on first use."""
+    def _take(self, name: str, demands: Sequence[Demand], start: int, last: bool) -> None:
+        """Add every demand to its row, all or none: a transaction that one UPDATE adds
+        them in where each fits; rolled back by ``_Refused`` (one does not fit) or
+        ``_Missing`` (a row does not exist yet)."""
+        too_big = next((d for d in demands if d.maximum < d.amount), None)
+        if too_big is not None:
+            raise _Refused(too_big)
+        with transaction.atomic(using=self.using):
+            if self._add(name, demands, start) == len(demands):
+                return
+            full = [d for d in demands if self._used(name, d, start) + d.amount > d.maximum]
+            if full or last:
+                raise _Refused(full[0] if full else demands[0])
+            raise _Missing
+
+    def _make_rows(self, name: str, window: int, demands: Sequence[Demand], start: int) -> None:
+        """The counter rows of ``demands`` in the window from ``start``, at 0 if new."""
         from confio_kms.models import LimitUsage
 
-        for demand in demands:
-            if demand.maximum < demand.amount:
-                return demand
-        if self._add(name, demands, start) == len(demands):
-            return None
-        # Another call may make the same rows meanwhile: the unique constraint keeps one.
         new = [LimitUsage(alias=name, limit=d.limit, subject=d.subject, window_start=start,
                           window=window) for d in demands]  # fmt: skip
+        # Another call may make the same rows meanwhile: the unique constraint keeps one.
         LimitUsage.objects.using(self.using).bulk_create(new, ignore_conflicts=True)
-        if self._add(name, demands, start) == len(demands):
-            return None
-        return next(d for d in demands if self._used(name, d, start) + d.amount > d.maximum)
 
     def _add(self, name: str, demands: Sequence[Demand], start: int) -> int:
         """``used += amount`` on each demand's row where ``used <= maximum - amount``

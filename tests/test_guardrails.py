@@ -33,8 +33,9 @@ from django.test import override_settings
 from confio_kms import KMSSigner
 from confio_kms import settings as config
 from confio_kms.common import exceptions
-from confio_kms.core.guard import Limits
+from confio_kms.core.guard import Demand, Limits
 from confio_kms.core.options import Options
+from confio_kms.guardrails import DatabaseGuard
 from confio_kms.management.commands.kms_doctor import diagnose
 from confio_kms.models import KeyPause, LimitUsage
 from confio_kms.ops.doctor import Status
@@ -333,3 +334,15 @@ def test_kms_doctor_warns_about_a_paused_configured_key() -> None:
     (paused,) = [f for f in report.findings if f.check == "key.paused"]
     assert (paused.status, paused.subject) == (Status.WARN, "alias/confio-testnet-sponsor")
     assert "drill" in paused.message and "kms_resume confio-testnet-sponsor" in paused.fix
+
+
+@pytest.mark.django_db
+def test_a_call_that_makes_a_counter_row_is_counted_once() -> None:
+    """A call whose end user is new finds the key's row but not the user's: what it
+    added to the key's row is rolled back before the rows are made and it is retried."""
+    guard = DatabaseGuard()
+    guard.reserve(ALIAS, WINDOW, [Demand("calls", 1, 10)]).commit()
+    both = [Demand("calls", 1, 10), Demand("end_user_calls", 1, 10, "new")]
+    guard.reserve(ALIAS, WINDOW, both).commit()
+    used = dict(LimitUsage.objects.values_list("limit", "used"))
+    assert used == {"calls": 2, "end_user_calls": 1}
