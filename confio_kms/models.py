@@ -53,3 +53,45 @@ def store_signing_record(fields: Mapping[str, Any]) -> None:
             detail=fields["detail"][:500],
             fee=fields.get("fee", 0),
         )
+
+
+class KeyPause(models.Model):
+    """A key paused fleet-wide (``manage.py kms_pause``): every process sharing the
+    database refuses to sign with it until the row is deleted (``kms_resume``)."""
+
+    alias = models.CharField(max_length=250, unique=True, help_text="Alias name.")
+    reason = models.CharField(max_length=500, blank=True)
+    paused_by = models.CharField(max_length=150, blank=True)
+    paused_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("alias",)
+        verbose_name = "key pause"
+
+    def __str__(self) -> str:
+        return f"{self.alias} paused by {self.paused_by or '?'}: {self.reason}"
+
+
+class LimitUsage(models.Model):
+    """What one fixed window of one limit of one key has used (``confio_kms.guardrails``):
+    one row per (alias, limit, end user, window), incremented by conditional updates."""
+
+    alias = models.CharField(max_length=250)
+    limit = models.CharField(max_length=40, help_text="fees, algos, asset:<id>, calls, ...")
+    subject = models.CharField(max_length=200, blank=True, help_text="The end user, if any.")
+    window_start = models.BigIntegerField(help_text="Seconds since the epoch.")
+    window = models.IntegerField(help_text="Seconds.")
+    used = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ("-window_start", "alias", "limit")
+        verbose_name = "limit usage"
+        verbose_name_plural = "limit usage"
+        constraints = [  # noqa: RUF012 (Django's own attribute)
+            models.UniqueConstraint(
+                fields=("alias", "limit", "subject", "window_start"), name="confio_kms_usage_once"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.alias} {self.limit} {self.subject} @{self.window_start}: {self.used}"

@@ -17,11 +17,11 @@ options; the factory, the sponsor service and the commands read the rest here.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,8 +39,11 @@ from confio_kms.common import redaction
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import options as core_options
 from confio_kms.core.aws import SERVICES
+from confio_kms.core.guard import Limits
 from confio_kms.core.options import Coalescing, Options
 from confio_kms.core.policy import SigningPolicy
+from confio_kms.django_cache import DjangoCache as DjangoCache
+from confio_kms.guardrails import DatabaseGuard
 from confio_kms.lifecycle import policies
 from confio_kms.snapshot import ALIAS_SETTING as ALIAS_SETTING
 from confio_kms.snapshot import KMSSettings as KMSSettings
@@ -318,37 +321,6 @@ def signing_policy() -> SigningPolicy:
     )
 
 
-@dataclass(frozen=True)
-class DjangoCache:
-    """The Django cache named ``alias``, as ``Options.cache``. Looked up on each use
-    (``caches[alias]``: Django's connections are per thread, and ``override_settings``
-    of ``CACHES`` takes effect); outside a configured Django, there is none."""
-
-    alias: str
-
-    def _backend(self) -> Any:
-        from django.core.cache import caches
-
-        if not settings.configured:
-            raise ConfigurationError(
-                "Django settings are not configured, so there is no Django cache.",
-                fix="Configure Django, or build Options(cache=None) for the process only.",
-            )
-        return caches[self.alias]
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self._backend().get(key, default)
-
-    def get_many(self, keys: list[str]) -> dict[str, Any]:
-        return dict(self._backend().get_many(keys))
-
-    def set(self, key: str, value: Any, timeout: int | None = None) -> Any:
-        return self._backend().set(key, value, timeout)
-
-    def delete(self, key: str) -> Any:
-        return self._backend().delete(key)
-
-
 def store_signing_record(fields: Mapping[str, Any]) -> None:
     """The audit sink of ``CONFIO_KMS_AUDIT_DB`` (``confio_kms.models.store_signing_record``,
     imported when first used: the models need Django's apps loaded)."""
@@ -402,7 +374,34 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         trusted_genesis=trusted_genesis(),
         allow_delegation=allow_delegation(),
         key_policy_account=key_policy_account(),
+        limits=limits(),
+        guard=DatabaseGuard() if guard_on() else None,
     )
+
+
+def guard_on() -> bool:
+    """``CONFIO_KMS_GUARD``: pauses and limits in the database (default on, with the app
+    installed); off, ``kms_pause`` and ``CONFIO_KMS_LIMITS`` have no effect."""
+    from django.apps import apps
+
+    installed = settings.configured and apps.ready and apps.is_installed("confio_kms")
+    return installed and setting("CONFIO_KMS_GUARD", True, as_bool)
+
+
+def _limits_value(value: object) -> dict[str, object]:
+    # From the environment or .env the limits are JSON text.
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, Mapping):
+        raise ValueError("expected a mapping of alias names to limits")
+    return dict(parsed)
+
+
+def limits() -> dict[str, Limits]:
+    """``CONFIO_KMS_LIMITS``: alias name -> its limits (docs/limits.md)."""
+    value = setting("CONFIO_KMS_LIMITS", {}, _limits_value)
+    return {
+        str(name): Limits.of(one, f"CONFIO_KMS_LIMITS[{name!r}]") for name, one in value.items()
+    }
 
 
 def sponsor_fee_cap(default: int) -> int:

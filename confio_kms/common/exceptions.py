@@ -243,3 +243,46 @@ class AlgodError(ConfioKMSError, ConnectionError):
     """The algod node could not be reached, or rejected or did not confirm a transaction."""
 
     said = "the node said"
+
+
+class KeyPausedError(PolicyViolationError):
+    """The key is paused fleet-wide (``manage.py kms_pause``): nothing is signed with it
+    until ``manage.py kms_resume``. ``reason`` is what the operator gave."""
+
+    def __init__(
+        self, message: str, *, reason: str = "", fix: str | None = None, cause: str | None = None
+    ) -> None:
+        super().__init__(message, fix=fix, cause=cause)
+        self.reason = reason
+
+
+class LimitExceededError(PolicyViolationError):
+    """A signing call would exceed one of the key's limits in the current window.
+
+    ``limit`` names it (``fees``, ``algos``, ``asset:<id>``, ``calls``,
+    ``end_user_calls``, ``end_user_fees``), ``window`` is its length in seconds,
+    ``used`` and ``maximum`` what the window has used and allows, ``frees_at`` when
+    the window ends (seconds since the epoch)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        limit: str = "",
+        window: int = 0,
+        used: int = 0,
+        maximum: int = 0,
+        frees_at: float = 0.0,
+        fix: str | None = None,
+        cause: str | None = None,
+    ) -> None:
+        super().__init__(message, fix=fix, cause=cause)
+        self.limit, self.window, self.used = limit, window, used
+        self.maximum, self.frees_at = maximum, frees_at
+
+
+class GuardUnavailableError(ConfioKMSError):
+    """The limits and pauses could not be read (their database is unreachable or not
+    migrated): signing is refused rather than done unguarded."""
+
+    said = "the database said"

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal, Protocol
 
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import ConfigurationError
+from confio_kms.core.guard import Guard, Limits
 
 # The setup guide's region: the last step of the region rule (``region``).
 DEFAULT_REGION = "eu-central-2"
@@ -163,10 +164,16 @@ class Options:
     trusted_genesis: frozenset[str] = frozenset()
     allow_delegation: DelegationConsent = False  # CONFIO_KMS_ALLOW_DELEGATION; "every-network"
     key_policy_account: str = ""  # CONFIO_KMS_KEY_POLICY_ACCOUNT
+    # CONFIO_KMS_LIMITS: alias name -> Limits (or a mapping of them); enforced by ``guard``.
+    limits: Mapping[str, Limits] = field(default_factory=dict)
+    # Where pauses and limit counters live (Django: the database, CONFIO_KMS_GUARD);
+    # None: no pause, and no limits may be set.
+    guard: Guard | None = None
 
     def __post_init__(self) -> None:
         # Any iterable of hashes is accepted; a frozenset keeps the options hashable.
         object.__setattr__(self, "trusted_genesis", frozenset(self.trusted_genesis))
+        object.__setattr__(self, "limits", _limits(self.limits, self.guard))
         delegation_consent(self.allow_delegation, "Options.allow_delegation")
         problems = [
             f"{name}={value!r} ({rule})" for name, value, ok, rule in self._checks() if not ok
@@ -218,6 +225,10 @@ class Options:
              "a 12-digit AWS account id, or empty"),
         ]  # fmt: skip
 
+    def limits_for(self, name: str) -> Limits | None:
+        """The limits of the key ``name`` (an alias name, without ``alias/``), or None."""
+        return self.limits.get(name.removeprefix("alias/")) if self.limits else None
+
     def region_for(self, explicit: str | None, session_region: str | None) -> str:
         """The region of a client given ``explicit`` and its session's region."""
         return region(explicit, self.region, session_region)
@@ -225,6 +236,33 @@ class Options:
     def network_of_alias(self, name: str) -> str:
         """The network ``name`` stands for under these options' aliases ("" for none)."""
         return network_of_alias(name, self.testnet_alias, self.mainnet_alias)
+
+
+class _LimitsByName(dict[str, Limits]):
+    """A hashable dict of limits by alias name (Options stay hashable)."""
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items())))
+
+
+def _limits(value: object, guard: object) -> _LimitsByName:
+    """``Options.limits`` checked: alias names to ``Limits``, and a guard to keep them."""
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(
+            f"Options.limits is a {type(value).__name__}, not a mapping of alias names to limits.",
+            fix="Pass {alias name: Limits(...)} (docs/limits.md).",
+        )
+    limits = _LimitsByName(
+        (validation.alias_name(str(name)), Limits.of(one, f"limits[{name!r}]"))
+        for name, one in value.items()
+    )
+    if limits and guard is None:
+        raise ConfigurationError(
+            f"Limits are set for {', '.join(sorted(limits))} but there is no guard to count "
+            "them, so they would not be enforced.",
+            fix="Pass Options(guard=...) (Django: CONFIO_KMS_GUARD on, the default), or no limits.",
+        )
+    return limits
 
 
 DEFAULTS = Options()

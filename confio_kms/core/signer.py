@@ -18,7 +18,7 @@ from algosdk.atomic_transaction_composer import TransactionSigner
 from confio_kms.algorand import validation
 from confio_kms.algorand.validation import DEFAULT_SSM_PREFIX, alias_name
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit, awaitable, telemetry
+from confio_kms.core import audit, awaitable, guard, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import DEFAULTS, Options
@@ -157,6 +157,7 @@ class KMSSigner(TransactionSigner):
         indexes: Sequence[int] | None = None,
         *,
         transactions: Sequence[transaction.Transaction] | None = None,
+        end_user: str = "",
         **allow: Unpack[AllowFlags],
     ) -> list[transaction.SignedTransaction]:
         """Sign ``txn_group[i]`` for each ``i`` in ``indexes`` (all when None), in that order.
@@ -168,13 +169,15 @@ class KMSSigner(TransactionSigner):
         sender is not this key's address (an account rekeyed to it) gets the
         authorizing address set. Either every transaction is signed or the call
         raises; either way one audit record is emitted. ``transactions=`` is the old
-        scripts' keyword for ``txn_group``.
+        scripts' keyword for ``txn_group``. ``end_user``: whom the call is for (e.g. a
+        user id), counted against the key's per-end-user limits (docs/limits.md).
         """
         return sign_group(
             self._handle,
             self.policy,
             select(_one(txn_group, transactions, "txn_group", "transactions"), indexes),
             allow=allow_from(allow),
+            end_user=end_user,
         )
 
     async def asign_transaction(
@@ -194,12 +197,15 @@ class KMSSigner(TransactionSigner):
         indexes: Sequence[int] | None = None,
         *,
         transactions: Sequence[transaction.Transaction] | None = None,
+        end_user: str = "",
         **allow: Unpack[AllowFlags],
     ) -> list[transaction.SignedTransaction]:
-        """``sign_transactions``, awaitable, with the same policy, audit record and
-        coalescing: coroutines overlapping an envelope key's decrypt share it."""
+        """``sign_transactions``, awaitable, with the same policy, limits, audit record
+        and coalescing: coroutines overlapping an envelope key's decrypt share it."""
         group = _one(txn_group, transactions, "txn_group", "transactions")
-        return await awaitable.run(lambda: self.sign_transactions(group, indexes, **allow))
+        return await awaitable.run(
+            lambda: self.sign_transactions(group, indexes, end_user=end_user, **allow)
+        )
 
     @telemetry.signing_call
     def sign_logicsig(
@@ -226,6 +232,7 @@ class KMSSigner(TransactionSigner):
         )
         info: KeyInfo | None = None
         try:
+            guard.admit(self.options.guard, None, self.name, [])  # a paused key delegates nothing
             info = self._info()
             message, index = delegation_message(self.policy, info, lsig, multisig)
             result = self._handle.sign([message])

@@ -27,7 +27,7 @@ from algosdk import constants, encoding, transaction
 
 from confio_kms.algorand.validation import Alias, same_address
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit, cache, kinds, telemetry
+from confio_kms.core import audit, cache, guard, kinds, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import EVERY_NETWORK
@@ -267,10 +267,14 @@ def sign_group(
     allow: Allow = NOTHING_EXTRA,
     info: KeyInfo | None = None,
     detail: str = "",
+    end_user: str = "",
 ) -> list[transaction.SignedTransaction]:
     """Sign every transaction of ``chosen`` in one call, or raise; one audit record either way.
 
-    ``info``: key info just read from KMS, instead of the cached lookup.
+    ``info``: key info just read from KMS, instead of the cached lookup. ``end_user``:
+    whom the call is for, counted against the key's per-end-user limits. A paused key or
+    an exceeded limit is refused before any AWS request (``guard.admit``); what the
+    call reserved of the limits is given back if it fails.
     """
     if not chosen:
         return []
@@ -280,18 +284,26 @@ def sign_group(
         policy.check(key, chosen, allow)
 
     used: KeyInfo | None = info
+    options = handle.aws.options
+    reservation = guard.NOTHING_RESERVED
     try:
         messages = encoded(chosen)
+        limits = options.limits_for(handle.name)
+        reservation = guard.admit(options.guard, limits, handle.name, chosen, end_user)
         resolved = (info, False) if info is not None else handle.info()
         used = resolved[0]
         result = handle.sign(messages, check, resolved)
-    except exc.ConfioKMSError as error:
+    except BaseException as error:
+        reservation.release()
+        if not isinstance(error, exc.ConfioKMSError):
+            raise
         outcome = "refused" if isinstance(error, exc.PolicyViolationError) else "failed"
-        failure = f"{detail} {type(error).__name__}".strip()
+        failure = f"{detail} {type(error).__name__} {getattr(error, 'limit', '')}".strip()
         audit.record(
             used, handle.alias, chosen, outcome, (), failure, sink=handle.aws.options.audit_sink
         )
         raise
+    reservation.commit()
     signed = [
         attach(result.info, txn, sig) for txn, sig in zip(chosen, result.signatures, strict=True)
     ]

@@ -6,7 +6,7 @@ import errno
 import json
 import os
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
 from typing import IO, Any
 
@@ -259,24 +259,31 @@ def key_rows(records: Sequence[KeyRecord]) -> list[dict[str, Any]]:
 
 
 def _cell(column: str, value: Any) -> str:
+    if column == "paused":
+        return "PAUSED" if value else ""
     if column == "authorized_by":
         return str(value or "self")
     return "" if value is None else str(value)
 
 
-def write_keys(out: OutputWrapper, records: Sequence[KeyRecord], as_json: bool) -> None:
-    rows = key_rows(records)
+def write_keys(
+    out: OutputWrapper, records: Sequence[KeyRecord], as_json: bool, paused: Set[str] = frozenset()
+) -> None:
+    """The key table, or JSON; ``paused``: alias names paused by kms_pause (a column,
+    shown only when one is, and ``paused`` in JSON)."""
+    rows = [{**row, "paused": row["name"] in paused} for row in key_rows(records)]
+    columns = (*COLUMNS, "paused") if paused & {row["name"] for row in rows} else COLUMNS
     if as_json:
         out.write(json.dumps(rows, indent=2))
         return
     if not rows:
         out.write("No Algorand keys found in this account and region.")
         return
-    cells = [{c: _cell(c, row[c]) for c in COLUMNS} for row in rows]
-    widths = {c: max(len(c), *(len(row[c]) for row in cells)) for c in COLUMNS}
-    out.write("  ".join(c.upper().ljust(widths[c]) for c in COLUMNS).rstrip())
+    cells = [{c: _cell(c, row[c]) for c in columns} for row in rows]
+    widths = {c: max(len(c), *(len(row[c]) for row in cells)) for c in columns}
+    out.write("  ".join(c.upper().ljust(widths[c]) for c in columns).rstrip())
     for row in cells:
-        out.write("  ".join(row[c].ljust(widths[c]) for c in COLUMNS).rstrip())
+        out.write("  ".join(row[c].ljust(widths[c]) for c in columns).rstrip())
 
 
 def is_terminal(stream: Any) -> bool:

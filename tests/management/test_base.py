@@ -26,9 +26,11 @@ def test_every_command_takes_json_and_verbosity(name: str) -> None:
     assert isinstance(command, KMSCommand)
     options = {a.dest for a in command.create_parser("manage.py", name)._actions}
     assert {"json", "verbosity"} <= options
-    # Those that can spend money or destroy a key have --yes.
+    # Those that can spend money, destroy a key, or stop or resume signing fleet-wide
+    # have --yes.
     assert ("yes" in options) is (
-        name in {"kms_setup", "kms_test_sign", "kms_rotate", "kms_delete"}
+        name
+        in {"kms_setup", "kms_test_sign", "kms_rotate", "kms_delete", "kms_pause", "kms_resume"}
     )
     assert ("interactive" in options) is ("yes" in options)  # --no-input goes with --yes
 

@@ -4,6 +4,8 @@ from argparse import ArgumentParser
 from typing import Any
 
 from confio_kms import factory as conf
+from confio_kms import settings as config
+from confio_kms.guardrails import pauses
 from confio_kms.management.base import KMSCommand, key_rows, write_keys
 
 
@@ -22,18 +24,22 @@ class Command(KMSCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         manager = conf.kms_manager()
+        paused = set(pauses()) if config.guard_on() else set()
         if not options["all_keys"]:
-            write_keys(self.stdout, manager.list_keys(), options["json"])
+            write_keys(self.stdout, manager.list_keys(), options["json"], paused)
             return
         aliased, unaliased = manager.list_keys(), manager.unaliased().keys()
         if options["json"]:
-            rows = [{**row, "status": "active"} for row in key_rows(aliased)]
+            rows = [
+                {**row, "status": "active", "paused": row["name"] in paused}
+                for row in key_rows(aliased)
+            ]
             for key, row in zip(unaliased, key_rows([k.record for k in unaliased]), strict=True):
                 served = f"alias/{key.record.name}" if key.record.name else None
                 rows.append({**row, "name": None, "status": key.status, "alias_before": served})
             self.emit(rows, [])
             return
-        write_keys(self.stdout, aliased, False)
+        write_keys(self.stdout, aliased, False, paused)
         if not unaliased:
             self.stdout.write("\nNo retired or orphaned keys of confio-kms.")
             return

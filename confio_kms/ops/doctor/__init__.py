@@ -39,6 +39,7 @@ from confio_kms.ops.doctor.access import check_permissions, signed_anyway
 from confio_kms.ops.doctor.configured import check_settings
 from confio_kms.ops.doctor.key_checks import check_keys
 from confio_kms.ops.doctor.leftovers import check_unfinished
+from confio_kms.ops.doctor.paused import check_pauses
 from confio_kms.ops.doctor.report import Finding, Report, Status
 from confio_kms.ops.doctor.signature import reminders, signature
 from confio_kms.ops.doctor.state import Checkup, Configuration, DoctorClients, SignerFactory
@@ -84,6 +85,7 @@ def run(
     findings = [
         *check_settings(doctor),
         *check_keys(doctor),
+        *check_pauses(doctor),
         *check_unfinished(doctor),
         *check_permissions(doctor, target),
         *check_cloudtrail(doctor),
