@@ -176,6 +176,8 @@ def check_sponsor_balance(app_configs: Any = None, **kwargs: Any) -> list[checks
             id="confio_kms.W030",
         )
     ]
+
+
 @checks.register("confio_kms")
 def check_legacy_mnemonic(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """With KMS signing off, signing uses ALGORAND_ADMIN_MNEMONIC: it must be one."""

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import DatabaseError, connections, transaction
-from django.db.models import F, QuerySet
+from django.db.models import F, Max, QuerySet
 
 from confio_kms.algorand.validation import Alias
 from confio_kms.common import exceptions as exc
 from confio_kms.core import audit
-from confio_kms.core.guard import Demand, refusal
+from confio_kms.core.guard import AMOUNTS, Demand, Limits, refusal
 from confio_kms.core.options import AuditSink
 
 
@@ -208,3 +208,26 @@ def pauses(using: str = "default") -> dict[str, tuple[str, str, str]]:
 
     rows = KeyPause.objects.using(using).all()
     return {p.alias: (p.reason, p.paused_by, p.paused_at.isoformat()) for p in rows}
+
+
+def usage(
+    name: str, limits: Limits, now: float | None = None, using: str = "default"
+) -> list[dict[str, Any]]:
+    """Each limit of ``name`` that is set, with what its current window has used (for
+    the end-user limits: the most any one end user has used), for kms_sponsor_status."""
+    from confio_kms.models import LimitUsage
+
+    start = int(time.time() if now is None else now) // limits.window * limits.window
+    maxima: dict[str, int | None] = {n: getattr(limits, n) for n in AMOUNTS}
+    maxima.update({f"asset:{a}": u for a, u in limits.assets.items()})
+    rows = LimitUsage.objects.using(using).filter(alias=name, window_start=start)
+    try:
+        used = dict(rows.values_list("limit").annotate(most=Max("used")))
+    except DatabaseError as error:
+        raise _unavailable(error) from None
+    return [
+        {"name": limit, "used": int(used.get(limit) or 0), "limit": maximum,
+         "window": f"{limits.window} s", "window_start": start}
+        for limit, maximum in maxima.items()
+        if maximum is not None
+    ]  # fmt: skip

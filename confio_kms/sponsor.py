@@ -133,6 +133,7 @@ class AlgorandSponsorService:
         take the sponsor under its floor; the balance is read at most every few seconds."""
         if self.balance_guard is not None:
             self.balance_guard.require(sponsor, fee)
+
     async def asign_transaction(
         self, txn: transaction.Transaction
     ) -> transaction.GenericSignedTransaction:

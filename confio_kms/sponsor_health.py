@@ -37,6 +37,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from confio_kms import factory as conf
+from confio_kms import guardrails
 from confio_kms import settings as config
 from confio_kms.common import exceptions
 from confio_kms.signals import sponsor_balance_crossed
@@ -273,12 +274,14 @@ def fees_in_window(address: str, days: float = DEFAULT_WINDOW_DAYS) -> FeeWindow
 
 
 def limits_in_use(alias: str, address: str) -> list[dict[str, Any]]:
-    """The spend and rate limits of the key and how much of each is used: a hook for
-    the limits (issue 24) to fill in; today there are none, so an empty list. Each
-    entry is shown by ``kms_sponsor_status`` as given (``--json``) and, in the table,
-    as ``name: used / limit per window`` from its keys ``name``, ``used``, ``limit``
-    and ``window``."""
-    return []
+    """The key's spend and rate limits (``CONFIO_KMS_LIMITS``) that are set, each with
+    what its current window has used (``guardrails.usage``): ``name``, ``used``,
+    ``limit``, ``window`` and ``window_start``. None for the legacy mnemonic's account,
+    or with ``CONFIO_KMS_GUARD`` off (nothing is counted then)."""
+    limits = config.limits().get(alias) if alias and config.guard_on() else None
+    if limits is None:
+        return []
+    return guardrails.usage(alias, limits)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from algosdk import encoding, transaction
 from django.core.management import call_command
 from django.test import override_settings
 
-from confio_kms import KMSSigner
+from confio_kms import KMSSigner, sponsor_health
 from confio_kms import settings as config
 from confio_kms.common import exceptions
 from confio_kms.core.guard import Demand, Limits
@@ -260,7 +260,8 @@ def test_a_call_over_a_limit_is_refused_before_any_aws_request(
     caplog.set_level(logging.INFO, "confio_kms.audit")
     _, address = envelope_key(ALIAS)
     ledger.fund(address, 10_000_000)
-    signer = _signer(session, {ALIAS: {"window": WINDOW, "algos": 5, "end_user_calls": 1}})
+    signer_limits = {ALIAS: {"window": WINDOW, "algos": 5, "end_user_calls": 1}}
+    signer = _signer(session, signer_limits)
     ledger.evaluate([signer.sign_transaction(_payment(address, "a", 3))])
     counter.reset()
     with pytest.raises(exceptions.LimitExceededError) as raised:
@@ -277,6 +278,13 @@ def test_a_call_over_a_limit_is_refused_before_any_aws_request(
     with pytest.raises(exceptions.LimitExceededError, match="end user 'u1'"):
         signer.sign_transactions([_payment(address, "d")], end_user="u1")
     signer.sign_transactions([_payment(address, "e")], end_user="u2")
+    # kms_sponsor_status shows each limit set and its use (end users: the most of any).
+    with override_settings(CONFIO_KMS_GUARD=True, CONFIO_KMS_LIMITS=signer_limits):
+        shown = sponsor_health.limits_in_use(ALIAS, address)
+    assert [(s["name"], s["used"], s["limit"]) for s in shown] == [
+        ("algos", 3, 5),
+        ("end_user_calls", 1, 1),
+    ]
 
 
 @pytest.mark.django_db

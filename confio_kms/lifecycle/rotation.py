@@ -45,6 +45,7 @@ from confio_kms.lifecycle.rotation_state import (
     FINISH,
     NOTE,
     SWITCH,
+    TAG_HISTORY,
     TAG_PREVIOUS,
     TAG_REKEY_LAST_VALID,
     TAG_REKEY_TXID,
@@ -54,7 +55,6 @@ from confio_kms.lifecycle.rotation_state import (
     tags_of,
 )
 
-TAG_HISTORY = "RotationHistory"
 HISTORY_KEEP = 6  # key ids of 36 characters, space-separated, within a tag's 256
 
 

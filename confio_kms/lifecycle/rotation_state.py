@@ -20,6 +20,7 @@ from confio_kms.core.policy import Allow, SigningPolicy
 
 TAG_STATE = "RotationState"
 TAG_PREVIOUS = "PreviousKeyId"
+TAG_HISTORY = "RotationHistory"
 TAG_REKEY_TXID = "RekeyTxId"
 TAG_REKEY_LAST_VALID = "RekeyLastValid"
 NOTE = b"confio-kms rotation"

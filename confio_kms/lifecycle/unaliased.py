@@ -27,7 +27,7 @@ from confio_kms.core import keys, kinds
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import MANAGED_BY, TAG_ADDRESS, TAG_MANAGED_BY
 from confio_kms.lifecycle.provision import PENDING, TAG_CREATION
-from confio_kms.lifecycle.rotation import TAG_HISTORY, TAG_PREVIOUS, TAG_STATE
+from confio_kms.lifecycle.rotation_state import TAG_HISTORY, TAG_PREVIOUS, TAG_STATE
 
 RETIRED, ORPHANED, UNALIASED = "retired", "orphaned", "unaliased"
 
