@@ -21,7 +21,7 @@ from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.common import exceptions
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import EnvelopeKey
+from .helpers import EnvelopeKey, NativeKey
 
 
 @pytest.fixture
@@ -50,16 +50,20 @@ def test_import_with_standard_input_closed_is_one_line(monkeypatch: pytest.Monke
         call_command("kms_setup", "--import-existing", "--no-input")
 
 
+@pytest.mark.parametrize("kind", ["envelope", "native"])  # a parameter path; a key id
 def test_a_key_pending_deletion_names_the_command_that_cancels_it(
-    manager: AlgorandKMSManager, envelope_key: EnvelopeKey, ledger: LocalLedger
+    manager: AlgorandKMSManager,
+    envelope_key: EnvelopeKey,
+    native_key: NativeKey,
+    ledger: LocalLedger,
+    kind: str,
 ) -> None:
-    _, address = envelope_key("doomed")
+    address = envelope_key("doomed")[1] if kind == "envelope" else native_key("doomed").address
     manager.delete_key("doomed", pending_window_days=7)
     txn = transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
     with pytest.raises(exceptions.KeyStateError) as raised:
         KMSSigner("doomed", session=boto3.Session()).sign_transaction(txn)
-    assert "manage.py kms_delete" in str(raised.value.fix)
-    assert "--cancel" in str(raised.value.fix)
+    assert "`manage.py kms_delete doomed --cancel`" in str(raised.value.fix)
     assert "AlgorandKMSManager" not in str(raised.value)
 
 

@@ -167,13 +167,18 @@ def translate_client_error(
     return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)
 
 
+# What a KeyStateError's fix says for a key known only by its id; the signing engine,
+# which knows the alias, puts it in.
+UNNAMED = "ALIAS_NAME"
+
+
 def _name(resource: str) -> str:
     """The alias name a KeyStateError's fix can name (from an alias, or a parameter at
     ``<prefix>/<name>/private-key``), or a placeholder."""
     if resource.startswith("alias/"):
         return resource.removeprefix("alias/")
     parts = resource.split("/")
-    return parts[-2] if len(parts) > 2 and parts[-1] == "private-key" else "ALIAS_NAME"
+    return parts[-2] if len(parts) > 2 and parts[-1] == "private-key" else UNNAMED
 
 
 def _not_aws(error: ClientError) -> bool:
