@@ -39,7 +39,7 @@ from confio_kms.common import redaction
 from confio_kms.common.exceptions import ConfigurationError
 from confio_kms.core import options as core_options
 from confio_kms.core.aws import SERVICES
-from confio_kms.core.guard import Limits
+from confio_kms.core.limits import Limits
 from confio_kms.core.options import Coalescing, Options
 from confio_kms.core.policy import SigningPolicy
 from confio_kms.django_cache import DjangoCache as DjangoCache

@@ -26,7 +26,7 @@ from typing import Any, Final, Literal, Protocol
 
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import ConfigurationError
-from confio_kms.core.guard import Guard, Limits
+from confio_kms.core.limits import Guard, Limits
 
 # The setup guide's region: the last step of the region rule (``region``).
 DEFAULT_REGION = "eu-central-2"
