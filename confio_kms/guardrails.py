@@ -206,7 +206,10 @@ def pauses(using: str = "default") -> dict[str, tuple[str, str, str]]:
     """Every paused alias name -> (reason, by whom, since when, ISO)."""
     from confio_kms.models import KeyPause
 
-    rows = KeyPause.objects.using(using).all()
+    try:
+        rows = list(KeyPause.objects.using(using).all())
+    except DatabaseError as error:
+        raise _unavailable(error) from None
     return {p.alias: (p.reason, p.paused_by, p.paused_at.isoformat()) for p in rows}
 
 
