@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, connections, transaction
 from django.db.models import F, Max, QuerySet
 
@@ -33,7 +34,7 @@ from confio_kms.core.guard import AMOUNTS, Demand, Limits, refusal
 from confio_kms.core.options import AuditSink
 
 
-def _unavailable(error: DatabaseError) -> exc.GuardUnavailableError:
+def _unavailable(error: Exception) -> exc.GuardUnavailableError:
     return exc.GuardUnavailableError(
         "The key's pause and limits could not be read, so nothing was signed.",
         cause=f"{type(error).__name__}: {error}",
@@ -93,7 +94,7 @@ class DatabaseGuard:
                     f"SELECT reason FROM {self._table('keypause')} WHERE alias = %s", [name]
                 )
                 row = cursor.fetchone()
-        except DatabaseError as error:
+        except (DatabaseError, ImproperlyConfigured) as error:  # no table; no database
             raise _unavailable(error) from None
         return None if row is None else str(row[0])
 

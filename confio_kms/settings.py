@@ -380,12 +380,14 @@ def options(snapshot: KMSSettings | None = None) -> Options:
 
 
 def guard_on() -> bool:
-    """``CONFIO_KMS_GUARD``: pauses and limits in the database (default on, with the app
-    installed); off, ``kms_pause`` and ``CONFIO_KMS_LIMITS`` have no effect."""
+    """``CONFIO_KMS_GUARD``: pauses and limits in the database (default on with the app
+    installed and a ``default`` database; a project without one has nowhere to keep them)."""
     from django.apps import apps
 
-    installed = settings.configured and apps.ready and apps.is_installed("confio_kms")
-    return installed and setting("CONFIO_KMS_GUARD", True, as_bool)
+    if not (settings.configured and apps.ready and apps.is_installed("confio_kms")):
+        return False
+    engine = settings.DATABASES.get("default", {}).get("ENGINE", "")
+    return setting("CONFIO_KMS_GUARD", bool(engine) and "dummy" not in engine, as_bool)
 
 
 def _limits_value(value: object) -> dict[str, object]:

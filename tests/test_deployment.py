@@ -63,17 +63,26 @@ def test_the_quoted_quota_figures_are_the_throughput_pages() -> None:
     page = (DOCS / "deployment.md").read_text()
     table = (DOCS / "throughput.md").read_text()
 
-    def measured(approach: str, processes: int, threads: int) -> str:
-        row = re.search(rf"^\| {approach} \| {processes} \| {threads} \| ([\d.,]+) \|", table, re.M)
-        assert row, (approach, processes, threads)
+    def measured(approach: str, cell: str) -> str:
+        row = re.search(rf"^\| {re.escape(approach)} \| {cell} \| ([\d.,]+) \|", table, re.M)
+        assert row, (approach, cell)
         return row.group(1)
 
-    coalescing = "KMSSigner, coalescing"
-    assert f'"{coalescing}, 4 processes x 1 thread" row: {measured(coalescing, 4, 1)} ' in page
-    quoted = (
-        f"measured {measured(coalescing, 1, 4)} signatures/s at 1 process x 4 threads, "
-        f"{measured(coalescing, 1, 8)} at\n1 x 8, {measured(coalescing, 4, 8)} at 4 processes "
-        "x 8 threads"
+    direct, fallback = (
+        "KMSSigner, direct KMS Decrypt",
+        "KMSSigner via Parameter Store (fallback path)",
     )
-    assert quoted in page
-    assert f"made {measured('KMSSigner, no coalescing', 4, 8)}/s" in page
+    old = "old approach (GetParameter WithDecryption per call)"
+    sync = (
+        f"{measured(direct, '8 x 1')} signatures/s at 8 processes x 1 thread and "
+        f"{measured(direct, '16 x 1')} at 16 x 1"
+    )
+    assert sync in " ".join(page.split())
+    assert (
+        f"sync workers stop at that quota: {measured(fallback, '8 x 1')} signatures/s"
+        in " ".join(page.split())
+    )
+    threaded = f"measured {measured(direct, '4 x 8')} signatures/s at 4 processes x 8 threads"
+    assert threaded in " ".join(page.split())
+    assert f"and {measured(fallback, '4 x 8')} on the fallback path" in " ".join(page.split())
+    assert f"made {measured(old, '4 x 8')}." in " ".join(page.split())
