@@ -59,28 +59,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.proxy_faults import ERROR_BODY, Fault, FaultTable, make_fault, parse_request  # noqa: E402
+from confio_kms.core import aws_errors  # noqa: E402  (the quotas' operations)
 
 DEFAULT_RATE = 40.0
 DEFAULT_BURST = 40
 DEFAULT_DELAY = 0.020
-SSM_TARGETS = frozenset(
-    f"AmazonSSM.{op}"
-    for op in ("GetParameter", "GetParameters", "GetParametersByPath", "PutParameter")
-)
+SSM_TARGETS = frozenset(f"AmazonSSM.{op}" for op in aws_errors.PARAMETER_STORE_OPERATIONS)
 KMS_SYMMETRIC_TARGETS = frozenset(
-    f"TrentService.{op}"
-    for op in (
-        "Decrypt",
-        "Encrypt",
-        "GenerateDataKey",
-        "GenerateDataKeyWithoutPlaintext",
-        "GenerateMac",
-        "GenerateRandom",
-        "ReEncrypt",
-        "VerifyMac",
-    )
+    f"TrentService.{op}" for op in aws_errors.KMS_SYMMETRIC_OPERATIONS
 )
-KMS_ECC_TARGETS = frozenset(f"TrentService.{op}" for op in ("Sign", "Verify", "GetPublicKey"))
+KMS_ECC_TARGETS = frozenset(f"TrentService.{op}" for op in aws_errors.KMS_ECC_OPERATIONS)
 THROTTLED_TARGETS = SSM_TARGETS  # the Parameter Store quota's, as before
 KMS_SYMMETRIC_RATE = 10_000.0
 KMS_ECC_RATE = 1_000.0

@@ -13,34 +13,25 @@ from confio_kms import settings as config
 from confio_kms.models import KeyPause, LimitUsage, SigningRecord
 
 
+class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: rows are written by signing calls and the commands (kms_pause,
+    kms_resume), which audit what they do."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(SigningRecord)
-class SigningRecordAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class SigningRecordAdmin(_ReadOnly):
     list_display = ("created", "alias", "address", "kind", "outcome")
     list_filter = ("outcome", "kind", "alias")
     search_fields = ("txids", "request_ids", "address", "group_id")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-
-class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
-    """Changed only through the commands (kms_pause, kms_resume) and signing calls, which
-    audit what they do."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(KeyPause)

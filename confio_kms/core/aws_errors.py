@@ -59,10 +59,27 @@ _BY_CODE: dict[str, tuple[type[exc.ConfioKMSError], str, str]] = {
 # counts requests per quota, not per key kind: an envelope key's signing call hits
 # KMS's symmetric quota on the direct path, Parameter Store's on the fallback path.
 _RAISE = "raise it in the Service Quotas console (AWS Key Management Service)"
+# The operations each quota counts (the quota proxy of benchmarks/ emulates the same).
+PARAMETER_STORE_OPERATIONS = frozenset(
+    {"GetParameter", "GetParameters", "GetParametersByPath", "PutParameter"}
+)
+KMS_SYMMETRIC_OPERATIONS = frozenset(
+    {
+        "Decrypt",
+        "Encrypt",
+        "GenerateDataKey",
+        "GenerateDataKeyWithoutPlaintext",
+        "GenerateMac",
+        "GenerateRandom",
+        "ReEncrypt",
+        "VerifyMac",
+    }
+)
+KMS_ECC_OPERATIONS = frozenset({"Sign", "Verify", "GetPublicKey"})
 _QUOTAS: tuple[tuple[str, frozenset[str], str, str], ...] = (
     (
         "ssm",
-        frozenset({"GetParameter", "GetParameters", "GetParametersByPath", "PutParameter"}),
+        PARAMETER_STORE_OPERATIONS,
         "Parameter Store's throughput quota (40 requests/s by default per account and "
         "region, shared by GetParameter(s) and PutParameter)",
         "Lower the request rate, or turn on Parameter Store's 'higher throughput' "
@@ -70,25 +87,14 @@ _QUOTAS: tuple[tuple[str, frozenset[str], str, str], ...] = (
     ),
     (
         "kms",
-        frozenset(
-            {
-                "Decrypt",
-                "Encrypt",
-                "GenerateDataKey",
-                "GenerateDataKeyWithoutPlaintext",
-                "GenerateMac",
-                "GenerateRandom",
-                "ReEncrypt",
-                "VerifyMac",
-            }
-        ),
+        KMS_SYMMETRIC_OPERATIONS,
         "KMS's 'Cryptographic operations (symmetric) request rate' quota (10,000/s by "
         "default in eu-central-2, shared by every symmetric key of the account and region)",
         f"Lower the request rate, or {_RAISE}.",
     ),
     (
         "kms",
-        frozenset({"Sign", "Verify", "GetPublicKey"}),
+        KMS_ECC_OPERATIONS,
         "KMS's 'Cryptographic operations (ECC) request rate' quota (1,000/s by default, "
         "shared by every ECC key of the account and region, native keys included)",
         f"Lower the request rate, or {_RAISE}.",
