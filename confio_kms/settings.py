@@ -392,6 +392,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         throttle_wait=throttle_wait(),
         coalescing=coalescing(),
         native_concurrency=native_concurrency(),
+        pacing=setting("CONFIO_KMS_PACING", True, as_bool),
         cache=DjangoCache(cache_alias()) if settings.configured else None,
         cache_timeout=cache_seconds(),
         cache_mac_key=cache_mac_key(),

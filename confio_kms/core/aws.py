@@ -53,7 +53,7 @@ from botocore.retries import standard
 
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
-from confio_kms.core import telemetry, workers
+from confio_kms.core import pacing, telemetry, workers
 from confio_kms.core.aws_errors import THROTTLED as _THROTTLED
 from confio_kms.core.aws_errors import error_cause, translate_client_error
 from confio_kms.core.options import DEFAULTS, Options
@@ -109,6 +109,12 @@ class _DeadlineRetries:
             budget.cut = True
             return False  # not None: later handlers must not retry either
         return delay
+
+
+def _current_deadline() -> float | None:
+    """The deadline of the AWS request running in this thread, if any."""
+    budget = _budget.get()
+    return None if budget is None else budget.deadline
 
 
 def throttle_backoff(retry: int) -> float:
@@ -230,6 +236,8 @@ class AWSClients:
             _bound_retries(client, attempts)
             _bound_reads(client, self.options.read_timeout)
             telemetry.watch(client)
+            if self.options.pacing:
+                pacing.watch(client, self.scope, _current_deadline)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 
@@ -301,6 +309,8 @@ class AWSClients:
             raise self._deadline_error(
                 seconds, service, operation, resource, "", unanswered=True
             ) from None
+        except pacing.Refused as refused:
+            raise self._paced_error(seconds, service, operation, resource, refused) from None
         except ClientError as error:
             if budget.cut:
                 raise self._deadline_error(
@@ -363,6 +373,19 @@ class AWSClients:
                     raise
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _paced_error(
+        self, seconds: float, service: str, operation: str, resource: str, refused: pacing.Refused
+    ) -> exc.DeadlineExceededError:
+        return exc.DeadlineExceededError(
+            f"AWS {service}:{operation} on {resource} was not sent: this process paces its "
+            f"requests under {refused.quota}, which AWS throttled, and its turn would have "
+            f"come {refused.wait:.2f} s later, after the deadline of the signing call "
+            f"(CONFIO_KMS_CALL_DEADLINE = {seconds:g} s).",
+            fix="Lower the request rate or raise the quota; a longer CONFIO_KMS_CALL_DEADLINE "
+            "lets calls wait longer (CONFIO_KMS_PACING = False turns pacing off).",
+            cause="ThrottlingException",
+        )
 
     def _deadline_error(
         self,
