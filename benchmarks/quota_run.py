@@ -67,6 +67,8 @@ from benchmarks.quota_report import (  # noqa: E402
     COALESCE,
     COALESCE_SETTING,
     NATIVE,
+    PACING_SETTING,
+    UNPACED,
     Cell,
     markdown,
     percentile,
@@ -137,7 +139,7 @@ def worker_env(approach: str, proxy_url: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k != COALESCE_SETTING and k != "KMS_REGION"
+        if not k.startswith("AWS_") and k not in (COALESCE_SETTING, PACING_SETTING, "KMS_REGION")
     }
     env.update(DUMMY_CREDENTIALS)
     env.update(
@@ -148,6 +150,8 @@ def worker_env(approach: str, proxy_url: str) -> dict[str, str]:
     setting = COALESCE[approach]
     if setting is not None:
         env[COALESCE_SETTING] = setting
+    if approach in UNPACED:
+        env[PACING_SETTING] = "false"
     return env
 
 

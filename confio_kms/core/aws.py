@@ -75,13 +75,15 @@ def client_config(options: Options) -> Config:
 
 
 class _Budget:
-    """The deadline of the AWS request running in this thread, and whether it cut a retry."""
+    """The deadline of the AWS request running in this thread, whether it cut a retry,
+    and when it first asked the pacer for a turn (``confio_kms.core.pacing``)."""
 
-    __slots__ = ("cut", "deadline")
+    __slots__ = ("arrived", "cut", "deadline")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.cut = False
+        self.arrived: float | None = None
 
 
 # Set by AWSClients._call around each botocore call, read by its retry handler (which
@@ -109,12 +111,6 @@ class _DeadlineRetries:
             budget.cut = True
             return False  # not None: later handlers must not retry either
         return delay
-
-
-def _current_deadline() -> float | None:
-    """The deadline of the AWS request running in this thread, if any."""
-    budget = _budget.get()
-    return None if budget is None else budget.deadline
 
 
 def throttle_backoff(retry: int) -> float:
@@ -237,7 +233,7 @@ class AWSClients:
             _bound_reads(client, self.options.read_timeout)
             telemetry.watch(client)
             if self.options.pacing:
-                pacing.watch(client, self.scope, _current_deadline)
+                pacing.watch(client, self.scope, _budget.get)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 

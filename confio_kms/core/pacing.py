@@ -18,6 +18,8 @@ one ``Pacer``:
 - While pacing, requests (botocore's retries included) wait in a queue and leave it
   in arrival order, one every ``1 / rate`` seconds: no thread races another for a
   token, so the waits are the queue's length over the rate, alike for every call.
+  A retry keeps its call's place (its first attempt's arrival), so a throttled
+  request does not wait through the whole queue again.
 - No wait passes the call's deadline: a request whose turn would come after it is
   refused at once without entering the queue (``Refused``; the caller raises
   ``DeadlineExceededError`` naming the quota), and one that leaves the queue moves
@@ -35,14 +37,14 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confio_kms.core.aws_errors import THROTTLED, quota_of
 
 # After a throttle the rate drops to this fraction of what it was.
 BETA = 0.8
 # While unthrottled the rate grows by this fraction of the rate at the last cut, per second.
-INCREASE = 0.1
+INCREASE = 0.25
 # ... and by at least this many requests/s per second, so a low rate recovers too.
 MIN_INCREASE = 1.0
 # Pacing never goes slower than this many requests per second.
@@ -91,9 +93,10 @@ class Pacer:
         self.waits = 0  # requests that waited in the queue (for tests and benchmarks)
         self.refused = 0
 
-    def acquire(self, deadline: float | None) -> float:
+    def acquire(self, deadline: float | None, arrived: float | None = None) -> float:
         """Wait for this request's turn; the time it may send (its send time). Raises
-        ``Refused`` when its turn would come after ``deadline`` (monotonic seconds)."""
+        ``Refused`` when its turn would come after ``deadline`` (monotonic seconds).
+        ``arrived``: when the call first asked (a retry keeps its place in the queue)."""
         with self._cond:
             now = self._clock()
             self._count(now)
@@ -102,9 +105,8 @@ class Pacer:
             if self.rate is None:
                 self._last_sent = now
                 return now
-            waiter = _Waiter(now)
-            self._queue.append(waiter)
-            self._respace()
+            waiter = _Waiter(now if arrived is None else min(arrived, now))
+            self._enqueue(waiter)
             if deadline is not None and waiter.at >= deadline:
                 self._leave(waiter)
                 raise Refused(self.quota, waiter.at - now)
@@ -171,6 +173,14 @@ class Pacer:
             waiter.at = previous = max(waiter.arrived, previous + interval)
         self._cond.notify_all()
 
+    def _enqueue(self, waiter: _Waiter) -> None:
+        """In arrival order: behind every waiter that arrived before it."""
+        place = len(self._queue)
+        while place and self._queue[place - 1].arrived > waiter.arrived:
+            place -= 1
+        self._queue.insert(place, waiter)
+        self._respace()
+
     def _leave(self, waiter: _Waiter) -> None:
         """``waiter`` gives its place back: those behind it move up."""
         self._queue.remove(waiter)
@@ -215,10 +225,17 @@ def reset() -> None:
         _pacers.clear()
 
 
-def watch(client: Any, scope: str, deadline: Callable[[], float | None]) -> None:
+class Call(Protocol):
+    """What the pacer needs of the AWS request being sent (``AWSClients``' budget)."""
+
+    deadline: float  # monotonic; no wait passes it
+    arrived: float | None  # when its first attempt asked for a turn; set here
+
+
+def watch(client: Any, scope: str, current: Callable[[], Call | None]) -> None:
     """Pace ``client``'s requests under the quotas they count against: each attempt
-    waits its turn before it is sent (``deadline()``: the monotonic time it must not
-    pass, or None), and its answer adjusts the rate."""
+    waits its turn before it is sent (``current()``: the request's call, for its
+    deadline and its place in the queue, or None), and its answer adjusts the rate."""
     service = client.meta.service_model.service_id.hyphenize()
 
     def before_send(event_name: str, **kwargs: Any) -> None:
@@ -226,7 +243,13 @@ def watch(client: Any, scope: str, deadline: Callable[[], float | None]) -> None
         if quota is None:
             return
         chosen = pacer(scope, quota)
-        _sent.request = (chosen, chosen.acquire(deadline()))
+        call = current()
+        if call is None:
+            _sent.request = (chosen, chosen.acquire(None))
+            return
+        if call.arrived is None:
+            call.arrived = chosen._clock()
+        _sent.request = (chosen, chosen.acquire(call.deadline, call.arrived))
 
     def needs_retry(response: Any = None, **kwargs: Any) -> None:
         request = getattr(_sent, "request", None)
