@@ -11,6 +11,8 @@ workers as for a parameter KMS will not decrypt directly) and KMSSigner's direct
 path (one kms:Decrypt of the kept ciphertext per call); then native keys (KMS Sign,
 the ECC quota) at 4 x 8, with and without botocore's adaptive retry mode, at the
 ECC quota and at one scaled down so it binds on this machine (``--ecc-scaled``).
+Pacing (``confio_kms.core.pacing``) is on in every approach except the ``-unpaced``
+ones and the ``-adaptive`` ones, whose workers get ``CONFIO_KMS_PACING=false``.
 Approaches and their labels: benchmarks/quota_report.py's ``APPROACHES``.
 
 Each cell's worker processes (benchmarks/quota_worker.py) sign single 0-ALGO

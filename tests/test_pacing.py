@@ -141,6 +141,19 @@ def test_waiting_calls_send_in_arrival_order() -> None:
     assert pacer.waits == 6
 
 
+def test_a_retry_keeps_its_calls_place_in_the_queue() -> None:
+    clock = Clock()
+    pacer = throttled_pacer(clock, sent_per_second=10)
+    clock.now += 1.0
+    later = [pacing._Waiter(clock.now), pacing._Waiter(clock.now + 0.01)]
+    retry = pacing._Waiter(clock.now - 0.5)  # its call asked before both
+    with pacer._cond:
+        for waiter in [*later, retry]:
+            pacer._enqueue(waiter)
+        assert list(pacer._queue) == [retry, *later]
+        assert retry.at < later[0].at < later[1].at
+
+
 def test_a_forked_child_starts_unpaced() -> None:
     pacing.pacer("scope", "the quota").answered(0.0, throttled=True)
     assert pacing._pacers

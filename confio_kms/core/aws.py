@@ -78,12 +78,13 @@ class _Budget:
     """The deadline of the AWS request running in this thread, whether it cut a retry,
     and when it first asked the pacer for a turn (``confio_kms.core.pacing``)."""
 
-    __slots__ = ("arrived", "cut", "deadline")
+    __slots__ = ("arrived", "cut", "deadline", "retry_until")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.cut = False
         self.arrived: float | None = None
+        self.retry_until = deadline  # the call's throttle wait, when shorter
 
 
 # Set by AWSClients._call around each botocore call, read by its retry handler (which
@@ -164,6 +165,9 @@ def _bound_retries(client: Any, attempts: int) -> None:
 
 
 _CARRIES_SECRET = {"PutParameter"}
+# Seconds botocore's own retries of a throttled request may wait for their turns under
+# pacing (confio_kms.core.pacing), before CONFIO_KMS_THROTTLE_WAIT's retries.
+PACED_RETRIES = 1.0
 # First backoff when AWS throttles; it doubles per retry, up to 1 s, with jitter.
 THROTTLE_BACKOFF = 0.05
 
@@ -293,6 +297,9 @@ class AWSClients:
             budget = _Budget(self.deadline)
             if time.monotonic() >= budget.deadline:
                 raise self._deadline_error(seconds, service, operation, resource, "")
+        budget.retry_until = min(
+            budget.deadline, time.monotonic() + PACED_RETRIES + self.throttle_wait
+        )
         token = _budget.set(budget)
         try:
             response = workers.run(
@@ -306,6 +313,9 @@ class AWSClients:
                 seconds, service, operation, resource, "", unanswered=True
             ) from None
         except pacing.Refused as refused:
+            if refused.retry:
+                throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, operation)
+                raise translate_client_error(throttled, service, operation, resource) from None
             raise self._paced_error(seconds, service, operation, resource, refused) from None
         except ClientError as error:
             if budget.cut:

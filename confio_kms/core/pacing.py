@@ -23,7 +23,9 @@ one ``Pacer``:
 - No wait passes the call's deadline: a request whose turn would come after it is
   refused at once without entering the queue (``Refused``; the caller raises
   ``DeadlineExceededError`` naming the quota), and one that leaves the queue moves
-  everyone behind it up.
+  everyone behind it up. A retry's wait also ends with the call's throttle wait
+  (1 s for botocore's retries, plus ``CONFIO_KMS_THROTTLE_WAIT``, from the request's
+  start: ``confio_kms.core.aws.PACED_RETRIES``); then the throttling error is raised.
 
 The pacers are per process (a forked child starts with none: ``os.register_at_fork``)
 and per quota, region and endpoint; they pace the AWS requests of every signer and
@@ -47,14 +49,17 @@ BETA = 0.8
 INCREASE = 0.25
 # ... and by at least this many requests/s per second, so a low rate recovers too.
 MIN_INCREASE = 1.0
+# The first cut assumes at least this rate was sent (a quiet process's retries of a
+# throttled group would otherwise wait seconds for turns); further throttles cut lower.
+FIRST_RATE = 10.0
 # Pacing never goes slower than this many requests per second.
 MIN_RATE = 1.0
 # Seconds without a throttle after which an empty queue ends pacing.
 RELEASE = 5.0
-# The shortest time the current window's rate is measured over (a burst's rate).
+# The first cut is below the rate of this many latest requests ...
+RECENT = 16
+# ... measured over this many seconds at least (a burst's rate).
 BURST = 0.01
-# The sending rate is measured over windows of this many seconds (for the first cut).
-WINDOW = 1.0
 
 
 class Refused(Exception):
@@ -64,6 +69,9 @@ class Refused(Exception):
         super().__init__(quota)
         self.quota = quota
         self.wait = wait
+        # A retry's turn past the call's throttle wait (not its deadline): AWS's
+        # throttling is what the caller is told of.
+        self.retry = False
 
 
 class _Waiter:
@@ -87,9 +95,7 @@ class Pacer:
         self._last_cut = -float("inf")
         self._last_throttle = -float("inf")
         self._last_sent = -float("inf")
-        self._window_start = clock()
-        self._window_count = 0
-        self._measured = 0.0  # requests/s in the last whole window
+        self._recent: deque[float] = deque(maxlen=RECENT)  # when the latest were sent
         self.waits = 0  # requests that waited in the queue (for tests and benchmarks)
         self.refused = 0
 
@@ -99,7 +105,7 @@ class Pacer:
         ``arrived``: when the call first asked (a retry keeps its place in the queue)."""
         with self._cond:
             now = self._clock()
-            self._count(now)
+            self._recent.append(now)
             if self.rate is not None and not self._queue and self._released(now):
                 self.rate = None
             if self.rate is None:
@@ -134,8 +140,9 @@ class Pacer:
                 if self.rate is None:
                     # Below what this process was sending when the quota ran out; rather
                     # too high (each throttle cuts again) than too low (recovery is slow).
-                    elapsed = max(now - self._window_start, BURST)
-                    self._cut(max(self._measured, self._window_count / elapsed), now)
+                    oldest = self._recent[0] if self._recent else now
+                    sending = len(self._recent) / max(now - oldest, BURST)
+                    self._cut(max(sending, FIRST_RATE), now)
                 elif sent >= self._last_cut:  # older requests went out at the old rate
                     self._cut(self.rate, now)
             elif self.rate is not None and sent >= self._last_cut:
@@ -153,14 +160,6 @@ class Pacer:
         """Long unthrottled, and the last request's interval is over."""
         spaced = self._last_sent + 1 / self.rate if self.rate else self._last_sent
         return now - self._last_throttle >= RELEASE and spaced <= now
-
-    def _count(self, now: float) -> None:
-        """Measure the sending rate (for the first cut)."""
-        self._window_count += 1
-        elapsed = now - self._window_start
-        if elapsed >= WINDOW:
-            self._measured = self._window_count / elapsed
-            self._window_start, self._window_count = now, 0
 
     def _respace(self) -> None:
         """Each waiter's send time: one interval after the one before it (the last
@@ -229,6 +228,7 @@ class Call(Protocol):
     """What the pacer needs of the AWS request being sent (``AWSClients``' budget)."""
 
     deadline: float  # monotonic; no wait passes it
+    retry_until: float  # monotonic; no retry's wait passes it (CONFIO_KMS_THROTTLE_WAIT)
     arrived: float | None  # when its first attempt asked for a turn; set here
 
 
@@ -249,7 +249,14 @@ def watch(client: Any, scope: str, current: Callable[[], Call | None]) -> None:
             return
         if call.arrived is None:
             call.arrived = chosen._clock()
-        _sent.request = (chosen, chosen.acquire(call.deadline, call.arrived))
+            _sent.request = (chosen, chosen.acquire(call.deadline, call.arrived))
+            return
+        try:
+            until = min(call.deadline, call.retry_until)
+            _sent.request = (chosen, chosen.acquire(until, call.arrived))
+        except Refused as refused:
+            refused.retry = until < call.deadline
+            raise
 
     def needs_retry(response: Any = None, **kwargs: Any) -> None:
         request = getattr(_sent, "request", None)
