@@ -7,13 +7,14 @@ the race retry again and again, and the p99 grows to seconds. With pacing (on by
 default, ``Options.pacing`` / ``CONFIO_KMS_PACING``) each process keeps, per quota,
 one ``Pacer``:
 
-- Unthrottled, it does not pace: a request goes out at once (a counter and a lock).
+- Unthrottled, it does not pace: a request goes out at once (a lock and a timestamp).
 - A throttle AWS answers switches it on at a rate below what the process was sending
-  (multiplicative decrease, ``BETA``); every further throttle of a request sent after
+  (multiplicative decrease, ``BETA``, of the rate of its latest ``RECENT`` requests,
+  taken as at least ``FIRST_RATE``); every further throttle of a request sent after
   the last cut cuts it again. Each answer that is not a throttle raises it a little
   (additive increase: ``INCREASE`` of the rate at the last cut per second, at least
-  ``MIN_INCREASE``), so the
-  processes sharing a quota converge on equal shares just under it. ``RELEASE``
+  ``MIN_INCREASE``), so the processes sharing a quota tend toward shares just under
+  it (over several throttle cycles: a process below its share waits longer). ``RELEASE``
   seconds after the last throttle, a request that finds nobody waiting ends pacing.
 - While pacing, requests (botocore's retries included) wait in a queue and leave it
   in arrival order, one every ``1 / rate`` seconds: no thread races another for a
