@@ -18,8 +18,10 @@ APPROACHES = {
     "direct": "KMSSigner, direct KMS Decrypt",
     "no-coalescing": "KMSSigner, direct, no coalescing",
     "native": "KMSSigner, native key (KMS Sign)",
-    "native-adaptive": "KMSSigner, native key, adaptive retries",
-    "fallback-adaptive": "KMSSigner via Parameter Store, adaptive retries",
+    "native-adaptive": "KMSSigner, native key, adaptive retries, no pacing",
+    "fallback-adaptive": "KMSSigner via Parameter Store, adaptive retries, no pacing",
+    "native-unpaced": "KMSSigner, native key, no pacing",
+    "fallback-unpaced": "KMSSigner via Parameter Store, no pacing",
 }
 # The coalescing setting each approach's workers get (None: not set).
 COALESCE: dict[str, str | None] = {
@@ -30,8 +32,13 @@ COALESCE: dict[str, str | None] = {
     "native": None,
     "native-adaptive": None,
     "fallback-adaptive": "true",
+    "native-unpaced": None,
+    "fallback-unpaced": "true",
 }
-NATIVE = frozenset({"native", "native-adaptive"})
+PACING_SETTING = "CONFIO_KMS_PACING"
+# The approaches whose workers run with pacing off (confio_kms.core.pacing; on by default).
+UNPACED = frozenset({"native-adaptive", "fallback-adaptive", "native-unpaced", "fallback-unpaced"})
+NATIVE = frozenset({"native", "native-adaptive", "native-unpaced"})
 SYNC = ((8, 1), (16, 1))  # (processes, threads): gunicorn sync / Celery prefork workers
 THREADED = (4, 8)
 TARGET_SYNC_MULTIPLE = 5  # sync workers 8 x 1: at least this many times the 40/s quota
@@ -239,7 +246,13 @@ def reading(cells: list[Cell], rate: float) -> str:
         "(workers, proxy and moto together, and whatever else runs) are the limit; the "
         "CPU column gives each cell's share of them and its CPU-bound ceiling."
     )
-    for plain, paced in (("native", "native-adaptive"), ("fallback", "fallback-adaptive")):
+    comparisons = (
+        ("native", "native-adaptive", "pacing / botocore's adaptive retry mode"),
+        ("fallback", "fallback-adaptive", "pacing / botocore's adaptive retry mode"),
+        ("native", "native-unpaced", "pacing on / off"),
+        ("fallback", "fallback-unpaced", "pacing on / off"),
+    )
+    for plain, paced, which in comparisons:
         for cell in cells:
             if cell.approach != plain:
                 continue
@@ -256,7 +269,7 @@ def reading(cells: list[Cell], rate: float) -> str:
             if twin is None:
                 continue
             parts.append(
-                f"{cell.label} at {cell.shape}, botocore's adaptive retry mode off / on: "
+                f"{cell.label} at {cell.shape}, {which}: "
                 f"{_num(cell.per_second)} / {_num(twin.per_second)} signatures/s, p50 "
                 f"{_num(cell.p50_ms)} / {_num(twin.p50_ms)} ms, p99 {_num(cell.p99_ms)} / "
                 f"{_num(twin.p99_ms)} ms, throttled attempts in the window "

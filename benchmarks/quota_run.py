@@ -11,6 +11,8 @@ workers as for a parameter KMS will not decrypt directly) and KMSSigner's direct
 path (one kms:Decrypt of the kept ciphertext per call); then native keys (KMS Sign,
 the ECC quota) at 4 x 8, with and without botocore's adaptive retry mode, at the
 ECC quota and at one scaled down so it binds on this machine (``--ecc-scaled``).
+Pacing (``confio_kms.core.pacing``) is on in every approach except the ``-unpaced``
+ones and the ``-adaptive`` ones, whose workers get ``CONFIO_KMS_PACING=false``.
 Approaches and their labels: benchmarks/quota_report.py's ``APPROACHES``.
 
 Each cell's worker processes (benchmarks/quota_worker.py) sign single 0-ALGO
@@ -67,6 +69,8 @@ from benchmarks.quota_report import (  # noqa: E402
     COALESCE,
     COALESCE_SETTING,
     NATIVE,
+    PACING_SETTING,
+    UNPACED,
     Cell,
     markdown,
     percentile,
@@ -137,7 +141,7 @@ def worker_env(approach: str, proxy_url: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("AWS_") and k != COALESCE_SETTING and k != "KMS_REGION"
+        if not k.startswith("AWS_") and k not in (COALESCE_SETTING, PACING_SETTING, "KMS_REGION")
     }
     env.update(DUMMY_CREDENTIALS)
     env.update(
@@ -148,6 +152,8 @@ def worker_env(approach: str, proxy_url: str) -> dict[str, str]:
     setting = COALESCE[approach]
     if setting is not None:
         env[COALESCE_SETTING] = setting
+    if approach in UNPACED:
+        env[PACING_SETTING] = "false"
     return env
 
 

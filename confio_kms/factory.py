@@ -18,7 +18,7 @@ from confio_kms.algorand import networks, validation
 from confio_kms.algorand.chain import AlgodChain, Chain
 from confio_kms.casts import as_bool, as_int
 from confio_kms.common.exceptions import ConfigurationError
-from confio_kms.core import cache, kinds
+from confio_kms.core import cache, kinds, pacing
 from confio_kms.settings import (
     KMSSettings,
     algod,
@@ -106,10 +106,11 @@ def reset_clients() -> None:
 
 def reset() -> None:
     """Put this process back as it starts: no built clients, no cached lookups, no
-    checked native keys. Django's shared cache is left alone."""
+    checked native keys, no pacing. Django's shared cache is left alone."""
     reset_clients()
     cache.clear_process_cache()
     kinds.reset()
+    pacing.reset()
 
 
 # The networks whose keys never use the sandbox ledger, whatever the endpoint: a

@@ -364,6 +364,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         throttle_wait=throttle_wait(),
         coalescing=coalescing(),
         native_concurrency=native_concurrency(),
+        pacing=setting("CONFIO_KMS_PACING", True, as_bool),
         cache=DjangoCache(cache_alias()) if settings.configured else None,
         cache_timeout=cache_seconds(),
         cache_mac_key=cache_mac_key(),
@@ -381,13 +382,14 @@ def options(snapshot: KMSSettings | None = None) -> Options:
 
 def guard_on() -> bool:
     """``CONFIO_KMS_GUARD``: pauses and limits in the database (default on with the app
-    installed and a ``default`` database; a project without one has nowhere to keep them)."""
+    installed and a ``default`` database, where they can be kept)."""
     from django.apps import apps
 
-    if not (settings.configured and apps.ready and apps.is_installed("confio_kms")):
-        return False
-    engine = settings.DATABASES.get("default", {}).get("ENGINE", "")
-    return setting("CONFIO_KMS_GUARD", bool(engine) and "dummy" not in engine, as_bool)
+    installed = settings.configured and apps.ready and apps.is_installed("confio_kms")
+    engine = settings.DATABASES.get("default", {}).get("ENGINE", "") if installed else ""
+    return installed and setting(
+        "CONFIO_KMS_GUARD", bool(engine) and "dummy" not in engine, as_bool
+    )
 
 
 def _limits_value(value: object) -> dict[str, object]:

@@ -104,3 +104,21 @@ def test_a_bad_audit_db_setting_does_not_undo_a_signature(
     with override_settings(CONFIO_KMS_AUDIT_DB="sometimes"):
         assert KMSSigner("k").sign_transaction(txn).transaction is txn
     assert "CONFIO_KMS_AUDIT_DB" in caplog.text
+
+
+def test_no_log_message_is_built_when_info_is_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    from confio_kms.core import audit
+
+    calls: list[object] = []
+    monkeypatch.setattr(audit.logger, "info", lambda *args, **kwargs: calls.append(args))
+    level = audit.logger.level
+    try:
+        audit.logger.setLevel(logging.WARNING)  # setLevel: clears the loggers' level caches
+        fields = audit.record(None, "k", [], "signed", request_ids=["r1", "r2"])
+        assert calls == []  # the joins of the message are not even built
+        assert fields["request_ids"] == ["r1", "r2"]  # the record is, for sink and telemetry
+        audit.logger.setLevel(logging.INFO)
+        audit.record(None, "k", [], "signed")
+        assert len(calls) == 1
+    finally:
+        audit.logger.setLevel(level)

@@ -115,8 +115,9 @@ def write_summary(write: Callable[[str], None]) -> None:
 @pytest.fixture(autouse=True)
 def botocore_retries_only() -> Iterator[None]:
     # The matrix counts botocore's attempts exactly; the library's own waiting out of
-    # throttling (CONFIO_KMS_THROTTLE_WAIT) is tested in test_throttling.py.
-    with override_settings(CONFIO_KMS_THROTTLE_WAIT=0):
+    # throttling (CONFIO_KMS_THROTTLE_WAIT) is tested in test_throttling.py, pacing's
+    # (which spaces and may refuse retries of a throttled quota) in test_pacing.py.
+    with override_settings(CONFIO_KMS_THROTTLE_WAIT=0, CONFIO_KMS_PACING=False):
         yield
 
 

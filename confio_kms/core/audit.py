@@ -69,6 +69,18 @@ def record(
         "rule": rule,
     }
     fields["mode"] = fields["kind"]  # deprecated name of "kind", kept for one release
+    if logger.isEnabledFor(logging.INFO):  # else the joins below are work for nothing
+        _log(outcome, alias, detail, fields)
+    if sink is not None:
+        try:
+            sink(fields)
+        except Exception as error:  # the trail must not undo a signing call; say so loudly
+            logger.error("the audit sink failed, the record was only logged: %r", error)
+    telemetry.recorded(fields)
+    return fields
+
+
+def _log(outcome: str, alias: str, detail: str, fields: dict[str, Any]) -> None:
     logger.info(
         "signing %s alias=%s address=%s kind=%s txids=%s group=%s requests=%s %s",
         outcome,
@@ -81,13 +93,6 @@ def record(
         detail,
         extra={"audit": fields},
     )
-    if sink is not None:
-        try:
-            sink(fields)
-        except Exception as error:  # the trail must not undo a signing call; say so loudly
-            logger.error("the audit sink failed, the record was only logged: %r", error)
-    telemetry.recorded(fields)
-    return fields
 
 
 def txid(message: bytes) -> str:

@@ -53,7 +53,7 @@ from botocore.retries import standard
 
 from confio_kms.common import exceptions as exc
 from confio_kms.common.redaction import install_redaction
-from confio_kms.core import telemetry, workers
+from confio_kms.core import pacing, telemetry, workers
 from confio_kms.core.aws_errors import THROTTLED as _THROTTLED
 from confio_kms.core.aws_errors import error_cause, translate_client_error
 from confio_kms.core.options import DEFAULTS, Options
@@ -75,13 +75,16 @@ def client_config(options: Options) -> Config:
 
 
 class _Budget:
-    """The deadline of the AWS request running in this thread, and whether it cut a retry."""
+    """The deadline of the AWS request running in this thread, whether it cut a retry,
+    and when it first asked the pacer for a turn (``confio_kms.core.pacing``)."""
 
-    __slots__ = ("cut", "deadline")
+    __slots__ = ("arrived", "cut", "deadline", "retry_until")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.cut = False
+        self.arrived: float | None = None
+        self.retry_until = deadline  # the call's throttle wait, when shorter
 
 
 # Set by AWSClients._call around each botocore call, read by its retry handler (which
@@ -162,6 +165,9 @@ def _bound_retries(client: Any, attempts: int) -> None:
 
 
 _CARRIES_SECRET = {"PutParameter"}
+# Seconds botocore's own retries of a throttled request may wait for their turns under
+# pacing (confio_kms.core.pacing), before CONFIO_KMS_THROTTLE_WAIT's retries.
+PACED_RETRIES = 1.0
 # First backoff when AWS throttles; it doubles per retry, up to 1 s, with jitter.
 THROTTLE_BACKOFF = 0.05
 
@@ -230,6 +236,8 @@ class AWSClients:
             _bound_retries(client, attempts)
             _bound_reads(client, self.options.read_timeout)
             telemetry.watch(client)
+            if self.options.pacing:
+                pacing.watch(client, self.scope, _budget.get)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 
@@ -289,6 +297,9 @@ class AWSClients:
             budget = _Budget(self.deadline)
             if time.monotonic() >= budget.deadline:
                 raise self._deadline_error(seconds, service, operation, resource, "")
+        budget.retry_until = min(
+            budget.deadline, time.monotonic() + PACED_RETRIES + self.throttle_wait
+        )
         token = _budget.set(budget)
         try:
             response = workers.run(
@@ -301,6 +312,11 @@ class AWSClients:
             raise self._deadline_error(
                 seconds, service, operation, resource, "", unanswered=True
             ) from None
+        except pacing.Refused as refused:
+            if refused.retry:
+                throttled = ClientError({"Error": {"Code": "ThrottlingException"}}, operation)
+                raise translate_client_error(throttled, service, operation, resource) from None
+            raise self._paced_error(seconds, service, operation, resource, refused) from None
         except (ClientError, BotoCoreError) as error:
             raise self._failure(error, budget, client, service, operation, resource) from error
         except ResponseParserError as error:
@@ -376,6 +392,19 @@ class AWSClients:
                     raise
             time.sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _paced_error(
+        self, seconds: float, service: str, operation: str, resource: str, refused: pacing.Refused
+    ) -> exc.DeadlineExceededError:
+        return exc.DeadlineExceededError(
+            f"AWS {service}:{operation} on {resource} was not sent: this process paces its "
+            f"requests under {refused.quota}, which AWS throttled, and its turn would have "
+            f"come {refused.wait:.2f} s later, after the deadline of the signing call "
+            f"(CONFIO_KMS_CALL_DEADLINE = {seconds:g} s).",
+            fix="Lower the request rate or raise the quota; a longer CONFIO_KMS_CALL_DEADLINE "
+            "lets calls wait longer (CONFIO_KMS_PACING = False turns pacing off).",
+            cause="ThrottlingException",
+        )
 
     def _deadline_error(
         self,

@@ -115,6 +115,15 @@ def _quota(service: str, operation: str) -> tuple[str, str]:
     )
 
 
+def quota_of(service: str, operation: str) -> str | None:
+    """The quota ``service:operation`` counts against, of those in the table (the ones
+    signing depends on), else None."""
+    for row_service, operations, quota, _fix in _QUOTAS:
+        if service == row_service and operation in operations:
+            return quota
+    return None
+
+
 def error_cause(error: ClientError) -> str:
     """AWS's code and message of ``error``, as errors quote them."""
     err: Mapping[str, Any] = error.response.get("Error", {})

@@ -151,6 +151,7 @@ class Options:
     throttle_wait: float = DEFAULT_THROTTLE_WAIT  # CONFIO_KMS_THROTTLE_WAIT
     coalescing: Coalescing = field(default_factory=Coalescing)  # CONFIO_KMS_COALESCE*
     native_concurrency: int = DEFAULT_NATIVE_CONCURRENCY  # CONFIO_KMS_NATIVE_CONCURRENCY
+    pacing: bool = True  # CONFIO_KMS_PACING: confio_kms.core.pacing
     cache: SharedCache | None = None  # CONFIO_KMS_CACHE (a Django cache alias)
     cache_timeout: float = float(DEFAULT_CACHE_TIMEOUT)  # CONFIO_KMS_CACHE_TIMEOUT; inf: never
     # Authenticates shared cache entries (Django: derived from SECRET_KEY); None: the
@@ -214,6 +215,7 @@ class Options:
              seconds(self.coalescing.join_window), "seconds > 0"),
             ("native_concurrency", self.native_concurrency,
              whole(self.native_concurrency, 1, 64), "1 to 64"),
+            ("pacing", self.pacing, isinstance(self.pacing, bool), "True or False"),
             ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
              and self.cache_timeout >= 0, "seconds >= 0, or math.inf"),
             ("cache_mac_key", _secret(self.cache_mac_key), self.cache_mac_key is None
