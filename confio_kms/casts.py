@@ -9,9 +9,11 @@ reads a setting.
 from __future__ import annotations
 
 import ipaddress
+import json
 import math
 import re
 import urllib.parse
+from collections.abc import Mapping
 
 from confio_kms.algorand import networks, validation
 from confio_kms.common.exceptions import InvalidAliasError
@@ -143,3 +145,11 @@ def is_loopback(url: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def mapping(value: object) -> dict[str, object]:
+    """A mapping, given as one in Django settings or as JSON text in the environment."""
+    parsed = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(parsed, Mapping):
+        raise ValueError("expected a mapping (JSON object)")
+    return dict(parsed)

@@ -17,7 +17,6 @@ options; the factory, the sponsor service and the commands read the rest here.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -392,17 +391,9 @@ def guard_on() -> bool:
     )
 
 
-def _limits_value(value: object) -> dict[str, object]:
-    # From the environment or .env the limits are JSON text.
-    parsed = json.loads(value) if isinstance(value, str) else value
-    if not isinstance(parsed, Mapping):
-        raise ValueError("expected a mapping of alias names to limits")
-    return dict(parsed)
-
-
 def limits() -> dict[str, Limits]:
     """``CONFIO_KMS_LIMITS``: alias name -> its limits (docs/limits.md)."""
-    value = setting("CONFIO_KMS_LIMITS", {}, _limits_value)
+    value = setting("CONFIO_KMS_LIMITS", {}, casts.mapping)
     return {
         str(name): Limits.of(one, f"CONFIO_KMS_LIMITS[{name!r}]") for name, one in value.items()
     }
