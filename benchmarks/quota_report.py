@@ -16,6 +16,7 @@ APPROACHES = {
     "old": "old approach (GetParameter WithDecryption per call)",
     "fallback": "KMSSigner via Parameter Store (fallback path)",
     "direct": "KMSSigner, direct KMS Decrypt",
+    "direct-guard": "KMSSigner, direct, guard + limits (SQLite WAL)",
     "no-coalescing": "KMSSigner, direct, no coalescing",
     "native": "KMSSigner, native key (KMS Sign)",
     "native-adaptive": "KMSSigner, native key, adaptive retries, no pacing",
@@ -28,6 +29,7 @@ COALESCE: dict[str, str | None] = {
     "old": None,
     "fallback": "true",
     "direct": "true",
+    "direct-guard": "true",
     "no-coalescing": "false",
     "native": None,
     "native-adaptive": None,
@@ -39,6 +41,9 @@ PACING_SETTING = "CONFIO_KMS_PACING"
 # The approaches whose workers run with pacing off (confio_kms.core.pacing; on by default).
 UNPACED = frozenset({"native-adaptive", "fallback-adaptive", "native-unpaced", "fallback-unpaced"})
 NATIVE = frozenset({"native", "native-adaptive", "native-unpaced"})
+# Approaches whose workers sign through the guardrails (DatabaseGuard on a shared SQLite
+# file in WAL mode, limits too high to refuse); every other approach runs without them.
+GUARDED = frozenset({"direct-guard"})
 SYNC = ((8, 1), (16, 1))  # (processes, threads): gunicorn sync / Celery prefork workers
 THREADED = (4, 8)
 TARGET_SYNC_MULTIPLE = 5  # sync workers 8 x 1: at least this many times the 40/s quota
@@ -80,6 +85,7 @@ class Cell:
     cpu_ceiling: float | None = None  # signatures/s were every core busy
     moto_busy: float | None = None  # moto's CPU over the cell's time, of one core
     worker_cpu_ms: float | None = None  # the workers' own CPU per signature (the library's side)
+    guard_calls: int | None = None  # guarded cells: the calls the guard's counter took
     proxy_window: dict[str, Any] = field(default_factory=dict)
     proxy_all: dict[str, Any] = field(default_factory=dict)
 

@@ -8,7 +8,10 @@ thread) and the threaded cell (4 processes x 8 threads), the old approach
 (benchmarks/baseline.py: a new SSM client and a GetParameter WithDecryption per
 transaction), KMSSigner through Parameter Store (the fallback path, forced in the
 workers as for a parameter KMS will not decrypt directly) and KMSSigner's direct
-path (one kms:Decrypt of the kept ciphertext per call); then native keys (KMS Sign,
+path (one kms:Decrypt of the kept ciphertext per call), and with ``--approaches
+direct-guard`` that direct path through the guardrails (DatabaseGuard on a shared
+SQLite file in WAL mode, limits set but never reached; the other approaches run with
+the guard off); then native keys (KMS Sign,
 the ECC quota) at 4 x 8, with and without botocore's adaptive retry mode, at the
 ECC quota and at one scaled down so it binds on this machine (``--ecc-scaled``).
 Pacing (``confio_kms.core.pacing``) is on in every approach except the ``-unpaced``
@@ -27,6 +30,7 @@ file is only written when --out names it; --append adds the section to its end).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import hashlib
 import json
@@ -35,6 +39,7 @@ import platform
 import re
 import secrets
 import selectors
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -68,6 +73,7 @@ from benchmarks.quota_report import (  # noqa: E402
     APPROACHES,
     COALESCE,
     COALESCE_SETTING,
+    GUARDED,
     NATIVE,
     PACING_SETTING,
     UNPACED,
@@ -86,6 +92,10 @@ CREDENTIALS = {
     "aws_secret_access_key": DUMMY_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
 }
 GET_OPERATIONS = ("GetParameter", "GetParameters")
+# The guarded cells' limits: set (so every call takes two conditional UPDATEs, calls and
+# fees; a 0-ALGO payment asks nothing of ``algos``) but never reached.
+NEVER = 10**15
+WAL = "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
 
 
 class Worker:
@@ -166,6 +176,7 @@ def run_cell(
     logs: Path,
 ) -> None:
     env = worker_env(cell.approach, proxy.url)
+    guarded = guard_job(cell, key, logs) if cell.approach in GUARDED else {}
     workers: list[Worker] = []
     try:
         for number in range(cell.processes):
@@ -181,6 +192,7 @@ def run_cell(
                 "settle": cell.settle,
                 "grace": args.grace,
                 "worker": number,
+                **guarded,
             }
             log = (
                 logs
@@ -218,7 +230,36 @@ def run_cell(
     # The workers' CPU from "go" to their last call, the proxy's (this process), moto's.
     busy = cpu_after - cpu_before + sum(r["cpu"] for r in results)
     tally(cell, results, busy)
+    if guarded:
+        cell.guard_calls = counted_calls(guarded["database"]["NAME"])
     cell.moto_busy = (moto_after - moto_before) / cell.wall if moto_cpu else None
+
+
+def guard_job(cell: Cell, key: dict[str, str], logs: Path) -> dict[str, Any]:
+    """What a guarded cell's workers add to their job: a new SQLite file in WAL mode
+    that every worker shares (its tables made once, here, before they start) and
+    limits on the key that no call reaches."""
+    path = logs / f"guard-{cell.processes}x{cell.threads}-{secrets.token_hex(4)}.sqlite3"
+    # A busy writer makes the others wait (timeout, s) rather than fail.
+    database = {"ENGINE": "django.db.backends.sqlite3", "NAME": str(path),
+                "OPTIONS": {"init_command": WAL, "timeout": 60}}  # fmt: skip
+    limits = {key["alias"]: {"window": 3600, "calls": NEVER, "fees": NEVER, "algos": NEVER}}
+    job = {"database": database, "limits": limits}
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "quota_worker.py"),
+         json.dumps({**job, "migrate": True})],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+    return job
+
+
+def counted_calls(path: str) -> int:
+    """The calls the guard counted in a guarded cell's database (every window's)."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        [(total,)] = db.execute(
+            "SELECT COALESCE(SUM(used), 0) FROM confio_kms_limitusage WHERE \"limit\" = 'calls'"
+        ).fetchall()
+    return int(total)
 
 
 def set_ecc_rate(proxy: quota_proxy.QuotaProxy, rate: float) -> None:

@@ -3,10 +3,11 @@
 Run with a JSON job as its argument. Django is configured as benchmarks/
 fresh_process.py does (confio_kms installed, a local-memory cache); the approach's
 settings come from the environment the parent gives (``CONFIO_KMS_COALESCE``,
-``AWS_ENDPOINT_URL``). Protocol on stdin/stdout, one line each: the worker builds
-its signers (approaches: benchmarks/quota_run.py's ``APPROACHES``), signs one
-warm-up transaction per thread (outside the clock), prints
-``ready``; on a ``go`` line it signs single 0-ALGO self-payments from every thread
+``AWS_ENDPOINT_URL``); with ``database`` in the job, the guardrails on that database
+and the job's ``limits`` (``CONFIO_KMS_GUARD``, ``CONFIO_KMS_LIMITS``). Protocol on
+stdin/stdout, one line each: the worker builds its signers (approaches: benchmarks/
+quota_run.py's ``APPROACHES``), signs one warm-up transaction per thread (outside the
+clock), prints ``ready``; on a ``go`` line it signs single 0-ALGO self-payments from every thread
 for ``settle`` seconds and then the measured window of ``seconds``, waits at most
 ``grace`` seconds for the calls still running, and prints its result as JSON:
 signatures verified (in all, and completed inside the window), failed verifications,
@@ -36,15 +37,26 @@ import django
 from django.conf import settings
 
 job = json.loads(sys.argv[1])
+# With a database, the guardrails are on (every call reads the pause and takes its
+# limits there, as a deployment's signer does); without one they are off.
+database = job.get("database")
 settings.configure(
     # Processes sharing a cache share SECRET_KEY, as a deployment does: entries are
     # authenticated under a key derived from it.
     SECRET_KEY="confio-kms-benchmarks-shared-secret-key",
     INSTALLED_APPS=["confio_kms"],
     CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}},
+    DATABASES={"default": database} if database else {},
+    CONFIO_KMS_GUARD=bool(database),
+    CONFIO_KMS_LIMITS=job.get("limits") or {},
     USE_TZ=True,
 )
 django.setup()
+if job.get("migrate"):  # the parent's one-off run: the guard's tables, before any worker
+    from django.core.management import call_command
+
+    call_command("migrate", "confio_kms", verbosity=0)
+    sys.exit(0)
 
 from algosdk import encoding, transaction  # noqa: E402
 from botocore.exceptions import ClientError  # noqa: E402

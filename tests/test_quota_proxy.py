@@ -229,7 +229,7 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
             "--cells",
             "1x2",
             "--approaches",
-            "direct",
+            "direct,direct-guard",
             "--out",
             str(tmp_path / "quota.md"),
             "--json",
@@ -242,10 +242,15 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
         timeout=300,
     )
     result = json.loads((tmp_path / "quota.json").read_text())
-    [cell] = result["cells"]
+    cell, guarded = result["cells"]
     assert (cell["approach"], cell["processes"], cell["threads"]) == ("direct", 1, 2)
-    assert cell["signatures"] > 0 and cell["signatures_all"] >= cell["signatures"]
-    assert cell["verify_failures"] == 0 and cell["unfinished"] == 0
+    for one in (cell, guarded):
+        assert one["signatures"] > 0 and one["signatures_all"] >= one["signatures"]
+        assert one["verify_failures"] == 0 and one["unfinished"] == 0
+        assert one["errors"] == {} and one["warmup_errors"] == {}
+    # The guarded cell's workers signed through the guard: its counter took every call.
+    assert guarded["approach"] == "direct-guard" and cell["guard_calls"] is None
+    assert guarded["guard_calls"] == guarded["signatures_all"]
     # through the proxy: envelope keys decrypt with KMS once the ciphertext is read
     assert cell["proxy_all"]["forwarded"]["Decrypt"] > 0
     assert "GetParameter" not in cell["proxy_window"]["forwarded"]  # read once, at warm-up
@@ -255,6 +260,7 @@ def test_a_quick_quota_run_reports_its_rows_and_verifies_every_signature(
     page = (tmp_path / "quota.md").read_text()
     assert page.startswith("## Throughput under AWS quotas")
     assert "| KMSSigner, direct KMS Decrypt | 1 x 2 |" in page
+    assert "| KMSSigner, direct, guard + limits (SQLite WAL) | 1 x 2 |" in page
     assert "0 failed verification | met |" in page
     assert "### Reading" in page
 

@@ -124,25 +124,34 @@ def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
     # Each step's command line and its output.
     steps = [part.split("\n", 1) for part in text.split("$ manage.py ")[1:]]
     assert [command.split()[0] for command, _ in steps] == [
+        "migrate",
         "kms_setup",
         "kms_list",
         "kms_test_sign",
         "kms_setup",
         "kms_test_sign",
+        "kms_test_sign",
+        "kms_pause",
+        "kms_test_sign",
+        "kms_resume",
+        "kms_test_sign",
+        "kms_sponsor_status",
         "kms_rotate",
         "kms_list",
         "check",
     ]
     outputs = [output for _, output in steps]
+    (_, setup, listed, signed, native_setup, native_signed, limited, paused, refused,
+     resumed, signed_again, status, rotated, relisted, checked) = outputs  # fmt: skip
     accepted = "ledger:  accepted by Algorand's ledger evaluator (sandbox)"
 
     # The envelope account: created, listed, signed for and accepted.
-    address = outputs[0].split("address: ")[1].split()[0]
-    assert "kind:    envelope" in outputs[0]
-    assert address in outputs[1] and address in outputs[2] and accepted in outputs[2]
+    address = setup.split("address: ")[1].split()[0]
+    assert "kind:    envelope" in setup
+    assert address in listed and address in signed and accepted in signed
 
     # The native key: created in the endpoint's KMS, no mnemonic, accepted by the ledger.
-    assert steps[3][0].split() == [
+    assert steps[4][0].split() == [
         "kms_setup",
         "--create-new",
         "--native",
@@ -150,24 +159,44 @@ def test_main_job_runs_end_to_end_on_the_sandbox() -> None:
         "confio-testnet-native",
         "--no-input",
     ]
-    native = outputs[3].split("address: ")[1].split()[0]
+    native = native_setup.split("address: ")[1].split()[0]
     assert native != address
-    assert "kind:    native (Ed25519 inside KMS)" in outputs[3]
-    assert "No backup mnemonic" in outputs[3]
-    assert "alias:   alias/confio-testnet-native" in outputs[4]
-    assert f"address: {native}" in outputs[4] and accepted in outputs[4]
+    assert "kind:    native (Ed25519 inside KMS)" in native_setup
+    assert "No backup mnemonic" in native_setup
+    assert "alias:   alias/confio-testnet-native" in native_signed
+    assert f"address: {native}" in native_signed and accepted in native_signed
+
+    # Its limit of one call an hour refuses the second, typed and on one line.
+    assert limited.startswith(
+        "refused (exit status 1): CommandError: alias/confio-testnet-native refused: calls "
+        "would reach 2 of its limit 1 per 3600 s window (used 1, this call 1)"
+    )
+    assert len(limited.splitlines()) == 1
+    # Paused with a reason: the next call is refused with it; resumed: it signs again.
+    assert paused == "alias/confio-testnet-sponsor: paused.\n"
+    assert refused == (
+        "refused (exit status 1): CommandError: alias/confio-testnet-sponsor is paused: "
+        "sandbox drill; nothing was signed. Fix: Resume it when it is safe: manage.py "
+        "kms_resume confio-testnet-sponsor.\n"
+    )
+    assert resumed == "alias/confio-testnet-sponsor: resumed.\n"
+    assert address in signed_again and accepted in signed_again
+    # Two self-payments at the minimum fee counted against the sponsor's fee limit.
+    assert f"sponsor:      alias/confio-testnet-sponsor {address} (testnet)" in status
+    assert "balance:      10,000,000 microalgos" in status
+    assert "limits:       fees: 2,000 / 1,000,000 per 3600 s" in status
 
     # The envelope account rotated to a new native key: same address, rekey confirmed.
-    signer = outputs[5].split("signer:  ")[1].split()[0]
+    signer = rotated.split("signer:  ")[1].split()[0]
     assert signer not in (address, native)
-    assert f"account: {address} (unchanged)" in outputs[5]
-    assert "(native)" in outputs[5].split("new key: ")[1].splitlines()[0]
-    assert f"confirmed; alias/confio-testnet-sponsor now signs for {address}" in outputs[5]
-    rows = {line.split()[0]: line.split() for line in outputs[6].splitlines()[1:]}
+    assert f"account: {address} (unchanged)" in rotated
+    assert "(native)" in rotated.split("new key: ")[1].splitlines()[0]
+    assert f"confirmed; alias/confio-testnet-sponsor now signs for {address}" in rotated
+    rows = {line.split()[0]: line.split() for line in relisted.splitlines()[1:]}
     assert rows["confio-testnet-sponsor"][1:5] == [address, signer, "testnet", "native"]
     assert rows["confio-testnet-native"][1:5] == [native, "self", "testnet", "native"]
 
-    assert "System check identified no issues" in outputs[7]
+    assert "System check identified no issues" in checked
 
 
 def test_ledger_rejects_what_it_should() -> None:

@@ -23,7 +23,14 @@ INSTALLED_APPS = [
     "payments",
 ]
 ROOT_URLCONF = "example_project.urls"
-DATABASES = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}}
+# The guardrails (kms_pause, CONFIO_KMS_LIMITS) live here: run `manage.py migrate` first.
+# DJANGO_DB_PATH: another SQLite file (the sandbox run uses a temporary one).
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": config("DJANGO_DB_PATH", default=str(BASE_DIR / "db.sqlite3")),
+    }
+}
 USE_TZ = True
 
 # confio_kms reads USE_KMS_SIGNING, CONFIO_ENV, KMS_REGION, KMS_KEY_ALIAS_TESTNET,
