@@ -49,17 +49,17 @@ THREADS = 16
 
 _lock = threading.Lock()
 _idle = threading.Condition(_lock)  # notified when the last running call ends
-_pool: tuple[int, ThreadPoolExecutor] | None = None  # (process id, pool)
+_pool: ThreadPoolExecutor | None = None  # built on first use; a forked child forgets it
 _running = 0
 
 
 def _executor() -> ThreadPoolExecutor:
-    """This process's pool (a forked child's inherited one has no threads: rebuilt)."""
+    """This process's pool."""
     global _pool
     with _lock:
-        if _pool is None or _pool[0] != os.getpid():
-            _pool = (os.getpid(), ThreadPoolExecutor(THREADS, thread_name_prefix="confio-kms-aio"))
-        return _pool[1]
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="confio-kms-aio")
+        return _pool
 
 
 def _forget_parent() -> None:
