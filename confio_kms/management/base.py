@@ -127,10 +127,11 @@ class KMSCommand(BaseCommand):
                 "a file, or a pipe read to the end)."
             ) from None
 
-    def confirm(self, options: dict[str, Any], name: str, action: str) -> None:
+    def confirm(self, options: dict[str, Any], name: str, action: str, what: str = "alias") -> None:
         """Have the operator type ``name`` at a terminal, or have passed --yes.
 
-        ``action`` says what would happen, e.g. "Create a key on mainnet".
+        ``action`` says what would happen, e.g. "Create a key on mainnet"; ``what`` names
+        what ``name`` is ("alias", or "key id" for a key no alias names).
         """
         if options.get("yes"):
             return
@@ -140,7 +141,7 @@ class KMSCommand(BaseCommand):
             # (--json, or redirected to a file the operator would never see ask).
             self.stderr.write(f"{action}.", style_func=lambda text: text)
             self.stderr.write(
-                f"Type the alias ({name}) to go on: ", style_func=lambda text: text, ending=""
+                f"Type the {what} ({name}) to go on: ", style_func=lambda text: text, ending=""
             )
             self.stderr.flush()
             answer = stdin.readline()  # "" when input is closed: not a confirmation
@@ -149,7 +150,7 @@ class KMSCommand(BaseCommand):
             return
         raise CommandError(
             f"{action} needs confirmation; nothing was done. Fix: run at a terminal and "
-            "type the alias when asked, or pass --yes."
+            f"type the {what} when asked, or pass --yes."
         )
 
 
@@ -266,12 +267,17 @@ def _cell(column: str, value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def paused_rows(records: Sequence[KeyRecord], paused: Set[str]) -> list[dict[str, Any]]:
+    """``key_rows`` with ``paused``: whether kms_pause paused each alias."""
+    return [{**row, "paused": row["name"] in paused} for row in key_rows(records)]
+
+
 def write_keys(
     out: OutputWrapper, records: Sequence[KeyRecord], as_json: bool, paused: Set[str] = frozenset()
 ) -> None:
     """The key table, or JSON; ``paused``: alias names paused by kms_pause (a column,
     shown only when one is, and ``paused`` in JSON)."""
-    rows = [{**row, "paused": row["name"] in paused} for row in key_rows(records)]
+    rows = paused_rows(records, paused)
     columns = (*COLUMNS, "paused") if paused & {row["name"] for row in rows} else COLUMNS
     if as_json:
         out.write(json.dumps(rows, indent=2))

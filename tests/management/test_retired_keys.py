@@ -15,7 +15,8 @@ from django.core.management import CommandError, call_command
 from confio_kms import AlgorandKMSManager, KMSSigner
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
-from ..helpers import EnvelopeKey
+from ..helpers import EnvelopeKey, RequestCounter
+from .conftest import Terminal
 
 ALIAS = "confio-testnet-sponsor"
 
@@ -93,3 +94,30 @@ def test_kms_delete_takes_a_retired_keys_id_with_the_same_rules(
     with pytest.raises(CommandError, match=r"not an unaliased key.*kms_delete NAME"):
         run("kms_delete", active, "--yes")
     assert state(active) == "Enabled"
+
+
+def test_kms_list_all_costs_one_tags_read_per_key_and_a_describe_per_key_listed(
+    unaliased: tuple[str, str], manager: AlgorandKMSManager, counter: RequestCounter
+) -> None:
+    counter.reset()
+    found = manager.unaliased().keys()
+    assert [key.status for key in found] == ["retired", "orphaned"]
+    # 4 customer keys (the alias's new key, the retired, the orphan, another
+    # application's): each one's tags are read, only the 2 listed are described.
+    assert counter.by_operation() == {
+        "kms.ListAliases": 1,
+        "kms.ListKeys": 1,
+        "kms.ListResourceTags": 4,
+        "kms.DescribeKey": 2,
+    }
+
+
+def test_kms_delete_by_key_id_at_a_terminal_asks_for_the_key_id(
+    unaliased: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    retired, _ = unaliased
+    monkeypatch.setattr("sys.stdin", Terminal(f"{retired}\n"))
+    err = io.StringIO()
+    call_command("kms_delete", retired, stdout=io.StringIO(), stderr=err)
+    assert f"Type the key id ({retired}) to go on: " in err.getvalue()
+    assert state(retired) == "PendingDeletion"

@@ -69,7 +69,7 @@ class Command(KMSCommand):
         plan = deletion.plan_key_id_deletion(
             manager, options["name"], options["days"], no_backup=options["no_backup"]
         )
-        self.confirm(options, plan.record.key_id, plan.action)
+        self.confirm(options, plan.record.key_id, plan.action, what="key id")
         self._show_scheduled(deletion.schedule_deletion(manager, plan))
 
     def _show_cancelled(self, cancelled: deletion.CancelledDeletion) -> None:

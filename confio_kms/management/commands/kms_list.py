@@ -7,7 +7,7 @@ from confio_kms import factory as conf
 from confio_kms import settings as config
 from confio_kms.common.exceptions import GuardUnavailableError
 from confio_kms.guardrails import pauses
-from confio_kms.management.base import KMSCommand, key_rows, write_keys
+from confio_kms.management.base import KMSCommand, key_rows, paused_rows, write_keys
 
 
 class Command(KMSCommand):
@@ -32,10 +32,7 @@ class Command(KMSCommand):
             return
         unaliased = manager.unaliased().keys()
         if options["json"]:
-            rows = [
-                {**row, "status": "active", "paused": row["name"] in paused}
-                for row in key_rows(aliased)
-            ]
+            rows = [{**row, "status": "active"} for row in paused_rows(aliased, paused)]
             for key, row in zip(unaliased, key_rows([k.record for k in unaliased]), strict=True):
                 served = f"alias/{key.record.name}" if key.record.name else None
                 rows.append({**row, "name": None, "status": key.status, "alias_before": served})
