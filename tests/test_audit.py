@@ -122,3 +122,24 @@ def test_no_log_message_is_built_when_info_is_off(monkeypatch: pytest.MonkeyPatc
         assert len(calls) == 1
     finally:
         audit.logger.setLevel(level)
+
+
+@pytest.mark.django_db
+def test_a_signing_call_reads_no_setting(
+    manager: AlgorandKMSManager, session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CONFIO_KMS_AUDIT_DB`` (like every setting) is read once, when the signer is
+    built, into its ``Options``: its calls read no setting, and keep storing rows."""
+    from confio_kms import settings as config
+
+    address = manager.create_algorand_key("reads").address
+    with override_settings(CONFIO_KMS_AUDIT_DB=True):
+        signer = KMSSigner("reads", session=session)
+    reads: list[object] = []
+    for name in ("setting", "options", "audit_db"):
+        monkeypatch.setattr(config, name, lambda *args, name=name, **kw: reads.append(name))
+    txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+    for _ in range(2):
+        signer.sign_transaction(txn)
+    assert reads == []
+    assert SigningRecord.objects.filter(alias="alias/reads").count() == 2
