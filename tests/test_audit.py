@@ -8,7 +8,7 @@ import logging
 
 import boto3
 import pytest
-from algosdk import transaction
+from algosdk import encoding, transaction
 from django.contrib.admin.sites import AdminSite
 from django.test import RequestFactory, override_settings
 
@@ -143,3 +143,14 @@ def test_a_signing_call_reads_no_setting(
         signer.sign_transaction(txn)
     assert reads == []
     assert SigningRecord.objects.filter(alias="alias/reads").count() == 2
+
+
+def test_transaction_ids_are_the_sdks() -> None:
+    """The audit trail's ids, computed from the signed bytes, are py-algorand-sdk's."""
+    from confio_kms.core import audit
+
+    sp = LocalLedger.suggested_params()
+    for amount in range(64):
+        address = encoding.encode_address(bytes([amount]) * 32)
+        txn = transaction.PaymentTxn(address, sp, address, amount, note=bytes(amount))
+        assert audit.txid(txn.bytes_to_sign()) == txn.get_txid()
