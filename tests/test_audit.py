@@ -8,7 +8,7 @@ import logging
 
 import boto3
 import pytest
-from algosdk import transaction
+from algosdk import encoding, transaction
 from django.contrib.admin.sites import AdminSite
 from django.test import RequestFactory, override_settings
 
@@ -122,3 +122,35 @@ def test_no_log_message_is_built_when_info_is_off(monkeypatch: pytest.MonkeyPatc
         assert len(calls) == 1
     finally:
         audit.logger.setLevel(level)
+
+
+@pytest.mark.django_db
+def test_a_signing_call_reads_no_setting(
+    manager: AlgorandKMSManager, session: boto3.Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CONFIO_KMS_AUDIT_DB`` (like every setting) is read once, when the signer is
+    built, into its ``Options``: its calls read no setting, and keep storing rows."""
+    from confio_kms import settings as config
+
+    address = manager.create_algorand_key("reads").address
+    with override_settings(CONFIO_KMS_AUDIT_DB=True):
+        signer = KMSSigner("reads", session=session)
+    reads: list[object] = []
+    for name in ("setting", "options", "audit_db"):
+        monkeypatch.setattr(config, name, lambda *args, name=name, **kw: reads.append(name))
+    txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+    for _ in range(2):
+        signer.sign_transaction(txn)
+    assert reads == []
+    assert SigningRecord.objects.filter(alias="alias/reads").count() == 2
+
+
+def test_transaction_ids_are_the_sdks() -> None:
+    """The audit trail's ids, computed from the signed bytes, are py-algorand-sdk's."""
+    from confio_kms.core import audit
+
+    sp = LocalLedger.suggested_params()
+    for amount in range(64):
+        address = encoding.encode_address(bytes([amount]) * 32)
+        txn = transaction.PaymentTxn(address, sp, address, amount, note=bytes(amount))
+        assert audit.txid(txn.bytes_to_sign()) == txn.get_txid()

@@ -21,7 +21,7 @@ from nacl.signing import VerifyKey
 
 from confio_kms import KMSSigner
 from confio_kms.common import exceptions
-from confio_kms.core import cache, envelope
+from confio_kms.core import cache, coalescing, envelope
 from confio_kms.core.signing import signing_bytes
 from confio_kms.sandbox import LocalLedger
 
@@ -213,3 +213,38 @@ def test_no_key_material_outlives_the_burst(
     gc.collect()
     alive = [o for o in gc.get_objects() if type(o) is envelope._PrivateKey]
     assert alive == []  # no decrypted key is referenced once the calls have returned
+
+
+def test_a_call_alone_makes_no_event(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A burst of one (the usual case) needs nothing to wait on: no ``threading.Event``
+    is built (about 6 us a call); a call that joins makes the one its burst needs."""
+    real = threading.Event
+    made: list[threading.Event] = []
+    event_made, fetching, release = real(), real(), real()
+
+    def make() -> threading.Event:
+        made.append(real())
+        event_made.set()
+        return made[-1]
+
+    def slow() -> int:
+        fetching.set()
+        release.wait(5)
+        return 1
+
+    shared: coalescing.Coalescer[int] = coalescing.Coalescer()
+    results: list[int] = []
+    call = lambda: results.append(shared.run("k", slow, lambda v: v, max_calls=8, max_wait=5.0))  # noqa: E731
+    # Built before the patch: a Thread makes an Event of its own.
+    leader, joiner = threading.Thread(target=call), threading.Thread(target=call)
+    monkeypatch.setattr(coalescing.threading, "Event", make)
+    assert shared.run("k", lambda: 7, lambda v: v + 1, max_calls=8, max_wait=5.0) == 8
+    assert made == []
+    leader.start()
+    assert fetching.wait(5)
+    joiner.start()
+    assert event_made.wait(5)  # made by the joiner, under the lock, before it waits
+    release.set()
+    leader.join(5)
+    joiner.join(5)
+    assert results == [1, 1] and len(made) == 1 and shared.fetches == 2

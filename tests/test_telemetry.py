@@ -260,3 +260,66 @@ def test_the_core_signs_without_opentelemetry_installed(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert len(done.stdout.strip()) == 52  # a transaction id
+
+
+def test_no_span_is_started_until_a_global_provider_is_set(
+    manager: AlgorandKMSManager, aws_env: LocalAWS
+) -> None:
+    """With the API and no SDK provider set, a signing call asks the API for no span
+    at all (the proxies would drop it; it cost about 20 us a call); once the
+    application sets global providers, the next call reports to them. In a process of
+    its own: a global provider can be set only once per process."""
+    address = manager.create_algorand_key("later").address
+    script = textwrap.dedent(
+        f"""
+        import django
+        django.setup()
+        from algosdk import transaction
+        from opentelemetry import metrics, trace
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        from confio_kms import KMSSigner
+        from confio_kms.sandbox import LocalLedger
+
+        started = []
+        proxy_start = trace.ProxyTracer.start_as_current_span
+        def counted(self, *args, **kwargs):
+            started.append(args)
+            return proxy_start(self, *args, **kwargs)
+        trace.ProxyTracer.start_as_current_span = counted
+        txn = transaction.PaymentTxn(
+            "{address}", LocalLedger.suggested_params(), "{address}", 0
+        )
+        signer = KMSSigner("later")
+        signer.sign_transaction(txn)
+        assert started == [], started
+        exporter, reader = InMemorySpanExporter(), InMemoryMetricReader()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+        signer.sign_transaction(txn)
+        (span,) = exporter.get_finished_spans()
+        assert span.attributes["confio_kms.outcome"] == "signed"
+        names = [m.name for r in reader.get_metrics_data().resource_metrics
+                 for s in r.scope_metrics for m in s.metrics]
+        assert "confio_kms.signing.duration" in names, names
+        print("ok")
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DJANGO_SETTINGS_MODULE": "tests.settings"}
+    env.pop("OTEL_PYTHON_TRACER_PROVIDER", None)
+    env.pop("OTEL_PYTHON_METER_PROVIDER", None)
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "ok"

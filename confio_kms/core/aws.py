@@ -26,6 +26,7 @@ reads its options there.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import os
 import random
@@ -250,9 +251,10 @@ class AWSClients:
         view.deadline = time.monotonic() + view.call_deadline
         return view
 
-    @property
+    @functools.cached_property
     def scope(self) -> str:
-        """Names the AWS endpoint these clients talk to, for cache keys."""
+        """Names the AWS endpoint these clients talk to, for cache keys (fixed when the
+        clients are built)."""
         return f"{self.region}|{self.kms.meta.endpoint_url}"
 
     def call(self, service: str, operation: str, resource: str, **params: Any) -> dict[str, Any]:

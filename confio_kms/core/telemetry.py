@@ -28,6 +28,7 @@ key material, request or response bodies, or exception messages.
 from __future__ import annotations
 
 import functools
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -41,6 +42,10 @@ try:
     from opentelemetry import trace as otel_trace
 except ImportError:  # the optional extra is not installed: every hook is a no-op
     otel_metrics = otel_trace = None  # type: ignore[assignment]
+try:  # where the API keeps its global meter provider (None until set)
+    from opentelemetry.metrics import _internal as _otel_metrics_state
+except ImportError:  # another API version: the global providers are always fed (as before)
+    _otel_metrics_state = None  # type: ignore[assignment]
 
 F = TypeVar("F", bound=Callable[..., Any])
 SCOPE = "confio_kms"
@@ -80,6 +85,8 @@ class _Instruments:
 
 
 _instruments: _Instruments | None = None
+# Whether ``use`` was given a provider: then it is fed even when no global one is set.
+_given = False
 
 
 def enabled() -> bool:
@@ -89,14 +96,38 @@ def enabled() -> bool:
 
 def use(tracer_provider: Any = None, meter_provider: Any = None) -> None:
     """Report to these providers from now on; None: the global ones (the default)."""
-    global _instruments
+    global _instruments, _given
     _instruments = _Instruments(tracer_provider, meter_provider) if enabled() else None
+    _given = tracer_provider is not None or meter_provider is not None
 
 
 def _get() -> _Instruments | None:
+    """The instruments to feed; None when feeding them would do nothing: no API, or
+    only the global providers and neither is set (the API's proxies drop everything:
+    a span and a duration per call cost about 20 us for nothing)."""
     if _instruments is None and enabled():
         use()  # the API's proxies: they follow a global SDK provider set later
-    return _instruments
+    if _given or _instruments is None or not _unset():
+        return _instruments
+    return None
+
+
+def _unset() -> bool:
+    """Whether neither global provider is set nor named by the environment (the API
+    loads it on first use); checked on each call, since one may be set later. Reads the
+    API's module globals: its getters cost about 5 us per call."""
+    return (
+        not _NAMED
+        and getattr(otel_trace, "_TRACER_PROVIDER", True) is None
+        and getattr(_otel_metrics_state, "_METER_PROVIDER", True) is None
+    )
+
+
+# Whether the environment names providers for the API to load (read once: a lookup in
+# os.environ costs about 2 us, and deployments set it before the process starts).
+_NAMED = any(
+    name in os.environ for name in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER")
+)
 
 
 class _Call:

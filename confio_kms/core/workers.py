@@ -17,6 +17,7 @@ abandonment is logged as a WARNING. An idle worker exits after ``IDLE_SECONDS``.
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import logging
 import os
@@ -36,12 +37,18 @@ class Expired(Exception):
 
 
 class _Task:
-    __slots__ = ("abandoned", "context", "done", "error", "function", "result")
+    """One request handed to a worker. ``done`` is a plain lock, held until the task
+    ends: a request pays two thread hand-offs, and plain locks make each about 10 us
+    cheaper than ``threading.Event`` and ``Semaphore`` (built on ``Condition``)."""
+
+    __slots__ = ("abandoned", "context", "done", "error", "finished", "function", "result")
 
     def __init__(self, function: Callable[[], Any], context: contextvars.Context) -> None:
         self.function = function
         self.context = context
-        self.done = threading.Event()
+        self.done = _thread.allocate_lock()
+        self.done.acquire()  # released once, when the task has ended
+        self.finished = False  # under the pool's lock
         self.result: Any = None
         self.error: BaseException | None = None
         self.abandoned = False
@@ -54,7 +61,10 @@ class _Worker:
 
     def __init__(self, pool: _Pool) -> None:
         self._pool = pool
-        self._has_task = threading.Semaphore(0)
+        # Held while there is no task; released by ``give`` (a worker is given one
+        # task per claim, so it is never released twice).
+        self._has_task = _thread.allocate_lock()
+        self._has_task.acquire()
         self.task: _Task | None = None
         threading.Thread(target=self._loop, name="confio-kms-aws", daemon=True).start()
 
@@ -93,10 +103,11 @@ class _Pool:
 
     def finished(self, worker: _Worker, task: _Task) -> None:
         with self._lock:
+            task.finished = True
             if task.abandoned:
                 self.abandoned -= 1
             else:
-                task.done.set()
+                task.done.release()
             self._idle.append(worker)
 
     def retire(self, worker: _Worker) -> bool:
@@ -111,7 +122,7 @@ class _Pool:
     def abandon(self, task: _Task) -> bool:
         """Mark ``task`` abandoned, unless it has just finished (then False)."""
         with self._lock:
-            if task.done.is_set():
+            if task.finished:
                 return False
             task.abandoned = True
             self.abandoned += 1
@@ -137,7 +148,7 @@ def run(function: Callable[[], T], seconds: float, what: str) -> T:
     after that (``what`` names the request in the WARNING)."""
     task = _Task(function, contextvars.copy_context())
     _pool.claim().give(task)
-    if not task.done.wait(max(0.0, seconds)) and _pool.abandon(task):
+    if not task.done.acquire(timeout=max(0.0, seconds)) and _pool.abandon(task):
         logger.warning(
             "Abandoned %s at its deadline: its answer had not ended; its worker thread "
             "is released when it does (%d abandoned requests in flight).",
