@@ -20,6 +20,7 @@ from benchmarks.quota_proxy import QuotaProxy
 from confio_kms import KMSSigner
 from confio_kms.common import exceptions
 from confio_kms.core import pacing
+from confio_kms.core import pacing_shared as shared
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.options import Options
 from confio_kms.sandbox import LocalLedger
@@ -210,8 +211,9 @@ def test_a_call_whose_turn_is_past_its_deadline_fails_naming_the_quota(
                "SigningAlgorithm": "ED25519_SHA_512"}  # fmt: skip
     with pytest.raises(exceptions.AWSError):  # throttled: pacing is on from now
         aws.call("kms", "Sign", "n", **message)
-    with ecc_pacer()._locked() as state:  # the host's next free turn is far away
-        state[2] = far = ecc_pacer()._clock() + 1000
+    with ecc_pacer()._locked() as state:  # the host's next turn is far away
+        state[shared.AT] = ecc_pacer()._clock() + 1000
+        booked = state[shared.NEXT]
     counter.reset()
     with pytest.raises(exceptions.DeadlineExceededError) as raised:
         aws.bounded(5).call("kms", "Sign", "n", **message)
@@ -219,7 +221,7 @@ def test_a_call_whose_turn_is_past_its_deadline_fails_naming_the_quota(
     assert "CONFIO_KMS_PACING" in str(raised.value)
     assert counter.total == 0  # nothing was sent
     with ecc_pacer()._locked() as state:
-        assert state[2] == far  # and no turn was booked
+        assert state[shared.NEXT] == booked  # and no turn was taken
 
 
 def throttled_signs(url: str, key_id: str, *, paced: bool) -> int:

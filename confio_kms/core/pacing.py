@@ -291,9 +291,9 @@ def watch(
         if call is None:
             _sent.request = (chosen, chosen.acquire(None))
             return
-        if call.arrived is None:
+        if call.arrived is None:  # a first attempt; a retry passes its call's arrival
             call.arrived = chosen._clock()
-            _sent.request = (chosen, chosen.acquire(call.deadline, call.arrived))
+            _sent.request = (chosen, chosen.acquire(call.deadline))
             return
         try:
             until = min(call.deadline, call.retry_until)

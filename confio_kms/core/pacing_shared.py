@@ -30,6 +30,7 @@ already handed out); with pacing, throttles are rare.
 from __future__ import annotations
 
 import fcntl
+import math
 import mmap
 import os
 import stat
@@ -42,14 +43,22 @@ from hashlib import blake2b
 
 from confio_kms.core import pacing_rules as rules
 
-_MAGIC = 0xC0F1_0001  # the layout's version: another value resets the state
-# magic, rate, next free turn, rate at the last cut, last cut, last throttle, ring index
-_HEAD = struct.Struct("<Qdddddq")
+_MAGIC = 0xC0F1_0002  # the layout's version: another value resets the state
+# magic; rate (0: not pacing); the anchor: a turn's time and its ticket (turn of ticket
+# k = time + (k - ticket) / rate); the next ticket; the rate at the last cut; the last
+# cut; the last throttle; the ring's index
+_HEAD = struct.Struct("<Qddddddd q".replace(" ", ""))
+RATE, AT, TICKET, NEXT, CUT_RATE, LAST_CUT, THROTTLE, RING = range(1, 9)
+_EMPTY = (_MAGIC, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
 _TIME = struct.Struct("<d")
 _RATE_AT = 8  # the rate's offset: read without the file lock on the unthrottled path
+_RING_AT = _HEAD.size - 8
 SIZE = _HEAD.size + rules.RECENT * _TIME.size
 # A stored time more than this past now is from before the boot: the state is reset.
 _STALE = 3600.0
+# A waiting request looks at its turn again at least this often (a cut moves it later,
+# a raise or a refused request earlier).
+RECHECK = 0.05
 
 _open: weakref.WeakSet[SharedPacer] = weakref.WeakSet()
 
@@ -129,9 +138,7 @@ class SharedPacer:
 
     def _state(self) -> list[float]:
         state = list(_HEAD.unpack_from(self._map, 0))
-        if state[0] != _MAGIC:
-            state = [_MAGIC, 0.0, 0.0, 0.0, 0.0, 0.0, 0]
-        return state
+        return state if state[0] == _MAGIC else list(_EMPTY)
 
     def _locked(self) -> _Locked:
         return _Locked(self)
@@ -139,48 +146,64 @@ class SharedPacer:
     def _record(self, now: float, index: int) -> None:
         """``now`` into the ring of send times, and the ring's index on."""
         _TIME.pack_into(self._map, _HEAD.size + (index % rules.RECENT) * _TIME.size, now)
-        struct.pack_into("<q", self._map, _HEAD.size - 8, index + 1)
+        struct.pack_into("<q", self._map, _RING_AT, index + 1)
 
     @property
     def rate(self) -> float | None:
         """Requests/s of the host's schedule; None: not pacing."""
         with self._locked() as state:
-            return state[1] or None
+            return state[RATE] or None
 
     @property
     def queued(self) -> int:
-        """Turns booked ahead of now."""
+        """Tickets whose turn has not come."""
         with self._locked() as state:
-            rate, free = state[1], state[2]
-            return max(0, round((free - self._clock()) * rate)) if rate else 0
+            return int(state[NEXT] - _first_waiting(state, self._clock())) if state[RATE] else 0
 
     def acquire(self, deadline: float | None, arrived: float | None = None) -> float:
-        """Book this request's turn and sleep until it; the time it may send. Raises
-        ``pacing.Refused`` when its turn would come at or after ``deadline`` (nothing is
-        booked). ``arrived`` is ignored: a retry takes the next free turn."""
+        """Take a ticket (the next in arrival order; a retry, ``arrived`` given, the
+        first turn not yet come, moving the others one turn on) and wait for its turn;
+        the time it sends. Raises ``pacing.Refused`` when the turn would come at or after
+        ``deadline``: a request refused at once takes no turn."""
         with self._lock:
             now = self._clock()
             if _TIME.unpack_from(self._map, _RATE_AT)[0] == 0.0:  # unthrottled: no flock
-                self._record(now, struct.unpack_from("<q", self._map, _HEAD.size - 8)[0])
+                self._record(now, struct.unpack_from("<q", self._map, _RING_AT)[0])
                 return now
             with self._locked() as state:
                 now = self._clock()
-                rate, free, last_throttle = state[1], state[2], state[5]
-                if rate and free <= now and now - last_throttle >= rules.RELEASE:
-                    state[1] = rate = 0.0  # long unthrottled, nobody booked: stop pacing
-                self._record(now, int(state[6]))
-                state[6] += 1
-                if not rate:
+                if _released(state, now):
+                    state[RATE] = 0.0
+                self._record(now, int(state[RING]))
+                state[RING] += 1
+                if not state[RATE]:
                     return now
-                turn = max(now, free)
+                ticket, turn = _book(state, now, retry=arrived is not None)
                 if deadline is not None and turn >= deadline:
                     self.refused += 1
                     raise rules.Refused(self.quota, turn - now)
-                state[2] = turn + 1.0 / rate
-        if turn > now:
-            self.waits += 1
-            self._sleep(turn - now)
-        return turn
+                _take(state, ticket, turn)
+        self.waits += turn > now
+        return now if turn <= now else self._wait(ticket, turn, deadline)
+
+    def _wait(self, ticket: float | None, turn: float, deadline: float | None) -> float:
+        """Sleep until ``ticket``'s turn (``turn`` for a retry's fixed turn), looking at it
+        again every ``RECHECK`` seconds; the time it sends."""
+        while True:
+            now = self._clock()
+            self._sleep(min(turn - now, RECHECK))
+            if ticket is None:
+                if self._clock() >= turn:
+                    return self._clock()
+                continue
+            with self._lock, self._locked() as state:
+                now = self._clock()
+                turn = _turn(state, ticket) if state[RATE] else now
+                if turn <= now:
+                    return now
+                if deadline is not None and turn >= deadline:
+                    self.refused += 1
+                    raise rules.Refused(self.quota, turn - now)
 
     def answered(self, sent: float, throttled: bool) -> None:
         """An answer to a request sent at ``sent``: AWS throttled it, or not."""
@@ -188,31 +211,74 @@ class SharedPacer:
             return  # not pacing: nothing to raise, no flock
         with self._lock, self._locked() as state:
             now = self._clock()
-            rate, cut_rate, last_cut = state[1], state[3], state[4]
+            rate = state[RATE]
             if throttled:
-                state[5] = now
+                state[THROTTLE] = now
                 if not rate:
-                    self._cut(state, max(self._sending(state, now), rules.FIRST_RATE), now)
-                elif sent >= last_cut:  # older requests went out at the old rate
-                    self._cut(state, rate, now)
-            elif rate and sent >= last_cut:
-                state[1] = rate + max(rules.MIN_INCREASE, rules.INCREASE * cut_rate) / rate
+                    sending = max(self._sending(state, now), rules.FIRST_RATE)
+                    _set_rate(state, max(rules.MIN_RATE, sending * rules.BETA), now, cut=True)
+                elif sent >= state[LAST_CUT]:  # older requests went out at the old rate
+                    _set_rate(state, max(rules.MIN_RATE, rate * rules.BETA), now, cut=True)
+            elif rate and sent >= state[LAST_CUT]:
+                step = max(rules.MIN_INCREASE, rules.INCREASE * state[CUT_RATE])
+                _set_rate(state, rate + step / rate, now, cut=False)
 
     def _sending(self, state: list[float], now: float) -> float:
         """The host's rate over its latest ``RECENT`` requests."""
-        count = min(int(state[6]), rules.RECENT)
+        count = min(int(state[RING]), rules.RECENT)
         if not count:
             return 0.0
-        oldest_at = int(state[6]) % rules.RECENT if count == rules.RECENT else 0
+        oldest_at = int(state[RING]) % rules.RECENT if count == rules.RECENT else 0
         oldest: float = _TIME.unpack_from(self._map, _HEAD.size + oldest_at * _TIME.size)[0]
         return count / max(now - oldest, rules.BURST)
 
-    @staticmethod
-    def _cut(state: list[float], rate: float, now: float) -> None:
-        state[1] = state[3] = max(rules.MIN_RATE, rate * rules.BETA)
-        state[4] = now
-        # Turns booked at the old rate stand; the next is one new interval after now.
-        state[2] = max(state[2], now)
+
+def _turn(state: list[float], ticket: float) -> float:
+    return state[AT] + (ticket - state[TICKET]) / state[RATE]
+
+
+def _first_waiting(state: list[float], now: float) -> float:
+    """The first ticket whose turn has not come (the next ticket, when none waits)."""
+    come = math.ceil((now - state[AT]) * state[RATE] - 1e-9)
+    return min(state[NEXT], state[TICKET] + max(0, come))
+
+
+def _released(state: list[float], now: float) -> bool:
+    """Pacing, long unthrottled, and nobody waiting."""
+    return bool(
+        state[RATE] and now - state[THROTTLE] >= rules.RELEASE and _turn(state, state[NEXT]) <= now
+    )
+
+
+def _book(state: list[float], now: float, retry: bool) -> tuple[float | None, float]:
+    """A new request's ticket and turn; a retry's turn (no ticket): the first not come."""
+    if retry:
+        return None, max(now, _turn(state, _first_waiting(state, now)))
+    if _turn(state, state[NEXT]) < now:  # nobody waiting: the line starts now
+        state[AT], state[TICKET] = now, state[NEXT]
+    return state[NEXT], _turn(state, state[NEXT])
+
+
+def _take(state: list[float], ticket: float | None, turn: float) -> None:
+    """Book the turn: the next ticket on, or, for a retry, every waiting one a turn on."""
+    if ticket is not None:
+        state[NEXT] += 1
+        return
+    first = _first_waiting(state, turn)
+    state[AT], state[TICKET] = turn + 1 / state[RATE], first
+
+
+def _set_rate(state: list[float], rate: float, now: float, cut: bool) -> None:
+    """The new rate for the tickets whose turn has not come: the first keeps its turn
+    (or now, when none waits), the others follow at the new spacing."""
+    if state[RATE]:
+        first = _first_waiting(state, now)
+        state[AT], state[TICKET] = max(now, _turn(state, first)), first
+    else:
+        state[AT], state[TICKET] = now, state[NEXT]
+    state[RATE] = rate
+    if cut:
+        state[CUT_RATE], state[LAST_CUT] = rate, now
 
 
 class _Locked:
@@ -226,14 +292,14 @@ class _Locked:
         fcntl.flock(self._pacer._fd, fcntl.LOCK_EX)
         self.state = self._pacer._state()
         now = self._pacer._clock()
-        if max(self.state[2], self.state[4], self.state[5]) > now + _STALE:
-            self.state = [_MAGIC, 0.0, 0.0, 0.0, 0.0, 0.0, 0]  # written before this boot
+        if max(self.state[AT], self.state[LAST_CUT], self.state[THROTTLE]) > now + _STALE:
+            self.state = list(_EMPTY)  # written before this boot
         return self.state
 
     def __exit__(self, *exc: object) -> None:
         try:
             s = self.state
-            _HEAD.pack_into(self._pacer._map, 0, _MAGIC, s[1], s[2], s[3], s[4], s[5], int(s[6]))
+            _HEAD.pack_into(self._pacer._map, 0, *s[:RING], int(s[RING]))
         finally:
             fcntl.flock(self._pacer._fd, fcntl.LOCK_UN)
 
