@@ -196,9 +196,10 @@ def test_a_forked_child_opens_its_own_file(pacing_directory: Path) -> None:
     os.close(to_parent)
     os.close(from_parent)
     try:
-        assert os.read(from_child, 1) == b"1"  # a new pacer; the parent's file closed
+        reopened = os.read(from_child, 1)  # the child holds its lock
         with pytest.raises(BlockingIOError):  # the child's lock is not the parent's
             fcntl.flock(parent._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert reopened == b"1"  # a new pacer; the parent's file closed in the child
     finally:
         os.write(to_child, b"x")
         _, status = os.waitpid(child, 0)
