@@ -234,3 +234,27 @@ def test_the_pacing_directory_option_is_an_absolute_path() -> None:
     assert Options(pacing_dir="/run/confio").pacing_dir == "/run/confio"
     with pytest.raises(ConfigurationError, match="pacing_dir='relative'"):
         Options(pacing_dir="relative")
+
+
+def test_a_wait_never_sleeps_a_negative_time(pacing_directory: Path) -> None:
+    """Time passes between looking at the turn and sleeping (every reading of this clock
+    moves it on): the sleep is never negative, which ``time.sleep`` refuses."""
+    clock = Clock()
+    a, b = two_processes(pacing_directory, clock)
+    rate = throttle(a, clock)
+    start = clock.now
+    a.acquire(deadline=None)  # ticket 0: now; b's turns come one interval apart
+
+    def stepping() -> float:
+        clock.now += 0.011
+        return clock.now
+
+    def sleep(seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("sleep length must be non-negative")
+        clock.now += seconds
+
+    b._clock, b._sleep = stepping, sleep
+    for ticket in (1, 2, 3):
+        assert b.acquire(deadline=None) >= start + ticket / rate
+    assert b.acquire(deadline=None, arrived=start) > start  # a retry's fixed turn too

@@ -191,10 +191,11 @@ class SharedPacer:
         again every ``RECHECK`` seconds; the time it sends."""
         while True:
             now = self._clock()
-            self._sleep(min(turn - now, RECHECK))
+            if ticket is None and now >= turn:
+                return now
+            # Time passes between looking at the turn and here: never a negative sleep.
+            self._sleep(max(0.0, min(turn - now, RECHECK)))
             if ticket is None:
-                if self._clock() >= turn:
-                    return self._clock()
                 continue
             with self._lock, self._locked() as state:
                 now = self._clock()
