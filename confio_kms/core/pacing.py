@@ -1,4 +1,4 @@
-"""Pacing: a process sends at most its share of a binding AWS quota, in arrival order.
+"""Pacing: the processes of a host send at most a binding AWS quota, in arrival order.
 
 A quota (Parameter Store's 40/s, KMS's symmetric or ECC request rate) is shared by
 every process of the account and region. Without pacing, a process over its share
@@ -28,9 +28,17 @@ one ``Pacer``:
   (1 s for botocore's retries, plus ``CONFIO_KMS_THROTTLE_WAIT``, from the request's
   start: ``confio_kms.core.aws.PACED_RETRIES``); then the throttling error is raised.
 
-The pacers are per process (a forked child starts with none: ``os.register_at_fork``)
-and per quota, region and endpoint; they pace the AWS requests of every signer and
-manager of the process. ``watch`` hooks a botocore client into them.
+Where the host's processes can share a directory (``default_directory()``, or
+``CONFIO_KMS_PACING_DIR`` through ``watch``'s ``directory``), the pacer of a quota is
+a ``pacing_shared.SharedPacer`` instead: the same rules on ONE line and ONE rate for
+every process of the host (its docstring), so every call waits about as long as any
+other. Where the directory cannot be used, each process keeps its own ``Pacer`` (one
+warning per process names the cause). Processes on other hosts, or in containers
+that do not share the directory, converge through the throttles as above.
+
+The pacers are per quota, region and endpoint (a forked child starts with none and
+reopens the shared files: ``os.register_at_fork``); they pace the AWS requests of
+every signer and manager of the process. ``watch`` hooks a botocore client into them.
 """
 
 from __future__ import annotations

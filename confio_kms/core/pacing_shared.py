@@ -7,24 +7,26 @@ cycles: a process below its share makes its calls wait longer, and the p99 grows
 of the host's user maps, so all of their requests take turns in ONE arrival-ordered
 schedule at ONE rate, and every call waits about as long as any other.
 
-The file (``SIZE`` bytes, ``_STATE`` below) holds the rate (0: not pacing), the next
-free turn, the rate at the last cut, the times of the last cut and the last throttle,
-and a ring of the latest ``RECENT`` send times (the first cut's measured rate). A
-request takes the in-process lock, then ``flock`` on the process's own descriptor
-(flock locks belong to the open file description: a forked child reopens the file,
-``close_all`` below, or it would share its parent's lock), reads the state through
-``mmap``, and while pacing books the turn ``max(now, next free)`` and moves the next
-free turn one interval on; it sleeps until its turn with no lock held. A turn past the
-call's deadline is refused without booking anything. Unthrottled, nothing waits: the
-request only writes its send time into the ring.
+The file (``SIZE`` bytes, ``_HEAD`` below) holds the rate (0: not pacing), the line
+(the next ticket, and an anchor: ticket k's turn is ``at + (k - ticket) / rate``), the
+rate and time of the last cut, the last throttle, and a ring of the latest ``RECENT``
+send times (the first cut's measured rate). A request takes the in-process lock, then
+``flock`` on the process's own descriptor (flock locks belong to the open file
+description: a forked child reopens the file, ``close_all`` below, or it would share
+its parent's lock), reads the state through ``mmap``, and while pacing takes the next
+ticket; it sleeps with no lock held and looks at its turn again at least every
+``RECHECK`` seconds, since a rate change re-anchors the line at the first ticket whose
+turn has not come: a cut spaces the waiting requests at once (turns kept at the old
+rate would be throttled and cut again, down to ``MIN_RATE``). A retry of a throttled
+request takes the first turn not yet come and moves the waiting tickets one turn on
+(at the back of the line it would double its call's wait). A turn at or after the
+call's deadline is refused without taking a ticket. Unthrottled, nothing waits: the
+request only writes its send time into the ring (no flock).
 
-Times are ``time.monotonic()``: CLOCK_MONOTONIC on Linux and macOS, one clock for every
-process of the host (containers of one host share it: one kernel); it restarts at boot,
-so a state whose times lie far in the future (a file older than the boot) is reset.
-
-Simplification: a retry of a throttled request takes the next free turn like any new
-request (the schedule is a single "next free" time, so it cannot slip in ahead of turns
-already handed out); with pacing, throttles are rare.
+Times are ``time.monotonic()``: CLOCK_MONOTONIC on Linux (macOS: mach absolute time),
+one clock for every process of the host (containers of one host share it: one
+kernel); it restarts at boot, so a state whose times lie far ahead (a file older than
+the boot) is reset.
 """
 
 from __future__ import annotations
