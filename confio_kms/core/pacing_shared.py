@@ -119,14 +119,14 @@ class SharedPacer:
             if os.fstat(self._fd).st_size < SIZE:
                 os.ftruncate(self._fd, SIZE)  # zeros: not pacing; growing twice is harmless
             self._map = mmap.mmap(self._fd, SIZE)
-        except OSError as error:
+            with self._locked():
+                pass  # a new file (zeros) or another layout: the initial state, stamped
+        except OSError as error:  # no mmap or no flock here (some network filesystems)
             os.close(self._fd)
-            raise UnusableDirectory(f"cannot map {path}: {error.strerror}") from None
+            raise UnusableDirectory(f"cannot map or lock {path}: {error.strerror}") from None
         except BaseException:
             os.close(self._fd)
             raise
-        with self._locked():
-            pass  # a new file (zeros) or another layout: the initial state, stamped
         self.waits = 0  # this process's requests that waited (tests and benchmarks)
         self.refused = 0
         _open.add(self)
