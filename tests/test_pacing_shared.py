@@ -258,3 +258,21 @@ def test_a_wait_never_sleeps_a_negative_time(pacing_directory: Path) -> None:
     for ticket in (1, 2, 3):
         assert b.acquire(deadline=None) >= start + ticket / rate
     assert b.acquire(deadline=None, arrived=start) > start  # a retry's fixed turn too
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="confio_kms/core/aws.py must pass options.pacing_dir to pacing.watch (its "
+    "owner's change; remove this mark with it)",
+)
+def test_the_pacing_directory_option_reaches_the_pacers(
+    tmp_path: Path, native_key: Any, session: Any
+) -> None:
+    from confio_kms.core.aws import AWSClients
+
+    created = native_key("n", "localnet")
+    chosen = tmp_path / "chosen"
+    aws = AWSClients(session=session, options=Options(pacing_dir=str(chosen)))
+    aws.call("kms", "Sign", "n", KeyId=created.key_id, Message=b"m", MessageType="RAW",
+             SigningAlgorithm="ED25519_SHA_512")  # fmt: skip
+    assert [p.suffix for p in chosen.iterdir()] == [".pace"]  # the ECC quota's line
