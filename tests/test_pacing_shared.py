@@ -276,3 +276,18 @@ def test_the_pacing_directory_option_reaches_the_pacers(
     aws.call("kms", "Sign", "n", KeyId=created.key_id, Message=b"m", MessageType="RAW",
              SigningAlgorithm="ED25519_SHA_512")  # fmt: skip
     assert [p.suffix for p in chosen.iterdir()] == [".pace"]  # the ECC quota's line
+
+
+def test_the_pacing_directory_setting_builds_the_option(tmp_path: Path) -> None:
+    from django.test import override_settings
+
+    from confio_kms import settings as confio_settings
+
+    assert confio_settings.options().pacing_dir is None  # the default directory
+    with override_settings(CONFIO_KMS_PACING_DIR=str(tmp_path)):
+        assert confio_settings.options().pacing_dir == str(tmp_path)
+    with (
+        override_settings(CONFIO_KMS_PACING_DIR="relative/dir"),
+        pytest.raises(ConfigurationError, match="pacing_dir"),
+    ):
+        confio_settings.options()
