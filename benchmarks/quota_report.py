@@ -71,10 +71,12 @@ class Cell:
     requests_per_signature: float | None = None
     throttled_per_signature: float | None = None
     p50_ms: float | None = None
+    mean_ms: float | None = None
     p90_ms: float | None = None
     p99_ms: float | None = None
     max_ms: float | None = None
     calls: int = 0
+    per_process: list[int] = field(default_factory=list)  # each worker's signatures in the window
     throttling_errors: int = 0
     throttling: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
@@ -114,6 +116,15 @@ def _num(value: float | None, digits: int = 3) -> str:
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.{digits}g}"
+
+
+def _ratio(top: float | None, mean: float | None) -> str:
+    return "—" if top is None or not mean else f"{top / mean:.2f}"
+
+
+def _share(per_process: list[int]) -> str:
+    """The slowest and fastest process's signatures (fairness between processes)."""
+    return f"{min(per_process)}-{max(per_process)}" if per_process else "—"
 
 
 def _errors(errors: dict[str, int]) -> str:
@@ -345,15 +356,18 @@ def markdown(result: dict[str, Any], cells: list[Cell]) -> str:
         *header(result),
         "| approach | processes x threads | signatures/s | GetParameter/signature "
         "| throttled attempts/signature | p50 ms | p99 ms | throttling errors surfaced "
-        "| other errors | verification failures | CPU |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "| other errors | verification failures | CPU | mean ms | p99 / mean "
+        "| signatures per process (slowest-fastest) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- "
+        "| ---: | ---: | ---: |",
     ]
     for c in cells:
         lines.append(
             f"| {c.label} | {c.shape} | {_num(c.per_second)} "
             f"| {_num(c.requests_per_signature)} | {_num(c.throttled_per_signature)} "
             f"| {_num(c.p50_ms)} | {_num(c.p99_ms)} | {c.throttling_errors} "
-            f"| {_errors(c.errors)} | {c.verify_failures} | {_cpu(c)} |"
+            f"| {_errors(c.errors)} | {c.verify_failures} | {_cpu(c)} "
+            f"| {_num(c.mean_ms)} | {_ratio(c.p99_ms, c.mean_ms)} | {_share(c.per_process)} |"
         )
     notes = []
     unfinished = sum(c.unfinished for c in cells)

@@ -286,6 +286,8 @@ def tally(cell: Cell, results: list[dict[str, Any]], busy: float) -> None:
         cell.throttled_per_signature = sum(cell.throttled_window.values()) / cell.signatures
     cell.calls = len(latencies)
     cell.p50_ms = percentile(latencies, 50)
+    cell.mean_ms = sum(latencies) / len(latencies) if latencies else None
+    cell.per_process = [r["ok_in_window"] for r in results]
     cell.p90_ms = percentile(latencies, 90)
     cell.p99_ms = percentile(latencies, 99)
     cell.max_ms = latencies[-1] if latencies else None
@@ -482,7 +484,8 @@ def main() -> None:
                     print(
                         f"  {cell.label:<50} {cell.shape}: {cell.per_second:8.1f} sig/s, "
                         f"{cell.requests_per_signature} GetParameter/sig, "
-                        f"p50 {cell.p50_ms} p99 {cell.p99_ms} ms, "
+                        f"p50 {cell.p50_ms} p99 {cell.p99_ms} mean {cell.mean_ms} ms, "
+                        f"per process {cell.per_process}, "
                         f"{cell.throttling_errors} throttling errors, "
                         f"throttled {cell.throttled_window}, CPU {cell.cpu_busy}, "
                         f"{cell.verify_failures} verification failures",

@@ -364,6 +364,7 @@ def options(snapshot: KMSSettings | None = None) -> Options:
         coalescing=coalescing(),
         native_concurrency=native_concurrency(),
         pacing=setting("CONFIO_KMS_PACING", True, as_bool),
+        pacing_dir=setting("CONFIO_KMS_PACING_DIR", "") or None,
         cache=DjangoCache(cache_alias()) if settings.configured else None,
         cache_timeout=cache_seconds(),
         cache_mac_key=cache_mac_key(),

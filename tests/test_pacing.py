@@ -20,6 +20,7 @@ from benchmarks.quota_proxy import QuotaProxy
 from confio_kms import KMSSigner
 from confio_kms.common import exceptions
 from confio_kms.core import pacing
+from confio_kms.core import pacing_shared as shared
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.options import Options
 from confio_kms.sandbox import LocalLedger
@@ -27,6 +28,15 @@ from confio_kms.sandbox import LocalLedger
 from .helpers import RequestCounter, inject_error
 
 ECC = "KMS's 'Cryptographic operations (ECC)"
+
+
+@pytest.fixture(autouse=True)
+def pacing_directory(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Each test's shared pacers in its own directory, none left over from another."""
+    monkeypatch.setattr(pacing, "default_directory", lambda: str(tmp_path / "pacing"))
+    pacing.reset()
+    yield
+    pacing.reset()
 
 
 class Clock:
@@ -169,8 +179,8 @@ def payment(address: str, number: int = 0) -> transaction.Transaction:
     return transaction.PaymentTxn(address, params, address, 0, note=str(number).encode())
 
 
-def ecc_pacer() -> pacing.Pacer:
-    [chosen] = [p for (_, quota), p in pacing._pacers.items() if quota.startswith(ECC)]
+def ecc_pacer() -> Any:
+    [chosen] = [p for (_, quota, _), p in pacing._pacers.items() if quota.startswith(ECC)]
     return chosen
 
 
@@ -201,14 +211,17 @@ def test_a_call_whose_turn_is_past_its_deadline_fails_naming_the_quota(
                "SigningAlgorithm": "ED25519_SHA_512"}  # fmt: skip
     with pytest.raises(exceptions.AWSError):  # throttled: pacing is on from now
         aws.call("kms", "Sign", "n", **message)
-    ecc_pacer()._last_sent = float("inf")  # the next turn is far away
+    with ecc_pacer()._locked() as state:  # the host's next turn is far away
+        state[shared.AT] = ecc_pacer()._clock() + 1000
+        booked = state[shared.NEXT]
     counter.reset()
     with pytest.raises(exceptions.DeadlineExceededError) as raised:
         aws.bounded(5).call("kms", "Sign", "n", **message)
     assert "Cryptographic operations (ECC)" in str(raised.value)
     assert "CONFIO_KMS_PACING" in str(raised.value)
     assert counter.total == 0  # nothing was sent
-    assert ecc_pacer().queued == 0
+    with ecc_pacer()._locked() as state:
+        assert state[shared.NEXT] == booked  # and no turn was taken
 
 
 def throttled_signs(url: str, key_id: str, *, paced: bool) -> int:

@@ -19,6 +19,7 @@ field's setting is named in its comment; docs/settings.md lists them all.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ class Options:
     coalescing: Coalescing = field(default_factory=Coalescing)  # CONFIO_KMS_COALESCE*
     native_concurrency: int = DEFAULT_NATIVE_CONCURRENCY  # CONFIO_KMS_NATIVE_CONCURRENCY
     pacing: bool = True  # CONFIO_KMS_PACING: confio_kms.core.pacing
+    # CONFIO_KMS_PACING_DIR: the host's shared pacers; None: pacing.default_directory()
+    pacing_dir: str | None = None
     cache: SharedCache | None = None  # CONFIO_KMS_CACHE (a Django cache alias)
     cache_timeout: float = float(DEFAULT_CACHE_TIMEOUT)  # CONFIO_KMS_CACHE_TIMEOUT; inf: never
     # Authenticates shared cache entries (Django: derived from SECRET_KEY); None: the
@@ -216,6 +219,9 @@ class Options:
             ("native_concurrency", self.native_concurrency,
              whole(self.native_concurrency, 1, 64), "1 to 64"),
             ("pacing", self.pacing, isinstance(self.pacing, bool), "True or False"),
+            ("pacing_dir", self.pacing_dir, self.pacing_dir is None or (
+                isinstance(self.pacing_dir, str) and os.path.isabs(self.pacing_dir)
+                and "\0" not in self.pacing_dir), "an absolute directory path, or None"),
             ("cache_timeout", self.cache_timeout, number(self.cache_timeout)
              and self.cache_timeout >= 0, "seconds >= 0, or math.inf"),
             ("cache_mac_key", _secret(self.cache_mac_key), self.cache_mac_key is None

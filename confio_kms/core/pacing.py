@@ -1,4 +1,4 @@
-"""Pacing: a process sends at most its share of a binding AWS quota, in arrival order.
+"""Pacing: the processes of a host send at most a binding AWS quota, in arrival order.
 
 A quota (Parameter Store's 40/s, KMS's symmetric or ECC request rate) is shared by
 every process of the account and region. Without pacing, a process over its share
@@ -28,51 +28,62 @@ one ``Pacer``:
   (1 s for botocore's retries, plus ``CONFIO_KMS_THROTTLE_WAIT``, from the request's
   start: ``confio_kms.core.aws.PACED_RETRIES``); then the throttling error is raised.
 
-The pacers are per process (a forked child starts with none: ``os.register_at_fork``)
-and per quota, region and endpoint; they pace the AWS requests of every signer and
-manager of the process. ``watch`` hooks a botocore client into them.
+Where the host's processes can share a directory (``default_directory()``, or
+``CONFIO_KMS_PACING_DIR`` through ``watch``'s ``directory``), the pacer of a quota is
+a ``pacing_shared.SharedPacer`` instead: the same rules on ONE line and ONE rate for
+every process of the host (its docstring), so every call waits about as long as any
+other. Where the directory cannot be used, each process keeps its own ``Pacer`` (one
+warning per process names the cause). Processes on other hosts, or in containers
+that do not share the directory, converge through the throttles as above.
+
+The pacers are per quota, region and endpoint (a forked child starts with none and
+reopens the shared files: ``os.register_at_fork``); they pace the AWS requests of
+every signer and manager of the process. ``watch`` hooks a botocore client into them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import tempfile
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from confio_kms.core import pacing_shared
 from confio_kms.core.aws_errors import THROTTLED, quota_of
+from confio_kms.core.pacing_rules import (
+    BETA,
+    BURST,
+    FIRST_RATE,
+    INCREASE,
+    MIN_INCREASE,
+    MIN_RATE,
+    RECENT,
+    RELEASE,
+    Refused,
+)
 
-# After a throttle the rate drops to this fraction of what it was.
-BETA = 0.8
-# While unthrottled the rate grows by this fraction of the rate at the last cut, per second.
-INCREASE = 0.25
-# ... and by at least this many requests/s per second, so a low rate recovers too.
-MIN_INCREASE = 1.0
-# The first cut assumes at least this rate was sent (a quiet process's retries of a
-# throttled group would otherwise wait seconds for turns); further throttles cut lower.
-FIRST_RATE = 10.0
-# Pacing never goes slower than this many requests per second.
-MIN_RATE = 1.0
-# Seconds without a throttle after which an empty queue ends pacing.
-RELEASE = 5.0
-# The first cut is below the rate of this many latest requests ...
-RECENT = 16
-# ... measured over this many seconds at least (a burst's rate).
-BURST = 0.01
-
-
-class Refused(Exception):
-    """The request's turn in the queue would come after its deadline: it was not sent."""
-
-    def __init__(self, quota: str, wait: float) -> None:
-        super().__init__(quota)
-        self.quota = quota
-        self.wait = wait
-        # A retry's turn past the call's throttle wait (not its deadline): AWS's
-        # throttling is what the caller is told of.
-        self.retry = False
+# The rules are re-exported: pacing is the one namespace its users import.
+__all__ = [
+    "BETA",
+    "BURST",
+    "FIRST_RATE",
+    "INCREASE",
+    "MIN_INCREASE",
+    "MIN_RATE",
+    "RECENT",
+    "RELEASE",
+    "Call",
+    "Pacer",
+    "Refused",
+    "default_directory",
+    "pacer",
+    "reset",
+    "watch",
+]
 
 
 class _Waiter:
@@ -193,36 +204,74 @@ class Pacer:
             return len(self._queue)
 
 
-_pacers: dict[tuple[str, str], Pacer] = {}
+_pacers: dict[tuple[str, str, str | None], Pacer | pacing_shared.SharedPacer] = {}
 _lock = threading.Lock()
 _sent = threading.local()  # the pacer and send time of this thread's request in flight
+_warned = False  # the fallback to per-process pacers was logged (once per process)
+logger = logging.getLogger("confio_kms.pacing")
 
 
 def _after_fork() -> None:
     """A forked child sends at its own pace: no parent's queue (its waiting threads do
-    not exist here) and no lock possibly held at the fork."""
-    global _lock, _sent
+    not exist here), no lock possibly held at the fork, and its own descriptors of the
+    shared files (flock locks belong to the open file description: the parent's would
+    let the child in while the parent holds the lock)."""
+    global _lock, _sent, _warned
     _lock = threading.Lock()
     _sent = threading.local()
+    _warned = False
     _pacers.clear()
+    pacing_shared.close_all()
 
 
 os.register_at_fork(after_in_child=_after_fork)
 
 
-def pacer(scope: str, quota: str) -> Pacer:
-    """This process's pacer of ``quota`` at ``scope`` (region and endpoint)."""
-    found = _pacers.get((scope, quota))
+def default_directory() -> str:
+    """Where the host's shared pacers live by default: one directory per user."""
+    return os.path.join(tempfile.gettempdir(), f"confio-kms-pacing-{os.getuid()}")
+
+
+def pacer(
+    scope: str, quota: str, directory: str | None = None
+) -> Pacer | pacing_shared.SharedPacer:
+    """The pacer of ``quota`` at ``scope`` (region and endpoint): shared by the host's
+    processes through a file in ``directory`` (default ``default_directory()``), or
+    this process's own when the directory cannot be used."""
+    found = _pacers.get((scope, quota, directory))
     if found is not None:
         return found
     with _lock:
-        return _pacers.setdefault((scope, quota), Pacer(quota))
+        found = _pacers.get((scope, quota, directory))
+        if found is None:
+            found = _pacers[(scope, quota, directory)] = _new_pacer(scope, quota, directory)
+        return found
+
+
+def _new_pacer(scope: str, quota: str, directory: str | None) -> Pacer | pacing_shared.SharedPacer:
+    global _warned
+    where = directory or default_directory()
+    try:
+        pacing_shared.check_directory(where)
+        path = os.path.join(where, pacing_shared.file_name(scope, quota))
+        return pacing_shared.SharedPacer(quota, path)
+    except pacing_shared.UnusableDirectory as error:
+        if not _warned:
+            _warned = True
+            logger.warning(
+                "Pacing per process, not shared by the host's processes: %s. Set "
+                "CONFIO_KMS_PACING_DIR to a directory of this user's that only it may "
+                "write to.",
+                error,
+            )
+        return Pacer(quota)
 
 
 def reset() -> None:
-    """Forget every pacer (tests)."""
+    """Forget every pacer, closing the shared ones' files (tests)."""
     with _lock:
         _pacers.clear()
+        pacing_shared.close_all()
 
 
 class Call(Protocol):
@@ -233,7 +282,9 @@ class Call(Protocol):
     arrived: float | None  # when its first attempt asked for a turn; set here
 
 
-def watch(client: Any, scope: str, current: Callable[[], Call | None]) -> None:
+def watch(
+    client: Any, scope: str, current: Callable[[], Call | None], directory: str | None = None
+) -> None:
     """Pace ``client``'s requests under the quotas they count against: each attempt
     waits its turn before it is sent (``current()``: the request's call, for its
     deadline and its place in the queue, or None), and its answer adjusts the rate."""
@@ -243,14 +294,14 @@ def watch(client: Any, scope: str, current: Callable[[], Call | None]) -> None:
         quota = quota_of(service, event_name.rsplit(".", 1)[-1])
         if quota is None:
             return
-        chosen = pacer(scope, quota)
+        chosen = pacer(scope, quota, directory)
         call = current()
         if call is None:
             _sent.request = (chosen, chosen.acquire(None))
             return
-        if call.arrived is None:
+        if call.arrived is None:  # a first attempt; a retry passes its call's arrival
             call.arrived = chosen._clock()
-            _sent.request = (chosen, chosen.acquire(call.deadline, call.arrived))
+            _sent.request = (chosen, chosen.acquire(call.deadline))
             return
         try:
             until = min(call.deadline, call.retry_until)
