@@ -260,11 +260,6 @@ def test_a_wait_never_sleeps_a_negative_time(pacing_directory: Path) -> None:
     assert b.acquire(deadline=None, arrived=start) > start  # a retry's fixed turn too
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="confio_kms/core/aws.py must pass options.pacing_dir to pacing.watch (its "
-    "owner's change; remove this mark with it)",
-)
 def test_the_pacing_directory_option_reaches_the_pacers(
     tmp_path: Path, native_key: Any, session: Any
 ) -> None:

@@ -238,7 +238,7 @@ class AWSClients:
             _bound_reads(client, self.options.read_timeout)
             telemetry.watch(client)
             if self.options.pacing:
-                pacing.watch(client, self.scope, _budget.get)
+                pacing.watch(client, self.scope, _budget.get, self.options.pacing_dir)
         # Loggers created while building the clients get the filter too.
         install_redaction()
 
