@@ -323,6 +323,29 @@ def test_corrupt_parameter_is_a_typed_error_without_its_content(
     assert garbage not in str(raised.value)
 
 
+def test_a_seed_not_matching_its_public_half_is_a_typed_error_and_signs_nothing(
+    signer: KMSSigner, imported: tuple[str, str]
+) -> None:
+    # The parameter's public half is the address's, its seed another key's: what it
+    # signs does not verify, so nothing is returned and the parameter is named corrupt.
+    private_key, address = imported
+    other_seed = os.urandom(32)
+    public_half = base64.b64decode(private_key)[32:]
+    value = base64.b64encode(other_seed + public_half).decode()
+    boto3.client("ssm").put_parameter(
+        Name=f"/confio/algorand/{ALIAS}/private-key",
+        Value=value,
+        Type="SecureString",
+        Overwrite=True,
+    )
+    txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
+
+    with pytest.raises(exceptions.KeyMaterialError, match="is corrupt") as raised:
+        signer.sign_transaction(txn)
+    for form in (value, other_seed.hex(), base64.b64encode(other_seed).decode()):
+        assert form not in str(raised.value) and form not in repr(raised.value)
+
+
 def test_non_transactions_are_refused_before_any_request(
     signer: KMSSigner, imported: tuple[str, str], counter: RequestCounter
 ) -> None:

@@ -99,16 +99,20 @@ class AlgorandKey(ABC):
             try:
                 verify_key.verify(message, signature)
             except (BadSignatureError, ValueError):
-                raise exc.SignatureVerificationError(
-                    f"The {self.kind} key {self.info.key_id} ({Alias(self.info.name)}) produced "
-                    f"a signature for item {index} that does not verify against "
-                    f"{self.info.signer_address} (AWS requests: "
-                    f"{', '.join(filter(None, self.request_ids)) or 'none'}); nothing was "
-                    "returned.",
-                    fix="Retry; if it persists, check the key's AlgorandAddress tag and "
-                    "KeySpec and report the request ids to AWS support.",
-                ) from None
+                raise self.unverified(index) from None
         return signatures
+
+    def unverified(self, index: int) -> exc.ConfioKMSError:
+        """The error for a signature (of item ``index``) that does not verify."""
+        return exc.SignatureVerificationError(
+            f"The {self.kind} key {self.info.key_id} ({Alias(self.info.name)}) produced "
+            f"a signature for item {index} that does not verify against "
+            f"{self.info.signer_address} (AWS requests: "
+            f"{', '.join(filter(None, self.request_ids)) or 'none'}); nothing was "
+            "returned.",
+            fix="Retry; if it persists, check the key's AlgorandAddress tag and "
+            "KeySpec and report the request ids to AWS support.",
+        )
 
     @abstractmethod
     def _sign(self, messages: Sequence[bytes]) -> list[bytes]:
