@@ -126,7 +126,8 @@ def test_faults_inside_pynacl_while_the_key_is_in_use(
         raise MemoryError
 
     if where == "parse":
-        monkeypatch.setattr(envelope, "SigningKey", out_of_memory)
+        # Where the decrypted 64 bytes are a local, before they are wrapped.
+        monkeypatch.setattr(envelope, "_PrivateKey", out_of_memory)
     else:
         # Inside PyNaCl, where the key is an argument of libsodium's binding.
         monkeypatch.setattr(nacl.bindings, "crypto_sign", out_of_memory)

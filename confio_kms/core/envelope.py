@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from algosdk import encoding
-from nacl.bindings import crypto_sign, crypto_sign_BYTES
+from nacl import bindings
 
 from confio_kms.algorand.validation import Alias, parameter_path, public_key
 from confio_kms.common import exceptions as exc
@@ -72,7 +72,7 @@ class _PrivateKey:
         return str(encoding.encode_address(self.public_key))
 
     def sign(self, message: bytes) -> bytes:
-        return bytes(crypto_sign(message, self._secret)[:crypto_sign_BYTES])
+        return bytes(bindings.crypto_sign(message, self._secret)[: bindings.crypto_sign_BYTES])
 
     def __repr__(self) -> str:
         return f"<private key of {self.address}: redacted>"
