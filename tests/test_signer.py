@@ -303,17 +303,20 @@ def test_alias_recreated_after_caching_is_resolved_again(
     ledger.evaluate([signed])
 
 
+def _overwrite_parameter(value: str) -> None:
+    """Replace the key's SecureString (a corrupted parameter, as a faulty restore leaves)."""
+    boto3.client("ssm").put_parameter(
+        Name=f"/confio/algorand/{ALIAS}/private-key", Value=value, Type="SecureString",
+        Overwrite=True,
+    )  # fmt: skip
+
+
 def test_corrupt_parameter_is_a_typed_error_without_its_content(
     signer: KMSSigner, imported: tuple[str, str]
 ) -> None:
     _, address = imported
     garbage = base64.b64encode(b"not a key at all, but secret-ish").decode()
-    boto3.client("ssm").put_parameter(
-        Name=f"/confio/algorand/{ALIAS}/private-key",
-        Value=garbage,
-        Type="SecureString",
-        Overwrite=True,
-    )
+    _overwrite_parameter(garbage)
     txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
 
     with pytest.raises(exceptions.KeyMaterialError, match="does not hold an Algorand private key"):
@@ -332,12 +335,7 @@ def test_a_seed_not_matching_its_public_half_is_a_typed_error_and_signs_nothing(
     other_seed = os.urandom(32)
     public_half = base64.b64decode(private_key)[32:]
     value = base64.b64encode(other_seed + public_half).decode()
-    boto3.client("ssm").put_parameter(
-        Name=f"/confio/algorand/{ALIAS}/private-key",
-        Value=value,
-        Type="SecureString",
-        Overwrite=True,
-    )
+    _overwrite_parameter(value)
     txn = transaction.PaymentTxn(address, LocalLedger.suggested_params(), address, 0)
 
     with pytest.raises(exceptions.KeyMaterialError, match="is corrupt") as raised:
