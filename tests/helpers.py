@@ -3,8 +3,11 @@ tag reading, suggested parameters and reference signatures."""
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -136,3 +139,43 @@ def zero_fee_params(ledger: LocalLedger) -> transaction.SuggestedParams:
     sp = ledger.suggested_params()
     sp.fee, sp.flat_fee = 0, True
     return sp
+
+
+def flip_a_signature_bit(signed: transaction.SignedTransaction, byte: int = 7) -> None:
+    """Tamper with ``signed``'s signature in place (one bit of byte ``byte``)."""
+    raw = bytearray(base64.b64decode(signed.signature))
+    raw[byte] ^= 0x01
+    signed.signature = base64.b64encode(bytes(raw)).decode()
+
+
+class LineWorker:
+    """A Python process of its own running ``script``, driven by lines on its stdin and
+    answering one JSON line per command on its stdout."""
+
+    WAIT = 120  # seconds; only reached if a worker hangs
+
+    def __init__(self, script: str, args: list[str], env: dict[str, str]) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def ask(self, line: str) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(line + "\n")
+        self.process.stdin.flush()
+
+    def read(self) -> dict[str, Any]:
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, f"worker exited with {self.process.wait(self.WAIT)}"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def close(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
+        self.process.wait(self.WAIT)

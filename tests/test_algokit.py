@@ -9,7 +9,6 @@ counted exactly (botocore's ``before-send`` event).
 
 from __future__ import annotations
 
-import base64
 import logging
 import time
 
@@ -28,7 +27,15 @@ from algosdk.v2client.algod import AlgodClient
 from confio_kms import KMSSigner
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import EnvelopeKey, NativeKey, RequestCounter, new_account, same_bytes, sdk_signed
+from .helpers import (
+    EnvelopeKey,
+    NativeKey,
+    RequestCounter,
+    flip_a_signature_bit,
+    new_account,
+    same_bytes,
+    sdk_signed,
+)
 
 # Importing algokit_utils makes AlgoKitLogger the class of every logger created
 # afterwards (logging.setLoggerClass), and their records then name algokit's own
@@ -53,12 +60,6 @@ def payments(sender: str, receivers: list[str], micro_algos: int) -> list[Paymen
 
 def receivers(n: int) -> list[str]:
     return [new_account()[1] for _ in range(n)]
-
-
-def flip_a_signature_bit(signed: transaction.SignedTransaction) -> None:
-    raw = bytearray(base64.b64decode(signed.signature))
-    raw[7] ^= 0x01
-    signed.signature = base64.b64encode(bytes(raw)).decode()
 
 
 def test_payment_group_from_algorand_client_is_one_request_and_accepted(

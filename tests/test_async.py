@@ -10,7 +10,6 @@ what the test orders, never by sleeping.
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import gc
 import json
@@ -34,7 +33,14 @@ from confio_kms.core.signer import KMSSigner
 from confio_kms.sandbox import LocalLedger
 from confio_kms.sponsor import AlgorandSponsorService
 
-from .helpers import EnvelopeKey, RequestCounter, new_account, same_bytes, sdk_signed
+from .helpers import (
+    EnvelopeKey,
+    RequestCounter,
+    flip_a_signature_bit,
+    new_account,
+    same_bytes,
+    sdk_signed,
+)
 
 ALIAS = "confio-testnet-sponsor"
 CALLS = 8
@@ -58,6 +64,16 @@ def new_signer(session: boto3.Session, records: list[dict[str, Any]]) -> KMSSign
     signer = KMSSigner(ALIAS, session=session, options=options)
     assert signer.address
     return signer
+
+
+def warm_signer_holding_decrypt(
+    session: boto3.Session, records: list[dict[str, Any]], address: str
+) -> tuple[KMSSigner, threading.Event, threading.Event]:
+    """A signer whose kms:Decrypt waits for ``release`` (``entered`` set when one is in
+    flight), after a first call read the ciphertext (kept for later signers)."""
+    new_signer(session, records).sign_transaction(payments(address, 1)[0])
+    entered, release = hold(session, "kms.Decrypt")
+    return new_signer(session, records), entered, release  # its clients carry the hold
 
 
 def hold(session: boto3.Session, operation: str) -> tuple[threading.Event, threading.Event]:
@@ -129,9 +145,7 @@ def test_overlapping_coroutines_share_one_decrypt_while_the_loop_runs(
     ledger.evaluate(signed)
     # A tampered signature is rejected by the evaluator.
     (again,) = asyncio.run(signer.asign_transactions(payments(address, 1, note=b"x")))
-    raw = bytearray(base64.b64decode(again.signature))
-    raw[7] ^= 0x01
-    again.signature = base64.b64encode(bytes(raw)).decode()
+    flip_a_signature_bit(again)
     with pytest.raises(Exception, match="signature didn't pass verification"):
         ledger.evaluate([again])
 
@@ -177,10 +191,7 @@ def test_a_cancelled_call_leaves_no_burst_or_key_and_the_next_call_works(
     ledger: LocalLedger,
 ) -> None:
     _, address = imported
-    signer = new_signer(session, records)
-    signer.sign_transaction(payments(address, 1)[0])  # the ciphertext is read once
-    entered, release = hold(session, "kms.Decrypt")
-    signer = new_signer(session, records)  # its clients carry the hold
+    signer, entered, release = warm_signer_holding_decrypt(session, records, address)
     first, second = payments(address, 2)
     records.clear()
     counter.reset()
@@ -212,10 +223,7 @@ def test_a_call_cancelled_while_queued_sends_and_signs_nothing(
     records: list[dict[str, Any]],
 ) -> None:
     _, address = imported
-    signer = new_signer(session, records)
-    signer.sign_transaction(payments(address, 1)[0])  # the ciphertext is read once
-    entered, release = hold(session, "kms.Decrypt")
-    signer = new_signer(session, records)
+    signer, entered, release = warm_signer_holding_decrypt(session, records, address)
     txns = payments(address, awaitable.THREADS + 1)  # the last one waits for a thread
     records.clear()
     counter.reset()

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,11 +32,10 @@ from confio_kms.common import exceptions
 from confio_kms.core import cache
 from confio_kms.sandbox import LedgerChain, LocalLedger
 
-from .helpers import RequestCounter, inject_error, kms_tags, new_account
+from .helpers import LineWorker, RequestCounter, inject_error, kms_tags, new_account
 
 ALIAS = "fleet"
 WORKERS = 3
-WAIT = 120  # seconds; only reached if a worker hangs
 ROOT = Path(__file__).resolve().parents[1]
 OLD_PARAMETER = f"/confio/algorand/{ALIAS}/private-key"  # where the first key is stored
 
@@ -75,44 +72,24 @@ for line in sys.stdin:
 """
 
 
-class Worker:
+class Worker(LineWorker):
     """A signing process of its own, driven line by line."""
 
     def __init__(self, caches_setting: dict[str, Any] | None) -> None:
         env = {**os.environ, "DJANGO_SETTINGS_MODULE": "tests.settings", "PYTHONPATH": str(ROOT)}
         if caches_setting is not None:
             env["FLEET_CACHES"] = json.dumps(caches_setting)
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, ALIAS],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
+        super().__init__(_WORKER, [ALIAS], env)
         assert self.read() == {"ready": True}
 
-    def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line, f"worker exited with {self.process.wait(WAIT)}"
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
     def send(self, line: str) -> dict[str, Any]:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
+        self.ask(line)
         return self.read()
 
     def sign(self, note: str) -> tuple[transaction.SignedTransaction | None, dict[str, Any]]:
         answer = self.send(f"sign {note}")
         signed = answer.get("signed")
         return (encoding.msgpack_decode(signed) if signed else None), answer
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(WAIT)
 
 
 @pytest.fixture(params=["file", "redis"])

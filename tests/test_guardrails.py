@@ -41,7 +41,7 @@ from confio_kms.models import KeyPause, LimitUsage
 from confio_kms.ops.doctor import Status
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import inject_error
+from .helpers import LineWorker, inject_error
 
 ALIAS = "guarded"
 ROOT = Path(__file__).resolve().parents[1]
@@ -111,32 +111,9 @@ def manage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=WAIT)
 
 
-class Worker:
+class Worker(LineWorker):
     def __init__(self, env: dict[str, str], tag: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-c", _WORKER, ALIAS, tag],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-
-    def ask(self, line: str) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.write(line + "\n")
-        self.process.stdin.flush()
-
-    def read(self) -> dict[str, Any]:
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline()
-        assert line, f"worker exited with {self.process.wait(WAIT)}"
-        answer: dict[str, Any] = json.loads(line)
-        return answer
-
-    def close(self) -> None:
-        assert self.process.stdin is not None
-        self.process.stdin.close()
-        self.process.wait(WAIT)
+        super().__init__(_WORKER, [ALIAS, tag], env)
 
 
 def _postgres(root: Path) -> Iterator[dict[str, Any]]:

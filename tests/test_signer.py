@@ -26,7 +26,14 @@ from confio_kms.common import exceptions
 from confio_kms.core import cache, signing
 from confio_kms.sandbox import LocalLedger
 
-from .helpers import EnvelopeKey, RequestCounter, new_account, same_bytes, sdk_signed
+from .helpers import (
+    EnvelopeKey,
+    RequestCounter,
+    flip_a_signature_bit,
+    new_account,
+    same_bytes,
+    sdk_signed,
+)
 
 ALIAS = "confio-testnet-sponsor"
 ASSET_ID = 10
@@ -136,9 +143,7 @@ def test_tampered_signature_is_rejected_by_the_ledger(
     signed = signer.sign_transaction(
         transaction.PaymentTxn(address, ledger.suggested_params(), address, 0)
     )
-    raw = bytearray(base64.b64decode(signed.signature))
-    raw[5] ^= 0x01
-    signed.signature = base64.b64encode(bytes(raw)).decode()
+    flip_a_signature_bit(signed, byte=5)
 
     with pytest.raises(Exception, match="signature didn't pass verification"):
         ledger.evaluate([signed])
