@@ -182,8 +182,8 @@ def translate_client_error(
     return exc.AWSError(f"AWS {action} on {resource} failed.", cause=cause)
 
 
-# What a KeyStateError's fix says for a key known only by its id; the signing engine,
-# which knows the alias, puts it in.
+# What a KeyStateError's fix says for a key known only by its id (the signing path
+# names the alias in every request it makes, so its errors name it).
 UNNAMED = "ALIAS_NAME"
 
 

@@ -237,7 +237,7 @@ class EnvelopeKey(AlgorandKey):
         response = self.aws.call(
             "kms",
             "Decrypt",
-            self.info.key_id,
+            str(Alias(self.info.name)),  # what an error names: the operator's alias
             CiphertextBlob=blob,
             KeyId=self.info.key_id,  # a ciphertext under another key is refused
             EncryptionContext={"PARAMETER_ARN": arn},

@@ -27,7 +27,7 @@ from algosdk import constants, encoding, transaction
 
 from confio_kms.algorand.validation import Alias, same_address
 from confio_kms.common import exceptions as exc
-from confio_kms.core import audit, aws_errors, cache, guard, kinds, telemetry
+from confio_kms.core import audit, cache, guard, kinds, telemetry
 from confio_kms.core.aws import AWSClients
 from confio_kms.core.keys import KeyInfo
 from confio_kms.core.options import EVERY_NETWORK
@@ -232,12 +232,7 @@ class KeyHandle:
 
     def _sign_with(self, info: KeyInfo, messages: list[bytes]) -> Signatures:
         key = kinds.key_for(self.aws, info, self.prefix)
-        try:
-            return Signatures(info, key.sign(messages), key.request_ids, key.parameter_arn)
-        except exc.KeyStateError as error:
-            # A native key's requests name its id: the fix's command needs the alias.
-            error.fix = (error.fix or "").replace(aws_errors.UNNAMED, self.name) or None
-            raise
+        return Signatures(info, key.sign(messages), key.request_ids, key.parameter_arn)
 
     def _moved(self, cached: KeyInfo) -> KeyInfo | None:
         """What the alias names now, asked of AWS, if not ``cached``; else None."""
